@@ -1,0 +1,172 @@
+"""JSON log lines for both processes, exactly the fields of the contract.
+
+One object per line: `timestamp` (RFC 3339 UTC, ms, `Z`), `level`, `logger`, `message`, `event`, `role`,
+`pid`, `generation`, then the event's own fields. Every line passes through `Redactor` as the last
+step, so a registered secret or access token cannot reach stdout or the log file by any path.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import threading
+from datetime import datetime, timezone
+from typing import IO, Any
+
+from pythonjsonlogger.json import JsonFormatter
+
+from qqworker.events import LogEvent
+
+REDACTED = "[REDACTED]"
+_CORE_FIELDS = ("timestamp", "level", "logger", "message", "event", "role", "pid", "generation")
+
+
+class Redactor:
+    """Replaces every registered secret in a text, also in its JSON-escaped form."""
+
+    def __init__(self) -> None:
+        self._secrets: set[str] = set()
+        self._lock = threading.Lock()
+
+    def add(self, secret: str | None) -> None:
+        if not secret:
+            return
+        with self._lock:
+            self._secrets.add(secret)
+            self._secrets.add(json.dumps(secret, ensure_ascii=False)[1:-1])
+
+    def __call__(self, text: str) -> str:
+        for secret in sorted(self._secrets, key=len, reverse=True):
+            if secret in text:
+                text = text.replace(secret, REDACTED)
+        return text
+
+
+redactor = Redactor()
+
+
+def rfc3339_utc(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+class ContractFormatter(JsonFormatter):
+    """Orders the contract's core fields first and adds the process context to each record."""
+
+    def __init__(self, role: str, generation: int = 1) -> None:
+        super().__init__(json_ensure_ascii=False, timestamp=False, json_default=str)
+        self.role = role
+        self.generation = generation
+
+    def add_fields(self, log_record: dict[str, Any], record: logging.LogRecord, message_dict: dict) -> None:
+        super().add_fields(log_record, record, message_dict)
+        event = getattr(record, "event", None)
+        core = {
+            "timestamp": rfc3339_utc(record.created),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+            "event": str(event) if event is not None else "log",
+            "role": self.role,
+            "pid": record.process or os.getpid(),
+            "generation": getattr(record, "generation", self.generation),
+        }
+        extras = {k: v for k, v in log_record.items() if k not in _CORE_FIELDS}
+        if record.exc_info and "exc_info" not in extras:
+            extras["exc_info"] = self.formatException(record.exc_info)
+        log_record.clear()
+        log_record.update(core)
+        log_record.update(extras)
+
+    def format(self, record: logging.LogRecord) -> str:
+        return redactor(super().format(record))
+
+
+class JsonLinesHandler(logging.Handler):
+    """Writes whole lines to a stream and, optionally, a file that SIGHUP can reopen (logrotate).
+
+    `write_line` lets the watchdog relay its child's lines into the same ordered stream.
+    """
+
+    def __init__(self, stream: IO[str], file_path: str | None = None) -> None:
+        super().__init__()
+        self.stream = stream
+        self.file_path = file_path
+        self._file: IO[str] | None = None
+        if file_path:
+            self._open_file()
+
+    def _open_file(self) -> None:
+        assert self.file_path
+        directory = os.path.dirname(os.path.abspath(self.file_path))
+        os.makedirs(directory, exist_ok=True)
+        self._file = open(self.file_path, "a", encoding="utf-8", buffering=1)  # noqa: SIM115
+
+    def reopen(self) -> None:
+        with self.lock:  # type: ignore[union-attr]
+            if self._file is not None:
+                self._file.close()
+            if self.file_path:
+                self._open_file()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            self.write_line(self.format(record))
+        except Exception:
+            self.handleError(record)
+
+    def write_line(self, line: str) -> None:
+        line = redactor(line.rstrip("\n")) + "\n"
+        with self.lock:  # type: ignore[union-attr]
+            for target in (self.stream, self._file):
+                if target is None:
+                    continue
+                try:
+                    target.write(line)
+                    target.flush()
+                except (BrokenPipeError, ValueError):
+                    pass  # a closed stdout must not take the process down; the file may still work
+
+    def close(self) -> None:
+        with self.lock:  # type: ignore[union-attr]
+            if self._file is not None:
+                self._file.close()
+                self._file = None
+        super().close()
+
+
+_handler: JsonLinesHandler | None = None
+
+
+def configure_logging(
+    role: str,
+    generation: int = 1,
+    log_file: str | None = None,
+    stream: IO[str] | None = None,
+    level: int = logging.INFO,
+) -> JsonLinesHandler:
+    """Route every logger of the process to one JSON-lines handler; idempotent."""
+    global _handler
+    root = logging.getLogger()
+    if _handler is not None:
+        root.removeHandler(_handler)
+        _handler.close()
+    _handler = JsonLinesHandler(stream or sys.stdout, log_file)
+    _handler.setFormatter(ContractFormatter(role, generation))
+    root.addHandler(_handler)
+    root.setLevel(level)
+    for noisy in ("websockets", "aiohttp", "asyncio"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    return _handler
+
+
+def current_handler() -> JsonLinesHandler | None:
+    return _handler
+
+
+def log_event(
+    logger: logging.Logger, event: LogEvent, message: str, *, level: int = logging.INFO, **fields: Any
+) -> None:
+    """One contract log line: a readable sentence plus the event and its fields."""
+    logger.log(level, message, extra={"event": event.value, **fields})

@@ -1,0 +1,328 @@
+"""Sans-I/O QQ gateway protocol: frames in, decisions out; no sockets, no sleeps, no clock of its own.
+
+Like `websockets`' protocol layer and h11's Connection, `GatewayConnection` only consumes what the
+shell received (`receive_text`, `receive_close`) and the time the shell passes in (`poll`), and
+returns outputs for the shell to carry out: frames to send, a session that is up, dispatch events,
+and when to give up on the connection. One object per WebSocket connection; the `Session` it
+updates (session id, last seq, recently seen event ids) outlives connections and processes.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from enum import Enum, IntEnum
+from typing import Any
+
+from qqworker.closecodes import CloseAction, CloseRule, close_rule
+
+
+class Op(IntEnum):
+    DISPATCH = 0
+    HEARTBEAT = 1
+    IDENTIFY = 2
+    RESUME = 6
+    RECONNECT = 7
+    INVALID_SESSION = 9
+    HELLO = 10
+    HEARTBEAT_ACK = 11
+
+
+class ConnPhase(str, Enum):
+    AWAIT_HELLO = "await_hello"
+    AWAIT_READY = "await_ready"
+    ESTABLISHED = "established"
+    CLOSED = "closed"
+
+
+DEFAULT_HEARTBEAT_INTERVAL_S = 45.0
+MISSED_ACKS_LIMIT = 2  # heartbeats unacknowledged for two intervals: the link is half-open
+DEDUPE_WINDOW = 2048
+
+
+@dataclass
+class Session:
+    """What survives a connection: enough to Resume, and to drop duplicate deliveries."""
+
+    session_id: str | None = None
+    seq: int | None = None
+    seen_event_ids: OrderedDict[str, None] = field(default_factory=OrderedDict, repr=False)
+
+    @property
+    def resumable(self) -> bool:
+        return self.session_id is not None and self.seq is not None
+
+    def forget(self) -> None:
+        self.session_id = None
+        self.seq = None
+
+    def first_sighting(self, event_id: str) -> bool:
+        """True the first time an event id is seen (within the last DEDUPE_WINDOW ids)."""
+        if event_id in self.seen_event_ids:
+            return False
+        self.seen_event_ids[event_id] = None
+        if len(self.seen_event_ids) > DEDUPE_WINDOW:
+            self.seen_event_ids.popitem(last=False)
+        return True
+
+
+# Outputs -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Send:
+    payload: dict[str, Any]
+
+    def text(self) -> str:
+        return json.dumps(self.payload, separators=(",", ":"), ensure_ascii=False)
+
+
+@dataclass(frozen=True)
+class Established:
+    session_id: str
+    resumed: bool
+    seq: int | None
+
+
+@dataclass(frozen=True)
+class Dispatch:
+    event_type: str
+    event_id: str | None
+    seq: int | None
+    data: Any
+
+
+@dataclass(frozen=True)
+class FrameRejected:
+    reason: str
+    excerpt: str
+
+
+@dataclass(frozen=True)
+class AckTimeout:
+    missed: int
+
+
+@dataclass(frozen=True)
+class Disconnect:
+    """The connection is over (or must be ended by the shell); what to do next."""
+
+    action: CloseAction
+    reason: str
+    close_code: int | None = None
+    refresh_token: bool = False
+    identify_rejected: bool = False  # the platform refused an Identify (op 9 or 49xx before READY)
+    auth_rejected: bool = False  # the platform refused the token (4004)
+
+    @classmethod
+    def from_rule(cls, rule: CloseRule, reason: str, *, before_ready: bool) -> Disconnect:
+        code = rule.code
+        return cls(
+            action=rule.action,
+            reason=reason or rule.meaning,
+            close_code=code,
+            refresh_token=rule.refresh_token,
+            identify_rejected=before_ready and code is not None and 4900 <= code <= 4913,
+            auth_rejected=code == 4004,
+        )
+
+
+Output = Send | Established | Dispatch | FrameRejected | AckTimeout | Disconnect
+
+
+class GatewayConnection:
+    def __init__(
+        self,
+        *,
+        token: str,
+        intents: int,
+        session: Session,
+        now: float,
+        shard: tuple[int, int] = (0, 1),
+    ) -> None:
+        self.token = token
+        self.intents = intents
+        self.session = session
+        self.shard = shard
+        self.phase = ConnPhase.AWAIT_HELLO
+        self.heartbeat_interval: float | None = None
+        self.next_heartbeat_at: float | None = None
+        self.unacked = 0
+        self.last_ack_at: float | None = None
+        self.opened_at = now
+        self.resuming = False
+        self.disconnect: Disconnect | None = None
+
+    # Inputs ----------------------------------------------------------------------------------
+
+    def receive_text(self, text: str | bytes, now: float) -> list[Output]:
+        if self.phase is ConnPhase.CLOSED:
+            return []
+        if isinstance(text, bytes):
+            return [FrameRejected("binary frame (the gateway speaks JSON text)", repr(text[:80]))]
+        try:
+            frame = json.loads(text)
+        except ValueError:
+            return [FrameRejected("frame is not JSON", text[:120])]
+        if not isinstance(frame, dict) or not isinstance(frame.get("op"), int):
+            return [FrameRejected("frame has no integer op", text[:120])]
+        op = frame["op"]
+        handler = _HANDLERS.get(op)
+        if handler is None:
+            return [FrameRejected(f"unknown opcode {op}", text[:120])]
+        return handler(self, frame, now)
+
+    def receive_close(self, code: int | None, reason: str = "") -> Disconnect:
+        """The transport closed (a close frame, or none: code None). Decides what comes next."""
+        if self.disconnect is not None:  # we had already decided (op 7, op 9, ack timeout)
+            return self._close(self.disconnect)
+        rule = close_rule(code)
+        before_ready = self.phase is not ConnPhase.ESTABLISHED
+        return self._close(Disconnect.from_rule(rule, reason, before_ready=before_ready))
+
+    def poll(self, now: float) -> list[Output]:
+        """Timers: sends the heartbeat when due and declares the link dead after missed ACKs."""
+        if self.phase is ConnPhase.CLOSED or self.next_heartbeat_at is None or now < self.next_heartbeat_at:
+            return []
+        assert self.heartbeat_interval is not None
+        if self.unacked >= MISSED_ACKS_LIMIT:
+            missed = self.unacked
+            self.disconnect = Disconnect(
+                CloseAction.RESUME, f"{missed} heartbeats went unacknowledged (half-open link)"
+            )
+            self.phase = ConnPhase.CLOSED
+            return [AckTimeout(missed), self.disconnect]
+        self.unacked += 1
+        # Anchor to the schedule, not to `now`, so a late poll does not stretch every interval.
+        self.next_heartbeat_at = max(self.next_heartbeat_at + self.heartbeat_interval, now)
+        return [Send({"op": Op.HEARTBEAT, "d": self.session.seq})]
+
+    def next_wakeup(self) -> float | None:
+        return None if self.phase is ConnPhase.CLOSED else self.next_heartbeat_at
+
+    # Opcode handlers -------------------------------------------------------------------------
+
+    def _on_hello(self, frame: dict[str, Any], now: float) -> list[Output]:
+        if self.phase is not ConnPhase.AWAIT_HELLO:
+            return [FrameRejected("second Hello ignored", json.dumps(frame)[:120])]
+        out: list[Output] = []
+        data = frame.get("d") if isinstance(frame.get("d"), dict) else {}
+        interval_ms = data.get("heartbeat_interval")
+        if isinstance(interval_ms, (int, float)) and not isinstance(interval_ms, bool) and interval_ms > 0:
+            self.heartbeat_interval = interval_ms / 1000
+        else:
+            self.heartbeat_interval = DEFAULT_HEARTBEAT_INTERVAL_S
+            out.append(FrameRejected("Hello without a usable heartbeat_interval", json.dumps(frame)[:120]))
+        self.next_heartbeat_at = now + self.heartbeat_interval
+        self.last_ack_at = now
+        self.phase = ConnPhase.AWAIT_READY
+        if self.session.resumable:
+            self.resuming = True
+            out.append(
+                Send(
+                    {
+                        "op": Op.RESUME,
+                        "d": {
+                            "token": self.token,
+                            "session_id": self.session.session_id,
+                            "seq": self.session.seq,
+                        },
+                    }
+                )
+            )
+        else:
+            out.append(
+                Send(
+                    {
+                        "op": Op.IDENTIFY,
+                        "d": {
+                            "token": self.token,
+                            "intents": self.intents,
+                            "shard": list(self.shard),
+                            "properties": {"$os": "linux", "$browser": "qqwatchdog", "$device": "qqwatchdog"},
+                        },
+                    }
+                )
+            )
+        return out
+
+    def _on_dispatch(self, frame: dict[str, Any], now: float) -> list[Output]:
+        seq = frame.get("s")
+        if isinstance(seq, int) and not isinstance(seq, bool):
+            # max, not overwrite: a replayed or duplicated frame must never move the seq backwards
+            self.session.seq = seq if self.session.seq is None else max(self.session.seq, seq)
+        else:
+            seq = None
+        event_type = frame.get("t")
+        data = frame.get("d")
+        if event_type == "READY":
+            session_id = data.get("session_id") if isinstance(data, dict) else None
+            if not isinstance(session_id, str) or not session_id:
+                return [FrameRejected("READY without a session_id", json.dumps(frame)[:120])]
+            self.session.session_id = session_id
+            return self._established(resumed=False, now=now)
+        if event_type == "RESUMED":
+            return self._established(resumed=True, now=now)
+        if not isinstance(event_type, str):
+            return [FrameRejected("dispatch without an event type", json.dumps(frame)[:120])]
+        event_id = frame.get("id") if isinstance(frame.get("id"), str) else None
+        message_id = data.get("id") if isinstance(data, dict) else None
+        dedupe_key = message_id if isinstance(message_id, str) else event_id
+        if dedupe_key is not None and not self.session.first_sighting(f"{event_type}:{dedupe_key}"):
+            return []
+        return [Dispatch(event_type, event_id, seq, data)]
+
+    def _established(self, *, resumed: bool, now: float) -> list[Output]:
+        if self.phase is not ConnPhase.AWAIT_READY:
+            return [FrameRejected("READY/RESUMED outside the handshake", "")]
+        self.phase = ConnPhase.ESTABLISHED
+        self.last_ack_at = now
+        assert self.session.session_id is not None
+        return [Established(self.session.session_id, resumed, self.session.seq)]
+
+    def _on_heartbeat_ack(self, frame: dict[str, Any], now: float) -> list[Output]:
+        self.unacked = 0
+        self.last_ack_at = now
+        return []
+
+    def _on_heartbeat_request(self, frame: dict[str, Any], now: float) -> list[Output]:
+        return [Send({"op": Op.HEARTBEAT, "d": self.session.seq})]
+
+    def _on_reconnect(self, frame: dict[str, Any], now: float) -> list[Output]:
+        self.disconnect = Disconnect(CloseAction.RESUME, "the gateway asked to reconnect (op 7)")
+        return [self.disconnect]
+
+    def _on_invalid_session(self, frame: dict[str, Any], now: float) -> list[Output]:
+        if frame.get("d") is True and self.session.resumable:
+            self.disconnect = Disconnect(CloseAction.RESUME, "invalid session (op 9), resumable")
+        else:
+            self.session.forget()
+            self.disconnect = Disconnect(
+                CloseAction.IDENTIFY,
+                "invalid session (op 9): identify anew",
+                identify_rejected=not self.resuming,
+            )
+        return [self.disconnect]
+
+    def _on_client_only(self, frame: dict[str, Any], now: float) -> list[Output]:
+        return [FrameRejected(f"client opcode {frame['op']} sent by the server", json.dumps(frame)[:120])]
+
+    def _close(self, decision: Disconnect) -> Disconnect:
+        self.phase = ConnPhase.CLOSED
+        if decision.action in (CloseAction.IDENTIFY, CloseAction.FATAL):
+            self.session.forget()
+        self.disconnect = decision
+        return decision
+
+
+_HANDLERS = {
+    Op.DISPATCH: GatewayConnection._on_dispatch,
+    Op.HEARTBEAT: GatewayConnection._on_heartbeat_request,
+    Op.IDENTIFY: GatewayConnection._on_client_only,
+    Op.RESUME: GatewayConnection._on_client_only,
+    Op.RECONNECT: GatewayConnection._on_reconnect,
+    Op.INVALID_SESSION: GatewayConnection._on_invalid_session,
+    Op.HELLO: GatewayConnection._on_hello,
+    Op.HEARTBEAT_ACK: GatewayConnection._on_heartbeat_ack,
+}

@@ -1,0 +1,99 @@
+"""The listen loop's retry policy as a pure state machine: attempts, delays, give-up and fatal.
+
+The I/O loop asks it one question after every attempt or lost connection: what now? The answer is
+always explicit (retry after a delay, give up with 75, stop with 78) so no path can end the loop
+quietly or spin without a bound.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+
+from qqworker.backoff import Backoff
+from qqworker.closecodes import CloseAction
+from qqworker.exitcodes import ExitCode
+from qqworker.protocol import Disconnect
+
+IDENTIFY_REJECTION_LIMIT = 5  # op 9 / 49xx before READY this many times in a row: intents not allowed
+STABLE_AFTER_S = 60.0  # a session that lasted this long resets the backoff; shorter ones are flapping
+
+
+class Verdict(str, Enum):
+    RETRY = "retry"
+    GIVE_UP = "give_up"
+    FATAL = "fatal"
+
+
+@dataclass(frozen=True)
+class Decision:
+    verdict: Verdict
+    delay_s: float = 0.0
+    attempt: int = 0  # the number the next attempt will carry
+    reason: str = ""
+    refresh_token: bool = False
+
+    @property
+    def exit_code(self) -> ExitCode | None:
+        return {Verdict.GIVE_UP: ExitCode.GAVE_UP, Verdict.FATAL: ExitCode.CONFIG}.get(self.verdict)
+
+
+class ReconnectPolicy:
+    def __init__(self, backoff: Backoff, max_attempts: int) -> None:
+        self.backoff = backoff
+        self.max_attempts = max_attempts  # 0: never give up
+        self.attempt = 0  # attempts since the last established session, the current one included
+        self.identify_rejections = 0
+        self.auth_rejections = 0
+        self.established_at: float | None = None
+
+    def start_attempt(self) -> int:
+        self.attempt += 1
+        return self.attempt
+
+    def established(self, now: float) -> None:
+        self.attempt = 0
+        self.identify_rejections = 0
+        self.auth_rejections = 0
+        self.established_at = now
+
+    def attempt_failed(self, reason: str, *, permanent: bool = False) -> Decision:
+        """An attempt never reached READY/RESUMED (network error, timeout, token failure...)."""
+        if permanent:
+            return Decision(Verdict.FATAL, reason=reason)
+        return self._retry(reason)
+
+    def connection_lost(self, disconnect: Disconnect, now: float) -> Decision:
+        """A connection ended: during the handshake (a failed attempt) or after READY."""
+        lasted = None if self.established_at is None else now - self.established_at
+        self.established_at = None
+        stable = lasted is not None and lasted >= STABLE_AFTER_S
+        if stable:
+            self.backoff.reset()
+
+        if disconnect.action is CloseAction.FATAL:
+            return Decision(Verdict.FATAL, reason=disconnect.reason)
+        if disconnect.auth_rejected:
+            self.auth_rejections += 1
+            if self.auth_rejections >= 2:
+                return Decision(Verdict.FATAL, reason="the gateway rejected a freshly fetched token (4004)")
+        if disconnect.identify_rejected:
+            self.identify_rejections += 1
+            if self.identify_rejections >= IDENTIFY_REJECTION_LIMIT:
+                return Decision(
+                    Verdict.FATAL,
+                    reason=f"Identify rejected {self.identify_rejections} times in a row "
+                    "(are the intents allowed for this bot?)",
+                )
+        floor = self.backoff.cap if disconnect.action is CloseAction.BACKOFF else 0.0
+        if stable and disconnect.action is CloseAction.RESUME:
+            # The normal 30-minute cycle (op 7 / 4009) or a dropped link: resume at once. A session
+            # that ended sooner is flapping and takes the backoff like any failure.
+            return Decision(Verdict.RETRY, 0.0, self.attempt + 1, disconnect.reason)
+        return self._retry(disconnect.reason, floor=floor, refresh_token=disconnect.refresh_token)
+
+    def _retry(self, reason: str, *, floor: float = 0.0, refresh_token: bool = False) -> Decision:
+        if self.max_attempts and self.attempt >= self.max_attempts:
+            return Decision(Verdict.GIVE_UP, attempt=self.attempt, reason=reason)
+        delay = self.backoff.next_delay(floor)
+        return Decision(Verdict.RETRY, delay, self.attempt + 1, reason, refresh_token)

@@ -1,0 +1,276 @@
+"""Configuration: one table (the `Settings` dataclass) feeds the flags, the environment and the
+TOML file, with precedence flags > environment > config file > defaults.
+
+Every field's metadata names its config-file table, its environment variable and its help text, so
+a setting is declared exactly once. Errors name the offending key and are `ConfigError` (exit 78).
+"""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import os
+import sys
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, fields, replace
+from typing import Any
+from urllib.parse import urlsplit
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+PRODUCTION_API = "https://api.sgroup.qq.com"
+SANDBOX_API = "https://sandbox.api.sgroup.qq.com"
+TOKEN_URL = "https://bots.qq.com/app/getAppAccessToken"
+
+INTENT_BITS = {
+    "guilds": 1 << 0,
+    "guild_members": 1 << 1,
+    "guild_messages": 1 << 9,
+    "guild_message_reactions": 1 << 10,
+    "direct_message": 1 << 12,
+    "group_and_c2c_event": 1 << 25,
+    "interaction": 1 << 26,
+    "message_audit": 1 << 27,
+    "forums_event": 1 << 28,
+    "audio_action": 1 << 29,
+    "public_guild_messages": 1 << 30,
+}
+DEFAULT_INTENTS = "public_guild_messages,group_and_c2c_event"
+
+
+class ConfigError(Exception):
+    """A configuration or credential error that no retry can fix (exit 78)."""
+
+
+def _opt(
+    default: Any,
+    section: str,
+    help: str,
+    *,
+    env: str | None = None,
+    flag: bool = True,
+    minimum: float | None = None,
+    secret: bool = False,
+) -> Any:
+    return field(
+        default=default,
+        metadata={
+            "section": section,
+            "help": help,
+            "env": env,
+            "flag": flag,
+            "minimum": minimum,
+            "secret": secret,
+        },
+    )
+
+
+@dataclass(frozen=True)
+class Settings:
+    # [qq]: the bot and the platform
+    app_id: str = _opt("", "qq", "the bot's app id", env="QQ_APP_ID")
+    app_secret: str = _opt(
+        "", "qq", "the bot's client secret (environment only)", env="QQ_APP_SECRET", flag=False, secret=True
+    )
+    sandbox: bool = _opt(False, "qq", "use the sandbox API base", env="QQ_SANDBOX")
+    api_base: str = _opt("", "qq", "REST base URL (default: production or sandbox base)", env="QQ_API_BASE")
+    token_url: str = _opt(TOKEN_URL, "qq", "app access token endpoint", env="QQ_TOKEN_URL")
+    intents: str = _opt(
+        DEFAULT_INTENTS, "qq", "intent names, comma separated, or an integer", env="QQ_INTENTS"
+    )
+    handler: str = _opt("log", "qq", "module:function for dispatch events, or log / echo", env="QQ_HANDLER")
+    # [worker]: the reconnect loop
+    retry_initial: float = _opt(2.0, "worker", "first reconnect delay, seconds", minimum=0.01)
+    retry_max: float = _opt(60.0, "worker", "reconnect delay cap, seconds", minimum=0.01)
+    max_attempts: int = _opt(100, "worker", "consecutive failed attempts before exit 75; 0 never", minimum=0)
+    connect_timeout: float = _opt(
+        15.0, "worker", "bound on one attempt up to READY/RESUMED, seconds", minimum=0.1
+    )
+    heartbeat_interval: float = _opt(
+        5.0, "worker", "pipe heartbeat period to the watchdog, seconds", minimum=0.05
+    )
+    handler_concurrency: int = _opt(8, "worker", "handler calls running at once", minimum=1)
+    handler_queue: int = _opt(1000, "worker", "dispatch events waiting for a handler", minimum=1)
+    # [watchdog]: supervision
+    heartbeat_timeout: float = _opt(30.0, "watchdog", "no pipe beat this long: kill the child", minimum=0.1)
+    attempt_grace: float = _opt(15.0, "watchdog", "grace after an announced attempt's deadline", minimum=0.0)
+    respawn_initial: float = _opt(1.0, "watchdog", "first respawn delay, seconds", minimum=0.01)
+    respawn_max: float = _opt(300.0, "watchdog", "respawn delay cap, seconds", minimum=0.01)
+    healthy_after: float = _opt(60.0, "watchdog", "connected this long resets the respawn delay", minimum=0.0)
+    max_restarts: int = _opt(
+        0, "watchdog", "give up (exit 69) after N respawns in the window; 0 never", minimum=0
+    )
+    restart_window: float = _opt(600.0, "watchdog", "the window for --max-restarts, seconds", minimum=1.0)
+    memory_limit_mb: float = _opt(
+        0.0, "watchdog", "kill and respawn a child above this RSS; 0 off", minimum=0.0
+    )
+    stop_timeout: float = _opt(10.0, "watchdog", "SIGTERM, then SIGKILL after this long", minimum=0.1)
+    # [logging]
+    log_file: str = _opt("", "logging", "also write JSON lines here (reopened on SIGHUP)", env="QQW_LOG_FILE")
+    status_file: str = _opt(
+        "./run/qqwatchdog.status.json", "logging", "the watchdog's state file", env="QQW_STATUS_FILE"
+    )
+
+    # Derived values ------------------------------------------------------------------------
+
+    @property
+    def rest_base(self) -> str:
+        return (self.api_base or (SANDBOX_API if self.sandbox else PRODUCTION_API)).rstrip("/")
+
+    @property
+    def intents_mask(self) -> int:
+        return parse_intents(self.intents)
+
+    def public_dict(self) -> dict[str, Any]:
+        """Every setting but the secrets: safe for logs and the status file."""
+        secret = {f.name for f in fields(self) if f.metadata.get("secret")}
+        return {k: v for k, v in asdict(self).items() if k not in secret}
+
+    def validate(self, *, need_credentials: bool = True) -> Settings:
+        for f in fields(self):
+            minimum = f.metadata.get("minimum")
+            if minimum is not None and getattr(self, f.name) < minimum:
+                raise ConfigError(f"{f.name}: must be at least {minimum}, got {getattr(self, f.name)}")
+        if self.retry_max < self.retry_initial:
+            raise ConfigError(f"retry_max ({self.retry_max}) is below retry_initial ({self.retry_initial})")
+        if self.respawn_max < self.respawn_initial:
+            raise ConfigError(f"respawn_max ({self.respawn_max}) is below respawn_initial")
+        if need_credentials and not (self.app_id and self.app_secret):
+            raise ConfigError("QQ_APP_ID and QQ_APP_SECRET are required (environment or --env-file)")
+        self.intents_mask  # noqa: B018 - raises ConfigError on a bad value
+        check_url(self.rest_base, "api_base")
+        check_url(self.token_url, "token_url")
+        return self
+
+
+def parse_intents(value: str | int) -> int:
+    text = str(value).strip()
+    if text.isdigit():
+        return int(text)
+    mask = 0
+    for name in filter(None, (part.strip().lower() for part in text.split(","))):
+        if name not in INTENT_BITS:
+            raise ConfigError(f"intents: unknown intent {name!r} (known: {', '.join(INTENT_BITS)})")
+        mask |= INTENT_BITS[name]
+    if not mask:
+        raise ConfigError("intents: none given")
+    return mask
+
+
+def is_loopback_host(host: str | None) -> bool:
+    if not host:
+        return False
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def check_url(url: str, name: str) -> None:
+    """Plain http/ws only for loopback hosts; everything else must be TLS (verified elsewhere)."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https", "ws", "wss") or not parts.hostname:
+        raise ConfigError(f"{name}: not an http(s) or ws(s) URL: {url!r}")
+    if parts.scheme in ("http", "ws") and not is_loopback_host(parts.hostname):
+        raise ConfigError(f"{name}: plain {parts.scheme}:// is allowed only for loopback hosts: {url!r}")
+
+
+# Loading -------------------------------------------------------------------------------------
+
+
+def _convert(f: Any, raw: Any, origin: str) -> Any:
+    kind = type(f.default)
+    try:
+        if kind is bool:
+            if isinstance(raw, bool):
+                return raw
+            text = str(raw).strip().lower()
+            if text in ("1", "true", "yes", "on"):
+                return True
+            if text in ("0", "false", "no", "off", ""):
+                return False
+            raise ValueError(raw)
+        if kind is int:
+            if isinstance(raw, float) and not raw.is_integer():
+                raise ValueError(raw)
+            return int(raw)
+        if kind is float:
+            return float(raw)
+        if not isinstance(raw, (str, int)):
+            raise ValueError(raw)
+        return str(raw)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{f.name}: bad value {raw!r} from {origin} (expected {kind.__name__})") from None
+
+
+def read_config_file(path: str) -> dict[str, Any]:
+    try:
+        with open(path, "rb") as fh:
+            data = tomllib.load(fh)
+    except OSError as exc:
+        raise ConfigError(f"config file {path}: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {path}: {exc}") from None
+    by_section: dict[str, dict[str, Any]] = {}
+    for f in fields(Settings):
+        by_section.setdefault(f.metadata["section"], {})[f.name] = f
+    values: dict[str, Any] = {}
+    for section, table in data.items():
+        if section not in by_section or not isinstance(table, dict):
+            known = ", ".join(by_section)
+            raise ConfigError(f"config file {path}: unknown table [{section}] (known: {known})")
+        for key, raw in table.items():
+            f = by_section[section].get(key)
+            if f is None:
+                raise ConfigError(f"config file {path}: unknown key {key!r} in [{section}]")
+            if f.metadata["secret"]:
+                raise ConfigError(f"config file {path}: {key} belongs in the environment or --env-file")
+            values[key] = _convert(f, raw, f"{path} [{section}]")
+    return values
+
+
+def add_setting_flags(parser: argparse.ArgumentParser, sections: tuple[str, ...]) -> None:
+    """Adds --flag for every setting of these sections; unset flags stay None (= not given)."""
+    for section in sections:
+        group = parser.add_argument_group(f"[{section}]")
+        for f in fields(Settings):
+            if f.metadata["section"] != section or not f.metadata["flag"]:
+                continue
+            flag = "--" + f.name.replace("_", "-")
+            if type(f.default) is bool:
+                group.add_argument(
+                    flag, dest=f.name, action="store_const", const=True, default=None, help=f.metadata["help"]
+                )
+            else:
+                group.add_argument(
+                    flag,
+                    dest=f.name,
+                    default=None,
+                    metavar=f.name.upper(),
+                    help=f"{f.metadata['help']} (default {f.default})",
+                )
+
+
+def load_settings(
+    flags: Mapping[str, Any] | argparse.Namespace | None = None,
+    environ: Mapping[str, str] | None = None,
+    config_file: str | None = None,
+    *,
+    need_credentials: bool = True,
+) -> Settings:
+    """Builds validated Settings from defaults < config file < environment < flags."""
+    environ = os.environ if environ is None else environ
+    given = vars(flags) if isinstance(flags, argparse.Namespace) else dict(flags or {})
+    values: dict[str, Any] = read_config_file(config_file) if config_file else {}
+    for f in fields(Settings):
+        env = f.metadata["env"]
+        if env and env in environ:
+            values[f.name] = _convert(f, environ[env], f"${env}")
+        if given.get(f.name) is not None:
+            values[f.name] = _convert(f, given[f.name], "--" + f.name.replace("_", "-"))
+    return replace(Settings(), **values).validate(need_credentials=need_credentials)

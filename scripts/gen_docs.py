@@ -1,0 +1,89 @@
+"""Renders the README's reference tables from the code's own tables, so the two cannot drift.
+
+`python scripts/gen_docs.py` rewrites the generated blocks in README.md; `--check` exits 1 if they are stale
+(the test suite runs it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from dataclasses import fields
+from pathlib import Path
+
+from qqworker.events import EVENT_DOCS, LogEvent
+from qqworker.exitcodes import ExitCode, exit_meaning
+from qqworker.settings import Settings
+
+README = Path(__file__).resolve().parent.parent / "README.md"
+
+
+def settings_table() -> str:
+    rows = ["| flag | config file | environment | default | meaning |", "| --- | --- | --- | --- | --- |"]
+    for f in fields(Settings):
+        meta = f.metadata
+        flag = f"`--{f.name.replace('_', '-')}`" if meta["flag"] else "—"
+        env = f"`{meta['env']}`" if meta["env"] else "—"
+        key = "—" if meta["secret"] else f"`[{meta['section']}] {f.name}`"
+        default = "(required)" if f.name in ("app_id", "app_secret") else f"`{f.default}`"
+        if f.name == "api_base":
+            default = "production or sandbox base"
+        rows.append(f"| {flag} | {key} | {env} | {default} | {meta['help']} |")
+    return "\n".join(rows)
+
+
+def exitcodes_table() -> str:
+    owners = {
+        ExitCode.OK: "both",
+        ExitCode.GAVE_UP: "worker (the watchdog respawns it)",
+        ExitCode.UNAVAILABLE: "watchdog",
+        ExitCode.CONFIG: "both (never respawned)",
+    }
+    rows = ["| code | who | meaning |", "| --- | --- | --- |"]
+    rows += [f"| {code.value} | {owners[code]} | {exit_meaning(code)} |" for code in ExitCode]
+    rows.append("| other | worker | crash or signal: respawned |")
+    return "\n".join(rows)
+
+
+def events_table() -> str:
+    rows = ["| event | role | extra fields | when |", "| --- | --- | --- | --- |"]
+    for event in LogEvent:
+        extra, when = EVENT_DOCS[event]
+        watchdog_side = event.value.split(".")[0] in ("watchdog", "child", "respawn", "log")
+        role = "watchdog" if watchdog_side else "worker"
+        rows.append(f"| `{event.value}` | {role} | {extra} | {when} |")
+    return "\n".join(rows)
+
+
+BLOCKS = {"settings": settings_table, "exitcodes": exitcodes_table, "events": events_table}
+
+
+def render(text: str) -> str:
+    for name, make in BLOCKS.items():
+        pattern = re.compile(
+            rf"(<!-- BEGIN generated:{name} [^\n]*-->\n).*?(<!-- END generated:{name} -->)", re.DOTALL
+        )
+        if not pattern.search(text):
+            raise SystemExit(f"README.md has no generated:{name} block")
+        text = pattern.sub(lambda m, make=make: m.group(1) + make() + "\n" + m.group(2), text)
+    return text
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--check", action="store_true", help="exit 1 if README.md is stale")
+    args = parser.parse_args()
+    current = README.read_text(encoding="utf-8")
+    fresh = render(current)
+    if args.check:
+        if fresh != current:
+            print("README.md is stale: run python scripts/gen_docs.py", file=sys.stderr)
+            return 1
+        return 0
+    README.write_text(fresh, encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,50 @@
+import pytest
+
+from qqworker.beat import Beat, Phase, Progress
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_beat_reports_relative_times_for_the_current_phase() -> None:
+    clock = Clock()
+    progress = Progress(clock=clock)
+    progress.update(phase=Phase.WAITING, attempt=3, next_attempt_at=105.0)
+    beat = progress.beat()
+    assert (beat.phase, beat.attempt, beat.next_attempt_in_s, beat.attempt_age_s) == ("waiting", 3, 5.0, None)
+    clock.now = 106
+    progress.update(phase=Phase.CONNECTING, attempt_started_at=105.5)
+    beat = progress.beat()
+    assert beat.attempt_age_s == 0.5 and beat.next_attempt_in_s is None
+    progress.update(phase=Phase.CONNECTED, session_id="s", seq=9, last_ack_at=104, connected_since=101)
+    beat = progress.beat()
+    assert (beat.ack_age_s, beat.connected_for_s, beat.session_id, beat.seq) == (2.0, 5.0, "s", 9)
+
+
+def test_update_notifies_and_rejects_unknown_fields() -> None:
+    calls = []
+    progress = Progress(on_change=lambda: calls.append(1))
+    progress.update(phase=Phase.CONNECTING)
+    assert calls == [1]
+    with pytest.raises(AttributeError):
+        progress.update(phsae=Phase.WAITING)
+
+
+def test_round_trip_and_garbage() -> None:
+    beat = Beat(phase="connected", attempt=0, session_id="x", seq=3, ack_age_s=1.5)
+    assert Beat.decode(beat.encode()) == beat
+    for garbage in (
+        b"",
+        b"[]",
+        b"{}",
+        b'{"phase": "dancing", "attempt": 1}',
+        b'{"phase": "waiting"}',
+        b"\xff",
+    ):
+        with pytest.raises(ValueError):
+            Beat.decode(garbage)

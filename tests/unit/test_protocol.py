@@ -1,0 +1,274 @@
+import json
+
+import pytest
+
+from qqworker.closecodes import CloseAction
+from qqworker.protocol import (
+    DEDUPE_WINDOW,
+    AckTimeout,
+    ConnPhase,
+    Disconnect,
+    Dispatch,
+    Established,
+    FrameRejected,
+    GatewayConnection,
+    Op,
+    Send,
+    Session,
+)
+
+TOKEN = "QQBot tok-123"
+
+
+def frame(op: int, d: object = None, **extra: object) -> str:
+    return json.dumps({"op": op, "d": d, **extra})
+
+
+def hello(ms: float = 1000) -> str:
+    return frame(Op.HELLO, {"heartbeat_interval": ms})
+
+
+def ready(session_id: str = "sess-1", s: int = 1) -> str:
+    return frame(
+        Op.DISPATCH, {"session_id": session_id, "user": {"id": "1"}, "shard": [0, 1]}, s=s, t="READY"
+    )
+
+
+def dispatch(s: int, msg_id: str, t: str = "C2C_MESSAGE_CREATE") -> str:
+    return frame(Op.DISPATCH, {"id": msg_id, "content": "hi"}, s=s, t=t, id=f"{t}:{msg_id}")
+
+
+def connect(session: Session | None = None, now: float = 0.0) -> tuple[GatewayConnection, list]:
+    conn = GatewayConnection(token=TOKEN, intents=513, session=session or Session(), now=now)
+    return conn, conn.receive_text(hello(), now)
+
+
+def established(session: Session | None = None) -> GatewayConnection:
+    conn, _ = connect(session)
+    conn.receive_text(ready(), 0.1)
+    return conn
+
+
+def test_hello_leads_to_identify_with_token_intents_and_shard() -> None:
+    conn, out = connect()
+    assert out == [
+        Send(
+            {
+                "op": Op.IDENTIFY,
+                "d": {
+                    "token": TOKEN,
+                    "intents": 513,
+                    "shard": [0, 1],
+                    "properties": {"$os": "linux", "$browser": "qqwatchdog", "$device": "qqwatchdog"},
+                },
+            }
+        )
+    ]
+    assert conn.phase is ConnPhase.AWAIT_READY
+    assert conn.heartbeat_interval == 1.0
+
+
+def test_a_resumable_session_resumes_instead() -> None:
+    _, out = connect(Session(session_id="s-9", seq=41))
+    assert out == [Send({"op": Op.RESUME, "d": {"token": TOKEN, "session_id": "s-9", "seq": 41}})]
+
+
+def test_ready_establishes_and_records_the_session() -> None:
+    session = Session()
+    conn, _ = connect(session)
+    out = conn.receive_text(ready("abc", s=1), 0.2)
+    assert out == [Established("abc", resumed=False, seq=1)]
+    assert session.session_id == "abc" and session.seq == 1
+    assert conn.phase is ConnPhase.ESTABLISHED
+
+
+def test_resume_replays_before_resumed_and_seq_continues() -> None:
+    session = Session(session_id="s", seq=5)
+    conn, _ = connect(session)
+    replayed = conn.receive_text(dispatch(6, "m6"), 0.1) + conn.receive_text(dispatch(7, "m7"), 0.1)
+    assert [d.seq for d in replayed if isinstance(d, Dispatch)] == [6, 7]
+    out = conn.receive_text(frame(Op.DISPATCH, "", s=8, t="RESUMED"), 0.2)
+    assert out == [Established("s", resumed=True, seq=8)]
+
+
+def test_dispatch_carries_type_id_seq_and_data() -> None:
+    conn = established()
+    (event,) = conn.receive_text(dispatch(2, "m1", "GROUP_AT_MESSAGE_CREATE"), 1)
+    assert event == Dispatch(
+        "GROUP_AT_MESSAGE_CREATE", "GROUP_AT_MESSAGE_CREATE:m1", 2, {"id": "m1", "content": "hi"}
+    )
+    assert conn.session.seq == 2
+
+
+def test_duplicate_delivery_is_dropped_but_seq_never_moves_backwards() -> None:
+    conn = established()
+    assert conn.receive_text(dispatch(5, "m1"), 1)
+    assert conn.receive_text(dispatch(6, "m1"), 1) == []  # the same message delivered twice
+    conn.receive_text(dispatch(3, "m-old"), 1)  # a stray lower seq
+    assert conn.session.seq == 6
+
+
+def test_dedupe_memory_is_bounded() -> None:
+    session = Session()
+    for i in range(DEDUPE_WINDOW + 10):
+        assert session.first_sighting(str(i))
+    assert len(session.seen_event_ids) == DEDUPE_WINDOW
+    assert session.first_sighting("0")  # forgotten long ago
+
+
+def test_heartbeats_follow_hello_interval_with_last_seq() -> None:
+    conn = established()
+    conn.receive_text(dispatch(7, "m"), 0.5)
+    assert conn.poll(0.99) == []
+    assert conn.next_wakeup() == 1.0
+    assert conn.poll(1.0) == [Send({"op": Op.HEARTBEAT, "d": 7})]
+    assert conn.next_wakeup() == 2.0
+
+
+def test_heartbeat_before_any_seq_carries_null() -> None:
+    conn, _ = connect()
+    assert conn.poll(1.0) == [Send({"op": Op.HEARTBEAT, "d": None})]
+
+
+def test_acknowledged_heartbeats_keep_the_link() -> None:
+    conn = established()
+    for t in range(1, 50):
+        assert conn.poll(float(t)) == [Send({"op": Op.HEARTBEAT, "d": 1})]
+        conn.receive_text(frame(Op.HEARTBEAT_ACK), t + 0.1)
+    assert conn.phase is ConnPhase.ESTABLISHED
+
+
+def test_two_unacknowledged_intervals_mean_a_half_open_link() -> None:
+    conn = established()
+    assert isinstance(conn.poll(1.0)[0], Send)
+    assert isinstance(conn.poll(2.0)[0], Send)
+    ack_timeout, disconnect = conn.poll(3.0)
+    assert ack_timeout == AckTimeout(missed=2)
+    assert isinstance(disconnect, Disconnect) and disconnect.action is CloseAction.RESUME
+    assert conn.phase is ConnPhase.CLOSED
+    assert conn.next_wakeup() is None
+    assert conn.receive_close(1006) is disconnect  # the decision made first stands
+    assert conn.session.resumable
+
+
+def test_an_ack_with_a_null_d_counts_too() -> None:
+    conn = established()
+    conn.poll(1.0)
+    conn.receive_text(json.dumps({"op": 11}), 1.1)
+    conn.poll(2.0)
+    conn.receive_text(json.dumps({"op": 11, "d": None}), 2.1)
+    assert [type(o) for o in conn.poll(3.0)] == [Send]
+
+
+def test_a_late_poll_does_not_drift_the_schedule() -> None:
+    conn = established()
+    conn.poll(1.4)
+    assert conn.next_wakeup() == 2.0
+
+
+def test_op7_reconnect_keeps_the_session() -> None:
+    conn = established()
+    (out,) = conn.receive_text(frame(Op.RECONNECT), 5)
+    assert out.action is CloseAction.RESUME
+    final = conn.receive_close(4009, "expired")
+    assert final is out and conn.session.resumable
+
+
+def test_op9_false_drops_the_session_and_counts_as_identify_rejection() -> None:
+    session = Session()
+    conn, _ = connect(session)
+    (out,) = conn.receive_text(frame(Op.INVALID_SESSION, False), 0.1)
+    assert out.action is CloseAction.IDENTIFY and out.identify_rejected
+    assert not session.resumable
+
+
+def test_op9_on_resume_is_not_an_identify_rejection() -> None:
+    session = Session(session_id="old", seq=3)
+    conn, _ = connect(session)
+    (out,) = conn.receive_text(frame(Op.INVALID_SESSION, False), 0.1)
+    assert out.action is CloseAction.IDENTIFY and not out.identify_rejected
+    assert session.session_id is None
+
+
+def test_op9_true_may_resume() -> None:
+    conn = established()
+    (out,) = conn.receive_text(frame(Op.INVALID_SESSION, True), 1)
+    assert out.action is CloseAction.RESUME
+
+
+@pytest.mark.parametrize(
+    ("code", "action", "keeps_session"),
+    [
+        (4009, CloseAction.RESUME, True),
+        (None, CloseAction.RESUME, True),
+        (4006, CloseAction.IDENTIFY, False),
+        (4008, CloseAction.BACKOFF, True),
+        (4915, CloseAction.FATAL, False),
+    ],
+)
+def test_close_codes_decide_and_update_the_session(code, action, keeps_session) -> None:
+    conn = established()
+    out = conn.receive_close(code, "")
+    assert out.action is action and out.close_code == code
+    assert conn.session.resumable is keeps_session
+    assert out.reason  # never an empty reason in a log line
+
+
+def test_4004_asks_for_a_fresh_token() -> None:
+    conn, _ = connect()
+    out = conn.receive_close(4004, "auth failed")
+    assert out.refresh_token and out.auth_rejected and out.reason == "auth failed"
+
+
+def test_49xx_before_ready_is_an_identify_rejection_but_not_after() -> None:
+    conn, _ = connect()
+    assert conn.receive_close(4903).identify_rejected
+    assert not established().receive_close(4903).identify_rejected
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "not json",
+        "[1, 2]",
+        '{"d": 1}',
+        '{"op": "1"}',
+        '{"op": 99}',
+        b"\x00binary",
+        frame(Op.IDENTIFY, {}),
+        frame(Op.DISPATCH, {}, s=3),
+    ],
+)
+def test_malformed_or_unexpected_frames_are_rejected_and_survived(text) -> None:
+    conn = established()
+    out = conn.receive_text(text, 1)
+    assert len(out) == 1 and isinstance(out[0], FrameRejected)
+    assert conn.phase is ConnPhase.ESTABLISHED
+
+
+def test_hello_without_interval_falls_back_and_says_so() -> None:
+    conn = GatewayConnection(token=TOKEN, intents=1, session=Session(), now=0)
+    out = conn.receive_text(frame(Op.HELLO, {}), 0)
+    assert isinstance(out[0], FrameRejected) and isinstance(out[1], Send)
+    assert conn.heartbeat_interval == 45.0
+
+
+def test_ready_without_session_id_is_rejected() -> None:
+    conn, _ = connect()
+    (out,) = conn.receive_text(frame(Op.DISPATCH, {"user": {}}, s=1, t="READY"), 0.1)
+    assert isinstance(out, FrameRejected) and conn.phase is ConnPhase.AWAIT_READY
+
+
+def test_server_heartbeat_request_is_answered() -> None:
+    conn = established()
+    assert conn.receive_text(frame(Op.HEARTBEAT), 1) == [Send({"op": Op.HEARTBEAT, "d": 1})]
+
+
+def test_nothing_happens_after_close() -> None:
+    conn = established()
+    conn.receive_close(1000)
+    assert conn.receive_text(dispatch(9, "x"), 2) == [] and conn.poll(100) == []
+
+
+def test_send_text_is_compact_json() -> None:
+    assert Send({"op": 1, "d": None}).text() == '{"op":1,"d":null}'

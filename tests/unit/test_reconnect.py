@@ -1,0 +1,129 @@
+import pytest
+
+from qqworker.backoff import Backoff
+from qqworker.closecodes import CloseAction, close_rule
+from qqworker.exitcodes import ExitCode
+from qqworker.protocol import Disconnect
+from qqworker.reconnect import IDENTIFY_REJECTION_LIMIT, STABLE_AFTER_S, ReconnectPolicy, Verdict
+
+
+def policy(max_attempts: int = 5, initial: float = 1, cap: float = 8) -> ReconnectPolicy:
+    return ReconnectPolicy(Backoff(initial, cap, rand=lambda: 1.0), max_attempts)
+
+
+def closed(code: int | None, *, before_ready: bool = False) -> Disconnect:
+    return Disconnect.from_rule(close_rule(code), "", before_ready=before_ready)
+
+
+def test_failed_attempts_back_off_then_give_up_with_75() -> None:
+    p = policy(max_attempts=4)
+    delays = []
+    for n in range(1, 5):
+        assert p.start_attempt() == n
+        decision = p.attempt_failed("network unreachable")
+        if n < 4:
+            assert decision.verdict is Verdict.RETRY and decision.attempt == n + 1
+            delays.append(decision.delay_s)
+    assert delays == [1, 2, 4]
+    assert decision.verdict is Verdict.GIVE_UP and decision.exit_code is ExitCode.GAVE_UP
+    assert decision.attempt == 4
+
+
+def test_zero_max_attempts_never_gives_up() -> None:
+    p = policy(max_attempts=0)
+    for _ in range(10_000):
+        p.start_attempt()
+        decision = p.attempt_failed("refused")
+        assert decision.verdict is Verdict.RETRY and decision.delay_s <= 8
+
+
+def test_the_counter_resets_only_once_a_session_is_established() -> None:
+    p = policy(max_attempts=3)
+    p.start_attempt()
+    p.attempt_failed("x")
+    p.start_attempt()
+    p.established(now=100)
+    assert p.attempt == 0
+    decision = p.connection_lost(closed(1006), now=200)
+    assert decision.attempt == 1
+
+
+def test_permanent_failure_is_fatal_with_78() -> None:
+    p = policy()
+    p.start_attempt()
+    decision = p.attempt_failed("invalid appid or secret", permanent=True)
+    assert decision.verdict is Verdict.FATAL and decision.exit_code is ExitCode.CONFIG
+
+
+@pytest.mark.parametrize("code", [4001, 4002, 4010, 4011, 4012, 4013, 4014, 4914, 4915])
+def test_fatal_close_codes_stop_for_good(code: int) -> None:
+    p = policy()
+    p.start_attempt()
+    p.established(now=0)
+    assert p.connection_lost(closed(code), now=1000).verdict is Verdict.FATAL
+
+
+def test_a_stable_session_resumes_at_once_on_4009_or_a_drop() -> None:
+    p = policy()
+    for code in (4009, 1006, None):
+        p.start_attempt()
+        p.established(now=0)
+        decision = p.connection_lost(closed(code), now=STABLE_AFTER_S + 1)
+        assert decision.verdict is Verdict.RETRY and decision.delay_s == 0
+
+
+def test_a_flapping_session_backs_off_instead_of_spinning() -> None:
+    p = policy(max_attempts=0)
+    delays = []
+    for _ in range(5):
+        p.start_attempt()
+        p.established(now=0)
+        delays.append(p.connection_lost(closed(1006), now=1).delay_s)
+    assert delays == [1, 2, 4, 8, 8]
+
+
+def test_4008_waits_at_least_the_cap() -> None:
+    p = policy(cap=30)
+    p.start_attempt()
+    p.established(now=0)
+    decision = p.connection_lost(closed(4008), now=1000)
+    assert decision.verdict is Verdict.RETRY and decision.delay_s == 30
+
+
+def test_4004_refreshes_the_token_once_then_is_fatal() -> None:
+    p = policy()
+    p.start_attempt()
+    first = p.connection_lost(closed(4004, before_ready=True), now=1)
+    assert first.verdict is Verdict.RETRY and first.refresh_token
+    p.start_attempt()
+    assert p.connection_lost(closed(4004, before_ready=True), now=2).verdict is Verdict.FATAL
+
+
+def test_repeated_identify_rejections_become_fatal() -> None:
+    p = policy(max_attempts=0)
+    rejected = Disconnect(CloseAction.IDENTIFY, "op 9", identify_rejected=True)
+    for _ in range(IDENTIFY_REJECTION_LIMIT - 1):
+        p.start_attempt()
+        assert p.connection_lost(rejected, now=1).verdict is Verdict.RETRY
+    p.start_attempt()
+    decision = p.connection_lost(rejected, now=1)
+    assert decision.verdict is Verdict.FATAL and "intents" in decision.reason
+
+
+def test_a_ready_in_between_forgives_identify_rejections() -> None:
+    p = policy(max_attempts=0)
+    rejected = Disconnect(CloseAction.IDENTIFY, "op 9", identify_rejected=True)
+    for _ in range(3 * IDENTIFY_REJECTION_LIMIT):
+        p.start_attempt()
+        assert p.connection_lost(rejected, now=1).verdict is Verdict.RETRY
+        p.start_attempt()
+        p.established(now=1)
+        p.connection_lost(closed(4009), now=2)
+
+
+def test_every_decision_has_a_reason() -> None:
+    p = policy()
+    p.start_attempt()
+    assert p.attempt_failed("timed out").reason == "timed out"
+    p.start_attempt()
+    assert p.connection_lost(closed(4900, before_ready=True), now=0).reason == "platform internal error"

@@ -1,0 +1,139 @@
+import argparse
+from pathlib import Path
+
+import pytest
+
+from qqworker.settings import (
+    DEFAULT_INTENTS,
+    INTENT_BITS,
+    PRODUCTION_API,
+    SANDBOX_API,
+    ConfigError,
+    Settings,
+    add_setting_flags,
+    check_url,
+    load_settings,
+    parse_intents,
+)
+
+CREDS = {"QQ_APP_ID": "102000001", "QQ_APP_SECRET": "s3cr3t-value"}
+
+
+def write(tmp_path: Path, text: str) -> str:
+    path = tmp_path / "qq.toml"
+    path.write_text(text)
+    return str(path)
+
+
+def test_defaults_match_the_contract() -> None:
+    s = load_settings({}, CREDS)
+    assert (s.retry_initial, s.retry_max, s.max_attempts, s.connect_timeout) == (2, 60, 100, 15)
+    assert (s.heartbeat_interval, s.heartbeat_timeout, s.attempt_grace) == (5, 30, 15)
+    assert (s.respawn_initial, s.respawn_max, s.healthy_after) == (1, 300, 60)
+    assert (s.max_restarts, s.restart_window, s.memory_limit_mb, s.stop_timeout) == (0, 600, 0, 10)
+    assert s.handler == "log" and s.status_file == "./run/qqwatchdog.status.json"
+    assert s.rest_base == PRODUCTION_API
+    assert s.intents_mask == INTENT_BITS["public_guild_messages"] | INTENT_BITS["group_and_c2c_event"]
+
+
+def test_precedence_flags_over_environment_over_file(tmp_path: Path) -> None:
+    config = write(
+        tmp_path,
+        '[worker]\nretry_initial = 3\nretry_max = 90\n[qq]\nhandler = "echo"\n'
+        '[logging]\nlog_file = "from-file.log"\n',
+    )
+    env = {**CREDS, "QQW_LOG_FILE": "from-env.log", "QQ_HANDLER": "log"}
+    s = load_settings({"retry_initial": "4"}, env, config)
+    assert s.retry_initial == 4.0  # flag
+    assert s.retry_max == 90.0  # file
+    assert s.handler == "log"  # environment beats the file
+    assert s.log_file == "from-env.log"
+
+
+def test_flags_parse_through_argparse() -> None:
+    parser = argparse.ArgumentParser()
+    add_setting_flags(parser, ("worker", "watchdog", "qq", "logging"))
+    ns = parser.parse_args(["--max-attempts", "7", "--sandbox", "--memory-limit-mb", "256"])
+    s = load_settings(ns, CREDS)
+    assert s.max_attempts == 7 and s.sandbox and s.memory_limit_mb == 256
+    assert s.rest_base == SANDBOX_API
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--app-secret", "x"])  # a secret never goes on a command line
+
+
+@pytest.mark.parametrize(
+    ("text", "needle"),
+    [
+        ("[worker]\nretry_intial = 3\n", "retry_intial"),
+        ("[workers]\nretry_initial = 3\n", "[workers]"),
+        ('[worker]\nmax_attempts = "many"\n', "max_attempts"),
+        ("[worker]\nmax_attempts = 2.5\n", "max_attempts"),
+        ("[worker]\nretry_initial = -1\n", "retry_initial"),
+        ('[qq]\napp_secret = "x"\n', "app_secret"),
+        ("[worker\n", "qq.toml"),
+        ('[qq]\nintents = "guilds,telepathy"\n', "telepathy"),
+        ('[qq]\napi_base = "http://api.example.com"\n', "loopback"),
+    ],
+)
+def test_config_errors_name_the_culprit(tmp_path: Path, text: str, needle: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_settings({}, CREDS, write(tmp_path, text))
+    assert needle in str(info.value)
+
+
+def test_missing_file_is_a_config_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"nope\.toml"):
+        load_settings({}, CREDS, str(tmp_path / "nope.toml"))
+
+
+def test_missing_credentials_unless_not_needed() -> None:
+    with pytest.raises(ConfigError, match="QQ_APP_SECRET"):
+        load_settings({}, {"QQ_APP_ID": "1"})
+    assert load_settings({}, {}, need_credentials=False).app_id == ""
+
+
+def test_retry_cap_below_initial_is_refused() -> None:
+    with pytest.raises(ConfigError, match="retry_max"):
+        load_settings({"retry_initial": 10, "retry_max": 5}, CREDS)
+
+
+@pytest.mark.parametrize(
+    ("value", "mask"),
+    [
+        ("513", 513),
+        ("guilds", 1),
+        ("GUILDS, direct_message", 1 | 1 << 12),
+        (DEFAULT_INTENTS, (1 << 30) | (1 << 25)),
+    ],
+)
+def test_intents(value: str, mask: int) -> None:
+    assert parse_intents(value) == mask
+
+
+@pytest.mark.parametrize(
+    "url", ["http://127.0.0.1:8080/x", "ws://localhost/", "http://[::1]:1/", "https://a.b/"]
+)
+def test_allowed_urls(url: str) -> None:
+    check_url(url, "x")
+
+
+@pytest.mark.parametrize(
+    "url", ["http://10.0.0.1/", "ws://api.sgroup.qq.com/", "ftp://127.0.0.1/", "nonsense"]
+)
+def test_refused_urls(url: str) -> None:
+    with pytest.raises(ConfigError):
+        check_url(url, "x")
+
+
+def test_public_dict_has_no_secret() -> None:
+    s = load_settings({}, CREDS)
+    public = s.public_dict()
+    assert "app_secret" not in public and "s3cr3t-value" not in repr(public)
+    assert set(public) == {f for f in Settings.__dataclass_fields__} - {"app_secret"}
+
+
+def test_boolean_environment_values() -> None:
+    assert load_settings({}, {**CREDS, "QQ_SANDBOX": "1"}).sandbox
+    assert not load_settings({}, {**CREDS, "QQ_SANDBOX": "0"}).sandbox
+    with pytest.raises(ConfigError, match="sandbox"):
+        load_settings({}, {**CREDS, "QQ_SANDBOX": "maybe"})

@@ -1,0 +1,121 @@
+"""sd_notify over real AF_UNIX datagram sockets: a filesystem path and an abstract '@' name."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from watchdog.sdnotify import Notifier, format_message, socket_address, watchdog_period
+
+
+@pytest.fixture
+def path_socket(tmp_path: Path) -> Iterator[tuple[socket.socket, str]]:
+    path = str(tmp_path / "notify.sock")
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(path)
+    sock.settimeout(5)
+    yield sock, path
+    sock.close()
+
+
+@pytest.fixture
+def abstract_socket() -> Iterator[tuple[socket.socket, str]]:
+    name = f"qqw-test-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(b"\0" + name.encode())
+    sock.settimeout(5)
+    yield sock, "@" + name
+    sock.close()
+
+
+def received(sock: socket.socket) -> dict[str, str]:
+    data = sock.recv(4096).decode()
+    return dict(line.split("=", 1) for line in data.split("\n"))
+
+
+@pytest.mark.parametrize("which", ["path_socket", "abstract_socket"])
+def test_ready_status_watchdog_arrive(which: str, request: pytest.FixtureRequest) -> None:
+    sock, address = request.getfixturevalue(which)
+    env = {"NOTIFY_SOCKET": address, "WATCHDOG_USEC": "30000000", "WATCHDOG_PID": str(os.getpid())}
+    notifier = Notifier(env)
+    assert notifier.enabled
+    assert notifier.watchdog_period == 30.0 and notifier.watchdog_interval == 15.0
+
+    assert notifier.ready(status="supervising child 1, connecting")
+    assert received(sock) == {"READY": "1", "STATUS": "supervising child 1, connecting"}
+    assert notifier.ping_if_due(now=100.0)
+    assert received(sock) == {"WATCHDOG": "1"}
+    assert not notifier.ping_if_due(now=110.0)  # within half the period: nothing sent
+    assert notifier.next_ping_delay(now=110.0) == pytest.approx(5.0)
+    assert notifier.ping_if_due(now=115.0)
+    assert received(sock) == {"WATCHDOG": "1"}
+    assert notifier.status("connected\nsession abc")
+    assert received(sock) == {"STATUS": "connected session abc"}
+    assert notifier.stopping()
+    assert received(sock) == {"STOPPING": "1"}
+    assert notifier.sent == 5 and notifier.failed == 0
+    notifier.close()
+
+
+def test_child_process_messages_arrive(path_socket: tuple[socket.socket, str]) -> None:
+    """The module-level `notify()` in a separate process, as the watchdog will call it."""
+    sock, address = path_socket
+    env = dict(os.environ, NOTIFY_SOCKET=address)
+    code = "from watchdog.sdnotify import notify; import sys; sys.exit(0 if notify(READY=1) else 1)"
+    subprocess.run([sys.executable, "-c", code], env=env, check=True, timeout=30)
+    assert received(sock) == {"READY": "1"}
+
+
+def test_no_socket_is_a_no_op() -> None:
+    notifier = Notifier({})
+    assert not notifier.enabled
+    assert not notifier.ready() and not notifier.ping() and not notifier.ping_if_due()
+    assert notifier.next_ping_delay() is None
+    assert notifier.sent == 0 and notifier.failed == 0
+
+
+def test_missing_listener_fails_without_raising_or_blocking(tmp_path: Path) -> None:
+    notifier = Notifier({"NOTIFY_SOCKET": str(tmp_path / "nobody-listens.sock")})
+    assert notifier.enabled
+    assert not notifier.ready()
+    assert notifier.failed == 1 and isinstance(notifier.last_error, OSError)
+
+
+def test_full_queue_does_not_block(path_socket: tuple[socket.socket, str]) -> None:
+    """A service manager that stops reading must never stall the supervisor: sends fail instead."""
+    _sock, address = path_socket
+    notifier = Notifier({"NOTIFY_SOCKET": address})
+    results = [notifier.status("x" * 1000) for _ in range(10_000)]
+    assert results[0] is True
+    assert False in results  # the receive queue filled up and later sends failed at once
+    assert isinstance(notifier.last_error, BlockingIOError)
+
+
+def test_unset_environment_hides_the_socket_from_children() -> None:
+    env = {"NOTIFY_SOCKET": "/run/systemd/notify", "WATCHDOG_USEC": "1000000", "PATH": "/bin"}
+    notifier = Notifier(env, unset_environment=True)
+    assert notifier.enabled and notifier.watchdog_period == 1.0
+    assert env == {"PATH": "/bin"}
+
+
+def test_watchdog_period_rules() -> None:
+    assert watchdog_period({}) is None
+    assert watchdog_period({"WATCHDOG_USEC": "5000000"}) == 5.0
+    assert watchdog_period({"WATCHDOG_USEC": "5000000", "WATCHDOG_PID": "42"}, pid=42) == 5.0
+    assert watchdog_period({"WATCHDOG_USEC": "5000000", "WATCHDOG_PID": "43"}, pid=42) is None
+    assert watchdog_period({"WATCHDOG_USEC": "0"}) is None
+    assert watchdog_period({"WATCHDOG_USEC": "soon"}) is None
+
+
+def test_address_and_message_format() -> None:
+    assert socket_address("@abc") == b"\0abc"
+    assert socket_address("/run/systemd/notify") == "/run/systemd/notify"
+    assert socket_address("") is None and socket_address("vsock:2:1234") is None
+    assert format_message({"ready": True, "status": "a\nb", "errno": None}) == b"READY=1\nSTATUS=a b"

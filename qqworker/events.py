@@ -33,6 +33,7 @@ class LogEvent(str, Enum):
     CHILD_ATTEMPT_OVERDUE = "child.attempt_overdue"
     CHILD_MEMORY_EXCEEDED = "child.memory_exceeded"
     CHILD_ACK_STALE = "child.ack_stale"
+    CHILD_STOP_OVERDUE = "child.stop_overdue"
     CHILD_KILLED = "child.killed"
     CHILD_EXITED = "child.exited"
     CHILD_OUTPUT = "child.output"
@@ -85,6 +86,10 @@ EVENT_DOCS: dict[LogEvent, tuple[str, str]] = {
     LogEvent.CHILD_ACK_STALE: (
         "ack_age_s, limit_s",
         "the child says it is connected but has had no gateway ACK for too long (a half-open link it missed)",
+    ),
+    LogEvent.CHILD_STOP_OVERDUE: (
+        "overdue_s",
+        "the child said it was stopping and had not exited within the stop timeout plus the grace",
     ),
     LogEvent.CHILD_KILLED: ("child_pid, reason, signal", "the watchdog ended the child and its tree"),
     LogEvent.CHILD_EXITED: ("child_pid, exitcode, meaning", "the child ended, for any cause"),

@@ -1,0 +1,299 @@
+"""Dispatch event handlers, run off the receive path.
+
+`QQ_HANDLER` names a built-in (`log`, `echo`) or `module:function`, sync or async, called as
+`handler(event, reply)`. Events wait in a bounded queue for one of `handler_concurrency` runners, so
+a slow handler can never delay the gateway heartbeat; a full queue drops the event and says so
+(`handler.backlog`, rate-limited, with the count). Sync handlers run on daemon threads; a handler that
+raises is logged (`handler.error`) and the next event goes on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib
+import inspect
+import logging
+import queue
+import threading
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from qqworker.events import LogEvent
+from qqworker.logs import log_event
+from qqworker.rest import RestClient, RestError, reply_route
+from qqworker.settings import ConfigError
+
+log = logging.getLogger("qqworker.handlers")
+
+BACKLOG_LOG_INTERVAL_S = 5.0
+REPLY_SYNC_TIMEOUT_S = 30.0
+ECHO_EVENTS = frozenset({"C2C_MESSAGE_CREATE", "GROUP_AT_MESSAGE_CREATE"})
+
+
+@dataclass(frozen=True)
+class DispatchEvent:
+    type: str
+    id: str | None
+    seq: int | None
+    data: Any
+
+
+class Reply:
+    """Passive replies to one event: `await reply("text")` (or `reply.sync("text")` from a sync
+    handler). Each reply carries the event's message id and the next `msg_seq` (1, 2, ...)."""
+
+    def __init__(
+        self, event: DispatchEvent, rest: RestClient | None, loop: asyncio.AbstractEventLoop
+    ) -> None:
+        self.event = event
+        self._rest = rest
+        self._loop = loop
+        self._seq = 0
+
+    @property
+    def possible(self) -> bool:
+        return self._rest is not None and reply_route(self.event.type, self.event.data) is not None
+
+    async def __call__(self, content: str) -> Any:
+        if self._rest is None:
+            raise RestError("replies are not available (no REST client)")
+        self._seq += 1
+        return await self._rest.reply(self.event.type, self.event.data, content, self._seq)
+
+    def sync(self, content: str, timeout: float = REPLY_SYNC_TIMEOUT_S) -> Any:
+        """For sync handlers (they run on a worker thread, never on the event loop)."""
+        return asyncio.run_coroutine_threadsafe(self(content), self._loop).result(timeout)
+
+
+Handler = Callable[[DispatchEvent, Reply], Any]
+
+
+# Built-ins -----------------------------------------------------------------------------------
+
+
+async def log_handler(event: DispatchEvent, reply: Reply) -> None:
+    log_event(
+        log,
+        LogEvent.DISPATCH,
+        f"Received {event.type} (seq {event.seq})",
+        event_type=event.type,
+        event_id=event.id,
+        seq=event.seq,
+    )
+
+
+async def echo_handler(event: DispatchEvent, reply: Reply) -> None:
+    """Logs the event, and answers C2C and group @ messages with their own text."""
+    await log_handler(event, reply)
+    if event.type not in ECHO_EVENTS or not isinstance(event.data, dict):
+        return
+    content = str(event.data.get("content") or "").strip()
+    if not content:
+        return
+    try:
+        await reply(content)
+    except RestError as exc:
+        log_event(
+            log,
+            LogEvent.REPLY_FAILED,
+            f"Echo reply to {event.type} failed: {exc}",
+            level=logging.WARNING,
+            event_type=event.type,
+            error=str(exc),
+            status=exc.status,
+            code=exc.code,
+            trace_id=exc.trace_id,
+        )
+
+
+BUILTINS: dict[str, Handler] = {"log": log_handler, "echo": echo_handler}
+
+
+def load_handler(spec: str) -> Handler:
+    """A built-in name or `module:function`; ConfigError (exit 78) when it cannot be loaded."""
+    spec = spec.strip()
+    if spec in BUILTINS:
+        return BUILTINS[spec]
+    module_name, sep, attr = spec.partition(":")
+    if not sep or not module_name or not attr:
+        raise ConfigError(f"handler: expected log, echo or module:function, got {spec!r}")
+    try:
+        target: Any = importlib.import_module(module_name)
+    except Exception as exc:  # an import error, or the module raising on import
+        raise ConfigError(f"handler: cannot import {module_name!r}: {type(exc).__name__}: {exc}") from None
+    for part in attr.split("."):
+        target = getattr(target, part, None)
+        if target is None:
+            raise ConfigError(f"handler: {module_name!r} has no {attr!r}")
+    if not callable(target):
+        raise ConfigError(f"handler: {spec!r} is not callable")
+    return target
+
+
+def is_async(fn: Callable[..., Any]) -> bool:
+    return inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(type(fn).__call__)
+
+
+class DaemonThreads:
+    """A fixed pool of daemon threads for sync handlers: a handler stuck forever cannot hold up the
+    process exit the way a ThreadPoolExecutor worker (joined at interpreter exit) would."""
+
+    def __init__(self, size: int) -> None:
+        self._jobs: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._threads = [
+            threading.Thread(target=self._run, name=f"qqworker-handler-{i}", daemon=True) for i in range(size)
+        ]
+        for thread in self._threads:
+            thread.start()
+
+    def submit(self, fn: Callable[..., Any], *args: Any) -> asyncio.Future[Any]:
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
+        self._jobs.put((fn, args, loop, future))
+        return future
+
+    def close(self) -> None:
+        for _ in self._threads:
+            self._jobs.put(None)
+
+    def _run(self) -> None:
+        while (job := self._jobs.get()) is not None:
+            fn, args, loop, future = job
+            try:
+                result, error = fn(*args), None
+            except BaseException as exc:
+                result, error = None, exc
+            # A closed loop (RuntimeError) means nobody waits for this result any more.
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(_settle, future, result, error)
+
+
+def _settle(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
+    if future.done():
+        return
+    if error is not None:
+        future.set_exception(error)
+    else:
+        future.set_result(result)
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        handler: Handler,
+        *,
+        rest: RestClient | None,
+        concurrency: int,
+        queue_size: int,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.handler = handler
+        self.rest = rest
+        self.concurrency = concurrency
+        self.queue: asyncio.Queue[DispatchEvent] = asyncio.Queue(maxsize=queue_size)
+        self._async = is_async(handler)
+        self._threads: DaemonThreads | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._clock = clock
+        self.dropped = 0  # in total
+        self._unreported = 0  # dropped since the last backlog line
+        self._last_report: float | None = None
+        self._report_timer: asyncio.TimerHandle | None = None
+        self.handled = 0
+        self.errors = 0
+
+    def start(self) -> None:
+        if not self._async:
+            self._threads = DaemonThreads(self.concurrency)
+        self._tasks = [
+            asyncio.create_task(self._runner(), name=f"handler-runner-{i}") for i in range(self.concurrency)
+        ]
+
+    def submit(self, event: DispatchEvent) -> bool:
+        """Never blocks: queues the event, or drops it (and reports the drop) when the queue is full."""
+        try:
+            self.queue.put_nowait(event)
+            return True
+        except asyncio.QueueFull:
+            self.dropped += 1
+            self._unreported += 1
+            self._report_backlog()
+            return False
+
+    async def close(self) -> None:
+        """Cancels and awaits every runner; reports drops not yet reported."""
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks = []
+        if self._report_timer is not None:
+            self._report_timer.cancel()
+            self._report_timer = None
+        if self._unreported:
+            self._log_backlog()
+        if self._threads is not None:
+            self._threads.close()
+            self._threads = None
+
+    def _report_backlog(self) -> None:
+        now = self._clock()
+        if self._last_report is None or now - self._last_report >= BACKLOG_LOG_INTERVAL_S:
+            self._log_backlog()
+        elif self._report_timer is None:
+            delay = self._last_report + BACKLOG_LOG_INTERVAL_S - now
+            self._report_timer = asyncio.get_running_loop().call_later(delay, self._timer_fired)
+
+    def _timer_fired(self) -> None:
+        self._report_timer = None
+        if self._unreported:
+            self._log_backlog()
+
+    def _log_backlog(self) -> None:
+        self._last_report = self._clock()
+        count, self._unreported = self._unreported, 0
+        log_event(
+            log,
+            LogEvent.HANDLER_BACKLOG,
+            f"Handler queue full ({self.queue.maxsize} waiting): dropped {count} event(s), "
+            f"{self.dropped} in total",
+            level=logging.WARNING,
+            dropped=count,
+            dropped_total=self.dropped,
+            queue_size=self.queue.maxsize,
+        )
+
+    async def _runner(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            event = await self.queue.get()
+            try:
+                await self._call(event, Reply(event, self.rest, loop))
+            finally:
+                self.queue.task_done()
+
+    async def _call(self, event: DispatchEvent, reply: Reply) -> None:
+        try:
+            if self._async:
+                await self.handler(event, reply)
+            else:
+                assert self._threads is not None
+                result = await self._threads.submit(self.handler, event, reply)
+                if inspect.isawaitable(result):
+                    await result
+            self.handled += 1
+        except Exception as exc:
+            self.errors += 1
+            log_event(
+                log,
+                LogEvent.HANDLER_ERROR,
+                f"The handler raised on {event.type}: {type(exc).__name__}: {exc}",
+                level=logging.ERROR,
+                event_type=event.type,
+                event_id=event.id,
+                error=f"{type(exc).__name__}: {exc}",
+                traceback="".join(traceback.format_exception(type(exc), exc, exc.__traceback__))[-4000:],
+            )

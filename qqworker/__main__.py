@@ -1,0 +1,5 @@
+import sys
+
+from qqworker.cli import main
+
+sys.exit(main())

@@ -1,0 +1,88 @@
+"""`python -m qqworker` / `qqworker`: the worker alone, in the foreground.
+
+Flags override the environment, which overrides the config file. A configuration error is one
+`worker.fatal` line and exit 78. SIGTERM/SIGINT stop it cleanly (exit 0, `worker.stopped`);
+SIGHUP reopens the log file (logrotate).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import sys
+from collections.abc import Sequence
+from typing import NoReturn
+
+from qqworker.events import LogEvent
+from qqworker.exitcodes import ExitCode
+from qqworker.logs import configure_logging, current_handler, log_event, redactor
+from qqworker.settings import ConfigError, Settings, add_setting_flags, load_settings
+from qqworker.worker import Worker
+
+log = logging.getLogger("qqworker.cli")
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise ConfigError(f"command line: {message}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="qqworker",
+        description="The QQ Bot gateway worker, alone (no watchdog). Secrets come from the environment.",
+    )
+    parser.add_argument("--config", metavar="FILE", help="TOML config file ([qq], [worker], [logging])")
+    add_setting_flags(parser, ("qq", "worker", "logging"))
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    configure_logging(role="worker")
+    try:
+        args = build_parser().parse_args(argv)
+        settings = load_settings(args, os.environ, args.config)
+    except ConfigError as exc:
+        redactor.add(os.environ.get("QQ_APP_SECRET"))
+        log_event(
+            log,
+            LogEvent.WORKER_FATAL,
+            f"Configuration error: {exc}",
+            level=logging.CRITICAL,
+            reason=str(exc),
+            close_code=None,
+        )
+        return int(ExitCode.CONFIG)
+    redactor.add(settings.app_secret)
+    if settings.log_file:
+        configure_logging(role="worker", log_file=settings.log_file)
+    return int(asyncio.run(serve(settings)))
+
+
+async def serve(settings: Settings) -> ExitCode:
+    """Runs a Worker with the process signals wired to it."""
+    worker = Worker(settings)
+    loop = asyncio.get_running_loop()
+    signals = (signal.SIGTERM, signal.SIGINT)
+    for sig in signals:
+        loop.add_signal_handler(sig, worker.stop, f"received {sig.name}")
+    loop.add_signal_handler(signal.SIGHUP, _reopen_log)
+    try:
+        return await worker.run()
+    finally:
+        for sig in (*signals, signal.SIGHUP):
+            loop.remove_signal_handler(sig)
+
+
+def _reopen_log() -> None:
+    handler = current_handler()
+    if handler is not None:
+        handler.reopen()
+        log_event(log, LogEvent.LOG_REOPENED, "Reopened the log file", file=handler.file_path)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

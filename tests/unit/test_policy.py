@@ -1,0 +1,509 @@
+"""The watchdog's decision module, driven with an explicit clock: every detection, its bound, respawn."""
+
+from __future__ import annotations
+
+import pytest
+
+from qqworker.beat import Beat, Phase
+from qqworker.events import LogEvent
+from qqworker.settings import Settings
+from watchdog.policy import (
+    KEEP,
+    REORDER_TOLERANCE_S,
+    ChildState,
+    GiveUp,
+    Kill,
+    Respawn,
+    Stop,
+    SupervisionPolicy,
+    Timings,
+)
+
+T = Timings(
+    heartbeat_timeout=30.0,
+    connect_timeout=15.0,
+    attempt_grace=5.0,
+    respawn_initial=1.0,
+    respawn_max=300.0,
+    healthy_after=60.0,
+    max_restarts=0,
+    restart_window=600.0,
+    memory_limit_mb=0.0,
+    stop_timeout=10.0,
+    retry_max=60.0,
+)
+BOUND = T.connect_timeout + T.attempt_grace  # 20 s
+
+
+def make(t: Timings = T, rand: float = 1.0) -> SupervisionPolicy:
+    policy = SupervisionPolicy(t, rand=lambda: rand)
+    policy.child_spawned(0.0)
+    return policy
+
+
+def waiting(attempt: int, in_s: float) -> Beat:
+    return Beat(phase="waiting", attempt=attempt, next_attempt_in_s=in_s)
+
+
+def connecting(attempt: int, age: float) -> Beat:
+    return Beat(phase="connecting", attempt=attempt, attempt_age_s=age)
+
+
+def connected(for_s: float = 1.0, ack_age: float = 1.0, interval: float | None = 45.0) -> Beat:
+    return Beat(
+        phase="connected",
+        attempt=1,
+        session_id="s1",
+        seq=7,
+        ack_age_s=ack_age,
+        connected_for_s=for_s,
+        heartbeat_interval_s=interval,
+    )
+
+
+STARTING = Beat(phase="starting", attempt=0)
+STOPPING = Beat(phase="stopping", attempt=1)
+
+
+def connect_cleanly(policy: SupervisionPolicy, at: float, attempt: int = 1) -> None:
+    """What the real worker sends for an attempt that works: beat, log, log, beat."""
+    assert policy.beat(at, connecting(attempt, 0.0)) is KEEP
+    assert policy.log_event(at, LogEvent.GATEWAY_CONNECTING) is KEEP
+    assert policy.log_event(at + 0.05, LogEvent.GATEWAY_CONNECTED) is KEEP
+    assert policy.beat(at + 0.05, connected(0.0, 0.0)) is KEEP
+
+
+def fail_attempt(policy: SupervisionPolicy, at: float, attempt: int, delay: float) -> None:
+    """A refused attempt: CONNECTING beat, connecting log, failed log, WAITING beat, scheduled log."""
+    assert policy.beat(at, connecting(attempt, 0.0)) is KEEP
+    assert policy.log_event(at, LogEvent.GATEWAY_CONNECTING) is KEEP
+    assert policy.log_event(at + 0.01, LogEvent.RECONNECT_FAILED) is KEEP
+    assert policy.beat(at + 0.01, waiting(attempt, delay)) is KEEP
+    assert policy.log_event(at + 0.01, LogEvent.RECONNECT_SCHEDULED) is KEEP
+
+
+def is_kill(decision: object, event: LogEvent) -> Kill:
+    assert isinstance(decision, Kill), decision
+    assert decision.event is event, decision
+    return decision
+
+
+def test_timings_come_from_settings() -> None:
+    s = Settings(heartbeat_timeout=2, connect_timeout=3, attempt_grace=1, retry_max=9)
+    t = Timings.from_settings(s)
+    assert (t.heartbeat_timeout, t.attempt_bound, t.retry_max) == (2, 4, 9)
+
+
+# Heartbeats -----------------------------------------------------------------------------------
+
+
+def test_a_child_that_never_beats_is_killed_after_the_heartbeat_timeout() -> None:
+    policy = make()
+    assert policy.tick(29.9) is KEEP
+    assert policy.next_deadline() == 30.0
+    kill = is_kill(policy.tick(30.1), LogEvent.CHILD_HEARTBEAT_MISSED)
+    assert kill.fields["silent_s"] == pytest.approx(30.1)
+    assert policy.state is ChildState.KILLING
+
+
+def test_beats_keep_a_healthy_connected_child_alive_indefinitely() -> None:
+    policy = make()
+    connect_cleanly(policy, 1.0)
+    for now in range(2, 3600, 5):
+        assert policy.beat(float(now), connected(now - 1.0, 1.0)) is KEEP
+        assert policy.tick(now + 4.9) is KEEP
+
+
+def test_a_child_that_stops_beating_is_killed_once_and_then_ignored() -> None:
+    policy = make()
+    connect_cleanly(policy, 1.0)
+    assert policy.beat(10.0, connected(9, 1)) is KEEP
+    assert policy.tick(40.0) is KEEP
+    kill = is_kill(policy.tick(40.2), LogEvent.CHILD_HEARTBEAT_MISSED)
+    assert kill.reason == "heartbeat missed"
+    # While the kill is under way nothing else is decided.
+    assert policy.tick(100.0) is KEEP
+    assert policy.beat(100.0, connected()) is KEEP
+    assert policy.rss(100.0, 1e9) is KEEP
+    assert policy.next_deadline() is None
+
+
+def test_a_closed_heartbeat_pipe_gives_the_child_a_short_while_to_exit() -> None:
+    policy = make()
+    connect_cleanly(policy, 1.0)
+    assert policy.beats_closed(2.0) is KEEP
+    grace = min(T.heartbeat_timeout, T.stop_timeout)
+    assert policy.next_deadline() == 2.0 + grace
+    assert policy.tick(2.0 + grace - 0.1) is KEEP
+    kill = is_kill(policy.tick(2.0 + grace + 0.1), LogEvent.CHILD_HEARTBEAT_MISSED)
+    assert kill.reason == "heartbeat pipe closed"
+
+
+def test_a_closed_pipe_followed_by_the_exit_is_a_plain_exit() -> None:
+    policy = make()
+    connect_cleanly(policy, 1.0)
+    policy.beats_closed(2.0)
+    decision = policy.child_exited(2.1, 75)
+    assert isinstance(decision, Respawn)
+
+
+# Phase deadlines ------------------------------------------------------------------------------
+
+
+def test_starting_must_reach_its_first_attempt_within_the_attempt_bound() -> None:
+    policy = make()
+    assert policy.beat(0.2, STARTING) is KEEP
+    for now in (5.0, 10.0, 15.0, 20.0):
+        assert policy.beat(now, STARTING) is KEEP
+    kill = is_kill(policy.beat(20.3, STARTING), LogEvent.CHILD_ATTEMPT_OVERDUE)
+    assert kill.fields["phase"] == "starting"
+    assert kill.fields["overdue_s"] == pytest.approx(20.1)
+
+
+def test_the_original_incident_a_waiting_child_that_never_attempts_is_killed() -> None:
+    """It keeps beating (the loop lives) but the attempt it announced never starts and never logs."""
+    policy = make()
+    fail_attempt(policy, 1.0, attempt=1, delay=5.0)
+    due = 1.01 + 5.0
+    now = 2.0
+    while now < due + BOUND:
+        assert policy.beat(now, waiting(1, max(0.0, due - now))) is KEEP, now
+        now += 1.0
+    kill = is_kill(policy.tick(due + BOUND + 0.01), LogEvent.CHILD_ATTEMPT_OVERDUE)
+    assert kill.fields["overdue_s"] == pytest.approx(BOUND + 0.01, abs=1e-6)
+    assert "killing" in kill.message
+
+
+def test_a_waiting_episode_does_not_slide_with_later_beats() -> None:
+    policy = make()
+    fail_attempt(policy, 0.0, attempt=1, delay=2.0)
+    # A stuck loop reports "due now" forever; the deadline stays at the first due time.
+    assert policy.beat(10.0, waiting(1, 0.0)) is KEEP
+    assert policy.beat(21.0, waiting(1, 0.0)) is KEEP
+    assert policy.next_deadline() == pytest.approx(2.01 + BOUND)
+    is_kill(policy.beat(22.1, waiting(1, 0.0)), LogEvent.CHILD_ATTEMPT_OVERDUE)
+
+
+def test_a_waiting_beat_without_a_due_time_is_bounded_by_the_longest_retry_delay() -> None:
+    policy = make()
+    for now in (1.0, 25.0, 50.0, 75.0, 80.9):
+        assert policy.beat(now, Beat(phase="waiting", attempt=1)) is KEEP
+    assert policy.next_deadline() == pytest.approx(1.0 + T.retry_max + BOUND)
+    is_kill(policy.tick(81.1), LogEvent.CHILD_ATTEMPT_OVERDUE)
+
+
+def test_a_connecting_child_stuck_in_its_attempt_is_killed() -> None:
+    policy = make()
+    assert policy.beat(1.0, connecting(1, 0.0)) is KEEP
+    assert policy.log_event(1.0, LogEvent.GATEWAY_CONNECTING) is KEEP
+    for now in range(2, 21):
+        assert policy.beat(float(now), connecting(1, now - 1.0)) is KEEP
+    kill = is_kill(policy.tick(21.1), LogEvent.CHILD_ATTEMPT_OVERDUE)
+    assert kill.fields["phase"] == "connecting"
+
+
+def test_the_connecting_deadline_is_anchored_at_the_attempt_start_the_beat_reports() -> None:
+    policy = make()
+    # The first beat seen is already 4 s into the attempt (e.g. earlier beats were dropped).
+    assert policy.beat(10.0, connecting(3, 4.0)) is KEEP
+    assert policy.next_deadline() == pytest.approx(6.0 + BOUND)
+
+
+def test_stopping_must_end_within_the_stop_timeout_plus_grace() -> None:
+    policy = make()
+    connect_cleanly(policy, 1.0)
+    assert policy.beat(5.0, STOPPING) is KEEP
+    limit = T.stop_timeout + T.attempt_grace
+    assert policy.beat(5.0 + limit - 0.1, STOPPING) is KEEP
+    kill = is_kill(policy.tick(5.0 + limit + 0.1), LogEvent.CHILD_STOP_OVERDUE)
+    assert kill.fields["overdue_s"] == pytest.approx(limit + 0.1)
+
+
+# Attempt-log liveness --------------------------------------------------------------------------
+
+
+def test_a_loop_that_retries_without_logging_is_killed_even_though_its_phases_move() -> None:
+    """Beats alone look healthy here: WAITING → CONNECTING → WAITING... but no attempt is ever logged."""
+    policy = make()
+    fail_attempt(policy, 0.0, attempt=1, delay=5.0)
+    now, attempt, decision = 5.01, 2, KEEP
+    while decision is KEEP and now < 200:
+        decision = policy.beat(now, connecting(attempt, 0.0))
+        if decision is KEEP:
+            decision = policy.beat(now + 0.01, waiting(attempt, 5.0))
+        now += 5.02
+        attempt += 1
+        if decision is KEEP:
+            decision = policy.tick(now - 0.01)
+    kill = is_kill(decision, LogEvent.CHILD_ATTEMPT_OVERDUE)
+    # The first silent attempt was due at 5.01; detection by its due time + the bound.
+    assert now <= 5.01 + BOUND + 5.1
+    assert kill.reason == "attempt overdue"
+
+
+def test_an_attempt_that_logs_its_start_but_never_its_outcome_is_killed() -> None:
+    policy = make()
+    assert policy.beat(1.0, connecting(1, 0.0)) is KEEP
+    assert policy.log_event(1.0, LogEvent.GATEWAY_CONNECTING) is KEEP
+    # The phase moves on silently (no reconnect.failed, no connected line).
+    assert policy.beat(1.5, waiting(1, 100.0)) is KEEP
+    assert policy.tick(21.0) is KEEP
+    kill = is_kill(policy.tick(21.1), LogEvent.CHILD_ATTEMPT_OVERDUE)
+    assert "outcome" in kill.message
+
+
+def test_a_connecting_line_alone_demands_an_outcome_whatever_the_beats_say() -> None:
+    policy = make()
+    connect_cleanly(policy, 1.0)
+    assert policy.beat(49.0, connected(48.0)) is KEEP
+    assert policy.log_event(50.0, LogEvent.GATEWAY_CONNECTING) is KEEP
+    for now in range(51, 71):
+        assert policy.beat(float(now), connected(now - 1.0)) is KEEP
+    is_kill(policy.tick(70.1), LogEvent.CHILD_ATTEMPT_OVERDUE)
+
+
+@pytest.mark.parametrize(
+    "outcome", [LogEvent.GATEWAY_CONNECTED, LogEvent.RECONNECT_FAILED, LogEvent.WORKER_FATAL]
+)
+def test_any_outcome_line_settles_an_attempt(outcome: LogEvent) -> None:
+    policy = make()
+    assert policy.beat(1.0, connecting(1, 0.0)) is KEEP
+    assert policy.log_event(1.0, LogEvent.GATEWAY_CONNECTING) is KEEP
+    assert policy.log_event(19.0, outcome) is KEEP
+    assert policy.beat(19.0, waiting(1, 1000.0)) is KEEP
+    assert policy.tick(21.5) is KEEP
+    assert policy.beat(40.0, waiting(1, 979.0)) is KEEP
+
+
+def test_a_normal_outage_with_exponential_delays_is_never_killed() -> None:
+    policy = make()
+    now, delay = 0.5, 1.0
+    assert policy.beat(0.1, STARTING) is KEEP
+    for attempt in range(1, 40):
+        fail_attempt(policy, now, attempt, delay)
+        # Periodic beats while waiting, every 5 s (and the tick in between).
+        t = now + 0.01
+        while t + 5 < now + 0.01 + delay:
+            t += 5
+            assert policy.beat(t, waiting(attempt, now + 0.01 + delay - t)) is KEEP
+            assert policy.tick(t + 0.5) is KEEP
+        now = now + 0.01 + delay
+        delay = min(delay * 2, 60.0)
+    connect_cleanly(policy, now, attempt=40)
+    assert policy.tick(now + 1) is KEEP
+
+
+def test_slow_attempts_within_the_bound_are_never_killed() -> None:
+    policy = make()
+    now = 0.0
+    for attempt in range(1, 10):
+        assert policy.beat(now, connecting(attempt, 0.0)) is KEEP
+        assert policy.log_event(now, LogEvent.GATEWAY_CONNECTING) is KEEP
+        for k in range(1, 15):
+            assert policy.beat(now + k, connecting(attempt, float(k))) is KEEP
+        # The worker's own timeout fires at connect_timeout (15 s).
+        assert policy.log_event(now + 15.0, LogEvent.RECONNECT_FAILED) is KEEP
+        assert policy.beat(now + 15.0, waiting(attempt, 2.0)) is KEEP
+        assert policy.tick(now + 16.9) is KEEP
+        now += 17.0
+
+
+def test_beats_and_logs_overtaking_each_other_do_not_cause_a_kill() -> None:
+    """Two pipes: lines can arrive a little before the beat that announces their phase."""
+    policy = make()
+    # Attempt 1 fails fast; its lines arrive before its CONNECTING beat.
+    assert policy.log_event(1.0, LogEvent.GATEWAY_CONNECTING) is KEEP
+    assert policy.log_event(1.001, LogEvent.RECONNECT_FAILED) is KEEP
+    assert policy.beat(1.002, connecting(1, 0.003)) is KEEP
+    assert policy.beat(1.003, waiting(1, 0.2)) is KEEP
+    # Attempt 2's lines arrive before the WAITING beat was even seen as over; it connects.
+    assert policy.log_event(1.2, LogEvent.GATEWAY_CONNECTING) is KEEP
+    assert policy.log_event(1.25, LogEvent.GATEWAY_CONNECTED) is KEEP
+    assert policy.beat(1.26, connecting(2, 0.06)) is KEEP
+    assert policy.beat(1.27, connected(0.01, 0.01)) is KEEP
+    for now in range(2, 300, 5):
+        assert policy.beat(float(now), connected(now - 1.25, 1.0)) is KEEP
+        assert policy.tick(now + 4.9) is KEEP
+
+
+def test_a_waiting_beat_that_arrives_after_its_attempt_was_logged_is_settled_by_that_line() -> None:
+    policy = make()
+    assert policy.log_event(10.0, LogEvent.GATEWAY_CONNECTING) is KEEP
+    assert policy.log_event(10.1, LogEvent.GATEWAY_CONNECTED) is KEEP
+    # The beat that announced the attempt (due 0.3 s after this beat) only now arrives.
+    assert policy.beat(10.2, waiting(1, 0.0)) is KEEP
+    assert policy.beat(10.3, connected(0.2, 0.2)) is KEEP
+    assert policy.tick(200.0 - 170) is KEEP
+
+
+def test_lines_from_before_a_long_wait_do_not_settle_the_attempt_after_it() -> None:
+    policy = make()
+    assert policy.log_event(1.0, LogEvent.RECONNECT_FAILED) is KEEP
+    assert policy.beat(1.0, waiting(1, 10.0)) is KEEP
+    assert policy.log_event(1.0, LogEvent.RECONNECT_SCHEDULED) is KEEP
+    # The loop moves on at the due time but logs nothing about its attempt.
+    assert policy.beat(11.0, connecting(2, 0.0)) is KEEP
+    assert policy.beat(20.0, waiting(2, 100.0)) is KEEP
+    kill = is_kill(policy.tick(11.0 + BOUND + 0.1), LogEvent.CHILD_ATTEMPT_OVERDUE)
+    assert kill.fields["overdue_s"] == pytest.approx(BOUND + 0.1)
+
+
+def test_the_reorder_tolerance_is_small() -> None:
+    assert 0 < REORDER_TOLERANCE_S <= 1.0
+
+
+def test_unknown_or_unrelated_events_are_no_evidence() -> None:
+    policy = make()
+    assert policy.beat(1.0, waiting(1, 1.0)) is KEEP
+    for now in (2.0, 10.0, 20.0):
+        assert policy.log_event(now, "dispatch") is KEEP
+        assert policy.log_event(now, "something.else") is KEEP
+    is_kill(policy.tick(2.0 + BOUND + 0.1), LogEvent.CHILD_ATTEMPT_OVERDUE)
+
+
+# Connected: ACK staleness and health ------------------------------------------------------------
+
+
+def test_a_connected_child_with_a_stale_ack_is_killed() -> None:
+    policy = make()
+    connect_cleanly(policy, 1.0)
+    limit = 3 * 45.0 + T.attempt_grace
+    assert policy.beat(100.0, connected(99, limit - 0.1)) is KEEP
+    kill = is_kill(policy.beat(105.0, connected(104, limit + 0.1)), LogEvent.CHILD_ACK_STALE)
+    assert kill.fields == {"ack_age_s": pytest.approx(limit + 0.1), "limit_s": limit}
+    assert policy.state is ChildState.KILLING
+
+
+def test_ack_age_is_not_judged_without_the_gateway_interval() -> None:
+    policy = make()
+    assert policy.beat(1.0, connected(0.5, 10_000.0, interval=None)) is KEEP
+
+
+# Memory -------------------------------------------------------------------------------------
+
+
+def test_memory_limit() -> None:
+    policy = make(Timings(**{**T.__dict__, "memory_limit_mb": 200.0}))
+    assert policy.rss(1.0, 199.9) is KEEP
+    kill = is_kill(policy.rss(2.0, 250.0), LogEvent.CHILD_MEMORY_EXCEEDED)
+    assert kill.fields == {"rss_mb": 250.0, "limit_mb": 200.0}
+
+
+def test_memory_limit_zero_is_off() -> None:
+    policy = make()
+    assert policy.rss(1.0, 1e6) is KEEP
+
+
+# Exits, respawn, give up ----------------------------------------------------------------------
+
+
+def test_exit_78_stops_the_watchdog_with_78_and_is_not_respawned() -> None:
+    policy = make()
+    decision = policy.child_exited(3.0, 78)
+    assert isinstance(decision, Stop) and decision.exit_code == 78
+    assert "configuration" in decision.reason
+    assert policy.restarts == 0
+
+
+@pytest.mark.parametrize("code", [0, 1, 75, -9, -15, 2, None])
+def test_every_other_exit_is_respawned(code: int | None) -> None:
+    policy = make()
+    decision = policy.child_exited(3.0, code)
+    assert decision == Respawn(1.0, 1)
+    assert policy.state is ChildState.NONE and policy.last_exit == code
+
+
+def test_respawn_delays_grow_exponentially_within_bounds() -> None:
+    policy = SupervisionPolicy(T, rand=lambda: 1.0)
+    delays = []
+    now = 0.0
+    for _ in range(12):
+        policy.child_spawned(now)
+        decision = policy.child_exited(now + 0.5, 1)
+        assert isinstance(decision, Respawn)
+        delays.append(decision.delay_s)
+        now += 1000.0
+    assert delays[:5] == [1.0, 2.0, 4.0, 8.0, 16.0]
+    assert max(delays) == 300.0
+    low = SupervisionPolicy(T, rand=lambda: 0.0)
+    low.child_spawned(0.0)
+    assert low.child_exited(1.0, 1) == Respawn(0.5, 1)  # jitter: never below half the step
+
+
+def test_a_child_connected_for_healthy_after_resets_the_respawn_delay() -> None:
+    policy = SupervisionPolicy(T, rand=lambda: 1.0)
+    for i in range(4):
+        policy.child_spawned(i * 10.0)
+        policy.child_exited(i * 10.0 + 1, 1)
+    policy.child_spawned(100.0)
+    connect_cleanly(policy, 101.0)
+    assert policy.beat(150.0, connected(49.0)) is KEEP
+    assert not policy.healthy
+    assert policy.beat(162.0, connected(61.0)) is KEEP
+    assert policy.healthy and policy.connected_since == pytest.approx(101.0)
+    assert policy.child_exited(170.0, -9) == Respawn(1.0, 5)
+
+
+def test_a_short_connection_does_not_reset_the_delay() -> None:
+    policy = SupervisionPolicy(T, rand=lambda: 1.0)
+    policy.child_spawned(0.0)
+    policy.child_exited(1.0, 1)
+    policy.child_spawned(2.0)
+    connect_cleanly(policy, 3.0)
+    assert policy.beat(10.0, connected(7.0)) is KEEP
+    assert policy.child_exited(11.0, 1) == Respawn(2.0, 2)
+
+
+def test_max_restarts_within_the_window_gives_up_with_69() -> None:
+    t = Timings(**{**T.__dict__, "max_restarts": 3, "restart_window": 100.0})
+    policy = SupervisionPolicy(t, rand=lambda: 1.0)
+    for i in range(3):
+        policy.child_spawned(i * 10.0)
+        assert isinstance(policy.child_exited(i * 10.0 + 1, 1), Respawn)
+    policy.child_spawned(30.0)
+    decision = policy.child_exited(31.0, 1)
+    assert decision == GiveUp(3) and decision.exit_code == 69
+
+
+def test_restarts_outside_the_window_do_not_count() -> None:
+    t = Timings(**{**T.__dict__, "max_restarts": 2, "restart_window": 100.0})
+    policy = SupervisionPolicy(t, rand=lambda: 1.0)
+    now = 0.0
+    for _ in range(10):
+        policy.child_spawned(now)
+        assert isinstance(policy.child_exited(now + 1, 1), Respawn)
+        now += 60.0  # two exits per 100 s window at most
+    assert policy.restarts == 10
+
+
+def test_max_restarts_zero_never_gives_up() -> None:
+    policy = SupervisionPolicy(T, rand=lambda: 0.5)
+    for i in range(500):
+        policy.child_spawned(float(i))
+        assert isinstance(policy.child_exited(i + 0.5, 75), Respawn)
+
+
+def test_a_respawned_child_starts_with_a_clean_slate() -> None:
+    policy = make()
+    policy.beat(1.0, waiting(1, 5.0))
+    is_kill(policy.tick(1.0 + 5.0 + BOUND + 0.1), LogEvent.CHILD_ATTEMPT_OVERDUE)
+    assert isinstance(policy.child_exited(27.0, -15), Respawn)
+    assert policy.tick(28.0) is KEEP  # no child: nothing to judge
+    policy.child_spawned(30.0)
+    assert policy.phase is None and policy.last_beat is None
+    assert policy.next_deadline() == 60.0
+    assert policy.tick(59.0) is KEEP
+
+
+def test_inputs_without_a_running_child_are_ignored() -> None:
+    policy = SupervisionPolicy(T)
+    assert policy.state is ChildState.NONE
+    assert policy.beat(1.0, connected()) is KEEP
+    assert policy.log_event(1.0, "gateway.connecting") is KEEP
+    assert policy.rss(1.0, 1e9) is KEEP
+    assert policy.beats_closed(1.0) is KEEP
+    assert policy.tick(1e6) is KEEP
+
+
+def test_phase_strings_are_the_beat_phases() -> None:
+    assert {p.value for p in Phase} == {"starting", "connecting", "connected", "waiting", "stopping"}

@@ -1,0 +1,423 @@
+"""The watchdog's decisions as a pure, clock-injected state machine: no processes, pipes or sleeps.
+
+The supervisor feeds it what it observes, each with the monotonic time it was observed:
+`child_spawned`, `beat` (a `Beat` from the heartbeat pipe), `log_event` (the `event` of a line the
+child logged), `rss`, `beats_closed` (EOF on the heartbeat pipe), `child_exited` and `tick`; every
+call answers with what to do: `KEEP`, `Kill`, `Respawn`, `GiveUp` (exit 69) or `Stop` (exit 78).
+
+A running child is judged on four kinds of evidence:
+
+* heartbeats: none for `heartbeat_timeout` → `child.heartbeat_missed` (frozen, blocked in C code, a
+  deadlocked event loop, a closed pipe);
+* the phase it reports: a phase that must end by a known time and has not → overdue. WAITING must
+  turn into an attempt by due + connect_timeout + attempt_grace, CONNECTING must end by start +
+  connect_timeout + attempt_grace, STARTING must reach its first attempt within connect_timeout +
+  attempt_grace, STOPPING must exit within stop_timeout + attempt_grace;
+* its log lines (attempt-log liveness, the original incident): an attempt the child announced (a
+  WAITING beat: "next attempt in d s") must be *logged* (one of `ATTEMPT_EVENTS`) by due +
+  connect_timeout + attempt_grace; an attempt under way (a CONNECTING beat, or a `gateway.connecting`
+  line) must log its outcome within connect_timeout + attempt_grace of its start. A loop that retries
+  without logging is therefore killed even when it keeps beating and changing phase;
+* what a CONNECTED child reports: a gateway ACK older than three gateway heartbeat intervals plus
+  the grace means a half-open link the child failed to notice → `child.ack_stale`. And its RSS.
+
+Beats and log lines travel on two pipes, so one can overtake the other by a few milliseconds. Duties
+derived from a beat therefore accept log lines received up to `REORDER_TOLERANCE_S` before the time
+the duty refers to; duties derived from a log line use the log stream's own order, which is exact.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+from qqworker.backoff import Backoff
+from qqworker.beat import Beat, Phase
+from qqworker.events import ATTEMPT_EVENTS, LogEvent
+from qqworker.exitcodes import ExitCode, exit_meaning, is_permanent
+from qqworker.settings import Settings
+
+REORDER_TOLERANCE_S = 1.0
+ACK_STALE_INTERVALS = 3  # the worker itself gives up after 2 unacknowledged intervals
+RECENT_LOGS = 64
+
+# Log lines that end an attempt, one way or the other.
+OUTCOME_EVENTS = frozenset(
+    {
+        LogEvent.GATEWAY_CONNECTED,
+        LogEvent.RECONNECT_FAILED,
+        LogEvent.TOKEN_FAILED,
+        LogEvent.GATEWAY_CLOSED,
+        LogEvent.RECONNECT_SCHEDULED,
+        LogEvent.RECONNECT_GAVE_UP,
+        LogEvent.WORKER_FATAL,
+        LogEvent.WORKER_STOPPED,
+    }
+)
+
+
+@dataclass(frozen=True)
+class Timings:
+    heartbeat_timeout: float
+    connect_timeout: float
+    attempt_grace: float
+    respawn_initial: float
+    respawn_max: float
+    healthy_after: float
+    max_restarts: int
+    restart_window: float
+    memory_limit_mb: float
+    stop_timeout: float
+    retry_max: float  # a WAITING beat without a due time is bounded by the worker's longest delay
+
+    @classmethod
+    def from_settings(cls, s: Settings) -> Timings:
+        return cls(
+            heartbeat_timeout=s.heartbeat_timeout,
+            connect_timeout=s.connect_timeout,
+            attempt_grace=s.attempt_grace,
+            respawn_initial=s.respawn_initial,
+            respawn_max=s.respawn_max,
+            healthy_after=s.healthy_after,
+            max_restarts=s.max_restarts,
+            restart_window=s.restart_window,
+            memory_limit_mb=s.memory_limit_mb,
+            stop_timeout=s.stop_timeout,
+            retry_max=s.retry_max,
+        )
+
+    @property
+    def attempt_bound(self) -> float:
+        """How long an attempt may take once due: the worker's own bound plus the grace."""
+        return self.connect_timeout + self.attempt_grace
+
+
+# Decisions -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Keep:
+    pass
+
+
+KEEP = Keep()
+
+
+@dataclass(frozen=True)
+class Kill:
+    reason: str  # short, for child.killed
+    event: LogEvent  # the detection event to log first
+    message: str  # the detection line's sentence
+    fields: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Respawn:
+    delay_s: float
+    restarts: int  # respawns so far, this one included
+
+
+@dataclass(frozen=True)
+class GiveUp:
+    restarts: int
+    exit_code: int = ExitCode.UNAVAILABLE
+
+
+@dataclass(frozen=True)
+class Stop:
+    exit_code: int
+    reason: str
+
+
+Decision = Keep | Kill | Respawn | GiveUp | Stop
+
+
+class ChildState(str, Enum):
+    NONE = "none"  # no child (before the first spawn, between respawns)
+    RUNNING = "running"
+    KILLING = "killing"  # a kill was decided; waiting for the exit
+
+
+@dataclass
+class _Duty:
+    """A log line of `kinds` must arrive by `deadline` (received at or after `not_before`)."""
+
+    kinds: frozenset[LogEvent]
+    deadline: float
+    due: float  # the moment the thing was due, for overdue_s
+    what: str  # for the message
+    not_before: float = float("-inf")
+    after_index: int = 0  # log-derived duties: only lines after this one count
+    episode: int = -1  # the beat episode that created it (-1: a log line did)
+    settled: bool = False
+
+    def settled_by(self, time: float, index: int, event: LogEvent) -> bool:
+        return event in self.kinds and time >= self.not_before and index > self.after_index
+
+
+class SupervisionPolicy:
+    def __init__(self, timings: Timings, rand: Callable[[], float] = random.random) -> None:
+        self.t = timings
+        self.backoff = Backoff(timings.respawn_initial, timings.respawn_max, rand)
+        self.restarts = 0
+        self._respawn_times: deque[float] = deque()
+        self.state = ChildState.NONE
+        self.last_exit: int | None = None
+        self._reset_child(0.0)
+
+    # Observations ----------------------------------------------------------------------------
+
+    def _reset_child(self, now: float) -> None:
+        self.spawned_at = now
+        self.last_beat_at = now
+        self.last_beat: Beat | None = None
+        self.beats_closed_at: float | None = None
+        self.phase: Phase | None = None
+        self.connected_since: float | None = None
+        self.healthy = False
+        self._episode_key: tuple[Phase, int] | None = None
+        self._episode = 0
+        self._episode_deadline: float | None = None
+        self._episode_due = 0.0
+        self._duties: list[_Duty] = []
+        # Recent attempt and outcome lines, to settle a duty whose beat came after them.
+        self._logs: deque[tuple[float, int, LogEvent]] = deque(maxlen=RECENT_LOGS)
+        self._log_index = 0
+
+    def child_spawned(self, now: float) -> None:
+        self._reset_child(now)
+        self.state = ChildState.RUNNING
+
+    def beat(self, now: float, beat: Beat) -> Decision:
+        if self.state is not ChildState.RUNNING:
+            return KEEP
+        self.last_beat_at = now
+        self.last_beat = beat
+        phase = Phase(beat.phase)
+        self.phase = phase
+        key = (phase, beat.attempt)
+        new_episode = key != self._episode_key
+        if new_episode:
+            self._episode_key = key
+            self._episode += 1
+            self._duties = [d for d in self._duties if not d.settled]
+        if phase is Phase.CONNECTED:
+            self._episode_deadline = None
+            decision = self._connected(now, beat)
+            if decision is not KEEP:
+                return decision
+        else:
+            self.connected_since = None
+            self._phase_duties(now, phase, beat, new_episode)
+        return self._check(now)
+
+    def _phase_duties(self, now: float, phase: Phase, beat: Beat, new_episode: bool) -> None:
+        bound = self.t.attempt_bound
+        if phase is Phase.WAITING:
+            delay = beat.next_attempt_in_s if beat.next_attempt_in_s is not None else self.t.retry_max
+            due = now + delay
+            if new_episode or due < self._episode_due:
+                self._episode_due = due
+                self._episode_deadline = due + bound
+            # The announced attempt must be logged: any attempt line from (about) its due time on.
+            self._require(ATTEMPT_EVENTS, self._episode_due, bound, "the attempt it announced")
+        elif phase is Phase.CONNECTING:
+            start = now - (beat.attempt_age_s or 0.0)
+            if new_episode or start < self._episode_due:
+                self._episode_due = start
+                self._episode_deadline = start + bound
+            self._require(OUTCOME_EVENTS, self._episode_due, bound, "the outcome of its current attempt")
+        elif phase is Phase.STARTING:
+            if new_episode:
+                self._episode_due = now
+                self._episode_deadline = now + bound
+        elif phase is Phase.STOPPING and new_episode:
+            self._episode_due = now
+            self._episode_deadline = now + self.t.stop_timeout + self.t.attempt_grace
+
+    def _require(self, kinds: frozenset[LogEvent], due: float, bound: float, what: str) -> None:
+        """Opens (or tightens) this episode's duty, settled at once if a recent line already did."""
+        for duty in self._duties:
+            if duty.episode == self._episode:
+                if due < duty.due:
+                    duty.due, duty.deadline, duty.not_before = due, due + bound, due - REORDER_TOLERANCE_S
+                return
+        duty = _Duty(
+            kinds, due + bound, due, what, not_before=due - REORDER_TOLERANCE_S, episode=self._episode
+        )
+        duty.settled = any(duty.settled_by(t, i, e) for t, i, e in self._logs)
+        self._duties.append(duty)
+
+    def _connected(self, now: float, beat: Beat) -> Decision:
+        if beat.connected_for_s is not None:
+            self.connected_since = now - beat.connected_for_s
+            if beat.connected_for_s >= self.t.healthy_after and not self.healthy:
+                self.healthy = True
+                self.backoff.reset()
+        if beat.ack_age_s is not None and beat.heartbeat_interval_s:
+            limit = ACK_STALE_INTERVALS * beat.heartbeat_interval_s + self.t.attempt_grace
+            if beat.ack_age_s > limit:
+                return self._kill(
+                    "ack stale",
+                    LogEvent.CHILD_ACK_STALE,
+                    f"The child reports a connection with no gateway ACK for {beat.ack_age_s:.1f}s "
+                    f"(limit {limit:.1f}s): a half-open link it has not noticed; killing it",
+                    ack_age_s=round(beat.ack_age_s, 3),
+                    limit_s=round(limit, 3),
+                )
+        return KEEP
+
+    def log_event(self, now: float, event: str) -> Decision:
+        if self.state is not ChildState.RUNNING:
+            return KEEP
+        try:
+            name = LogEvent(event)
+        except ValueError:
+            name = None
+        if name in ATTEMPT_EVENTS or name in OUTCOME_EVENTS:
+            self._log_index += 1
+            self._logs.append((now, self._log_index, name))
+            for duty in self._duties:
+                if not duty.settled and duty.settled_by(now, self._log_index, name):
+                    duty.settled = True
+            # Settled duties are kept while their episode lasts, so its next beat does not reopen them.
+            self._duties = [d for d in self._duties if not d.settled or d.episode == self._episode]
+            if name is LogEvent.GATEWAY_CONNECTING and not any(
+                d.kinds is OUTCOME_EVENTS and not d.settled for d in self._duties
+            ):
+                # An attempt has begun: its outcome must follow within its bound, whatever the beats say.
+                self._duties.append(
+                    _Duty(
+                        OUTCOME_EVENTS,
+                        now + self.t.attempt_bound,
+                        now,
+                        "the outcome of the attempt it logged",
+                        after_index=self._log_index,
+                    )
+                )
+        return self._check(now)
+
+    def rss(self, now: float, rss_mb: float) -> Decision:
+        if self.state is not ChildState.RUNNING:
+            return KEEP
+        limit = self.t.memory_limit_mb
+        if limit > 0 and rss_mb > limit:
+            return self._kill(
+                "memory limit",
+                LogEvent.CHILD_MEMORY_EXCEEDED,
+                f"The child uses {rss_mb:.1f} MB, above the {limit:g} MB limit; killing it",
+                rss_mb=round(rss_mb, 1),
+                limit_mb=limit,
+            )
+        return self._check(now)
+
+    def beats_closed(self, now: float) -> Decision:
+        """EOF on the heartbeat pipe: the child is exiting, or broken; it gets a short while to exit."""
+        if self.state is ChildState.RUNNING and self.beats_closed_at is None:
+            self.beats_closed_at = now
+        return self._check(now)
+
+    def tick(self, now: float) -> Decision:
+        if self.state is not ChildState.RUNNING:
+            return KEEP
+        return self._check(now)
+
+    def child_exited(self, now: float, exitcode: int | None) -> Decision:
+        """The child is gone (whoever ended it): stop for good, give up, or respawn after a delay."""
+        self.state = ChildState.NONE
+        self.last_exit = exitcode
+        if is_permanent(exitcode):
+            return Stop(ExitCode.CONFIG, f"the worker exited {exitcode}: {exit_meaning(exitcode)}")
+        while self._respawn_times and self._respawn_times[0] <= now - self.t.restart_window:
+            self._respawn_times.popleft()
+        if self.t.max_restarts and len(self._respawn_times) >= self.t.max_restarts:
+            return GiveUp(self.restarts)
+        if self.healthy:
+            self.backoff.reset()
+        self._respawn_times.append(now)
+        self.restarts += 1
+        return Respawn(self.backoff.next_delay(), self.restarts)
+
+    # Judgement -------------------------------------------------------------------------------
+
+    def next_deadline(self) -> float | None:
+        """The earliest time at which `tick` could decide something new (None: nothing pending)."""
+        if self.state is not ChildState.RUNNING:
+            return None
+        times = [self.last_beat_at + self.t.heartbeat_timeout]
+        if self.beats_closed_at is not None:
+            times.append(self.beats_closed_at + self._closed_grace)
+        if self._episode_deadline is not None:
+            times.append(self._episode_deadline)
+        times += [d.deadline for d in self._duties if not d.settled]
+        return min(times)
+
+    @property
+    def _closed_grace(self) -> float:
+        return min(self.t.heartbeat_timeout, self.t.stop_timeout)
+
+    def _check(self, now: float) -> Decision:
+        if self.state is not ChildState.RUNNING:
+            return KEEP
+        silent = now - self.last_beat_at
+        if silent > self.t.heartbeat_timeout:
+            return self._kill(
+                "heartbeat missed",
+                LogEvent.CHILD_HEARTBEAT_MISSED,
+                f"No heartbeat from the child for {silent:.1f}s (timeout {self.t.heartbeat_timeout:g}s); "
+                "killing it",
+                silent_s=round(silent, 3),
+            )
+        if self.beats_closed_at is not None and now - self.beats_closed_at > self._closed_grace:
+            return self._kill(
+                "heartbeat pipe closed",
+                LogEvent.CHILD_HEARTBEAT_MISSED,
+                f"The child closed its heartbeat pipe {now - self.beats_closed_at:.1f}s ago and is still "
+                "running; killing it",
+                silent_s=round(silent, 3),
+            )
+        if self._episode_deadline is not None and now > self._episode_deadline:
+            return self._overdue_phase(now)
+        for duty in self._duties:
+            if not duty.settled and now > duty.deadline:
+                overdue = now - duty.due
+                return self._kill(
+                    "attempt overdue",
+                    LogEvent.CHILD_ATTEMPT_OVERDUE,
+                    f"The child has logged nothing for {duty.what}, due {overdue:.1f}s ago; killing it",
+                    overdue_s=round(overdue, 3),
+                    phase=self.phase.value if self.phase else None,
+                )
+        return KEEP
+
+    def _overdue_phase(self, now: float) -> Decision:
+        assert self.phase is not None
+        overdue = now - self._episode_due
+        attempt = self._episode_key[1] if self._episode_key else 0
+        if self.phase is Phase.STOPPING:
+            return self._kill(
+                "stop overdue",
+                LogEvent.CHILD_STOP_OVERDUE,
+                f"The child said it was stopping {overdue:.1f}s ago and has not exited; killing it",
+                overdue_s=round(overdue, 3),
+            )
+        what = {
+            Phase.STARTING: "has not begun its first attempt",
+            Phase.WAITING: f"has not begun attempt {attempt or 1}",
+            Phase.CONNECTING: f"is still in attempt {attempt}",
+        }[self.phase]
+        return self._kill(
+            "attempt overdue",
+            LogEvent.CHILD_ATTEMPT_OVERDUE,
+            f"The child {what}, due {overdue:.1f}s ago; killing it",
+            overdue_s=round(overdue, 3),
+            phase=self.phase.value,
+        )
+
+    def _kill(self, reason: str, event: LogEvent, message: str, **fields: Any) -> Kill:
+        self.state = ChildState.KILLING
+        return Kill(reason, event, message, fields)

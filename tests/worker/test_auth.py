@@ -184,7 +184,9 @@ async def test_the_same_token_back_in_its_last_minute_does_not_spin(
     url = await endpoint(script)
     clock = Clock()
     async with aiohttp.ClientSession() as http:
-        tokens = TokenManager(http, app_id="app", app_secret="test-secret-0123456789", token_url=url, clock=clock)
+        tokens = TokenManager(
+            http, app_id="app", app_secret="test-secret-0123456789", token_url=url, clock=clock
+        )
         for _ in range(50):
             await tokens.get()
         assert tokens.fetches == 1
@@ -214,7 +216,9 @@ async def test_server_errors_and_timeouts_are_transient(endpoint: Any, logged: i
         Script((500, {"message": "oops"}), slow, (200, {"code": 100017, "message": "slow down"}))
     )
     async with aiohttp.ClientSession() as http:
-        tokens = TokenManager(http, app_id="app", app_secret="test-secret-0123456789", token_url=url, timeout_s=0.3)
+        tokens = TokenManager(
+            http, app_id="app", app_secret="test-secret-0123456789", token_url=url, timeout_s=0.3
+        )
         for _ in range(3):
             with pytest.raises(TokenError) as info:
                 await tokens.get()
@@ -233,7 +237,9 @@ async def test_a_failed_refresh_keeps_the_held_token_while_it_lasts(
     )
     clock = Clock()
     async with aiohttp.ClientSession() as http:
-        tokens = TokenManager(http, app_id="app", app_secret="test-secret-0123456789", token_url=url, clock=clock)
+        tokens = TokenManager(
+            http, app_id="app", app_secret="test-secret-0123456789", token_url=url, clock=clock
+        )
         assert await tokens.get() == "tok-old-0123456789abcdef"
         clock.now += 7200 - 30  # due for refresh, still valid
         assert await tokens.get() == "tok-old-0123456789abcdef"

@@ -1,0 +1,175 @@
+"""Handlers: loading, sync and async calls off the receive path, errors, and the bounded queue."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import threading
+from typing import Any
+
+import pytest
+
+from qqworker import handlers
+from qqworker.handlers import Dispatcher, DispatchEvent, Reply, load_handler
+from qqworker.logs import configure_logging
+from qqworker.settings import ConfigError
+
+
+@pytest.fixture
+def logged() -> io.StringIO:
+    stream = io.StringIO()
+    configure_logging(role="worker", stream=stream)
+    return stream
+
+
+def lines(stream: io.StringIO, event: str | None = None) -> list[dict[str, Any]]:
+    records = [json.loads(line) for line in stream.getvalue().splitlines()]
+    return [r for r in records if event is None or r["event"] == event]
+
+
+def event(n: int, event_type: str = "C2C_MESSAGE_CREATE") -> DispatchEvent:
+    return DispatchEvent(event_type, f"{event_type}:{n}", n, {"id": f"m{n}", "content": f"text {n}"})
+
+
+# Module-level handlers for load_handler ------------------------------------------------------
+
+seen: list[Any] = []
+
+
+def sync_handler(ev: DispatchEvent, reply: Reply) -> None:
+    seen.append(("sync", ev.seq, threading.current_thread() is threading.main_thread()))
+
+
+async def async_handler(ev: DispatchEvent, reply: Reply) -> None:
+    seen.append(("async", ev.seq))
+
+
+class Holder:
+    @staticmethod
+    def nested(ev: DispatchEvent, reply: Reply) -> None:
+        seen.append(("nested", ev.seq))
+
+
+def test_builtins_and_module_functions_load() -> None:
+    assert load_handler("log") is handlers.log_handler
+    assert load_handler(" echo ") is handlers.echo_handler
+    assert load_handler(f"{__name__}:sync_handler") is sync_handler
+    assert load_handler(f"{__name__}:Holder.nested") is Holder.nested
+
+
+@pytest.mark.parametrize(
+    "spec", ["", "nocolon", "no_such_module_qq:fn", f"{__name__}:missing", f"{__name__}:seen", ":fn", "mod:"]
+)
+def test_a_bad_handler_is_a_config_error(spec: str) -> None:
+    with pytest.raises(ConfigError):
+        load_handler(spec)
+
+
+async def run_events(handler: Any, events: list[DispatchEvent], **kw: Any) -> Dispatcher:
+    dispatcher = Dispatcher(
+        handler, rest=None, concurrency=kw.get("concurrency", 2), queue_size=kw.get("queue", 10)
+    )
+    dispatcher.start()
+    for ev in events:
+        dispatcher.submit(ev)
+    await asyncio.wait_for(dispatcher.queue.join(), 10)
+    await dispatcher.close()
+    return dispatcher
+
+
+async def test_sync_handlers_run_on_threads_and_async_ones_on_the_loop(logged: io.StringIO) -> None:
+    seen.clear()
+    await run_events(sync_handler, [event(1), event(2)])
+    await run_events(async_handler, [event(3)])
+    assert sorted(seen, key=lambda x: x[1]) == [("sync", 1, False), ("sync", 2, False), ("async", 3)]
+
+
+async def test_the_log_builtin_writes_one_dispatch_line_per_event(logged: io.StringIO) -> None:
+    await run_events(handlers.log_handler, [event(1), event(2, "GROUP_AT_MESSAGE_CREATE")], concurrency=1)
+    got = lines(logged, "dispatch")
+    assert [(r["event_type"], r["event_id"], r["seq"]) for r in got] == [
+        ("C2C_MESSAGE_CREATE", "C2C_MESSAGE_CREATE:1", 1),
+        ("GROUP_AT_MESSAGE_CREATE", "GROUP_AT_MESSAGE_CREATE:2", 2),
+    ]
+
+
+async def test_a_raising_handler_is_logged_and_the_next_event_goes_on(logged: io.StringIO) -> None:
+    calls: list[int] = []
+
+    def flaky(ev: DispatchEvent, reply: Reply) -> None:
+        calls.append(ev.seq or 0)
+        if ev.seq == 1:
+            raise RuntimeError("boom in handler")
+
+    dispatcher = await run_events(flaky, [event(1), event(2)], concurrency=1)
+    assert calls == [1, 2] and dispatcher.errors == 1 and dispatcher.handled == 1
+    (err,) = lines(logged, "handler.error")
+    assert err["event_type"] == "C2C_MESSAGE_CREATE" and "boom in handler" in err["error"]
+    assert "RuntimeError" in err["traceback"]
+
+
+async def test_a_full_queue_drops_and_says_so_with_the_count(logged: io.StringIO) -> None:
+    release = asyncio.Event()
+
+    async def stuck(ev: DispatchEvent, reply: Reply) -> None:
+        await release.wait()
+
+    dispatcher = Dispatcher(stuck, rest=None, concurrency=1, queue_size=2)
+    dispatcher.start()
+    await asyncio.sleep(0)
+    accepted = [dispatcher.submit(event(n)) for n in range(1, 11)]
+    await asyncio.sleep(0)
+    # One runs, two wait; the next submissions are refused without blocking.
+    assert accepted[:2] == [True, True] and accepted.count(True) <= 3 and dispatcher.dropped >= 7
+    backlog = lines(logged, "handler.backlog")
+    assert len(backlog) == 1, "rate-limited: one line for a burst"
+    assert backlog[0]["dropped"] == 1
+    release.set()
+    await dispatcher.close()
+    total = sum(r["dropped"] for r in lines(logged, "handler.backlog"))
+    assert total == dispatcher.dropped, "every drop is reported, the rest when the dispatcher closes"
+
+
+async def test_drops_after_the_first_line_are_reported_by_a_timer(
+    logged: io.StringIO, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(handlers, "BACKLOG_LOG_INTERVAL_S", 0.1)
+    release = asyncio.Event()
+
+    async def stuck(ev: DispatchEvent, reply: Reply) -> None:
+        await release.wait()
+
+    dispatcher = Dispatcher(stuck, rest=None, concurrency=1, queue_size=1)
+    dispatcher.start()
+    await asyncio.sleep(0)
+    for n in range(6):
+        dispatcher.submit(event(n))
+    await asyncio.sleep(0.3)
+    reported = [r["dropped"] for r in lines(logged, "handler.backlog")]
+    assert len(reported) == 2 and sum(reported) == dispatcher.dropped
+    release.set()
+    await dispatcher.close()
+
+
+async def test_a_blocked_sync_handler_does_not_block_the_loop_or_close(logged: io.StringIO) -> None:
+    gate = threading.Event()
+
+    def blocked(ev: DispatchEvent, reply: Reply) -> None:
+        gate.wait(5)
+
+    dispatcher = Dispatcher(blocked, rest=None, concurrency=1, queue_size=5)
+    dispatcher.start()
+    dispatcher.submit(event(1))
+    started = asyncio.get_running_loop().time()
+    await asyncio.sleep(0.05)  # the loop keeps running while the thread is blocked
+    await asyncio.wait_for(dispatcher.close(), 2)
+    assert asyncio.get_running_loop().time() - started < 2
+    gate.set()
+
+
+async def test_replies_without_a_rest_client_raise(logged: io.StringIO) -> None:
+    reply = Reply(event(1), None, asyncio.get_running_loop())
+    assert not reply.possible
+    with pytest.raises(handlers.RestError):
+        await reply("hi")

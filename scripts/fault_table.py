@@ -1,0 +1,150 @@
+#!/usr/bin/env python3
+"""Renders the fault matrix's last results as the README's table.
+
+    scripts/fault_table.py             print the table of build/fault-results/results.json
+    scripts/fault_table.py --update    copy those results to docs/fault-results.json and rewrite the
+                                       README's generated block from them
+    scripts/fault_table.py --check     exit 1 when the README's block differs from docs/fault-results.json
+
+The results file is written by the fault tests themselves (tests/faults/results.py), one row per case
+with the figures it measured: nothing in the table is typed by hand.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "build" / "fault-results" / "results.json"
+COMMITTED = ROOT / "docs" / "fault-results.json"
+README = ROOT / "README.md"
+BEGIN = "<!-- BEGIN generated:faults (scripts/fault_table.py) -->"
+END = "<!-- END generated:faults -->"
+SECTION = "## Fault matrix"
+
+LABELS = {
+    "detect_s": "detected",
+    "recover_s": "recovered",
+    "silence_s": "longest silence",
+    "exit_s": "exited",
+}
+
+
+def figure_text(name: str, figure: dict[str, Any]) -> str:
+    value, bound, unit = figure.get("value"), figure.get("bound"), figure.get("unit", "s")
+    label = LABELS.get(name, name.removesuffix("_s").replace("_", " "))
+    if value is None:
+        return f"{label} —"
+    number = f"{value:.2f}" if unit == "s" else f"{value:g}"
+    text = f"{label} {number}{' ' + unit if unit else ''}"
+    if bound is not None:
+        text += f" (≤ {bound:g})"
+    return text
+
+
+def outcome_text(case: dict[str, Any]) -> str:
+    outcome = case.get("outcome", "not run")
+    if outcome == "passed":
+        return "pass"
+    if outcome == "failed":
+        return f"**FAIL**: {escape(case.get('reason', ''))}"
+    if outcome == "skipped":
+        return f"skipped: {escape(case.get('reason', ''))}"
+    return outcome
+
+
+def escape(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def render(data: dict[str, Any]) -> str:
+    run = data.get("run", {})
+    lines = [
+        f"Last run: {run.get('finished', '?')} on {run.get('machine', '?')}; "
+        f"{'with' if run.get('run_slow') else 'without'} the slow cases; "
+        f"pytest session {run.get('matrix_s', '?')} s.",
+        "",
+        "| # | group | fault | bound | measured | result |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for number, case in enumerate(data.get("cases", []), 1):
+        measured = "; ".join(figure_text(k, v) for k, v in case.get("figures", {}).items()) or "—"
+        lines.append(
+            f"| {number} | {case['group']} | {escape(case['fault'])} | {escape(case['bound'])} | "
+            f"{escape(measured)} | {outcome_text(case)} |"
+        )
+    counts: dict[str, int] = {}
+    for case in data.get("cases", []):
+        counts[case.get("outcome", "not run")] = counts.get(case.get("outcome", "not run"), 0) + 1
+    lines += ["", ", ".join(f"{n} {outcome}" for outcome, n in sorted(counts.items())) + "."]
+    return "\n".join(lines)
+
+
+def block(data: dict[str, Any]) -> str:
+    return f"{BEGIN}\n{render(data)}\n{END}"
+
+
+def replace_block(readme: str, new_block: str) -> str:
+    if BEGIN in readme and END in readme:
+        head, rest = readme.split(BEGIN, 1)
+        _, tail = rest.split(END, 1)
+        return head + new_block + tail
+    if SECTION in readme:
+        head, tail = readme.split(SECTION, 1)
+        first_line, _, body = tail.partition("\n")
+        return f"{head}{SECTION}{first_line}\n\n{new_block}\n{body}"
+    return readme.rstrip("\n") + f"\n\n{SECTION}\n\n{new_block}\n"
+
+
+def current_block(readme: str) -> str | None:
+    if BEGIN not in readme or END not in readme:
+        return None
+    return BEGIN + readme.split(BEGIN, 1)[1].split(END, 1)[0] + END
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--results", type=Path, default=RESULTS, help="the results file the fault tests wrote"
+    )
+    action = parser.add_mutually_exclusive_group()
+    action.add_argument(
+        "--update", action="store_true", help="commit-ready: docs/fault-results.json + README"
+    )
+    action.add_argument("--check", action="store_true", help="README block == docs/fault-results.json")
+    args = parser.parse_args(argv)
+
+    if args.check:
+        data = json.loads(COMMITTED.read_text(encoding="utf-8"))
+        if current_block(README.read_text(encoding="utf-8")) != block(data):
+            print(
+                f"README's fault table is not {COMMITTED.name} rendered: run scripts/fault_table.py --update"
+            )
+            return 1
+        return 0
+    if not args.results.exists():
+        print(f"no results at {args.results}: run the fault matrix first (scripts/test.sh tests/faults)")
+        return 2
+    data = json.loads(args.results.read_text(encoding="utf-8"))
+    if args.update:
+        COMMITTED.parent.mkdir(parents=True, exist_ok=True)
+        if args.results.resolve() != COMMITTED.resolve():
+            shutil.copyfile(args.results, COMMITTED)
+        README.write_text(replace_block(README.read_text(encoding="utf-8"), block(data)), encoding="utf-8")
+        print(
+            f"updated {COMMITTED.relative_to(ROOT)} and the README's fault table ({len(data['cases'])} cases)"
+        )
+        return 0
+    print(render(data))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,397 @@
+"""The WebSocket gateway: Hello, Identify, Resume with replay, heartbeats, and the close codes for bad input.
+
+Frames go straight onto the transport in the order they are produced (dispatch batches are one write), so
+the `s` a client sees only ever grows; aiohttp handles the handshake, the reading and the close handshake.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import logging
+import time
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import WSMsgType, web
+
+from qqworker.simulator.context import SIM_KEY
+from qqworker.simulator.opcodes import Close, Op, close_reason
+from qqworker.simulator.state import Session
+from qqworker.simulator.tokens import token_from_authorization
+from qqworker.simulator.wire import error_response, frame_json
+
+if TYPE_CHECKING:
+    from qqworker.simulator.server import Simulator
+
+log = logging.getLogger("qqworker.simulator.gateway")
+
+ACK_FRAME = frame_json({"op": Op.HEARTBEAT_ACK})
+RECONNECT_FRAME = frame_json({"op": Op.RECONNECT})
+INVALID_SESSION_FRAME = frame_json({"op": Op.INVALID_SESSION, "d": False})
+DRAIN_LOW_WATER = 64 * 1024
+_BINARY = object()  # stands for a binary frame held back during a black hole
+
+_conn_ids = itertools.count(1)
+
+
+class GatewayConnection:
+    """One client connection. Its session (if any) outlives it."""
+
+    def __init__(self, sim: Simulator, ws: web.WebSocketResponse, request: web.Request) -> None:
+        self.id = next(_conn_ids)
+        self.sim = sim
+        self.ws = ws
+        self.transport = request.transport
+        self.remote = request.remote
+        self.opened = time.monotonic()
+        self.last_frame_at = self.opened
+        self.session: Session | None = None
+        self.closing = False
+        self.heartbeats = 0
+        # A black hole holds everything: frames out wait in `withheld`, frames in wait in `delayed`.
+        self.muted = sim.outages.active("blackhole")
+        self.withheld: list[bytes] = []
+        self.delayed: list[Any] = []
+        self.close_pending: tuple[int, str | None] | None = None
+        # Set when a no_ready outage swallowed this connection's Identify/Resume: it stays silent.
+        self.stalled = False
+        self._cycle: asyncio.TimerHandle | None = None
+
+    def describe(self, now: float) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "remote": self.remote,
+            "session_id": self.session.session_id if self.session else None,
+            "identified": self.session is not None,
+            "age_s": round(now - self.opened, 3),
+            "heartbeats": self.heartbeats,
+            "muted": self.muted,
+        }
+
+    # Sending ---------------------------------------------------------------------------------
+
+    def write(self, data: bytes) -> bool:
+        if self.closing:
+            return False
+        if self.muted:
+            self.withheld.append(data)
+            return True
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return False
+        transport.write(data)
+        return True
+
+    def send(self, obj: Any) -> bool:
+        return self.write(frame_json(obj))
+
+    async def drain(self) -> None:
+        """Wait (bounded) until the client has read enough; a client that stops reading is dropped.
+
+        Polls instead of awaiting aiohttp's drain: that future is shared by every waiter on the connection,
+        so one waiter's timeout would cancel the others.
+        """
+        transport = self.transport
+        if transport is None or self.muted:
+            return
+        deadline = time.monotonic() + self.sim.options.send_timeout_s
+        pause = 0.0005
+        while transport.get_write_buffer_size() > DRAIN_LOW_WATER and not transport.is_closing():
+            if time.monotonic() > deadline:
+                log.warning("connection %d stopped reading; dropping it", self.id)
+                self.abort()
+                return
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, 0.005)
+
+    def abort(self) -> None:
+        """Drop without a close frame (the client sees 1006)."""
+        self.closing = True
+        if self.transport is not None:
+            self.transport.abort()
+
+    async def close(self, code: int, reason: str | None = None) -> None:
+        if self.closing:
+            return
+        if self.muted:
+            if self.close_pending is None:
+                self.close_pending = (code, reason)
+            return
+        self.closing = True
+        self.sim.state.closes[code] += 1
+        message = (reason or close_reason(code)).encode()[:123]
+        try:
+            # drain=False: the close frame queues behind the dispatches; the close handshake is bounded by
+            # the response's own timeout, and by this wait_for.
+            await asyncio.wait_for(
+                self.ws.close(code=code, message=message, drain=False), self.sim.options.close_timeout_s + 1.0
+            )
+        except (asyncio.TimeoutError, ConnectionError):
+            self.abort()
+
+    async def reconnect(self, close_code: int | None = Close.SESSION_TIMED_OUT) -> None:
+        """Op 7, then (as the platform does) the close that ends the connection."""
+        if self.closing:
+            return
+        self.sim.state.counters["reconnects_sent"] += 1
+        self.write(RECONNECT_FRAME)
+        if close_code is not None:
+            await self.close(close_code)
+
+    async def invalid_session(self, code: int) -> None:
+        self.write(INVALID_SESSION_FRAME)
+        await self.close(code)
+
+    # Receiving -------------------------------------------------------------------------------
+
+    async def serve(self) -> None:
+        ws = self.ws
+        options = self.sim.options
+        factor = options.heartbeat_timeout_factor
+        idle_timeout = options.heartbeat_interval_ms / 1000 * factor if factor > 0 else None
+        while not self.closing:
+            try:
+                msg = await ws.receive(timeout=idle_timeout)
+            except asyncio.TimeoutError:
+                if self.muted:
+                    continue
+                self.sim.state.counters["heartbeat_timeouts"] += 1
+                await self.close(Close.SESSION_TIMED_OUT)
+                break
+            kind = msg.type
+            if kind is WSMsgType.TEXT:
+                if self.muted:
+                    self.delayed.append(msg.data)
+                else:
+                    await self.handle_text(msg.data)
+            elif kind is WSMsgType.BINARY:
+                if self.muted:
+                    self.delayed.append(_BINARY)
+                else:
+                    await self.close(Close.INVALID_PAYLOAD)
+            elif kind is WSMsgType.PING:
+                if not self.muted:
+                    await ws.pong(msg.data)
+            elif kind is WSMsgType.PONG:
+                continue
+            else:  # CLOSE, CLOSING, CLOSED, ERROR
+                break
+
+    async def handle_text(self, data: Any) -> None:
+        if data is _BINARY:
+            await self.close(Close.INVALID_PAYLOAD)
+            return
+        self.last_frame_at = time.monotonic()
+        if self.stalled:
+            return
+        try:
+            frame = json.loads(data)
+        except ValueError:
+            await self.close(Close.INVALID_PAYLOAD)
+            return
+        op = frame.get("op") if isinstance(frame, dict) else None
+        if type(op) is not int:
+            await self.close(Close.INVALID_PAYLOAD)
+            return
+        d = frame.get("d")
+        if op == Op.HEARTBEAT:
+            await self._heartbeat()
+        elif op == Op.IDENTIFY:
+            await self._identify(d)
+        elif op == Op.RESUME:
+            await self._resume(d)
+        else:
+            await self.close(Close.INVALID_OPCODE)
+
+    async def _heartbeat(self) -> None:
+        if self.session is None:
+            await self.close(Close.NOT_AUTHENTICATED)
+            return
+        counters = self.sim.state.counters
+        self.heartbeats += 1
+        counters["heartbeats"] += 1
+        if self.sim.outages.active("no_ack"):
+            counters["acks_withheld"] += 1
+            return
+        self.write(ACK_FRAME)
+        counters["acks"] += 1
+
+    def _token_ok(self, d: dict[str, Any]) -> bool:
+        value = d.get("token")
+        token = token_from_authorization(value) if isinstance(value, str) else None
+        return self.sim.tokens.is_valid(token)
+
+    async def _identify(self, d: Any) -> None:
+        sim = self.sim
+        counters = sim.state.counters
+        counters["identifies"] += 1
+        if self.session is not None:
+            await self.close(Close.ALREADY_AUTHENTICATED)
+            return
+        if sim.outages.active("no_ready"):
+            counters["identifies_ignored"] += 1
+            self.stalled = True
+            return
+        if not isinstance(d, dict):
+            await self.close(Close.INVALID_PAYLOAD)
+            return
+        if not self._token_ok(d):
+            await self.close(Close.AUTHENTICATION_FAILED)
+            return
+        intents = d.get("intents")
+        if type(intents) is not int or intents < 0:
+            await self.close(Close.INVALID_INTENT)
+            return
+        shard = d.get("shard", [0, 1])
+        if not _valid_shard(shard):
+            await self.close(Close.INVALID_SHARD)
+            return
+        if intents & ~sim.options.allowed_intents:
+            counters["identifies_rejected"] += 1
+            code = sim.options.intent_reject_code
+            if code == Close.CREATE_SESSION_ERROR:
+                await self.invalid_session(code)
+            else:
+                await self.close(code)
+            return
+        session = sim.state.new_session(intents, list(shard))
+        self._attach(session)
+        options = sim.options
+        ready = {
+            "version": 1,
+            "session_id": session.session_id,
+            "user": {"id": options.bot_id, "username": options.bot_name, "bot": True, "status": 1},
+            "shard": session.shard,
+        }
+        self.send({"op": Op.DISPATCH, "s": session.next_seq(), "t": "READY", "d": ready})
+        counters["ready"] += 1
+
+    async def _resume(self, d: Any) -> None:
+        sim = self.sim
+        counters = sim.state.counters
+        counters["resumes"] += 1
+        if self.session is not None:
+            await self.close(Close.ALREADY_AUTHENTICATED)
+            return
+        if sim.outages.active("no_ready"):
+            counters["resumes_ignored"] += 1
+            self.stalled = True
+            return
+        if not isinstance(d, dict) or not isinstance(d.get("session_id"), str):
+            await self.close(Close.INVALID_PAYLOAD)
+            return
+        if not self._token_ok(d):
+            await self.close(Close.AUTHENTICATION_FAILED)
+            return
+        seq = d.get("seq", 0)
+        seq = 0 if seq is None else seq
+        if type(seq) is not int or seq < 0:
+            await self.close(Close.INVALID_SEQ)
+            return
+        session = sim.state.live_session(d["session_id"], sim.options.resume_window_s)
+        if session is not None and seq > session.seq:
+            counters["resumes_failed"] += 1
+            await self.close(Close.INVALID_SEQ)
+            return
+        frames = session.frames_after(seq) if session is not None else None
+        if session is None or frames is None:
+            counters["resumes_failed"] += 1
+            await self.invalid_session(Close.INVALID_SESSION)
+            return
+        previous = session.connection
+        if previous is not None:
+            previous.session = None
+            previous.abort()
+        self._attach(session)
+        resumed = frame_json({"op": Op.DISPATCH, "s": session.next_seq(), "t": "RESUMED", "d": ""})
+        frames.append(resumed)
+        self.write(b"".join(frames))
+        counters["resumed"] += 1
+        counters["replayed"] += len(frames) - 1
+
+    def _attach(self, session: Session) -> None:
+        session.connection = self
+        session.away_since = None
+        self.session = session
+        cycle = self.sim.options.session_cycle_s
+        if cycle > 0:
+            self._cycle = asyncio.get_running_loop().call_later(cycle, self._end_cycle)
+
+    def _end_cycle(self) -> None:
+        self._cycle = None
+        self.sim.spawn(self.reconnect(Close.SESSION_TIMED_OUT))
+
+    def detach(self) -> None:
+        """The connection is gone: its session, if it still holds it, waits for a Resume."""
+        self.closing = True
+        if self._cycle is not None:
+            self._cycle.cancel()
+            self._cycle = None
+        session = self.session
+        if session is not None and session.connection is self:
+            session.connection = None
+            session.away_since = time.monotonic()
+        self.session = None
+        self.withheld.clear()
+        self.delayed.clear()
+
+    # Black holes -----------------------------------------------------------------------------
+
+    async def unmute(self, idle_limit_s: float | None) -> None:
+        """A black hole ended: a link silent past the server's timeout is dropped, else it catches up."""
+        if not self.muted:
+            return
+        if idle_limit_s is not None and time.monotonic() - self.last_frame_at > idle_limit_s:
+            self.abort()
+            return
+        while self.delayed and self.close_pending is None and not self.closing:
+            await self.handle_text(self.delayed.pop(0))
+        self.muted = False
+        self.delayed.clear()
+        if self.withheld:
+            data = b"".join(self.withheld)
+            self.withheld.clear()
+            self.write(data)
+        if self.close_pending is not None:
+            code, reason = self.close_pending
+            self.close_pending = None
+            await self.close(code, reason)
+
+
+def _valid_shard(shard: Any) -> bool:
+    return (
+        isinstance(shard, list)
+        and len(shard) == 2
+        and all(type(x) is int for x in shard)
+        and 0 <= shard[0] < shard[1]
+    )
+
+
+async def handle_gateway(request: web.Request) -> web.StreamResponse:
+    sim = request.app[SIM_KEY]
+    options = sim.options
+    ws = web.WebSocketResponse(
+        autoping=False, compress=False, timeout=options.close_timeout_s, max_msg_size=1 << 20
+    )
+    if not ws.can_prepare(request).ok:
+        return error_response(400, 400, "websocket upgrade required")
+    await ws.prepare(request)
+    conn = GatewayConnection(sim, ws, request)
+    state = sim.state
+    state.connections[conn.id] = conn
+    state.counters["connections_total"] += 1
+    try:
+        if sim.outages.active("no_hello"):
+            state.counters["hellos_withheld"] += 1
+        else:
+            conn.send({"op": Op.HELLO, "d": {"heartbeat_interval": options.heartbeat_interval_ms}})
+        await conn.serve()
+    except ConnectionError:
+        pass
+    finally:
+        conn.detach()
+        state.connections.pop(conn.id, None)
+        if not ws.closed and conn.transport is not None:
+            conn.transport.abort()
+    return ws

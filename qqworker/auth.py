@@ -64,7 +64,10 @@ def parse_token_response(status: int, body: Any) -> tuple[str, float]:
         message = str(body.get("message") or "")
         permanent = code in PERMANENT_CODES
         hint = f" ({PERMANENT_CODES[code]})" if permanent and not message else ""
-        raise TokenError(f"token endpoint error {code}: {message}{hint}", permanent=permanent, code=code)
+        http = f" (HTTP {status})" if status != 200 else ""
+        raise TokenError(
+            f"token endpoint error {code}: {message}{hint}{http}", permanent=permanent, code=code
+        )
     if status >= 400:
         raise TokenError(f"token endpoint answered HTTP {status}")
     if not isinstance(body, dict):

@@ -35,6 +35,11 @@ def attempts_text(attempt: int, max_attempts: int) -> str:
     return f"attempt {attempt}/{max_attempts}" if max_attempts else f"attempt {attempt}, no limit"
 
 
+def seconds_text(delay: float) -> str:
+    """`5.0s`, but `0.05s` rather than a misleading `0.1s` or `0.0s` for short test delays."""
+    return f"{delay:.1f}s" if delay >= 1 or delay == 0 else f"{delay:.2f}s"
+
+
 def describe_error(exc: BaseException) -> str:
     text = str(exc)
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
@@ -171,10 +176,11 @@ class Worker:
         loop = asyncio.get_running_loop()
         delay = decision.delay_s
         self.progress.update(phase=Phase.WAITING, next_attempt_at=loop.time() + delay)
+        attempts = attempts_text(decision.attempt, self.settings.max_attempts)
         log_event(
             log,
             LogEvent.RECONNECT_SCHEDULED,
-            f"Reconnecting in {delay:.1f}s ({attempts_text(decision.attempt, self.settings.max_attempts)})",
+            f"Reconnecting in {seconds_text(delay)} ({attempts})",
             attempt=decision.attempt,
             delay_s=round(delay, 3),
             max_attempts=self.settings.max_attempts,

@@ -326,6 +326,11 @@ class SupervisionPolicy:
             return KEEP
         return self._check(now)
 
+    def child_stopped(self, exitcode: int | None) -> None:
+        """The child ended because the watchdog itself is stopping: no respawn, nothing counted."""
+        self.state = ChildState.NONE
+        self.last_exit = exitcode
+
     def child_exited(self, now: float, exitcode: int | None) -> Decision:
         """The child is gone (whoever ended it): stop for good, give up, or respawn after a delay."""
         self.state = ChildState.NONE

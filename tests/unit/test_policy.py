@@ -507,3 +507,9 @@ def test_inputs_without_a_running_child_are_ignored() -> None:
 
 def test_phase_strings_are_the_beat_phases() -> None:
     assert {p.value for p in Phase} == {"starting", "connecting", "connected", "waiting", "stopping"}
+
+
+def test_a_child_stopped_by_the_watchdog_itself_is_not_counted_as_a_restart() -> None:
+    policy = make()
+    policy.child_stopped(0)
+    assert policy.state is ChildState.NONE and policy.last_exit == 0 and policy.restarts == 0

@@ -1,0 +1,178 @@
+"""The worker as the watchdog's child: the entry point the watchdog spawns (`run_child`).
+
+It wires the worker to its two pipes to the watchdog:
+
+* the log pipe becomes fds 1 and 2, so everything the process (or a library, a C extension, a
+  grandchild) prints reaches the watchdog, which relays it in order;
+* the heartbeat pipe carries one `Beat` per line (JSON, newline-terminated, far below PIPE_BUF so
+  each write is atomic). Beats are built from the listen loop's own `Progress` and written from the
+  same event loop: at every progress change and at least every min(heartbeat interval, current retry
+  delay). A loop that is blocked therefore stops beating. The fd is non-blocking: a beat that does not
+  fit is dropped and counted, never waited for; a broken pipe means the watchdog is gone: stop.
+
+The child also dies with its parent: PR_SET_PDEATHSIG (SIGTERM) and, belt and braces, a check that
+its parent pid has not changed at every beat. SIGINT and SIGHUP are ignored: a Ctrl-C or a hang-up
+of the terminal reaches the whole process group, and the watchdog alone decides about its child.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ctypes
+import errno
+import logging
+import os
+import signal
+import sys
+import time
+from typing import Any
+
+from qqworker.beat import Phase, Progress
+from qqworker.exitcodes import ExitCode
+from qqworker.logs import configure_logging, redactor
+from qqworker.settings import Settings
+
+log = logging.getLogger("qqworker.child")
+
+PR_SET_PDEATHSIG = 1
+MIN_BEAT_PERIOD_S = 0.05
+DROP_REPORT_EVERY_S = 10.0
+
+
+def die_with_parent(sig: int = signal.SIGTERM) -> bool:
+    """Asks the kernel to send `sig` when the parent (thread) that spawned us dies; Linux only."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        return libc.prctl(PR_SET_PDEATHSIG, int(sig), 0, 0, 0) == 0
+    except (OSError, AttributeError):
+        return False
+
+
+class Beater:
+    """Writes beats to the heartbeat pipe without ever blocking the loop."""
+
+    def __init__(self, fd: int, progress: Progress, interval: float, parent_pid: int) -> None:
+        self.fd = fd
+        self.progress = progress
+        self.interval = interval
+        self.parent_pid = parent_pid
+        self.sent = 0
+        self.dropped = 0
+        self.broken = False
+        self.on_broken: Any = None  # called once when the watchdog is gone
+        self._last_drop_report = 0.0
+        os.set_blocking(fd, False)
+
+    def send(self) -> None:
+        if self.broken:
+            return
+        if os.getppid() != self.parent_pid:
+            self._gone("the watchdog is gone (the parent pid changed)")
+            return
+        data = self.progress.beat().encode() + b"\n"
+        try:
+            os.write(self.fd, data)
+            self.sent += 1
+        except BlockingIOError:
+            self._drop()
+        except BrokenPipeError:
+            self._gone("the watchdog is gone (the heartbeat pipe is broken)")
+        except OSError as exc:
+            if exc.errno == errno.EPIPE:
+                self._gone("the watchdog is gone (the heartbeat pipe is broken)")
+            else:
+                raise
+
+    def _drop(self) -> None:
+        self.dropped += 1
+        now = time.monotonic()
+        if now - self._last_drop_report >= DROP_REPORT_EVERY_S:
+            self._last_drop_report = now
+            log.warning(
+                "The heartbeat pipe is full: %d beat(s) dropped so far (the watchdog is not reading)",
+                self.dropped,
+                extra={"dropped_beats": self.dropped},
+            )
+
+    def _gone(self, reason: str) -> None:
+        self.broken = True
+        if self.on_broken is not None:
+            self.on_broken(reason)
+
+    def period(self) -> float:
+        """At least every heartbeat interval, and at the due time of the next attempt."""
+        progress = self.progress
+        period = self.interval
+        if progress.phase is Phase.WAITING and progress.next_attempt_at is not None:
+            until_due = progress.next_attempt_at - progress.clock()
+            if until_due > 0:
+                period = min(period, until_due)
+        return max(MIN_BEAT_PERIOD_S, period)
+
+    async def run(self) -> None:
+        while not self.broken:
+            self.send()
+            await asyncio.sleep(self.period())
+
+
+async def serve(
+    settings: Settings, session: Any, beat_fd: int, parent_pid: int, progress: Progress, beater: Beater
+) -> int:
+    from qqworker.worker import Worker  # after the first beat: the heavy imports come here
+
+    loop = asyncio.get_running_loop()
+    worker = Worker(settings, session=session, progress=progress)
+    beater.on_broken = lambda reason: loop.call_soon(worker.stop, reason)
+    # Every change is beaten at once; the write is a non-blocking os.write of one short line.
+    progress.on_change = beater.send
+    loop.add_signal_handler(signal.SIGTERM, worker.stop, "received SIGTERM")
+    beats = asyncio.create_task(beater.run(), name="qqworker-beat")
+    try:
+        return int(await worker.run())
+    finally:
+        progress.on_change = None
+        beats.cancel()
+        await asyncio.gather(beats, return_exceptions=True)
+        loop.remove_signal_handler(signal.SIGTERM)
+
+
+def run_child(
+    settings: Settings,
+    resume: tuple[str, int] | None,
+    generation: int,
+    beat_conn: Any,
+    log_conn: Any,
+    parent_pid: int,
+) -> None:
+    """The spawned process's target. Exits with the worker's exit code."""
+    # Output first: from here on every byte the process writes goes to the watchdog.
+    log_fd = log_conn.fileno()
+    os.dup2(log_fd, 1)
+    os.dup2(log_fd, 2)
+    log_conn.close()
+    for stream in (sys.stdout, sys.stderr):
+        if stream is not None:
+            stream.reconfigure(line_buffering=True)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    die_with_parent()
+    if os.getppid() != parent_pid:  # the parent died before the kernel could be told
+        sys.exit(int(ExitCode.OK))
+
+    redactor.add(settings.app_secret)
+    configure_logging(role="worker", generation=generation, stream=sys.stdout)
+    beat_fd = os.dup(beat_conn.fileno())
+    beat_conn.close()
+    # The session handed over is in the very first beat, so a child killed early passes it on.
+    progress = Progress(session_id=resume[0] if resume else None, seq=resume[1] if resume else None)
+    beater = Beater(beat_fd, progress, settings.heartbeat_interval, parent_pid)
+    beater.send()  # STARTING, before the worker's imports
+
+    from qqworker.protocol import Session
+
+    session = None if resume is None else Session(session_id=resume[0], seq=resume[1])
+    try:
+        code = asyncio.run(serve(settings, session, beat_fd, parent_pid, progress, beater))
+    finally:
+        os.close(beat_fd)
+    sys.exit(code)

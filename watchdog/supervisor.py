@@ -1,0 +1,557 @@
+"""The supervisor: the thin I/O shell around `SupervisionPolicy`.
+
+It spawns the child, relays its log pipe into the one ordered JSON stream, reads its heartbeat pipe,
+samples its memory, and carries out what the policy decides: kill the tree, respawn after a delay,
+give up (69) or stop (78). It also owns the process's signals (SIGTERM/SIGINT stop, a second one
+forces, SIGHUP reopens the log file, SIGCHLD wakes it), the status file and the systemd
+notifications. Every wait is bounded by the next deadline the policy, the status file or systemd need.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import time
+from collections.abc import Callable
+from typing import Any
+
+import psutil
+
+from qqworker.beat import Beat, Phase
+from qqworker.events import LogEvent
+from qqworker.exitcodes import ExitCode, exit_meaning
+from qqworker.logs import JsonLinesHandler, log_event, rfc3339_utc
+from qqworker.settings import Settings
+from watchdog import process
+from watchdog.policy import GiveUp, Kill, Respawn, Stop, SupervisionPolicy, Timings
+from watchdog.relay import LineSplitter, classify, group_output
+from watchdog.sdnotify import Notifier
+from watchdog.status import write_status
+
+log = logging.getLogger("watchdog")
+
+READ_CHUNK = 1 << 16
+RSS_EVERY_S = 1.0
+TREE_EVERY_S = 5.0
+MAX_WAIT_S = 5.0
+DRAIN_TIMEOUT_S = 2.0  # after the child's exit, how long its output may take to reach EOF
+BAD_BEAT_REPORT_EVERY_S = 5.0
+
+
+class Supervisor:
+    def __init__(
+        self,
+        settings: Settings,
+        out: JsonLinesHandler,
+        *,
+        notifier: Notifier | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.settings = settings
+        self.out = out
+        self.clock = clock
+        self.notifier = notifier if notifier is not None else Notifier(unset_environment=True)
+        self.policy = SupervisionPolicy(Timings.from_settings(settings))
+        self.child: process.Child | None = None
+        self.generation = 0
+        self.resume: tuple[str, int] | None = None
+        self.state = "starting"
+        self.stop_reason: str | None = None
+        self.force_signal: int | None = None
+        self.exit_code: int | None = None
+        self.last_exit: dict[str, Any] | None = None
+        self.started_at = rfc3339_utc(time.time())
+        self._wake = asyncio.Event()
+        self._kill_task: asyncio.Task[None] | None = None
+        self._helpers: set[int] = set()
+        self._log_split = LineSplitter()
+        self._beat_split = LineSplitter(max_line=4096)
+        self._log_eof = self._beat_eof = True
+        self._bad_beats = 0
+        self._bad_beat_reported = float("-inf")
+        self._status_every = min(5.0, max(0.5, settings.heartbeat_interval))
+        self._next_status = self._next_rss = self._next_tree = float("-inf")
+        self._status_failed = False
+
+    # The main loop --------------------------------------------------------------------------
+
+    async def run(self) -> int:
+        loop = asyncio.get_running_loop()
+        handled = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGCHLD)
+        loop.add_signal_handler(signal.SIGTERM, self.request_stop, signal.SIGTERM)
+        loop.add_signal_handler(signal.SIGINT, self.request_stop, signal.SIGINT)
+        loop.add_signal_handler(signal.SIGHUP, self.reopen_log)
+        loop.add_signal_handler(signal.SIGCHLD, self._wake.set)
+        subreaper = process.become_subreaper()
+        log_event(
+            log,
+            LogEvent.WATCHDOG_STARTED,
+            f"Watchdog started (heartbeat timeout {self.settings.heartbeat_timeout:g}s, "
+            f"attempt grace {self.settings.attempt_grace:g}s, start method {process.START_METHOD})",
+            config=self.settings.public_dict(),
+            subreaper=subreaper,
+        )
+        try:
+            self.exit_code = await self._supervise()
+        finally:
+            for sig in handled:
+                loop.remove_signal_handler(sig)
+            self._write_status(force=True)
+            self.notifier.close()
+        return self.exit_code
+
+    async def _supervise(self) -> int:
+        while True:
+            if self.stop_reason is not None:
+                return self._stopped()
+            decision = await self._run_one_child()
+            if self.stop_reason is not None:
+                return self._stopped()
+            if isinstance(decision, Stop):
+                self.state = "fatal"
+                log_event(
+                    log,
+                    LogEvent.WATCHDOG_STOPPED,
+                    f"Not respawning: {decision.reason}; exiting {decision.exit_code}",
+                    level=logging.CRITICAL,
+                    reason=decision.reason,
+                    exitcode=decision.exit_code,
+                )
+                self.notifier.stopping(status=f"stopped: {decision.reason}")
+                return int(decision.exit_code)
+            if isinstance(decision, GiveUp):
+                self.state = "gave_up"
+                log_event(
+                    log,
+                    LogEvent.WATCHDOG_GAVE_UP,
+                    f"Giving up after {decision.restarts} restarts within "
+                    f"{self.settings.restart_window:g}s; exiting {decision.exit_code}",
+                    level=logging.CRITICAL,
+                    restarts=decision.restarts,
+                )
+                self.notifier.stopping(status="gave up: restart limit reached")
+                return int(decision.exit_code)
+            assert isinstance(decision, Respawn)
+            self.state = "respawning"
+            log_event(
+                log,
+                LogEvent.RESPAWN_SCHEDULED,
+                f"Respawning the worker in {decision.delay_s:.1f}s (restart {decision.restarts})",
+                delay_s=round(decision.delay_s, 3),
+                restarts=decision.restarts,
+            )
+            self.notifier.status(f"respawning in {decision.delay_s:.1f}s (restart {decision.restarts})")
+            self._write_status(force=True)
+            await self._sleep(decision.delay_s)
+
+    def _stopped(self) -> int:
+        self.state = "stopped"
+        forced = self.force_signal is not None
+        code = 128 + self.force_signal if self.force_signal is not None else int(ExitCode.OK)
+        log_event(
+            log,
+            LogEvent.WATCHDOG_STOPPED,
+            f"Watchdog stopped: {self.stop_reason}" + (" (forced)" if forced else ""),
+            reason=self.stop_reason,
+            forced=forced,
+            exitcode=code,
+        )
+        return code
+
+    async def _sleep(self, delay: float) -> None:
+        """The respawn delay; a stop request ends it at once; systemd keeps being pinged."""
+        deadline = self.clock() + delay
+        while self.stop_reason is None:
+            now = self.clock()
+            if now >= deadline:
+                return
+            self._wake.clear()
+            self._housekeeping(now)
+            await self._wait(min(deadline, self._next_wake(now)) - now)
+
+    async def _wait(self, timeout: float) -> None:
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), max(0.0, timeout))
+
+    # One child's life -------------------------------------------------------------------------
+
+    def _spawn(self) -> process.Child:
+        self.generation += 1
+        formatter = self.out.formatter
+        if formatter is not None and hasattr(formatter, "generation"):
+            formatter.generation = self.generation  # the watchdog's lines name the child they concern
+        child = process.spawn_child(self.settings, self.resume, self.generation)
+        self.child = child
+        self.policy.child_spawned(self.clock())
+        self._helpers = process.helper_pids()
+        self._log_split, self._beat_split = LineSplitter(), LineSplitter(max_line=4096)
+        self._log_eof = self._beat_eof = False
+        resume = self.resume
+        log_event(
+            log,
+            LogEvent.CHILD_SPAWNED,
+            f"Started worker generation {self.generation} (pid {child.pid})"
+            + (f", resuming session {resume[0]} after seq {resume[1]}" if resume else ", new session"),
+            child_pid=child.pid,
+            resume=resume is not None,
+        )
+        self.state = "running"
+        return child
+
+    async def _run_one_child(self) -> Any:
+        try:
+            child = self._spawn()
+        except Exception as exc:  # fork/exec failed (no memory, no fds...): count it as a crash
+            log_event(
+                log,
+                LogEvent.CHILD_EXITED,
+                f"The worker could not be started: {exc}",
+                level=logging.ERROR,
+                child_pid=None,
+                exitcode=None,
+                meaning=f"could not be started: {exc}",
+            )
+            return self.policy.child_exited(self.clock(), None)
+        loop = asyncio.get_running_loop()
+        loop.add_reader(child.log_fd, self._read_log)
+        loop.add_reader(child.beat_fd, self._read_beats)
+        if self.generation == 1:
+            self.notifier.ready(status="supervising the worker")
+        self._write_status(force=True)
+        try:
+            await self._watch(child)
+            await self._drain(child)
+        finally:
+            for fd in (child.log_fd, child.beat_fd):
+                if fd >= 0:
+                    loop.remove_reader(fd)
+            child.close_pipes()
+        exitcode = child.exitcode
+        log_event(
+            log,
+            LogEvent.CHILD_EXITED,
+            f"Worker generation {child.generation} (pid {child.pid}) exited {exitcode}: "
+            f"{exit_meaning(exitcode)}",
+            level=logging.INFO if exitcode == 0 else logging.WARNING,
+            child_pid=child.pid,
+            exitcode=exitcode,
+            meaning=exit_meaning(exitcode),
+        )
+        self.child = None
+        self.last_exit = {
+            "exitcode": exitcode,
+            "meaning": exit_meaning(exitcode),
+            "at": rfc3339_utc(time.time()),
+        }
+        if self.stop_reason is not None:
+            self.policy.child_stopped(exitcode)
+            return None
+        decision = self.policy.child_exited(self.clock(), exitcode)
+        self._write_status(force=True)
+        return decision
+
+    async def _watch(self, child: process.Child) -> None:
+        """Until the child has exited and any kill under way is complete."""
+        while True:
+            self._wake.clear()
+            now = self.clock()
+            if child.exitcode is not None and (self._kill_task is None or self._kill_task.done()):
+                break
+            if self.stop_reason is not None and self._kill_task is None:
+                self._start_kill(child, self.stop_reason, force=self.force_signal is not None)
+            elif self.force_signal is not None and self._kill_task is not None and not self._forced:
+                self._kill_task.cancel()
+                await asyncio.gather(self._kill_task, return_exceptions=True)
+                self._start_kill(child, f"{self.stop_reason} (forced)", force=True)
+            if child.exitcode is None and self._kill_task is None:
+                self._judge(child, now)
+            self._housekeeping(now)
+            await self._wait(self._next_wake(now) - now)
+        if self._kill_task is not None:
+            await self._kill_task  # done; re-raises nothing (it logs its own trouble)
+            self._kill_task = None
+
+    def _judge(self, child: process.Child, now: float) -> None:
+        self._apply(child, self.policy.tick(now))
+        if self.settings.memory_limit_mb > 0 and now >= self._next_rss:
+            self._next_rss = now + RSS_EVERY_S
+            rss = process.rss_mb(child.pid)
+            if rss is not None:
+                self._apply(child, self.policy.rss(now, rss))
+        if now >= self._next_tree:
+            self._next_tree = now + TREE_EVERY_S
+            process.remember_tree(child)
+
+    def _housekeeping(self, now: float) -> None:
+        self.notifier.ping_if_due(now)
+        if now >= self._next_status:
+            self._write_status()
+
+    def _next_wake(self, now: float) -> float:
+        times = [now + MAX_WAIT_S, self._next_status]
+        deadline = self.policy.next_deadline() if self._kill_task is None else None
+        if deadline is not None:
+            times.append(deadline + 0.001)  # the policy judges "past the deadline"
+        if self.child is not None and self._kill_task is None:
+            times.append(self._next_tree)
+            if self.settings.memory_limit_mb > 0:
+                times.append(self._next_rss)
+        ping = self.notifier.next_ping_delay(now)
+        if ping is not None:
+            times.append(now + ping)
+        return max(now, min(times))
+
+    # Decisions --------------------------------------------------------------------------------
+
+    def _apply(self, child: process.Child, decision: Any) -> None:
+        if isinstance(decision, Kill) and self._kill_task is None:
+            log_event(log, decision.event, decision.message, level=logging.WARNING, **decision.fields)
+            self._start_kill(child, decision.reason)
+
+    @property
+    def _forced(self) -> bool:
+        return bool(getattr(self._kill_task, "forced", False))
+
+    def _start_kill(self, child: process.Child, reason: str, *, force: bool = False) -> None:
+        self.state = "stopping" if self.stop_reason is not None else "killing"
+        self._write_status(force=True)
+        task = asyncio.create_task(self._kill(child, reason, force), name="qqwatchdog-kill")
+        task.forced = force  # type: ignore[attr-defined]
+        self._kill_task = task
+
+    async def _kill(self, child: process.Child, reason: str, force: bool) -> None:
+        def on_signal(sig: str, count: int) -> None:
+            log_event(
+                log,
+                LogEvent.CHILD_KILLED,
+                f"Sending {sig} to worker generation {child.generation} (pid {child.pid}) and its tree "
+                f"({count} process{'es' if count != 1 else ''}): {reason}",
+                level=logging.WARNING,
+                child_pid=child.pid,
+                reason=reason,
+                signal=sig,
+                processes=count,
+            )
+
+        try:
+            report = await process.kill_tree(
+                child, self.settings.stop_timeout, self._helpers, on_signal, force=force
+            )
+            if report.survivors:
+                log.error(
+                    "Processes of the child's tree survived SIGKILL: %s",
+                    report.survivors,
+                    extra={"survivors": report.survivors, "child_pid": child.pid},
+                )
+        finally:
+            self._wake.set()
+
+    # Pipes ------------------------------------------------------------------------------------
+
+    def _read_log(self) -> None:
+        child = self.child
+        if child is None or child.log_fd < 0:
+            return
+        try:
+            data = os.read(child.log_fd, READ_CHUNK)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if data:
+            self._relay(child, self._log_split.feed(data))
+            return
+        self._relay(child, self._log_split.flush())
+        asyncio.get_running_loop().remove_reader(child.log_fd)
+        self._log_eof = True
+        self._wake.set()
+
+    def _relay(self, child: process.Child, lines: list[bytes]) -> None:
+        if not lines:
+            return
+        now = self.clock()
+        for text, event in group_output([classify(line) for line in lines]):
+            if event is None:
+                first = text.splitlines()[0] if text else ""
+                log_event(
+                    log,
+                    LogEvent.CHILD_OUTPUT,
+                    f"The worker printed: {first[:300]}",
+                    level=logging.WARNING,
+                    child_pid=child.pid,
+                    text=text,
+                )
+                continue
+            self.out.write_line(text)
+            self._apply(child, self.policy.log_event(now, event))
+
+    def _read_beats(self) -> None:
+        child = self.child
+        if child is None or child.beat_fd < 0:
+            return
+        try:
+            data = os.read(child.beat_fd, READ_CHUNK)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        now = self.clock()
+        if not data:
+            asyncio.get_running_loop().remove_reader(child.beat_fd)
+            self._beat_eof = True
+            self._apply(child, self.policy.beats_closed(now))
+            self._wake.set()
+            return
+        for line in self._beat_split.feed(data):
+            try:
+                beat = Beat.decode(line)
+            except ValueError as exc:
+                self._bad_beat(now, line, exc)
+                continue
+            if beat.session_id and beat.seq is not None:
+                self.resume = (beat.session_id, beat.seq)
+            elif beat.session_id is None and beat.seq is None:
+                self.resume = None  # the worker dropped its session: the next child identifies
+            previous = self.policy.phase
+            self._apply(child, self.policy.beat(now, beat))
+            if self.policy.phase is not previous:
+                self._phase_changed()
+
+    def _bad_beat(self, now: float, line: bytes, exc: ValueError) -> None:
+        self._bad_beats += 1
+        if now - self._bad_beat_reported >= BAD_BEAT_REPORT_EVERY_S:
+            self._bad_beat_reported = now
+            log.warning(
+                "Ignored a malformed heartbeat message (%d so far): %s",
+                self._bad_beats,
+                exc,
+                extra={"excerpt": line[:120].decode("utf-8", errors="replace"), "malformed": self._bad_beats},
+            )
+
+    async def _drain(self, child: process.Child) -> None:
+        """Reads the child's output to EOF, so its last lines come before `child.exited`."""
+        for attempt in range(2):
+            deadline = self.clock() + DRAIN_TIMEOUT_S
+            while not self._log_eof and self.clock() < deadline:
+                self._read_log()
+                if not self._log_eof:
+                    self._wake.clear()
+                    await self._wait(0.05)
+            if self._log_eof:
+                break
+            if attempt == 0:
+                # Something the child left behind still holds the pipe: it goes too.
+                left = process.strays(child, self._helpers)
+                if left:
+                    self._start_kill(child, "left behind by the worker, holding its output open")
+                    assert self._kill_task is not None
+                    await self._kill_task
+                    self._kill_task = None
+        if not self._log_eof:
+            log.warning(
+                "The worker's output pipe did not reach EOF within %.1fs; closing it",
+                DRAIN_TIMEOUT_S * 2,
+                extra={"child_pid": child.pid},
+            )
+        if not self._beat_eof:
+            self._read_beats()
+        leftovers = process.strays(child, self._helpers)
+        if leftovers:
+            self._start_kill(child, "left behind by the worker")
+            assert self._kill_task is not None
+            await self._kill_task
+            self._kill_task = None
+
+    # Signals ---------------------------------------------------------------------------------
+
+    def request_stop(self, sig: int = signal.SIGTERM) -> None:
+        name = signal.Signals(sig).name
+        if self.stop_reason is None:
+            self.stop_reason = f"received {name}"
+            log.info(
+                "Received %s: stopping the worker (a second signal forces)", name, extra={"signal": name}
+            )
+            self.notifier.stopping(status=f"stopping: received {name}")
+        elif self.force_signal is None:
+            self.force_signal = sig
+            log.warning("Received %s again: killing the worker's tree now", name, extra={"signal": name})
+        self._wake.set()
+
+    def reopen_log(self) -> None:
+        self.out.reopen()
+        log_event(
+            log,
+            LogEvent.LOG_REOPENED,
+            f"Reopened the log file {self.out.file_path}"
+            if self.out.file_path
+            else "SIGHUP: no log file to reopen",
+            path=self.out.file_path,
+        )
+
+    # Status ----------------------------------------------------------------------------------
+
+    def _phase_changed(self) -> None:
+        phase = self.policy.phase
+        self.notifier.status(f"worker {phase.value if phase else 'starting'} (generation {self.generation})")
+        self._write_status(force=True)
+
+    def status(self) -> dict[str, Any]:
+        policy = self.policy
+        now = self.clock()
+        child = self.child
+        beat = policy.last_beat if child is not None else None
+        try:
+            me = psutil.Process()
+            created = me.create_time()
+        except psutil.Error:
+            created = None
+        wall_now = time.time()
+        return {
+            "state": self.state,
+            "watchdog_pid": os.getpid(),
+            "watchdog_started_at_epoch": created,
+            "started_at": self.started_at,
+            "child_pid": child.pid if child is not None else None,
+            "generation": self.generation,
+            "restarts": policy.restarts,
+            "phase": policy.phase.value if (child is not None and policy.phase) else None,
+            "attempt": beat.attempt if beat is not None else None,
+            "last_beat_age_s": round(now - policy.last_beat_at, 3) if beat is not None else None,
+            "connected_since": _wall(policy.connected_since, now, wall_now)
+            if child is not None and policy.phase is Phase.CONNECTED
+            else None,
+            "resumable": self.resume is not None,
+            "last_exit": self.last_exit,
+            "exit_code": self.exit_code,
+            "heartbeat_timeout_s": self.settings.heartbeat_timeout,
+            "stale_after_s": round(3 * self._status_every + 5, 3),
+            "updated_at": rfc3339_utc(wall_now),
+            "updated_at_epoch": round(wall_now, 3),
+        }
+
+    def _write_status(self, *, force: bool = False) -> None:
+        now = self.clock()
+        if not force and now < self._next_status:
+            return
+        self._next_status = now + self._status_every
+        try:
+            write_status(self.settings.status_file, self.status())
+            self._status_failed = False
+        except OSError as exc:
+            if not self._status_failed:
+                self._status_failed = True
+                log.error(
+                    "Cannot write the status file %s: %s",
+                    self.settings.status_file,
+                    exc,
+                    extra={"path": self.settings.status_file, "error": str(exc)},
+                )
+
+
+def _wall(monotonic_time: float | None, now: float, wall_now: float) -> str | None:
+    if monotonic_time is None:
+        return None
+    return rfc3339_utc(wall_now - (now - monotonic_time))

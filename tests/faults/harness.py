@@ -19,7 +19,7 @@ import urllib.request
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import psutil
 
@@ -224,11 +224,21 @@ class TreeWatcher:
         return left
 
 
+class Platform(Protocol):
+    """What a run needs from the platform it talks to: the simulator, or a test's fake gateway."""
+
+    info: dict[str, Any]
+
+    def env(self, **overrides: str) -> dict[str, str]: ...
+
+    def current_token(self) -> str | None: ...
+
+
 @dataclass
 class Supervised:
     """The real watchdog (`python -m watchdog run`) supervising the real worker, against a FaultSim."""
 
-    sim: FaultSim
+    sim: Platform
     workdir: Path
     timings: Timings = field(default_factory=Timings)
     prefix: Sequence[str] = ()
@@ -312,6 +322,11 @@ class Supervised:
 
     def output(self) -> str:
         return self.process.output()
+
+    def assert_not_respawned(self) -> None:
+        if not self.alone:
+            spawns = self.process.records("child.spawned")
+            assert len(spawns) == 1, f"a permanent error must not be respawned: {len(spawns)} spawns"
 
     # Ending ------------------------------------------------------------------------------------
 

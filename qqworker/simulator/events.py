@@ -132,17 +132,17 @@ class EventFactory:
         return f"{kind}:{opaque}", message_id
 
     def one(self, kind: str, overrides: dict[str, Any] | None) -> PreparedEvent:
-        """One event; `overrides` replace top-level fields of the generated `d` (or are all of a custom d)."""
+        """One event; `overrides` replace top-level fields of the generated `d` (or are the whole `d` of a
+        type without a generator)."""
         self._n += 1
         n = self._n
         envelope_id, message_id = self._ids(kind, n)
         if kind in GENERATED_TYPES:
             d = payload(kind, self.who, n, message_id, f"message {n}", now_timestamp())
             d.update(overrides or {})
-        elif overrides is not None:
-            d = dict(overrides)
         else:
-            raise ValueError(f"unknown event type {kind!r}: give its d")
+            # A type without a generator: the d given, or a minimal one.
+            d = dict(overrides) if overrides is not None else {"id": message_id, "timestamp": now_timestamp()}
         return PreparedEvent(envelope_id, str(d.get("id", message_id)), dumps(d))
 
     def batch(self, kind: str, count: int) -> list[PreparedEvent]:

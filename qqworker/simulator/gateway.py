@@ -147,9 +147,7 @@ class GatewayConnection:
 
     async def serve(self) -> None:
         ws = self.ws
-        options = self.sim.options
-        factor = options.heartbeat_timeout_factor
-        idle_timeout = options.heartbeat_interval_ms / 1000 * factor if factor > 0 else None
+        idle_timeout = self.sim.options.idle_timeout_s
         while not self.closing:
             try:
                 msg = await ws.receive(timeout=idle_timeout)

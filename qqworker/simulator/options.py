@@ -9,6 +9,8 @@ from qqworker.simulator.opcodes import ALL_INTENTS
 # Test credentials, not secrets: fixed so that scripts and docs can name them.
 DEFAULT_APP_ID = "102000001"
 DEFAULT_APP_SECRET = "qqsimTestSecret00000000000000000"
+# With the short Hello intervals tests use, a scheduling hiccup must not look like a dead client.
+MIN_IDLE_TIMEOUT_S = 1.0
 
 
 @dataclass
@@ -19,7 +21,7 @@ class SimOptions:
     bot_name: str = "qqsim-bot"
     # Hello's interval; the docs say 45000, the field sees 41250.
     heartbeat_interval_ms: int = 41250
-    # No frame from the client for interval × this: close 4009 (0 disables).
+    # No frame from the client for interval × this (at least MIN_IDLE_TIMEOUT_S): close 4009 (0 disables).
     heartbeat_timeout_factor: float = 2.0
     # How long a session stays resumable after its connection is gone.
     resume_window_s: float = 300.0
@@ -37,6 +39,13 @@ class SimOptions:
     close_timeout_s: float = 2.0
     send_timeout_s: float = 10.0
     max_replies_kept: int = 1000
+
+    @property
+    def idle_timeout_s(self) -> float | None:
+        """How long a connection may stay silent before the server gives up on it (None: forever)."""
+        if self.heartbeat_timeout_factor <= 0:
+            return None
+        return max(self.heartbeat_interval_ms / 1000 * self.heartbeat_timeout_factor, MIN_IDLE_TIMEOUT_S)
 
     def validate(self) -> None:
         if self.heartbeat_interval_ms <= 0:

@@ -171,6 +171,9 @@ class Simulator:
         for held in list(self._held):
             held.drop()
         conns = list(self.state.connections.values())
+        for conn in conns:
+            if conn.muted:  # in a black hole nothing more reaches the client, not even a close
+                conn.abort()
         if conns:
             await asyncio.gather(*(c.close(Close.GOING_AWAY) for c in conns), return_exceptions=True)
         tasks = [t for t in self._tasks if not t.done()]
@@ -255,8 +258,7 @@ class Simulator:
             factory = self._runner.server
             for held in list(self._held):
                 held.release(factory)
-            factor = self.options.heartbeat_timeout_factor
-            idle_limit = self.options.heartbeat_interval_ms / 1000 * factor if factor > 0 else None
+            idle_limit = self.options.idle_timeout_s
             for conn in list(self.state.connections.values()):
                 self.spawn(conn.unmute(idle_limit))
 

@@ -255,7 +255,16 @@ async def test_overrides_custom_types_and_intent_filtering(
     await control(http, sim, "events", {"type": "FRIEND_ADD", "d": {"openid": "X", "timestamp": 1}})
     frame = await gw.recv()
     assert frame["t"] == "FRIEND_ADD" and frame["d"] == {"openid": "X", "timestamp": 1}
-    for bad in ({"type": "NOPE"}, {"type": "bad type", "d": {}}, {"type": "C2C_MESSAGE_CREATE", "count": 0}):
+    await control(http, sim, "events", {"type": "GUILD_CREATE"})  # no generator: a minimal d
+    frame = await gw.recv()
+    assert frame["t"] == "GUILD_CREATE" and set(frame["d"]) == {"id", "timestamp"}
+    bad_requests = (
+        {"type": "bad type", "d": {}},
+        {"type": "C2C_MESSAGE_CREATE", "count": 0},
+        {"type": "C2C_MESSAGE_CREATE", "d": [1]},
+        {"d": {}},
+    )
+    for bad in bad_requests:
         resp = await http.post(f"{sim.control_url}/_sim/events", json=bad)
         assert resp.status == 400 and "error" in await resp.json()
     await gw.close()

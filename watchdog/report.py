@@ -58,7 +58,9 @@ _ERROR_PATTERNS = tuple(
         (r"name or service not known|name resolution|nodename nor servname|gaierror", "DNS lookup failed"),
         (r"certificate", "TLS certificate error"),
         (r"timed? ?out|timeout", "timeout"),
-        (r"\bssl\b|\btls\b", "TLS error"),
+        (r"sslerror|ssl error|\[ssl|tls handshake|wrong version number", "TLS error"),
+        # asyncio's "Connect call failed" (aiohttp drops its errno): refused, in practice
+        (r"connect call failed|cannot connect to host", "cannot connect"),
     )
 )
 
@@ -96,7 +98,7 @@ def close_cause(record: dict[str, Any]) -> str:
     code = record.get("close_code")
     reason = str(record.get("reason") or "").strip()
     if code is None:
-        return f"closed: {reason}" if reason else "connection lost"
+        return reason or "connection lost"
     return f"close {code} ({reason})" if reason else f"close {code}"
 
 
@@ -120,6 +122,13 @@ class Outage:
     def duration_s(self) -> float:
         end = self.end or self.last_seen or self.start
         return max(0.0, (end - self.start).total_seconds())
+
+    def is_shutdown(self) -> bool:
+        """Nothing but the lines of a requested stop (the child stopped, its connection closed)."""
+        quiet = not (self.attempts or self.failed_attempts or self.gave_up or self.fatal or self.respawns)
+        detected = any(cause in self.causes for cause in _DETECTIONS.values())
+        server_closed = any(code not in ("none", "1000") for code in self.close_codes)
+        return quiet and not detected and not server_closed
 
     @property
     def attempt_count(self) -> int:
@@ -244,6 +253,8 @@ def build_report(records: Iterable[dict[str, Any]]) -> Report:
                 current.end = moment
                 current.last_seen = moment
                 current.ended_by = "stopped"
+                if current.is_shutdown():  # only the stop itself: a requested stop is not an outage
+                    report.outages.remove(current)
                 current = None
             state = "stopped"
             starting_since, starting_attempts = None, 0

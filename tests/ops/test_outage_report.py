@@ -97,7 +97,7 @@ def test_the_incident_in_one_line() -> None:
     assert line.startswith(
         "offline 08:12:53 → 12:01:10, 3h48m, 230 attempts, cause: network unreachable ×229"
     )
-    assert "closed: connection lost" in line
+    assert "connection lost" in line
     assert report.connections == 2
 
 
@@ -162,7 +162,9 @@ def test_a_killed_watchdog_leaves_an_outage_from_its_last_line() -> None:
 
 def test_clean_stop_and_restart_are_not_an_outage() -> None:
     log = Log(DAY).at("06:00:00").start().connect()
-    log.after(5).add("child.exited", "watchdog", child_pid=101, exitcode=0, meaning="stopped on request")
+    log.after(5).add("child.killed", "watchdog", child_pid=101, reason="received SIGTERM", signal="SIGTERM")
+    log.add("gateway.closed", close_code=None, reason="the worker is stopping", action="resume")
+    log.add("child.exited", "watchdog", child_pid=101, exitcode=0, meaning="stopped on request")
     log.add("watchdog.stopped", "watchdog", reason="SIGTERM")
     log.at("07:00:00").start().connect()
     assert build_report(log.records).outages == []
@@ -200,6 +202,12 @@ def test_worker_alone_stops_with_worker_stopped() -> None:
         ("timed out during opening handshake", "timeout"),
         ("[Errno -3] Temporary failure in name resolution", "DNS lookup failed"),
         ("[SSL: CERTIFICATE_VERIFY_FAILED] certificate verify failed", "TLS certificate error"),
+        ("[SSL: WRONG_VERSION_NUMBER] wrong version number (_ssl.c:1000)", "TLS error"),
+        (
+            "discovery: RestError: gateway discovery (/gateway/bot): ClientConnectorError: Cannot connect to "
+            "host 127.0.0.1:32939 ssl:default [Connect call failed ('127.0.0.1', 32939)]",
+            "cannot connect",
+        ),
         (
             "InvalidStatus: server rejected WebSocket connection: HTTP 502",
             "InvalidStatus: server rejected WebSocket connection: HTTP N",

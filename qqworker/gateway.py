@@ -29,6 +29,7 @@ from qqworker.protocol import (
     Established,
     FrameRejected,
     GatewayConnection,
+    Output,
     Send,
 )
 from qqworker.settings import check_url, is_loopback_host
@@ -48,13 +49,15 @@ CLOSE_END_SESSION = 1000
 T = TypeVar("T")
 
 if sys.version_info >= (3, 11):
+    from asyncio import timeout_at as deadline_scope
 
     async def within(seconds: float, aw: Awaitable[T]) -> T:
         """Awaits with a deadline; raises asyncio.TimeoutError (cheaper than wait_for on 3.11+)."""
         async with asyncio.timeout(seconds):
             return await aw
 
-else:  # pragma: no cover
+else:  # pragma: no cover - aiohttp brings async-timeout on Python 3.10
+    from async_timeout import timeout_at as deadline_scope
 
     async def within(seconds: float, aw: Awaitable[T]) -> T:
         return await asyncio.wait_for(aw, seconds)
@@ -69,16 +72,16 @@ class Callbacks:
     frame: Callable[[GatewayConnection], None]  # after every frame: seq and last ACK may have moved
 
 
-def recv_timeout(conn: GatewayConnection, deadline: float | None, now: float) -> float:
-    """How long the next recv() may wait: until the next heartbeat is due or, before READY, the
-    attempt's deadline, whichever comes first; never longer than MAX_WAIT_S."""
-    limits = [now + MAX_WAIT_S]
+def wake_at(conn: GatewayConnection, deadline: float, now: float) -> float:
+    """Until when the next recv() may wait: the next heartbeat or, before READY, the attempt's
+    deadline, whichever comes first; never later than MAX_WAIT_S from now."""
+    limit = now + MAX_WAIT_S
     wake = conn.next_wakeup()
-    if wake is not None:
-        limits.append(wake)
-    if deadline is not None and conn.phase is not ConnPhase.ESTABLISHED:
-        limits.append(deadline)
-    return max(0.0, min(limits) - now)
+    if wake is not None and wake < limit:
+        limit = wake
+    if conn.phase is not ConnPhase.ESTABLISHED and deadline < limit:
+        limit = deadline
+    return limit
 
 
 def close_code_for(decision: Disconnect) -> int:
@@ -133,44 +136,66 @@ async def _pump(
     while True:
         now = loop.time()
         outputs = conn.poll(now)
-        if not outputs:
-            if conn.phase is not ConnPhase.ESTABLISHED and now >= deadline:
-                return _end(conn, f"no {'Hello' if conn.phase is ConnPhase.AWAIT_HELLO else 'READY'} in time")
-            try:
-                message = await within(recv_timeout(conn, deadline, now), ws.recv())
-            except asyncio.TimeoutError:
-                continue  # a timer is due: poll() decides
-            except ConnectionClosed as exc:
-                return _closed(conn, exc)
-            outputs = conn.receive_text(message, loop.time())
-            callbacks.frame(conn)
-        for out in outputs:
-            if isinstance(out, Send):
-                if (lost := await _send(ws, conn, out)) is not None:
-                    return lost
-            elif isinstance(out, Dispatch):
-                callbacks.dispatch(out)
-            elif isinstance(out, Established):
-                callbacks.established(out)
-            elif isinstance(out, FrameRejected):
-                log_event(
-                    log,
-                    LogEvent.FRAME_REJECTED,
-                    f"Ignored a gateway frame: {out.reason}",
-                    level=logging.WARNING,
-                    reason=out.reason,
-                    excerpt=out.excerpt,
-                )
-            elif isinstance(out, AckTimeout):
-                log_event(
-                    log,
-                    LogEvent.ACK_TIMEOUT,
-                    f"{out.missed} heartbeats went unacknowledged: the link is dead, dropping it",
-                    level=logging.WARNING,
-                    missed=out.missed,
-                )
-            elif isinstance(out, Disconnect):
-                return conn.receive_close(None)  # returns the decision already taken
+        if outputs:
+            if (end := await _carry_out(ws, conn, callbacks, outputs)) is not None:
+                return end
+            continue
+        if conn.phase is not ConnPhase.ESTABLISHED and now >= deadline:
+            return _end(conn, f"no {'Hello' if conn.phase is ConnPhase.AWAIT_HELLO else 'READY'} in time")
+        limit = wake_at(conn, deadline, now)
+        try:
+            # One deadline scope over many frames, moved only when the next wake-up comes sooner:
+            # a timer per recv() would cost more than all the rest of a frame's handling.
+            async with deadline_scope(limit) as scope:
+                while True:
+                    try:
+                        message = await ws.recv()
+                    except ConnectionClosed as exc:
+                        return _closed(conn, exc)
+                    outputs = conn.receive_text(message, loop.time())
+                    callbacks.frame(conn)
+                    if outputs and (end := await _carry_out(ws, conn, callbacks, outputs)) is not None:
+                        return end
+                    sooner = wake_at(conn, deadline, loop.time())
+                    if sooner < limit:
+                        limit = sooner
+                        scope.reschedule(limit)
+        except asyncio.TimeoutError:
+            continue  # a timer is due (or the attempt's deadline passed): poll() decides
+
+
+async def _carry_out(
+    ws: ClientConnection, conn: GatewayConnection, callbacks: Callbacks, outputs: list[Output]
+) -> Disconnect | None:
+    """Does what the protocol asked; returns a Disconnect when the connection is over."""
+    for out in outputs:
+        if isinstance(out, Dispatch):
+            callbacks.dispatch(out)
+        elif isinstance(out, Send):
+            if (lost := await _send(ws, conn, out)) is not None:
+                return lost
+        elif isinstance(out, Established):
+            callbacks.established(out)
+        elif isinstance(out, FrameRejected):
+            log_event(
+                log,
+                LogEvent.FRAME_REJECTED,
+                f"Ignored a gateway frame: {out.reason}",
+                level=logging.WARNING,
+                reason=out.reason,
+                excerpt=out.excerpt,
+            )
+        elif isinstance(out, AckTimeout):
+            log_event(
+                log,
+                LogEvent.ACK_TIMEOUT,
+                f"{out.missed} heartbeats went unacknowledged: the link is dead, dropping it",
+                level=logging.WARNING,
+                missed=out.missed,
+            )
+        elif isinstance(out, Disconnect):
+            return conn.receive_close(None)  # returns the decision already taken
+    return None
 
 
 async def _send(ws: ClientConnection, conn: GatewayConnection, out: Send) -> Disconnect | None:

@@ -13,7 +13,7 @@ from websockets.asyncio.server import ServerConnection, serve
 
 from qqworker import gateway
 from qqworker.closecodes import CloseAction
-from qqworker.gateway import MAX_WAIT_S, Callbacks, close_code_for, drive, open_link, recv_timeout
+from qqworker.gateway import MAX_WAIT_S, Callbacks, close_code_for, drive, open_link, wake_at
 from qqworker.logs import configure_logging
 from qqworker.protocol import Disconnect, Dispatch, Established, GatewayConnection, Session
 from qqworker.settings import ConfigError
@@ -33,18 +33,17 @@ def new_conn(session: Session | None = None, now: float = 0.0) -> GatewayConnect
 
 def test_before_hello_recv_waits_until_the_attempt_deadline() -> None:
     conn = new_conn()
-    assert recv_timeout(conn, deadline=10.0, now=4.0) == 6.0
-    assert recv_timeout(conn, deadline=1000.0, now=0.0) == MAX_WAIT_S
+    assert wake_at(conn, deadline=10.0, now=4.0) == 10.0
+    assert wake_at(conn, deadline=1000.0, now=0.0) == MAX_WAIT_S
 
 
 def test_after_hello_recv_waits_until_the_next_heartbeat_or_the_deadline() -> None:
     conn = new_conn()
     conn.receive_text(HELLO, now=0.0)  # heartbeat due at 0.2
-    assert recv_timeout(conn, deadline=10.0, now=0.05) == pytest.approx(0.15)
-    assert recv_timeout(conn, deadline=0.1, now=0.05) == pytest.approx(0.05)
+    assert wake_at(conn, deadline=10.0, now=0.05) == pytest.approx(0.2)
+    assert wake_at(conn, deadline=0.1, now=0.05) == pytest.approx(0.1)
     conn.receive_text(ready(), now=0.1)  # established: the deadline no longer applies
-    assert recv_timeout(conn, deadline=0.1, now=0.15) == pytest.approx(0.05)
-    assert recv_timeout(conn, deadline=0.1, now=0.5) == 0.0
+    assert wake_at(conn, deadline=0.1, now=0.15) == pytest.approx(0.2)
 
 
 @pytest.mark.parametrize(

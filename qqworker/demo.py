@@ -1,0 +1,534 @@
+"""`scripts/run.sh --demo`: the point of the project in about a minute, on this machine alone.
+
+Starts the local simulator (loopback, a free port), then the watchdog + worker against it with short
+timings and the `echo` handler, sends a few messages, and plays an outage script while narrating it:
+
+1. a refused link (the gateway stops listening): `reconnect.scheduled` lines, then recovery;
+2. a half-open link (connections accepted, nothing answered): missed heartbeat ACKs detected, recovery;
+3. a frozen worker (SIGSTOP): the watchdog notices the silent heartbeat, kills, respawns, and the new
+   worker Resumes: the messages sent meanwhile are delivered and answered.
+
+Then it keeps running until Ctrl-C (or `--duration S`), stops everything, checks no process is left, and
+prints the outage report of the demo's log. The narration is JSON lines with `role` "demo" (or plain text
+with --pretty); the watchdog's lines are relayed as they come. The processes it starts run in their own
+sessions (a terminal's Ctrl-C reaches only the demo, which stops them in order) and get SIGTERM should the
+demo itself die (PR_SET_PDEATHSIG).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import ctypes
+import json
+import os
+import select
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+from qqworker.logs import rfc3339_utc
+from qqworker.pretty import render, render_line, use_colour
+
+ROOT = Path(__file__).resolve().parent.parent
+DEMO_EVENT = "demo.step"
+# Short timings so that every detection happens within seconds; each is a flag of `python -m watchdog run`.
+DEMO_TIMINGS = {
+    "--retry-initial": "0.5",
+    "--retry-max": "4",
+    "--max-attempts": "0",
+    "--connect-timeout": "3",
+    "--heartbeat-interval": "0.5",
+    "--heartbeat-timeout": "4",
+    "--attempt-grace": "3",
+    "--respawn-initial": "0.5",
+    "--respawn-max": "4",
+    "--healthy-after": "10",
+    "--stop-timeout": "3",
+}
+SIM_HEARTBEAT_MS = 2000  # Hello's interval: missed ACKs are noticed after two of them
+STEP_TIMEOUT_S = 30.0  # generous: each step normally completes in 2-10 s
+
+
+class Stopped(Exception):
+    """Ctrl-C, SIGTERM or the end of --duration: wind down."""
+
+
+def _pdeathsig() -> Callable[[], None] | None:
+    """A preexec_fn giving the child SIGTERM when the demo dies (Linux; elsewhere None)."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        prctl = libc.prctl
+    except (OSError, AttributeError):
+        return None
+    pr_set_pdeathsig = 1
+
+    def preexec() -> None:
+        prctl(pr_set_pdeathsig, int(signal.SIGTERM), 0, 0, 0)
+
+    return preexec
+
+
+@dataclass
+class Output:
+    """One ordered output stream: the watchdog's lines relayed, the demo's narration added."""
+
+    pretty: bool
+    stream: IO[str] = field(default_factory=lambda: sys.stdout)
+
+    def __post_init__(self) -> None:
+        self.lock = threading.Lock()
+        self.colour = self.pretty and use_colour(self.stream)
+
+    def _write(self, text: str) -> None:
+        with self.lock:
+            try:
+                self.stream.write(text + "\n")
+                self.stream.flush()
+            except (BrokenPipeError, ValueError):
+                pass
+
+    def relay(self, line: str) -> None:
+        self._write(render_line(line, self.colour) if self.pretty else line.rstrip("\n"))
+
+    def say(self, message: str, **fields: Any) -> None:
+        record = {
+            "timestamp": rfc3339_utc(time.time()),
+            "level": "INFO",
+            "logger": "qqworker.demo",
+            "message": message,
+            "event": DEMO_EVENT,
+            "role": "demo",
+            "pid": os.getpid(),
+            "generation": 0,
+            **fields,
+        }
+        self._write(render(record, self.colour) if self.pretty else json.dumps(record, ensure_ascii=False))
+
+
+class Watched:
+    """The watchdog process: its stdout lines are relayed and kept (parsed) for the script to wait on."""
+
+    def __init__(self, args: list[str], env: dict[str, str], output: Output, preexec: Any) -> None:
+        self.output = output
+        self.records: list[dict[str, Any]] = []
+        self.cond = threading.Condition()
+        self.proc = subprocess.Popen(
+            args,
+            cwd=ROOT,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            text=True,
+            encoding="utf-8",
+            errors="replace",
+            start_new_session=True,
+            preexec_fn=preexec,
+        )
+        self.reader = threading.Thread(target=self._read, name="watchdog-output", daemon=True)
+        self.reader.start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.output.relay(line)
+            try:
+                record = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(record, dict):
+                with self.cond:
+                    self.records.append(record)
+                    self.cond.notify_all()
+        with self.cond:
+            self.cond.notify_all()
+
+    def mark(self) -> int:
+        with self.cond:
+            return len(self.records)
+
+    def find(self, event: str, after: int = 0, where: Callable[[dict[str, Any]], bool] | None = None) -> Any:
+        with self.cond:
+            for record in self.records[after:]:
+                if record.get("event") == event and (where is None or where(record)):
+                    return record
+        return None
+
+    def wait_for(
+        self,
+        event: str,
+        after: int,
+        timeout: float,
+        stopping: threading.Event,
+        where: Callable[[dict[str, Any]], bool] | None = None,
+    ) -> dict[str, Any] | None:
+        deadline = time.monotonic() + timeout
+        with self.cond:
+            while True:
+                for record in self.records[after:]:
+                    if record.get("event") == event and (where is None or where(record)):
+                        return record
+                if stopping.is_set():
+                    raise Stopped
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or not self.reader.is_alive():
+                    return None
+                self.cond.wait(min(remaining, 0.2))
+
+
+class Demo:
+    def __init__(self, output: Output, duration: float | None, extra: list[str]) -> None:
+        self.output = output
+        self.say = output.say
+        self.duration = duration
+        self.extra = extra
+        self.stopping = threading.Event()
+        self.failures: list[str] = []
+        self.preexec = _pdeathsig()
+        self.sim: subprocess.Popen[str] | None = None
+        self.info: dict[str, Any] = {}
+        self.watchdog: Watched | None = None
+        run_dir = ROOT / "run"
+        run_dir.mkdir(exist_ok=True)
+        self.log_file = run_dir / "demo.log"
+        self.status_file = run_dir / "demo.status.json"
+
+    # Processes ---------------------------------------------------------------------------------------
+
+    def start_simulator(self) -> None:
+        args = [
+            sys.executable,
+            "-m",
+            "qqworker.simulator",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "0",
+            "--heartbeat-interval-ms",
+            str(SIM_HEARTBEAT_MS),
+        ]
+        self.sim = subprocess.Popen(
+            args,
+            cwd=ROOT,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
+            preexec_fn=self.preexec,
+        )
+        assert self.sim.stdout is not None
+        ready, _, _ = select.select([self.sim.stdout], [], [], 20)
+        line = self.sim.stdout.readline() if ready else ""
+        try:
+            self.info = json.loads(line)
+        except ValueError:
+            raise RuntimeError(f"the simulator did not announce itself (got {line!r})") from None
+        self.say(
+            f"Local QQ platform simulator up at {self.info['api_base']} (gateway {self.info['gateway_url']})",
+            api_base=self.info["api_base"],
+        )
+
+    def start_watchdog(self) -> None:
+        self.log_file.write_text("")  # this demo's log only, for the report at the end
+        env = dict(os.environ)
+        env.update(
+            QQ_APP_ID=str(self.info["app_id"]),
+            QQ_APP_SECRET=str(self.info["app_secret"]),
+            QQ_API_BASE=self.info["api_base"],
+            QQ_TOKEN_URL=self.info["token_url"],
+            QQ_HANDLER="echo",
+            QQW_LOG_FILE=str(self.log_file),
+            QQW_STATUS_FILE=str(self.status_file),
+            PYTHONUNBUFFERED="1",
+        )
+        args = [sys.executable, "-m", "watchdog", "run"]
+        for flag, value in DEMO_TIMINGS.items():
+            args += [flag, value]
+        args += self.extra
+        self.say(
+            "Starting the watchdog and its worker with demo timings: "
+            + " ".join(f"{k} {v}" for k, v in DEMO_TIMINGS.items()),
+            log_file=str(self.log_file),
+        )
+        self.watchdog = Watched(args, env, self.output, self.preexec)
+
+    def control(self, path: str, body: dict[str, Any] | None = None) -> Any:
+        url = str(self.info.get("control_url") or self.info["api_base"]).rstrip("/") + path
+        data = None if body is None else json.dumps(body).encode()
+        request = urllib.request.Request(
+            url,
+            data=data,
+            method="GET" if body is None else "POST",
+            headers={"Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return json.loads(response.read() or b"null")
+
+    def stop_all(self) -> list[int]:
+        """SIGTERM the watchdog (it stops its worker), then the simulator; SIGKILL what outlives its bound.
+        Returns the pids still alive afterwards (none, unless something is badly wrong)."""
+        leftovers: list[int] = []
+        for name, proc, bound in (
+            ("watchdog", self.watchdog.proc if self.watchdog else None, 15.0),
+            ("simulator", self.sim, 10.0),
+        ):
+            if proc is None:
+                continue
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(bound)
+            except subprocess.TimeoutExpired:
+                self.say(f"The {name} did not stop within {bound:.0f}s: killing it", level="WARNING")
+                _kill_group(proc.pid)
+                proc.wait(5)
+            leftovers += _session_alive(proc.pid)
+        if self.watchdog is not None:
+            self.watchdog.reader.join(5)
+            # Every worker the watchdog ever started must be gone too, wherever it was parented.
+            with self.watchdog.cond:
+                workers = {
+                    r.get("child_pid") for r in self.watchdog.records if r.get("event") == "child.spawned"
+                }
+            leftovers += [
+                pid for pid in workers if isinstance(pid, int) and _alive(pid) and pid not in leftovers
+            ]
+        return leftovers
+
+    # The script ----------------------------------------------------------------------------------------
+
+    def wait_connected(self, after: int, what: str) -> bool:
+        assert self.watchdog is not None
+        record = self.watchdog.wait_for("gateway.connected", after, STEP_TIMEOUT_S, self.stopping)
+        if record is None:
+            self.failures.append(what)
+            self.say(f"{what}: no gateway.connected within {STEP_TIMEOUT_S:.0f}s", level="WARNING")
+            return False
+        return True
+
+    def replies(self) -> int:
+        return int(self.control("/_sim/state").get("replies_received", 0))
+
+    def send_messages(self, texts: list[str]) -> None:
+        for text in texts:
+            self.control("/_sim/events", {"type": "C2C_MESSAGE_CREATE", "d": {"content": text}})
+
+    def wait_replies(self, count: int, what: str) -> bool:
+        deadline = time.monotonic() + STEP_TIMEOUT_S
+        while self.replies() < count:
+            if time.monotonic() > deadline:
+                self.failures.append(what)
+                got = self.replies()
+                self.say(f"{what}: {got} of {count} replies within {STEP_TIMEOUT_S:.0f}s", level="WARNING")
+                return False
+            self.sleep(0.2)
+        return True
+
+    def sleep(self, seconds: float) -> None:
+        if self.stopping.wait(seconds):
+            raise Stopped
+
+    def child_pid(self) -> int | None:
+        """The current worker's pid: from the watchdog's status file, else its last child.spawned line."""
+        try:
+            status = json.loads(self.status_file.read_text())
+            pid = status.get("child_pid") or (status.get("child") or {}).get("pid")
+            if isinstance(pid, int) and pid > 0:
+                return pid
+        except (OSError, ValueError, AttributeError):
+            pass
+        assert self.watchdog is not None
+        with self.watchdog.cond:
+            spawned = [r for r in self.watchdog.records if r.get("event") == "child.spawned"]
+        return spawned[-1].get("child_pid") if spawned else None
+
+    def script(self) -> None:
+        assert self.watchdog is not None
+        wd = self.watchdog
+        if not self.wait_connected(0, "first connection"):
+            return
+        self.say("Connected. Sending 3 messages; the echo handler answers each through the REST API.")
+        before = self.replies()
+        self.send_messages(["hello", "你好", "still there?"])
+        if self.wait_replies(before + 3, "echo replies"):
+            self.say(f"3 replies received by the simulator ({before + 3} so far).")
+        self.sleep(1)
+
+        seconds = 6
+        self.say(
+            f"Outage 1/3, a refused link: the gateway stops listening for {seconds}s. Watch gateway.closed, "
+            "then reconnect.failed / reconnect.scheduled for every attempt, with growing delays."
+        )
+        mark = wd.mark()
+        self.control("/_sim/outage", {"mode": "refuse", "seconds": seconds})
+        if self.wait_connected(mark, "recovery from the refused link"):
+            failed = sum(1 for r in wd.records[mark:] if r.get("event") == "reconnect.failed")
+            self.say(f"Recovered from the refused link after {failed} failed attempt(s), every one logged.")
+        self.sleep(1)
+
+        seconds = 10
+        self.say(
+            f"Outage 2/3, a half-open link for {seconds}s: connections stay open but nothing answers, not "
+            "even heartbeat ACKs. TCP alone would not notice for ~15 minutes; the missing ACKs give it away."
+        )
+        mark = wd.mark()
+        self.control("/_sim/outage", {"mode": "blackhole", "seconds": seconds})
+        if self.wait_connected(mark, "recovery from the half-open link"):
+            detected = wd.find("gateway.ack_timeout", mark) or wd.find("child.ack_stale", mark)
+            how = f"detected by {detected['event']}" if detected else "detected"
+            self.say(f"Half-open link {how}, and recovered once the gateway answered again.")
+        self.sleep(1)
+
+        pid = self.child_pid()
+        if pid is None:
+            self.failures.append("frozen worker")
+            self.say("Cannot find the worker's pid: skipping the frozen-worker step", level="WARNING")
+            return
+        self.say(
+            f"Outage 3/3, a frozen worker: SIGSTOP to worker pid {pid}. Its heartbeat over the pipe stops; "
+            f"the watchdog kills it after {DEMO_TIMINGS['--heartbeat-timeout']}s of silence and respawns it. "
+            "2 messages are sent meanwhile: the new worker Resumes the session and answers them."
+        )
+        mark = wd.mark()
+        before = self.replies()
+        os.kill(pid, signal.SIGSTOP)
+        self.sleep(0.5)
+        self.send_messages(["sent while frozen 1", "sent while frozen 2"])
+        killed = wd.wait_for("child.killed", mark, STEP_TIMEOUT_S, self.stopping)
+        if killed is None:
+            self.failures.append("frozen worker detection")
+            self.say("The frozen worker was not killed in time", level="WARNING")
+            os.kill(pid, signal.SIGCONT)
+            return
+        if self.wait_connected(mark, "respawn after the frozen worker"):
+            resumed = wd.find("gateway.connected", mark, lambda r: bool(r.get("resumed")))
+            if self.wait_replies(before + 2, "replies after the respawn"):
+                self.say(
+                    f"The new worker {'resumed the session' if resumed else 'connected'} and answered both "
+                    "messages sent while the old one was frozen: nothing was lost."
+                )
+        self.say(
+            "Demo script done. Still running: send your own events with "
+            f"curl -X POST {self.info.get('control_url', self.info['api_base'])}/_sim/events "
+            '-d \'{"type": "C2C_MESSAGE_CREATE", "d": {"content": "hi"}}\'' + "; Ctrl-C stops everything.",
+            failures=self.failures,
+        )
+
+    def report(self) -> None:
+        from watchdog.report import read_logs, summary_line
+
+        try:
+            report = read_logs([self.log_file])
+        except OSError as exc:
+            self.say(f"No report: cannot read {self.log_file}: {exc}", level="WARNING")
+            return
+        shown = report.listed(0.5)
+        self.say(
+            f"Outage report of this demo (python -m watchdog report {self.log_file.relative_to(ROOT)}): "
+            f"{len(shown)} outage(s) of 0.5s or more.",
+            outages=len(shown),
+        )
+        for outage in shown:
+            self.say("  " + summary_line(outage), outage=outage.to_dict())
+
+    def run(self) -> int:
+        timer = None
+        if self.duration:
+            timer = threading.Timer(self.duration, self.stopping.set)
+            timer.daemon = True
+            timer.start()
+        try:
+            self.start_simulator()
+            self.start_watchdog()
+            self.script()
+            while True:  # until Ctrl-C, SIGTERM or --duration
+                self.sleep(1)
+                if self.watchdog is not None and self.watchdog.proc.poll() is not None:
+                    code = self.watchdog.proc.returncode
+                    self.say(f"The watchdog exited with status {code}", level="WARNING")
+                    self.failures.append("watchdog exited")
+                    break
+        except (Stopped, KeyboardInterrupt):
+            pass  # a requested stop, not a failure
+        except (OSError, RuntimeError, urllib.error.URLError) as exc:
+            self.failures.append(str(exc))
+            self.say(f"The demo failed: {exc}", level="ERROR")
+        finally:
+            if timer is not None:
+                timer.cancel()
+            self.stopping.set()
+            # A second Ctrl-C while stopping must not abandon the children half-stopped.
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+            self.say("Stopping: SIGTERM to the watchdog (it stops its worker), then the simulator.")
+            leftovers = self.stop_all()
+            if leftovers:
+                self.failures.append(f"processes left: {leftovers}")
+                self.say(f"Processes still alive: {leftovers}", level="ERROR")
+            else:
+                self.say("Everything stopped; no process left.")
+        self.report()
+        return 1 if self.failures else 0
+
+
+def _kill_group(pgid: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, signal.SIGKILL)
+    for pid in _session_alive(pgid):  # a member that moved to its own process group
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, signal.SIGKILL)
+
+
+def _alive(pid: int) -> bool:
+    import psutil
+
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
+
+
+def _session_alive(sid: int) -> list[int]:
+    """Pids of the session (they were started with start_new_session) still alive."""
+    import psutil
+
+    alive = []
+    for proc in psutil.process_iter(["pid", "status"]):
+        try:
+            if os.getsid(proc.pid) == sid and proc.info["status"] != psutil.STATUS_ZOMBIE:
+                alive.append(proc.pid)
+        except (ProcessLookupError, PermissionError, psutil.Error):
+            pass
+    return alive
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    extra: list[str] = []
+    if "--" in argv:
+        cut = argv.index("--")
+        argv, extra = argv[:cut], argv[cut + 1 :]
+    parser = argparse.ArgumentParser(prog="scripts/run.sh --demo", description=__doc__.splitlines()[0])
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--pretty", action="store_true", help="readable lines (default on a terminal)")
+    mode.add_argument("--json", action="store_true", help="JSON lines (default otherwise)")
+    parser.add_argument(
+        "--duration", type=float, default=None, metavar="S", help="stop by itself after S seconds (0: never)"
+    )
+    args = parser.parse_args(argv)
+    pretty = args.pretty or (not args.json and sys.stdout.isatty())
+    demo = Demo(Output(pretty), args.duration, extra)
+    signal.signal(signal.SIGTERM, lambda *_: demo.stopping.set())
+    signal.signal(signal.SIGINT, lambda *_: demo.stopping.set())
+    return demo.run()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

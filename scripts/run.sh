@@ -1,0 +1,239 @@
+#!/usr/bin/env bash
+# qqwatchdog launcher: the one command operators type.
+#
+#   scripts/run.sh --demo [--duration S]       the local simulator + watchdog + worker, with a scripted outage
+#   scripts/run.sh [--env-file PATH] [opts]    production, in the foreground: exec python -m watchdog run opts
+#   scripts/run.sh --background [...]          the same, detached (setsid), pid in run/qqwatchdog.pid,
+#                                              output appended to run/qqwatchdog.log
+#   scripts/run.sh stop [--timeout S]          SIGTERM the background watchdog, wait, report
+#   scripts/run.sh status [--json]             python -m watchdog status
+#
+# Output: JSON lines, or a readable rendering (--pretty); the default is pretty on a terminal, JSON otherwise.
+# Works from any directory: the project's .venv is created on first use (and refreshed when pyproject.toml
+# changes); the watchdog runs with the project directory as its working directory. Relative paths given to
+# --env-file, --config, --log-file and --status-file (or in QQW_LOG_FILE / QQW_STATUS_FILE) are taken
+# relative to the directory you ran this from.
+# Exit status: the watchdog's (0 stopped, 69 gave up, 78 configuration error: also for a bad env file or
+# missing credentials, found here before anything starts).
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")/.." && pwd)"
+RUN_DIR="$ROOT/run"
+PID_FILE="$RUN_DIR/qqwatchdog.pid"
+BACKGROUND_LOG="$RUN_DIR/qqwatchdog.log"
+EX_CONFIG=78
+
+fail() { # fail CODE MESSAGE: one line on stderr, then exit
+    echo "qqwatchdog: $2" >&2
+    exit "$1"
+}
+
+usage() {
+    sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed -e '$d' -e 's/^# \{0,1\}//'
+    echo "Watchdog options (python -m watchdog run --help): --config FILE, --retry-initial S, ... see README.md."
+}
+
+abs_path() { # relative to the caller's directory, before we change to the project directory
+    case "$1" in
+    /*) printf '%s\n' "$1" ;;
+    *) printf '%s\n' "$PWD/$1" ;;
+    esac
+}
+
+trim() { # trim surrounding whitespace of $1
+    local s="$1"
+    s="${s#"${s%%[![:space:]]*}"}"
+    printf '%s' "${s%"${s##*[![:space:]]}"}"
+}
+
+# KEY=VALUE lines, as in a systemd EnvironmentFile: blank lines and # comments skipped, an optional
+# `export ` prefix, values optionally in single or double quotes taken literally. Never sourced or
+# evaluated: a value like $(rm -rf ~) stays that text. The file holds the bot's secret, so a file that
+# group or others may read or write is refused.
+load_env_file() {
+    local path="$1" mode n=0 line key value
+    [ -e "$path" ] || fail $EX_CONFIG "env file $path: no such file"
+    [ -f "$path" ] && [ -r "$path" ] || fail $EX_CONFIG "env file $path: not a readable file"
+    mode="$(stat -L -c '%a' "$path")"
+    if (((8#$mode & 8#077) != 0)); then
+        fail $EX_CONFIG "refusing env file $path: its mode $mode lets group or others read or change the bot's secret; run: chmod 600 $path"
+    fi
+    while IFS= read -r line || [ -n "$line" ]; do
+        n=$((n + 1))
+        line="$(trim "${line%$'\r'}")"
+        [[ -z "$line" || "$line" == \#* ]] && continue
+        [[ "$line" =~ ^export[[:space:]]+(.*)$ ]] && line="${BASH_REMATCH[1]}"
+        if [[ ! "$line" =~ ^([A-Za-z_][A-Za-z0-9_]*)[[:space:]]*=(.*)$ ]]; then
+            fail $EX_CONFIG "env file $path, line $n: expected KEY=VALUE"
+        fi
+        key="${BASH_REMATCH[1]}"
+        value="$(trim "${BASH_REMATCH[2]}")"
+        if [[ "$value" =~ ^\"(.*)\"$ || "$value" =~ ^\'(.*)\'$ ]]; then
+            value="${BASH_REMATCH[1]}"
+        fi
+        export "$key=$value"
+    done <"$path"
+}
+
+running_pid() { # the background watchdog's pid, if its pid file names a live watchdog process
+    local pid
+    [ -f "$PID_FILE" ] || return 1
+    pid="$(tr -dc '0-9' <"$PID_FILE")"
+    [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null || return 1
+    # A stale pid file may name a recycled pid: only a process running the watchdog counts.
+    tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q 'watchdog' || return 1
+    echo "$pid"
+}
+
+cmd_stop() {
+    local timeout=30 pid waited=0
+    while [ $# -gt 0 ]; do
+        case "$1" in
+        --timeout) timeout="${2:?--timeout needs seconds}" && shift 2 ;;
+        --timeout=*) timeout="${1#*=}" && shift ;;
+        *) fail 2 "stop: unknown option $1" ;;
+        esac
+    done
+    if ! pid="$(running_pid)"; then
+        rm -f "$PID_FILE"
+        echo "qqwatchdog: not running (no live process in $PID_FILE)"
+        exit 3
+    fi
+    echo "qqwatchdog: stopping pid $pid (SIGTERM; the watchdog stops its worker first)"
+    kill -TERM "$pid"
+    while kill -0 "$pid" 2>/dev/null; do
+        if ((waited >= timeout * 10)); then
+            echo "qqwatchdog: pid $pid still running after ${timeout}s; sending SIGKILL to its process group" >&2
+            kill -KILL -- "-$pid" 2>/dev/null || kill -KILL "$pid" 2>/dev/null || true
+            rm -f "$PID_FILE"
+            exit 1
+        fi
+        sleep 0.1
+        waited=$((waited + 1))
+    done
+    rm -f "$PID_FILE"
+    echo "qqwatchdog: stopped pid $pid after $((waited / 10)).$((waited % 10))s; log: $BACKGROUND_LOG"
+}
+
+# --- arguments -------------------------------------------------------------------------------------------
+command="run"
+case "${1:-}" in
+stop | status) command="$1" && shift ;;
+esac
+
+demo=0 background=0 output="auto" env_file="" duration="${QQW_DEMO_DURATION:-}" app_id_flag=0 config_flag=0
+pass=()
+if [ "$command" = "run" ]; then
+    while [ $# -gt 0 ]; do
+        case "$1" in
+        -h | --help) usage && exit 0 ;;
+        --demo) demo=1 && shift ;;
+        --background) background=1 && shift ;;
+        --pretty) output="pretty" && shift ;;
+        --json) output="json" && shift ;;
+        --env-file) env_file="$(abs_path "${2:?--env-file needs a path}")" && shift 2 ;;
+        --env-file=*) env_file="$(abs_path "${1#*=}")" && shift ;;
+        --duration) duration="${2:?--duration needs seconds}" && shift 2 ;;
+        --duration=*) duration="${1#*=}" && shift ;;
+        --config | --log-file | --status-file)
+            [ "$1" = "--config" ] && config_flag=1
+            pass+=("$1" "$(abs_path "${2:?$1 needs a path}")") && shift 2
+            ;;
+        --config=* | --log-file=* | --status-file=*)
+            [[ "$1" == --config=* ]] && config_flag=1
+            pass+=("${1%%=*}=$(abs_path "${1#*=}")") && shift
+            ;;
+        --app-id | --app-id=*) app_id_flag=1 && pass+=("$1") && shift ;;
+        *) pass+=("$1") && shift ;;
+        esac
+    done
+fi
+
+# --- checks that need no Python: fail fast, also on the very first run -----------------------------------
+if [ -n "$env_file" ]; then
+    load_env_file "$env_file"
+fi
+for var in QQW_LOG_FILE QQW_STATUS_FILE; do
+    if [ -n "${!var:-}" ]; then
+        export "$var=$(abs_path "${!var}")"
+    fi
+done
+if [ "$command" = "run" ] && [ "$demo" = 0 ]; then
+    missing=()
+    # The app id may also come from --app-id or the config file ([qq] app_id; the watchdog checks that).
+    [ -n "${QQ_APP_ID:-}" ] || [ "$app_id_flag" = 1 ] || [ "$config_flag" = 1 ] || missing+=(QQ_APP_ID)
+    [ -n "${QQ_APP_SECRET:-}" ] || missing+=(QQ_APP_SECRET)
+    if [ ${#missing[@]} -gt 0 ]; then
+        names="${missing[0]}${missing[1]:+ and ${missing[1]}}"
+        fail $EX_CONFIG "$names not set: put the bot's credentials in the environment or in an env file (--env-file PATH: KEY=VALUE lines, chmod 600); scripts/run.sh --demo runs without them"
+    fi
+fi
+
+if [ "$command" = "stop" ]; then
+    cmd_stop "$@"
+    exit 0
+fi
+
+# shellcheck source=scripts/venv.sh
+source "$ROOT/scripts/venv.sh"
+ensure_venv
+PY="$VENV/bin/python"
+cd "$ROOT"
+
+if [ "$command" = "status" ]; then
+    exec "$PY" -m watchdog status "$@"
+fi
+
+if [ "$output" = "auto" ]; then
+    if [ -t 1 ] && [ "$background" = 0 ]; then output="pretty"; else output="json"; fi
+fi
+
+if [ "$demo" = 1 ]; then
+    [ "$background" = 0 ] || fail 2 "--demo runs in the foreground only"
+    exec "$PY" -m qqworker.demo "--$output" ${duration:+--duration "$duration"} -- "${pass[@]}"
+fi
+
+if [ "$background" = 1 ]; then
+    mkdir -p "$RUN_DIR"
+    if pid="$(running_pid)"; then
+        fail 1 "already running (pid $pid); scripts/run.sh stop first"
+    fi
+    rm -f "$PID_FILE"
+    # setsid: its own session, so no terminal's Ctrl-C or hang-up reaches it. The pid file is written by the
+    # detached process itself just before exec, so it is the watchdog's own pid.
+    QQW_PID_FILE="$PID_FILE" setsid "$BASH" "$ROOT/scripts/run.sh" --json "${pass[@]}" \
+        </dev/null >>"$BACKGROUND_LOG" 2>&1 &
+    launcher=$!
+    for _ in $(seq 100); do # the detached side may first have to refresh the venv: up to 10 s
+        [ -s "$PID_FILE" ] || ! kill -0 "$launcher" 2>/dev/null && break
+        sleep 0.1
+    done
+    # A configuration error ends it within a second: report that here rather than leave a dead pid file.
+    for _ in $(seq 15); do
+        running_pid >/dev/null || break
+        sleep 0.1
+    done
+    if pid="$(running_pid)"; then
+        echo "qqwatchdog: started in the background, pid $pid; log: $BACKGROUND_LOG"
+        echo "qqwatchdog: scripts/run.sh status | scripts/run.sh stop | python -m watchdog report $BACKGROUND_LOG*"
+        exit 0
+    fi
+    rm -f "$PID_FILE"
+    echo "qqwatchdog: the background watchdog did not stay up; last lines of $BACKGROUND_LOG:" >&2
+    tail -n 5 "$BACKGROUND_LOG" >&2 || true
+    exit 1
+fi
+
+if [ -n "${QQW_PID_FILE:-}" ]; then
+    echo $$ >"$QQW_PID_FILE" # exec keeps this pid: it is the watchdog's
+    unset QQW_PID_FILE
+fi
+if [ "$output" = "pretty" ]; then
+    # A person at a terminal: Ctrl-C reaches the whole foreground process group, so the watchdog stops
+    # cleanly while the renderer (which ignores SIGINT) prints its last lines and ends at EOF; only then
+    # does the prompt come back. Services and scripts get JSON, where this script execs the watchdog.
+    set +e
+    "$PY" -m watchdog run "${pass[@]}" | "$PY" -m qqworker.pretty
+    exit "${PIPESTATUS[0]}"
+fi
+exec "$PY" -m watchdog run "${pass[@]}"

@@ -32,6 +32,14 @@ LABELS = {
     "recover_s": "recovered",
     "silence_s": "longest silence",
     "exit_s": "exited",
+    "baseline_rss_mb": "worker RSS before",
+    "freeze_to_connected_s": "freeze → connected",
+    "delivered_300_s": "300 events delivered in",
+    "handled_20_s": "20 events handled in",
+    "others_handled_s": "20 other events handled in",
+    "stop_s": "stopped in",
+    "child_gone_s": "worker gone",
+    "reopened_s": "log reopened",
 }
 
 
@@ -40,7 +48,7 @@ def figure_text(name: str, figure: dict[str, Any]) -> str:
     label = LABELS.get(name, name.removesuffix("_s").replace("_", " "))
     if value is None:
         return f"{label} —"
-    number = f"{value:.2f}" if unit == "s" else f"{value:g}"
+    number = f"{value:.2f}" if unit == "s" else f"{value:.0f}" if unit == "MB" else f"{value:g}"
     text = f"{label} {number}{' ' + unit if unit else ''}"
     if bound is not None:
         text += f" (≤ {bound:g})"

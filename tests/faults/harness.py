@@ -90,6 +90,12 @@ class Timings:
         return max(self.retry_max, self.connect_timeout) + self.silence_grace
 
     @property
+    def kill_silence_bound(self) -> float:
+        """While the watchdog replaces a child it may wait stop_timeout for SIGTERM to work (a blocked
+        loop never runs its handler) before SIGKILL: that wait is a bounded, configured silence."""
+        return max(self.retry_max, self.connect_timeout, self.stop_timeout) + self.silence_grace
+
+    @property
     def ack_bound(self) -> float:
         """A half-open link must be noticed within two missed gateway heartbeats, plus slack."""
         return 2 * self.gateway_heartbeat_ms / 1000 + 2.0
@@ -148,6 +154,13 @@ class FaultSim:
         for first, last in answer.get("seq", {}).values():
             seqs.extend(range(first, last + 1))
         return seqs
+
+    def say(self, content: str, count: int = 1) -> list[int]:
+        """Dispatches C2C messages with this content (a trigger word for tests/faults/handlers.py)."""
+        answer = self.control(
+            "/_sim/events", {"type": "C2C_MESSAGE_CREATE", "d": {"content": content}, "count": count}
+        )
+        return [s for first, last in answer.get("seq", {}).values() for s in range(first, last + 1)]
 
     def outage(self, mode: str, seconds: float) -> None:
         self.control("/_sim/outage", {"mode": mode, "seconds": seconds})

@@ -1,0 +1,305 @@
+"""Faults of the processes themselves: the worker frozen, killed, its event loop blocked, its reconnect
+path stalled without logs, leaking memory, a handler that raises or blocks; and the watchdog receiving
+SIGTERM, SIGINT, SIGHUP or SIGKILL. The real watchdog supervises the real worker against the simulator."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import psutil
+import pytest
+
+from tests.faults.conftest import fault
+from tests.faults.harness import FaultSim, Supervised, Timings, outage
+from tests.faults.results import CaseResult
+from tests.support import ROOT
+
+# A respawned child: interpreter start-up, imports, token, discovery and the handshake.
+RESPAWN_SLACK = 6.0
+
+
+@pytest.fixture(autouse=True)
+def _watchdog_only() -> None:
+    if os.environ.get("QQW_FAULT_TARGET") == "worker":
+        pytest.skip("process faults need the watchdog")
+
+
+def with_handler(
+    supervise: Callable[..., Supervised], sim: FaultSim, tmp_path: Path, name: str, **kw: object
+):
+    flags = tmp_path / "flags"
+    flags.mkdir(exist_ok=True)
+    env = {"QQ_HANDLER": f"tests.faults.handlers:{name}", "QQF_FLAG_DIR": str(flags), "PYTHONPATH": str(ROOT)}
+    return supervise(sim, env_overrides=env, **kw)
+
+
+def child_pid(run: Supervised) -> int:
+    spawned = run.process.records("child.spawned")
+    assert spawned, "no child.spawned line"
+    return int(spawned[-1]["child_pid"])
+
+
+def measure_respawn(
+    record: CaseResult,
+    timings: Timings,
+    run: Supervised,
+    result,
+    *,
+    detect_bound: float,
+    recover_bound: float,
+) -> None:
+    record.measure("detect_s", result.detect_s, detect_bound)
+    record.measure("recover_s", result.recover_s, recover_bound)
+    record.measure("silence_s", result.silence_s, timings.silence_bound)
+    assert result.detect_s <= detect_bound, f"detected after {result.detect_s:.2f}s (bound {detect_bound}s)"
+    assert result.recover_s <= recover_bound, f"connected {result.recover_s:.2f}s after detection"
+    assert result.silence_s <= timings.silence_bound, (
+        f"log silent {result.silence_s:.2f}s while not connected"
+    )
+    assert not result.missing, f"events lost across the respawn: seqs {sorted(result.missing)}"
+    assert result.reconnected.get("resumed") is True, f"the new child must Resume: {result.reconnected}"
+    assert int(result.reconnected["generation"]) >= 2, result.reconnected
+
+
+def respawn_bound(timings: Timings) -> float:
+    return timings.stop_timeout + timings.respawn_max + RESPAWN_SLACK
+
+
+@fault("process", "worker frozen (SIGSTOP)", "detect ≤ heartbeat timeout + 1 s; resumed by a new child")
+def test_worker_frozen(
+    sim: FaultSim, supervise: Callable[..., Supervised], timings: Timings, record: CaseResult
+) -> None:
+    run = supervise(sim)
+    run.connected()
+    pid = child_pid(run)
+    result = outage(
+        run, sim,
+        inject=lambda: os.kill(pid, signal.SIGSTOP),
+        restore=None,
+        detect_events=("child.heartbeat_missed",),
+    )  # fmt: skip
+    record.measure("freeze_to_connected_s", result.detect_s + result.recover_s, None)
+    measure_respawn(
+        record, timings, run, result,
+        detect_bound=timings.heartbeat_timeout + 1.0, recover_bound=respawn_bound(timings),
+    )  # fmt: skip
+    assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    run.assert_clean_end()
+
+
+@fault("process", "worker killed (SIGKILL)", "exit seen ≤ 1 s; resumed by a new child")
+def test_worker_killed(
+    sim: FaultSim, supervise: Callable[..., Supervised], timings: Timings, record: CaseResult
+) -> None:
+    run = supervise(sim)
+    run.connected()
+    pid = child_pid(run)
+    result = outage(
+        run, sim, inject=lambda: os.kill(pid, signal.SIGKILL), restore=None, detect_events=("child.exited",)
+    )
+    assert result.detected.get("exitcode") == -9, result.detected
+    measure_respawn(
+        record, timings, run, result, detect_bound=1.0, recover_bound=timings.respawn_max + RESPAWN_SLACK
+    )
+    run.assert_clean_end()
+
+
+@fault(
+    "process",
+    "worker's event loop blocked (a sync sleep inside an async handler)",
+    "detect ≤ heartbeat timeout + 1 s",
+)
+def test_event_loop_blocked(
+    sim: FaultSim, supervise: Callable[..., Supervised], timings: Timings, record: CaseResult, tmp_path: Path
+) -> None:
+    run = with_handler(supervise, sim, tmp_path, "block_loop")
+    result = outage(
+        run,
+        sim,
+        inject=lambda: sim.say("block-loop"),
+        restore=None,
+        detect_events=("child.heartbeat_missed",),
+    )
+    measure_respawn(
+        record, timings, run, result,
+        detect_bound=timings.heartbeat_timeout + 1.0, recover_bound=respawn_bound(timings),
+    )  # fmt: skip
+    run.assert_clean_end()
+
+
+@fault(
+    "process",
+    "reconnect path stalled without logs (the backoff never ends; the loop and its beats live on)",
+    "detect ≤ delay + connect timeout + attempt grace + 1 s",
+)
+def test_reconnect_stalled(
+    sim: FaultSim, supervise: Callable[..., Supervised], timings: Timings, record: CaseResult, tmp_path: Path
+) -> None:
+    run = with_handler(supervise, sim, tmp_path, "stall_reconnect")
+    run.connected()
+    seqs = sim.say("stall-reconnect")
+    assert not run.wait_seqs(seqs, 10)
+
+    result = outage(
+        run,
+        sim,
+        inject=lambda: sim.close(4009),
+        restore=None,
+        detect_events=("child.attempt_overdue",),
+        settle_s=0.2,
+    )
+    bound = timings.retry_max + timings.connect_timeout + timings.attempt_grace + 1.0
+    measure_respawn(record, timings, run, result, detect_bound=bound, recover_bound=respawn_bound(timings))
+    run.assert_clean_end()
+
+
+@fault(
+    "process",
+    "memory leak in the worker (16 MiB per event) past --memory-limit-mb",
+    "detect ≤ 2 s past the limit",
+)
+def test_memory_leak(
+    sim: FaultSim, supervise: Callable[..., Supervised], timings: Timings, record: CaseResult, tmp_path: Path
+) -> None:
+    limit_mb = 200
+    run = with_handler(supervise, sim, tmp_path, "leak", extra_flags=["--memory-limit-mb", str(limit_mb)])
+    run.connected()
+    pid = child_pid(run)
+    baseline = psutil.Process(pid).memory_info().rss / 2**20
+    record.measure("baseline_rss_mb", baseline, float(limit_mb), unit="MB")
+
+    def inject() -> None:
+        for _ in range(int((limit_mb - baseline) / 16) + 3):
+            sim.say("leak")
+
+    result = outage(run, sim, inject=inject, restore=None, detect_events=("child.memory_exceeded",), events=5)
+    assert result.detected.get("rss_mb", 0) > limit_mb, result.detected
+    measure_respawn(record, timings, run, result, detect_bound=5.0, recover_bound=respawn_bound(timings))
+    run.assert_clean_end()
+
+
+@fault("process", "handler raises on every event", "each logged as handler.error; no reconnect, no respawn")
+def test_handler_raises(
+    sim: FaultSim, supervise: Callable[..., Supervised], timings: Timings, record: CaseResult, tmp_path: Path
+) -> None:
+    run = with_handler(supervise, sim, tmp_path, "raises")
+    run.connected()
+    mark = run.mark()
+    t0 = time.monotonic()
+    seqs = sim.events(20)
+    missing = run.wait_seqs(seqs, 10)
+    deadline = time.monotonic() + 10
+    while len(run.process.records("handler.error")) < len(seqs) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    record.measure("handled_20_s", time.monotonic() - t0, 10)
+    errors = run.process.records("handler.error")
+    assert not missing and len(errors) == len(seqs), (
+        f"{len(errors)} handler.error lines for {len(seqs)} events"
+    )
+    events = {ln.event for ln in run.process.lines[mark:]}
+    assert not events & {"gateway.closed", "child.killed", "child.exited"}, events
+    run.assert_clean_end()
+
+
+@fault(
+    "process",
+    "handler never returns (a sync handler stuck on its thread)",
+    "others still handled; stop ≤ stop timeout",
+)
+def test_handler_blocks(
+    sim: FaultSim, supervise: Callable[..., Supervised], timings: Timings, record: CaseResult, tmp_path: Path
+) -> None:
+    run = with_handler(supervise, sim, tmp_path, "blocks")
+    run.connected()
+    mark = run.mark()
+    sim.say("block-handler")
+    t0 = time.monotonic()
+    seqs = sim.events(20)
+    missing = run.wait_seqs(seqs, 10)
+    record.measure("others_handled_s", time.monotonic() - t0, 10)
+    assert not missing, f"a stuck handler must not stop the others: missing {sorted(missing)}"
+    time.sleep(3 * timings.gateway_heartbeat_ms / 1000)
+    events = {ln.event for ln in run.process.lines[mark:]}
+    assert not events & {"gateway.ack_timeout", "child.killed", "child.heartbeat_missed"}, events
+    t1 = time.monotonic()
+    run.assert_clean_end()
+    stop_s = time.monotonic() - t1
+    record.measure("stop_s", stop_s, timings.stop_timeout + 5.0)
+    assert stop_s <= timings.stop_timeout + 5.0
+
+
+def stop_case(sig: signal.Signals) -> object:
+    return pytest.param(
+        sig,
+        marks=fault("process", f"watchdog gets {sig.name}", "exit 0 ≤ stop timeout + 1 s, tree gone"),
+        id=sig.name,
+    )
+
+
+@pytest.mark.parametrize("sig", [stop_case(signal.SIGTERM), stop_case(signal.SIGINT)])
+def test_watchdog_stop_signal(
+    sig: signal.Signals,
+    sim: FaultSim,
+    supervise: Callable[..., Supervised],
+    timings: Timings,
+    record: CaseResult,
+) -> None:
+    run = supervise(sim)
+    run.connected()
+    time.sleep(0.5)
+    t0 = time.monotonic()
+    run.assert_clean_end(expected_exit=0, sig=sig)
+    exit_s = time.monotonic() - t0
+    record.measure("exit_s", exit_s, timings.stop_timeout + 1.0)
+    assert run.process.records("worker.stopped"), "the worker must stop cleanly, not be killed"
+    assert run.process.records("watchdog.stopped")
+    assert exit_s <= timings.stop_timeout + 1.0
+
+
+@fault("process", "watchdog gets SIGHUP (logrotate moved the log file)", "log reopened, child untouched")
+def test_watchdog_sighup(
+    sim: FaultSim, supervise: Callable[..., Supervised], timings: Timings, record: CaseResult, tmp_path: Path
+) -> None:
+    log_file = tmp_path / "qqw.log"
+    run = supervise(sim, extra_flags=["--log-file", str(log_file)])
+    run.connected()
+    assert log_file.exists() and log_file.stat().st_size > 0
+    log_file.rename(tmp_path / "qqw.log.1")
+    mark = run.mark()
+    t0 = time.monotonic()
+    run.process.signal(signal.SIGHUP)
+    at, _ = run.wait("log.reopened", 5, after=mark)
+    record.measure("reopened_s", run.at(at) - t0, 2.0)
+    seqs = sim.events(3)
+    assert not run.wait_seqs(seqs, 10)
+    time.sleep(0.5)
+    assert log_file.exists(), "SIGHUP must reopen the log file at its path"
+    assert '"dispatch"' in log_file.read_text(), "new lines must go to the reopened file"
+    events = {ln.event for ln in run.process.lines[mark:]}
+    assert not events & {"child.killed", "child.exited", "gateway.closed"}, events
+    assert run.at(at) - t0 <= 2.0
+    run.assert_clean_end()
+
+
+@fault("process", "watchdog killed (SIGKILL): the worker must not outlive it", "child gone ≤ 2 s")
+def test_watchdog_killed(
+    sim: FaultSim, supervise: Callable[..., Supervised], timings: Timings, record: CaseResult
+) -> None:
+    run = supervise(sim)
+    run.connected()
+    run.tree.poll()
+    pid = child_pid(run)
+    child = psutil.Process(pid)
+    t0 = time.monotonic()
+    run.process.signal(signal.SIGKILL)
+    with contextlib.suppress(psutil.TimeoutExpired):
+        child.wait(10)
+    gone_s = time.monotonic() - t0
+    record.measure("child_gone_s", gone_s, 2.0)
+    assert gone_s <= 2.0, f"the worker outlived its watchdog by {gone_s:.1f}s"
+    run.assert_clean_end(expected_exit=-9)

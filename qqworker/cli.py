@@ -13,8 +13,10 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Sequence
-from typing import NoReturn
+import threading
+import time
+from collections.abc import Coroutine, Sequence
+from typing import Any, NoReturn
 
 from qqworker.events import LogEvent
 from qqworker.exitcodes import ExitCode
@@ -23,6 +25,7 @@ from qqworker.settings import ConfigError, Settings, add_setting_flags, load_set
 from qqworker.worker import Worker
 
 log = logging.getLogger("qqworker.cli")
+THREAD_GRACE_S = 1.0
 
 
 class _Parser(argparse.ArgumentParser):
@@ -59,7 +62,37 @@ def main(argv: Sequence[str] | None = None) -> int:
     redactor.add(settings.app_secret)
     if settings.log_file:
         configure_logging(role="worker", log_file=settings.log_file)
-    return int(asyncio.run(serve(settings)))
+    code = run_loop(serve(settings))
+    _exit_despite_stuck_threads(code)
+    return code
+
+
+def run_loop(main: Coroutine[Any, Any, ExitCode]) -> int:
+    """Like asyncio.run, but without waiting for the default executor: a thread stuck in getaddrinfo
+    (a dead DNS server during an outage) must not hold up a stop that was asked for."""
+    loop = asyncio.new_event_loop()
+    try:
+        return int(loop.run_until_complete(main))
+    finally:
+        try:
+            loop.run_until_complete(loop.shutdown_asyncgens())
+        finally:
+            loop.close()  # shuts the default executor down without waiting
+
+
+def _exit_despite_stuck_threads(code: int, grace_s: float = THREAD_GRACE_S) -> None:
+    """Gives leftover threads (DNS lookups, a sync handler's library) a moment, then exits anyway:
+    the interpreter would otherwise join them at exit, for as long as they take."""
+    deadline = time.monotonic() + grace_s
+    for thread in threading.enumerate():
+        if thread is threading.current_thread() or thread.daemon:
+            continue
+        thread.join(max(0.0, deadline - time.monotonic()))
+    if any(
+        t.is_alive() and not t.daemon and t is not threading.current_thread() for t in threading.enumerate()
+    ):
+        sys.stdout.flush()
+        os._exit(code)
 
 
 async def serve(settings: Settings) -> ExitCode:

@@ -32,7 +32,7 @@ from qqworker.protocol import (
     Output,
     Send,
 )
-from qqworker.settings import check_url, is_loopback_host
+from qqworker.settings import check_url
 
 log = logging.getLogger("qqworker.gateway")
 
@@ -95,15 +95,14 @@ def close_code_for(decision: Disconnect) -> int:
 async def open_link(url: str, timeout: float, *, max_size: int = MAX_FRAME_BYTES) -> ClientConnection:
     """TCP + TLS + WebSocket handshake within `timeout`; raises on any failure."""
     check_url(url, "gateway url")
-    host = url.split("://", 1)[1].split("/", 1)[0].rsplit(":", 1)[0].strip("[]")
     return await connect(
         url,
         open_timeout=max(0.01, timeout),
         ping_interval=None,
         close_timeout=CLOSE_TIMEOUT_S,
         max_size=max_size,
-        # A system proxy must not sit between us and a gateway on this machine.
-        proxy=None if is_loopback_host(host) else True,
+        # No proxy from the environment, like the REST client (aiohttp's default): one predictable path.
+        proxy=None,
         user_agent_header="qqwatchdog",
     )
 

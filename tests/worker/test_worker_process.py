@@ -413,3 +413,16 @@ def test_sigterm_while_waiting_to_retry_exits_0_at_once(sim: SimulatorProcess, w
     assert proc.wait(T) == 0
     assert time.monotonic() - started < 5, "the stop does not wait out the retry delay"
     assert proc.records()[-1]["event"] == "worker.stopped"
+
+
+def test_a_stuck_thread_does_not_hold_up_the_exit(sim: SimulatorProcess, worker: Start) -> None:
+    proc = worker(handler="worker_sample_handlers:leave_a_stuck_thread")
+    connected(proc)
+    sim.control("/_sim/events", {"type": "C2C_MESSAGE_CREATE", "count": 1})
+    wait_until(lambda: sim.state()["counters"].get("dispatches", 0) >= 1, T, "the event to go out")
+    time.sleep(0.2)
+    started = time.monotonic()
+    proc.signal(signal.SIGTERM)
+    assert proc.wait(T) == 0
+    assert time.monotonic() - started < 5
+    assert proc.records()[-1]["event"] == "worker.stopped"

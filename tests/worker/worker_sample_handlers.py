@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from typing import Any
 
@@ -20,3 +21,8 @@ def echo_sync(event: Any, reply: Any) -> None:
     if reply.possible:
         reply.sync("first")
         reply.sync("second")
+
+
+def leave_a_stuck_thread(event: Any, reply: Any) -> None:
+    """Starts a non-daemon thread that outlives any stop, as a stuck DNS lookup in the executor would."""
+    threading.Thread(target=time.sleep, args=(60,), name="stuck", daemon=False).start()

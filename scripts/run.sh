@@ -144,6 +144,7 @@ if [ "$command" = "run" ]; then
             pass+=("${1%%=*}=$(abs_path "${1#*=}")") && shift
             ;;
         --app-id | --app-id=*) app_id_flag=1 && pass+=("$1") && shift ;;
+        --) shift && pass+=("$@") && break ;; # the rest goes to the watchdog untouched
         *) pass+=("$1") && shift ;;
         esac
     done

@@ -128,14 +128,15 @@ class TokenManager:
         self._token = None
         self._quiet_until = 0.0
 
-    async def get(self) -> str:
+    async def get(self, timeout_s: float | None = None) -> str:
+        """A valid token; a fetch gives up (logged) after `timeout_s`, by default the manager's."""
         async with self._lock:
             token = self._token
             now = self._clock()
             if token is not None and now < max(token.refresh_at, self._quiet_until):
                 return token.value
             try:
-                self._token = await self._fetch()
+                self._token = await self._fetch(timeout_s)
             except TokenError:
                 if token is not None and not self._expired(token):
                     # The held token still works: use it, and let the failure (logged) rest a while.
@@ -144,18 +145,21 @@ class TokenManager:
                 raise
             return self._token.value
 
-    async def authorization(self) -> str:
+    async def authorization(self, timeout_s: float | None = None) -> str:
         """The `Authorization` header value and the Identify/Resume `token`: `QQBot <token>`."""
-        return f"QQBot {await self.get()}"
+        return f"QQBot {await self.get(timeout_s)}"
 
     def _expired(self, token: Token) -> bool:
         return self._clock() >= token.valid_until - 1.0
 
-    async def _fetch(self) -> Token:
+    async def _fetch(self, timeout_s: float | None) -> Token:
         self.fetches += 1
         body_sent = {"appId": self._app_id, "clientSecret": self._app_secret}
+        timeout = self._timeout
+        if timeout_s is not None and timeout.total is not None and timeout_s < timeout.total:
+            timeout = aiohttp.ClientTimeout(total=max(0.01, timeout_s))
         try:
-            async with self._http.post(self._url, json=body_sent, timeout=self._timeout) as resp:
+            async with self._http.post(self._url, json=body_sent, timeout=timeout) as resp:
                 status = resp.status
                 try:
                     body = await resp.json(content_type=None)
@@ -166,7 +170,7 @@ class TokenManager:
             self._failed(str(exc), exc)
             raise
         except asyncio.TimeoutError:  # before OSError: on 3.11+ it is a subclass
-            error = f"token request timed out after {self._timeout.total}s"
+            error = f"token request timed out after {timeout.total:g}s"
             self._failed(error, None)
             raise TokenError(error) from None
         except (aiohttp.ClientError, OSError) as exc:

@@ -29,6 +29,7 @@ from qqworker.rest import RestClient
 from qqworker.settings import ConfigError, Settings
 
 log = logging.getLogger("qqworker.worker")
+TOKEN_MARGIN_S = 0.05
 
 
 def attempts_text(attempt: int, max_attempts: int) -> str:
@@ -210,7 +211,9 @@ class Worker:
         )
         stage = "token"
         try:
-            token = await within(deadline - loop.time(), self.tokens.authorization())
+            # The request's own timeout comes first, so that it is logged as auth.token_failed.
+            remaining = deadline - loop.time()
+            token = await within(remaining, self.tokens.authorization(max(0.01, remaining - TOKEN_MARGIN_S)))
             stage = "discovery"
             url = await within(deadline - loop.time(), self.rest.gateway_url())
             stage = "connect"

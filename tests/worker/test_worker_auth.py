@@ -262,3 +262,21 @@ async def test_invalidate_forces_a_new_fetch(endpoint: Any, logged: io.StringIO)
         assert await tokens.get() == "tok-a-0123456789abcdef"
         tokens.invalidate()
         assert await tokens.get() == "tok-b-0123456789abcdef"
+
+
+async def test_a_per_call_timeout_bounds_the_fetch_and_is_logged(endpoint: Any, logged: io.StringIO) -> None:
+    async def hang() -> web.Response:
+        await asyncio.sleep(1)
+        return web.json_response({})
+
+    url = await endpoint(Script(hang))
+    async with aiohttp.ClientSession() as http:
+        tokens = TokenManager(
+            http, app_id="app", app_secret="test-secret-0123456789", token_url=url, timeout_s=30
+        )
+        started = asyncio.get_running_loop().time()
+        with pytest.raises(TokenError):
+            await tokens.get(timeout_s=0.2)
+        assert asyncio.get_running_loop().time() - started < 0.9
+    (failed,) = [r for r in events(logged) if r["event"] == "auth.token_failed"]
+    assert "timed out after 0.2s" in failed["error"]

@@ -234,6 +234,7 @@ class Demo:
         self.say(
             f"Local QQ platform simulator up at {self.info['api_base']} (gateway {self.info['gateway_url']})",
             api_base=self.info["api_base"],
+            simulator_pid=self.sim.pid,
         )
 
     def start_watchdog(self) -> None:

@@ -1,0 +1,1 @@
+"""Helpers of scripts/bench.py: its environment, the clients it compares, and a process runner."""

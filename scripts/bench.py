@@ -1,0 +1,527 @@
+#!/usr/bin/env python3
+"""Benchmarks, side by side in one run on this machine:
+
+* dispatch throughput from the simulator into the worker's listen loop with a no-op handler, into a bare
+  `websockets` receive loop with `json.loads`, and into the official SDK (qq-botpy) with a no-op handler;
+* the worker's RSS before and after 100,000 events;
+* recovery: a frozen child (SIGSTOP) until a new child is connected, and the gateway reachable again
+  until connected, with the longest log silence during a 60 s outage;
+* the watchdog against supervisord, both supervising the same worker over the same 60 s idle: RSS, CPU;
+* the `multiprocess` start methods (python -m watchdog.start_methods);
+* with --profile, a pyinstrument profile of the worker's hot path.
+
+    .venv/bin/python scripts/bench.py [--json] [--quick] [--no-peers] [--profile] [--update-readme]
+
+First use creates .bench/venv (git-ignored) with qq-botpy, supervisor and pyinstrument from PyPI.
+Every figure is printed with the settings it was measured with; --json ends with one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import signal
+import statistics
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import psutil  # noqa: E402
+
+from bench import env as bench_env  # noqa: E402
+from bench.procs import Proc  # noqa: E402
+
+PY = sys.executable
+WORK = ROOT / ".bench" / "run"
+RESULTS = ROOT / "docs" / "bench-results.json"
+README = ROOT / "README.md"
+BEGIN = "<!-- BEGIN generated:bench (scripts/bench.py --update-readme) -->"
+END = "<!-- END generated:bench -->"
+EVENT = "C2C_MESSAGE_CREATE"
+START_METHODS = ("spawn", "forkserver", "forkserver_preload", "fork")
+
+
+@dataclass(frozen=True)
+class Plan:
+    events: int  # per throughput round
+    rounds: int
+    growth_events: int
+    idle_s: float
+    outage_s: float
+    freeze_flags: tuple[str, ...]  # the watchdog's timings for the freeze and outage runs
+    peers: bool
+    profile: bool
+
+
+FULL = Plan(20_000, 5, 100_000, 60.0, 60.0, (), True, False)
+QUICK = Plan(2_000, 1, 10_000, 3.0, 3.0, (
+    "--heartbeat-interval", "0.2", "--heartbeat-timeout", "1", "--retry-initial", "0.2", "--retry-max", "1",
+    "--stop-timeout", "2", "--respawn-initial", "0.1",
+), False, False)  # fmt: skip
+
+
+def say(text: str) -> None:
+    print(text, file=sys.stderr if ARGS.json else sys.stdout, flush=True)
+
+
+# The simulator and its clients -----------------------------------------------------------------
+
+
+class Simulator:
+    def __init__(self, *extra: str) -> None:
+        self.proc = Proc([PY, "-m", "qqworker.simulator", "--port", "0", *extra])
+        deadline = time.monotonic() + 30
+        while not (self.proc.lines and self.proc.lines[0].record) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if not (self.proc.lines and self.proc.lines[0].record):
+            raise RuntimeError("the simulator did not start: " + "\n".join(ln.text for ln in self.proc.lines))
+        self.info: dict[str, Any] = self.proc.lines[0].record
+        self.control_url: str = self.info["control_url"]
+
+    def control(self, path: str, body: dict[str, Any] | None = None, timeout: float = 120) -> Any:
+        data = None if body is None else json.dumps(body).encode()
+        request = urllib.request.Request(
+            self.control_url + path, data=data, headers={"Content-Type": "application/json"}
+        )
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return json.loads(response.read() or b"null")
+
+    def connected(self) -> int:
+        return sum(1 for s in self.control("/_sim/state")["sessions"] if s["connected"])
+
+    def wait_connected(self, n: int = 1, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while self.connected() < n:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{n} client(s) did not connect to the simulator within {timeout}s")
+            time.sleep(0.05)
+
+    def events(self, count: int) -> None:
+        for start in range(0, count, 50_000):
+            self.control("/_sim/events", {"type": EVENT, "count": min(50_000, count - start)})
+
+    def env(self, **extra: str) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("QQ_", "QQW_", "BENCH_"))}
+        env.update(
+            QQ_APP_ID=self.info["app_id"], QQ_APP_SECRET=self.info["app_secret"],
+            QQ_API_BASE=self.info["api_base"], QQ_TOKEN_URL=self.info["token_url"],
+            PYTHONPATH=str(ROOT), PYTHONUNBUFFERED="1", **extra,
+        )  # fmt: skip
+        return env
+
+    def stop(self) -> None:
+        self.proc.stop(10)
+
+
+def read_marks(path: Path) -> list[dict[str, Any]]:
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def wait_mark(path: Path, count: int, timeout: float, proc: Proc) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while True:
+        for mark in read_marks(path):
+            if mark["count"] >= count:
+                return mark
+        if time.monotonic() > deadline or proc.popen.poll() is not None:
+            tail = "\n".join(ln.text for ln in proc.lines[-10:])
+            raise RuntimeError(f"{count} events were not handled within {timeout}s; client output:\n{tail}")
+        time.sleep(0.01)
+
+
+CLIENTS: dict[str, Callable[[Path], list[str]]] = {
+    "worker": lambda bench_py: [
+        PY,
+        "-m",
+        "qqworker",
+        "--handler",
+        "bench.noop:handle",
+        "--max-attempts",
+        "0",
+    ],
+    "websockets": lambda bench_py: [PY, str(ROOT / "bench" / "ws_loop.py")],
+    "botpy": lambda bench_py: [str(bench_py), str(ROOT / "bench" / "botpy_client.py")],
+}
+
+
+def throughput(kind: str, plan: Plan, bench_py: Path | None, growth: bool = False) -> dict[str, Any]:
+    """Events per second (median of the rounds) from the POST that dispatches a batch until the client's
+    handler has seen its last event, and the client's CPU time per event."""
+    WORK.mkdir(parents=True, exist_ok=True)
+    out = WORK / f"marks-{kind}.jsonl"
+    out.unlink(missing_ok=True)
+    sim = Simulator()
+    env = sim.env(BENCH_TARGET=str(plan.events), BENCH_OUT=str(out))
+    client = Proc(CLIENTS[kind](bench_py or Path(PY)), env=env, cwd=WORK)
+    result: dict[str, Any] = {}
+    try:
+        sim.wait_connected()
+        proc = psutil.Process(client.pid)
+        rates, cpu = [], []
+        for round_no in range(1, plan.rounds + 1):
+            cpu0 = sum(proc.cpu_times()[:2])
+            t0 = time.time()
+            sim.events(plan.events)
+            mark = wait_mark(out, round_no * plan.events, 300, client)
+            rates.append(plan.events / (mark["t"] - t0))
+            cpu.append((sum(proc.cpu_times()[:2]) - cpu0) / plan.events * 1e6)
+        result = {"events_per_s": statistics.median(rates), "cpu_us_per_event": statistics.median(cpu),
+                  "rounds": [round(r) for r in rates]}  # fmt: skip
+        if growth:
+            result.update(rss_growth(sim, client, proc, out, plan))
+    finally:
+        client.stop()
+        sim.stop()
+    return result
+
+
+def rss_growth(sim: Simulator, client: Proc, proc: psutil.Process, out: Path, plan: Plan) -> dict[str, Any]:
+    """The worker's RSS after the warm-up rounds, then after `growth_events` more."""
+    done = max((m["count"] for m in read_marks(out)), default=0)
+    time.sleep(0.5)
+    before = proc.memory_info().rss
+    sim.events(plan.growth_events)
+    wait_mark(out, done + plan.growth_events, 600, client)
+    time.sleep(0.5)
+    after = proc.memory_info().rss
+    return {"rss_before_mb": before / 2**20, "rss_after_mb": after / 2**20,
+            "rss_growth_pct": (after - before) / before * 100}  # fmt: skip
+
+
+# Recovery ----------------------------------------------------------------------------------------
+
+
+def watchdog_args(status: Path, flags: tuple[str, ...]) -> list[str]:
+    return [PY, "-m", "watchdog", "run", "--status-file", str(status), *flags]
+
+
+def recovery(plan: Plan) -> dict[str, Any]:
+    """One watchdog + worker: a gateway outage (connections refused) for outage_s, then a frozen child."""
+    WORK.mkdir(parents=True, exist_ok=True)
+    sim = Simulator()
+    run = Proc(watchdog_args(WORK / "recovery.status.json", plan.freeze_flags), env=sim.env(), cwd=WORK)
+    try:
+        run.wait_for("gateway.connected", 60)
+        time.sleep(1)
+        # The outage: the simulator stops listening (and drops the connection) until told otherwise.
+        start = run.mark()
+        t_down = time.monotonic()
+        sim.control("/_sim/outage", {"mode": "refuse", "seconds": plan.outage_s + 600})
+        run.wait_for("gateway.closed", 30, after=start)
+        time.sleep(max(0.0, plan.outage_s - (time.monotonic() - t_down)))
+        before_up = run.mark()
+        t_up = time.monotonic()
+        sim.control("/_sim/outage", {"mode": "refuse", "seconds": 0})
+        back, line = run.wait_for("gateway.connected", 600, after=before_up)
+        delays = [ln.record["delay_s"] for ln in run.lines[start:back]
+                  if ln.record and ln.record.get("event") == "reconnect.scheduled"]  # fmt: skip
+        outage = {
+            "longest_silence_s": run.longest_gap(start, before_up),
+            "network_back_to_connected_s": line.t - t_up,
+            "outage_attempts": len(delays),
+            "retry_delay_max_s": max(delays, default=0.0),
+            "last_retry_delay_s": delays[-1] if delays else 0.0,
+        }
+        time.sleep(1)
+        # The freeze: SIGSTOP the child; the watchdog must notice, kill it and connect a new one.
+        spawned = [ln.record for ln in run.lines if ln.record and ln.record.get("event") == "child.spawned"]
+        child = int(spawned[-1]["child_pid"])
+        mark = run.mark()
+        t_freeze = time.monotonic()
+        os.kill(child, signal.SIGSTOP)
+        _, line = run.wait_for("gateway.connected", 300, after=mark)
+        outage["freeze_to_connected_s"] = line.t - t_freeze
+    finally:
+        run.stop(30)
+        sim.stop()
+    return outage
+
+
+# Supervisors at idle -----------------------------------------------------------------------------
+
+SUPERVISORD_CONF = """\
+[supervisord]
+nodaemon=true
+logfile={work}/supervisord.log
+pidfile={work}/supervisord.pid
+childlogdir={work}
+loglevel=warn
+
+[program:worker]
+command={python} -m qqworker
+directory={root}
+environment={environment}
+autostart=true
+autorestart=true
+startsecs=1
+stopasgroup=true
+killasgroup=true
+redirect_stderr=true
+stdout_logfile={work}/supervisord-worker.log
+"""
+
+
+def idle(plan: Plan, bench_py: Path | None) -> dict[str, Any]:
+    """The watchdog and supervisord, each supervising `python -m qqworker` connected to the same simulator,
+    measured over the same idle seconds: the supervisor process alone (RSS at the end, CPU in the window)."""
+    WORK.mkdir(parents=True, exist_ok=True)
+    sim = Simulator()
+    procs: dict[str, Proc] = {}
+    try:
+        procs["watchdog"] = Proc(watchdog_args(WORK / "idle.status.json", ()), env=sim.env(), cwd=WORK)
+        if bench_py is not None:
+            env = sim.env()
+            names = ("QQ_APP_ID", "QQ_APP_SECRET", "QQ_API_BASE", "QQ_TOKEN_URL", "PYTHONPATH")
+            environment = ",".join(f'{k}="{env[k]}"' for k in names)
+            conf = WORK / "supervisord.conf"
+            conf.write_text(SUPERVISORD_CONF.format(work=WORK, python=PY, root=ROOT, environment=environment))
+            supervisord = bench_py.parent / "supervisord"
+            procs["supervisord"] = Proc([str(supervisord), "-c", str(conf)], env=sim.env(), cwd=WORK)
+        sim.wait_connected(len(procs), 60)
+        time.sleep(2)
+        handles = {name: psutil.Process(p.pid) for name, p in procs.items()}
+        cpu0 = {name: sum(h.cpu_times()[:2]) for name, h in handles.items()}
+        time.sleep(plan.idle_s)
+        result: dict[str, Any] = {}
+        for name, handle in handles.items():
+            result[f"{name}_idle_cpu_s"] = sum(handle.cpu_times()[:2]) - cpu0[name]
+            result[f"{name}_idle_rss_mb"] = handle.memory_info().rss / 2**20
+            children = handle.children(recursive=True)
+            result[f"{name}_children"] = len(children)
+    finally:
+        for proc in procs.values():
+            proc.stop(30)
+        sim.stop()
+    return result
+
+
+# Start methods and profile -----------------------------------------------------------------------
+
+
+def start_methods(runs: int) -> dict[str, Any]:
+    out = subprocess.run([PY, "-m", "watchdog.start_methods", "--runs", str(runs), "--json"], cwd=ROOT,
+                         capture_output=True, text=True, timeout=300, check=True).stdout  # fmt: skip
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def profile(plan: Plan, bench_py: Path) -> str:
+    """pyinstrument over the worker while it takes 100,000 events; returns the report's path."""
+    WORK.mkdir(parents=True, exist_ok=True)
+    out, report = WORK / "marks-profile.jsonl", ROOT / "build" / "bench" / "profile.txt"
+    out.unlink(missing_ok=True)
+    report.parent.mkdir(parents=True, exist_ok=True)
+    sim = Simulator()
+    args = [str(bench_py), "-m", "pyinstrument", "-r", "text", "--show-all", "-o", str(report),
+            "-m", "qqworker", "--handler", "bench.noop:handle"]  # fmt: skip
+    client = Proc(args, env=sim.env(BENCH_TARGET="10000", BENCH_OUT=str(out)), cwd=WORK)
+    try:
+        sim.wait_connected()
+        sim.events(100_000)
+        wait_mark(out, 100_000, 600, client)
+    finally:
+        client.stop(60)
+        sim.stop()
+    return str(report.relative_to(ROOT))
+
+
+# Output ------------------------------------------------------------------------------------------
+
+
+def rows(figures: dict[str, Any], settings: dict[str, str]) -> list[tuple[str, str, str]]:
+    f = figures
+
+    def num(key: str, fmt: str = "{:,.0f}") -> str:
+        value = f.get(key)
+        return "—" if value is None else fmt.format(value)
+
+    return [
+        ("dispatch events/s: worker (listen loop → no-op handler)", num("events_per_s"),
+         settings["throughput"]),
+        ("dispatch events/s: bare websockets loop + json.loads", num("events_per_s_websockets"),
+         "same stream"),
+        ("dispatch events/s: qq-botpy 1.2.1, no-op handler", num("events_per_s_botpy"), "same stream"),
+        ("ratio worker / bare websockets (goal ≥ 0.7)", num("ratio_vs_websockets", "{:.2f}"), ""),
+        ("ratio worker / qq-botpy (goal ≥ 2)", num("ratio_vs_botpy", "{:.2f}"), ""),
+        ("CPU µs per event: worker / websockets / botpy",
+         " / ".join(num(k, "{:.1f}") for k in ("cpu_us_per_event", "cpu_us_per_event_websockets",
+                                               "cpu_us_per_event_botpy")), "client process, user + system"),
+        (f"worker RSS growth over {settings['growth']} events", num("worker_rss_growth_pct", "{:+.1f} %"),
+         f"{num('worker_rss_before_mb', '{:.1f}')} → {num('worker_rss_after_mb', '{:.1f}')} MB, "
+         f"after {settings['warmup']}"),
+        ("frozen child (SIGSTOP) → new child connected", num("freeze_to_connected_s", "{:.2f} s"),
+         settings["recovery"]),
+        ("gateway reachable again → connected", num("network_back_to_connected_s", "{:.2f} s"),
+         f"retry delay in effect {num('last_retry_delay_s', '{:.1f}')} s; {settings['recovery']}"),
+        (f"longest log silence during a {settings['outage']} outage", num("longest_silence_s", "{:.2f} s"),
+         f"largest retry delay {num('retry_delay_max_s', '{:.1f}')} s, "
+         f"{num('outage_attempts')} attempts"),
+        ("idle RSS: watchdog / supervisord", f"{num('watchdog_idle_rss_mb', '{:.1f}')} / "
+         f"{num('supervisord_idle_rss_mb', '{:.1f}')} MB", settings["idle"]),
+        ("idle CPU: watchdog / supervisord", f"{num('watchdog_idle_cpu_s', '{:.2f}')} / "
+         f"{num('supervisord_idle_cpu_s', '{:.2f}')} s", settings["idle"]),
+        ("start → child answered: spawn / forkserver / forkserver+preload / fork",
+         " / ".join(num(f"start_{m}_ms", "{:.0f}") for m in START_METHODS) + " ms",
+         "python -m watchdog.start_methods, median"),
+    ]  # fmt: skip
+
+
+def table(figures: dict[str, Any], settings: dict[str, str], meta: dict[str, Any]) -> str:
+    lines = [
+        f"Measured {meta['date']} on {meta['machine']} with `{meta['command']}` "
+        f"({meta['duration_s']:.0f} s).",
+        "",
+        "| figure | measured | settings |",
+        "| --- | --- | --- |",
+    ]
+    lines += [f"| {a} | {b} | {c} |" for a, b, c in rows(figures, settings)]
+    return "\n".join(lines)
+
+
+def update_readme(text: str) -> None:
+    readme = README.read_text(encoding="utf-8")
+    block = f"{BEGIN}\n{text}\n{END}"
+    if BEGIN in readme and END in readme:
+        head, rest = readme.split(BEGIN, 1)
+        readme = head + block + rest.split(END, 1)[1]
+    elif "## Benchmarks" in readme:
+        head, tail = readme.split("## Benchmarks", 1)
+        first, _, body = tail.partition("\n")
+        readme = f"{head}## Benchmarks{first}\n\n{block}\n{body}"
+    else:
+        readme = readme.rstrip("\n") + f"\n\n## Benchmarks\n\n{block}\n"
+    README.write_text(readme, encoding="utf-8")
+
+
+def ratio(a: float | None, b: float | None) -> float | None:
+    return None if a is None or not b else a / b
+
+
+def main() -> int:
+    plan = QUICK if ARGS.quick else FULL
+    if ARGS.no_peers:
+        plan = Plan(**{**asdict(plan), "peers": False})
+    if ARGS.profile:
+        plan = Plan(**{**asdict(plan), "profile": True})
+    started = time.monotonic()
+    bench_py = bench_env.ensure(say) if (plan.peers or plan.profile) else None
+    figures: dict[str, Any] = {}
+    settings = {
+        "throughput": f"{plan.rounds} × {plan.events:,} {EVENT} events, median; simulator and client in "
+                      "separate processes; worker defaults, handler bench.noop:handle",
+        "warmup": f"{plan.rounds} × {plan.events:,} events of warm-up",
+        "growth": f"{plan.growth_events:,}",
+        "recovery": "watchdog " + (" ".join(plan.freeze_flags) or "defaults (heartbeat 5 s / timeout 30 s, "
+                                   "retry 2–60 s, stop timeout 10 s, respawn from 1 s)"),
+        "outage": f"{plan.outage_s:g} s",
+        "idle": f"{plan.idle_s:g} s idle, both supervising `python -m qqworker` connected to one simulator; "
+                "supervisor process alone",
+    }  # fmt: skip
+
+    say(f"bench: throughput, {plan.rounds} × {plan.events:,} events per client")
+    worker = throughput("worker", plan, bench_py, growth=True)
+    figures.update(events_per_s=worker["events_per_s"], cpu_us_per_event=worker["cpu_us_per_event"],
+                   worker_rss_before_mb=worker["rss_before_mb"], worker_rss_after_mb=worker["rss_after_mb"],
+                   worker_rss_growth_pct=worker["rss_growth_pct"])  # fmt: skip
+    say(f"  worker: {worker['events_per_s']:,.0f} events/s {worker['rounds']}, "
+        f"{worker['cpu_us_per_event']:.1f} µs CPU/event; RSS {worker['rss_before_mb']:.1f} → "
+        f"{worker['rss_after_mb']:.1f} MB over {plan.growth_events:,} events")  # fmt: skip
+    ws = throughput("websockets", plan, bench_py)
+    figures.update(
+        events_per_s_websockets=ws["events_per_s"], cpu_us_per_event_websockets=ws["cpu_us_per_event"]
+    )
+    say(f"  bare websockets: {ws['events_per_s']:,.0f} events/s {ws['rounds']}")
+    figures["events_per_s_botpy"] = figures["cpu_us_per_event_botpy"] = None
+    if plan.peers and bench_py is not None:
+        bp = throughput("botpy", plan, bench_py)
+        figures.update(events_per_s_botpy=bp["events_per_s"], cpu_us_per_event_botpy=bp["cpu_us_per_event"])
+        say(f"  qq-botpy: {bp['events_per_s']:,.0f} events/s {bp['rounds']}")
+    figures["ratio_vs_websockets"] = ratio(figures["events_per_s"], figures["events_per_s_websockets"])
+    figures["ratio_vs_botpy"] = ratio(figures["events_per_s"], figures["events_per_s_botpy"])
+
+    say(f"bench: recovery ({settings['recovery']}), {plan.outage_s:g} s outage then a frozen child")
+    figures.update(recovery(plan))
+    say(
+        f"  longest silence {figures['longest_silence_s']:.2f} s; network back → connected "
+        f"{figures['network_back_to_connected_s']:.2f} s; "
+        f"freeze → connected {figures['freeze_to_connected_s']:.2f} s"
+    )
+
+    say(f"bench: supervisors idle for {plan.idle_s:g} s")
+    figures["supervisord_idle_rss_mb"] = figures["supervisord_idle_cpu_s"] = None
+    figures.update(idle(plan, bench_py if plan.peers else None))
+    say(
+        f"  watchdog {figures['watchdog_idle_rss_mb']:.1f} MB, {figures['watchdog_idle_cpu_s']:.2f} s CPU; "
+        f"supervisord {figures['supervisord_idle_rss_mb'] or 0:.1f} MB, "
+        f"{figures['supervisord_idle_cpu_s'] or 0:.2f} s CPU"
+    )
+
+    say("bench: multiprocess start methods")
+    try:
+        methods = start_methods(3 if plan is QUICK else 5)
+        figures.update({f"start_{m.replace('+', '_')}_ms": v["median_ms"] for m, v in methods.items()})
+    except (subprocess.SubprocessError, ValueError, OSError) as exc:
+        say(f"  start methods not measured: {exc}")
+
+    if plan.profile and bench_py is not None:
+        say("bench: profiling the worker under pyinstrument (100,000 events)")
+        figures["profile_report"] = profile(plan, bench_py)
+        say(f"  report: {figures['profile_report']}")
+
+    meta = {
+        "date": time.strftime("%Y-%m-%d", time.gmtime()),
+        "machine": f"{platform.system()} {platform.release()}, {os.cpu_count()} cores, "
+        f"Python {platform.python_version()}",
+        "command": " ".join([".venv/bin/python scripts/bench.py", *(["--quick"] if ARGS.quick else []),
+                             *(["--no-peers"] if ARGS.no_peers else [])]),
+        "duration_s": time.monotonic() - started,
+    }  # fmt: skip
+    text = table(figures, settings, meta)
+    say("")
+    say(text)
+    if ARGS.update_readme:
+        RESULTS.parent.mkdir(parents=True, exist_ok=True)
+        RESULTS.write_text(
+            json.dumps({"meta": meta, "settings": settings, "figures": figures}, indent=1) + "\n"
+        )
+        update_readme(text)
+        say(f"bench: wrote {RESULTS.relative_to(ROOT)} and the README's Benchmarks table")
+    if ARGS.json:
+        print(json.dumps({k: (round(v, 4) if isinstance(v, float) else v) for k, v in figures.items()}))
+    return 0
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--json", action="store_true", help="end with one JSON object of the figures")
+    parser.add_argument(
+        "--quick", action="store_true", help="a short smoke run (small counts, short timings)"
+    )
+    parser.add_argument(
+        "--no-peers", action="store_true", help="skip qq-botpy and supervisord (no .bench venv)"
+    )
+    parser.add_argument("--profile", action="store_true", help="also profile the worker with pyinstrument")
+    parser.add_argument(
+        "--update-readme", action="store_true", help="write docs/bench-results.json and the README table"
+    )
+    return parser.parse_args(argv)
+
+
+ARGS = parse_args([])
+
+if __name__ == "__main__":
+    ARGS = parse_args()
+    sys.exit(main())

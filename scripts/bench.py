@@ -67,7 +67,7 @@ FULL = Plan(20_000, 5, 100_000, 60.0, 60.0, (), True, False)
 QUICK = Plan(2_000, 1, 10_000, 3.0, 3.0, (
     "--heartbeat-interval", "0.2", "--heartbeat-timeout", "1", "--retry-initial", "0.2", "--retry-max", "1",
     "--stop-timeout", "2", "--respawn-initial", "0.1",
-), False, False)  # fmt: skip
+), True, False)  # fmt: skip
 
 
 def say(text: str) -> None:

@@ -38,6 +38,8 @@ PR_SET_PDEATHSIG = 1
 MIN_BEAT_PERIOD_S = 0.05
 DROP_REPORT_EVERY_S = 10.0
 
+BEATER: Beater | None = None  # this process's beater, once running (for diagnostics and tests)
+
 
 def die_with_parent(sig: int = signal.SIGTERM) -> bool:
     """Asks the kernel to send `sig` when the parent (thread) that spawned us dies; Linux only."""
@@ -75,13 +77,8 @@ class Beater:
             self.sent += 1
         except BlockingIOError:
             self._drop()
-        except BrokenPipeError:
-            self._gone("the watchdog is gone (the heartbeat pipe is broken)")
-        except OSError as exc:
-            if exc.errno == errno.EPIPE:
-                self._gone("the watchdog is gone (the heartbeat pipe is broken)")
-            else:
-                raise
+        except OSError as exc:  # EPIPE: the read end is closed; anything else: no pipe to beat on
+            self._gone(f"the heartbeat pipe is unusable ({errno.errorcode.get(exc.errno or 0, exc)})")
 
     def _drop(self) -> None:
         self.dropped += 1
@@ -165,7 +162,8 @@ def run_child(
     beat_conn.close()
     # The session handed over is in the very first beat, so a child killed early passes it on.
     progress = Progress(session_id=resume[0] if resume else None, seq=resume[1] if resume else None)
-    beater = Beater(beat_fd, progress, settings.heartbeat_interval, parent_pid)
+    global BEATER
+    BEATER = beater = Beater(beat_fd, progress, settings.heartbeat_interval, parent_pid)
     beater.send()  # STARTING, before the worker's imports
 
     from qqworker.protocol import Session

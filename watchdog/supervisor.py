@@ -97,6 +97,9 @@ class Supervisor:
         try:
             self.exit_code = await self._supervise()
         finally:
+            # Exiting now, with a code that means something: a late stop signal must not replace it
+            # (blocked, it stays pending until the process is gone; there is no other thread).
+            signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT, signal.SIGHUP})
             for sig in handled:
                 loop.remove_signal_handler(sig)
             self._write_status(force=True)

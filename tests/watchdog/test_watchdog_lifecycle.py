@@ -1,0 +1,251 @@
+"""The watchdog's own life on real processes: exit codes 75/78/69, signals, the log relay, the status
+command, and never an orphan, also when the watchdog itself is SIGKILLed."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.support import PYTHON, ROOT, SimulatorProcess, assert_no_secret, wait_until
+from tests.watchdog.wd_harness import Watchdog, closed_port
+
+
+@pytest.fixture
+def sim() -> Iterator[SimulatorProcess]:
+    simulator = SimulatorProcess()
+    yield simulator
+    simulator.stop()
+
+
+@pytest.fixture
+def cleanup() -> Iterator[list[Watchdog]]:
+    runs: list[Watchdog] = []
+    yield runs
+    for wd in runs:
+        wd.kill_all()
+
+
+def status(status_file: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [PYTHON, "-m", "watchdog", "status", "--status-file", str(status_file), *extra],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+
+
+def unreachable_env() -> dict[str, str]:
+    port = closed_port()
+    return {
+        "QQ_APP_ID": "1",
+        "QQ_APP_SECRET": "not-a-real-secret-0123456789",
+        "QQ_API_BASE": f"http://127.0.0.1:{port}",
+        "QQ_TOKEN_URL": f"http://127.0.0.1:{port}/app/getAppAccessToken",
+    }
+
+
+def test_worker_exit_75_is_respawned_until_the_restart_limit_then_69(tmp_path: Path, cleanup) -> None:
+    wd = Watchdog(tmp_path, None, env=unreachable_env(), max_attempts=2, max_restarts=2, restart_window=60)
+    cleanup.append(wd)
+    _, exited = wd.wait_for("child.exited")
+    assert exited["exitcode"] == 75 and "gave up reconnecting" in exited["meaning"]
+    # Running but not connected: the status command says unhealthy.
+    result = status(wd.status_file)
+    assert result.returncode == 1, result.stdout + result.stderr
+    _, gave_up = wd.wait_for("watchdog.gave_up")
+    assert gave_up["restarts"] == 2
+    assert wd.finish(expect=69) == 69
+    spawned = wd.process.records("child.spawned")
+    assert [r["generation"] for r in spawned] == [1, 2, 3]
+    assert len(wd.process.records("respawn.scheduled")) == 2
+    assert [r["exitcode"] for r in wd.process.records("child.exited")] == [75, 75, 75]
+    assert status(wd.status_file).returncode == 3
+
+
+def test_worker_exit_78_ends_the_watchdog_with_78_and_no_respawn(
+    tmp_path: Path, sim: SimulatorProcess, cleanup
+) -> None:
+    wd = Watchdog(tmp_path, sim, env={"QQ_APP_SECRET": "the-wrong-secret-0000000000000000"})
+    cleanup.append(wd)
+    _, stopped = wd.wait_for("watchdog.stopped")
+    assert stopped["exitcode"] == 78 and "configuration" in stopped["reason"]
+    assert wd.finish(expect=78) == 78
+    assert [r["exitcode"] for r in wd.process.records("child.exited")] == [78]
+    assert not wd.process.records("respawn.scheduled")
+    assert wd.process.records("worker.fatal")
+
+
+def test_any_other_exit_is_respawned(tmp_path: Path, sim: SimulatorProcess, cleanup) -> None:
+    wd = Watchdog(tmp_path, sim)
+    cleanup.append(wd)
+    wd.connected()
+    mark = wd.process.mark()
+    wd.send("exit3")
+    _, exited = wd.wait_for("child.exited", after=mark)
+    assert exited["exitcode"] == 3
+    wd.wait_for("respawn.scheduled", after=mark)
+    wd.connected(after=mark, generation=2)
+    wd.finish()
+
+
+def test_sigterm_stops_the_worker_cleanly_then_exits_0_with_nothing_left(
+    tmp_path: Path, sim: SimulatorProcess, cleanup
+) -> None:
+    wd = Watchdog(tmp_path, sim)
+    cleanup.append(wd)
+    wd.connected()
+    child = wd.child_pid()
+    assert {p.pid for p in wd.tree()} >= {wd.pid, child}
+    assert wd.finish(signal.SIGTERM) == 0
+    lines = [ln.event for ln in wd.process.lines]
+    # The worker's own last lines are relayed before the watchdog reports its exit.
+    assert lines.index("worker.stopped") < lines.index("child.exited") < lines.index("watchdog.stopped")
+    assert wd.process.records("child.exited")[-1]["exitcode"] == 0
+    assert wd.process.records("watchdog.stopped")[-1]["reason"] == "received SIGTERM"
+    assert not wd.process.records("respawn.scheduled")
+
+
+def test_a_second_sigint_forces_the_tree_down_at_once(tmp_path: Path, sim: SimulatorProcess, cleanup) -> None:
+    # The worker's loop is blocked, so SIGTERM cannot stop it; the stop timeout is long.
+    wd = Watchdog(tmp_path, sim, heartbeat_timeout=30, stop_timeout=20)
+    cleanup.append(wd)
+    wd.connected()
+    wd.send("block")
+    time.sleep(0.5)
+    wd.process.signal(signal.SIGINT)
+    wd.wait_for("child.killed", where=lambda r: r["signal"] == "SIGTERM")
+    time.sleep(0.3)
+    second = time.monotonic()
+    wd.process.signal(signal.SIGINT)
+    code = wd.finish(sig=0, expect=130)
+    assert time.monotonic() - second < 10, "the second SIGINT did not force"
+    assert wd.process.records("child.killed")[-1]["signal"] == "SIGKILL"
+    assert wd.process.records("watchdog.stopped")[-1]["forced"] is True
+    assert code == 130
+
+
+def test_a_sigkilled_watchdog_leaves_no_orphan(tmp_path: Path, sim: SimulatorProcess, cleanup) -> None:
+    wd = Watchdog(tmp_path, sim)
+    cleanup.append(wd)
+    wd.connected()
+    child = wd.child_pid()
+    os.kill(wd.pid, signal.SIGKILL)
+    wd.process.wait(10)
+    # The worker notices (parent-death signal) and exits by itself; so does multiprocess's helper.
+    wait_until(lambda: not wd.tree(), 15, f"the worker {child} and every helper to exit")
+
+
+def test_sighup_reopens_the_log_file(tmp_path: Path, sim: SimulatorProcess, cleanup) -> None:
+    log_file = tmp_path / "logs" / "qqwatchdog.log"
+    wd = Watchdog(tmp_path, sim, env={"QQW_LOG_FILE": str(log_file)})
+    cleanup.append(wd)
+    wd.connected()
+    rotated = log_file.with_suffix(".log.1")
+    wait_until(lambda: "gateway.connected" in log_file.read_text(), 10, "the worker's lines in the log file")
+    log_file.rename(rotated)
+    mark = wd.process.mark()
+    wd.process.signal(signal.SIGHUP)
+    _, reopened = wd.wait_for("log.reopened", after=mark)
+    assert reopened["path"] == str(log_file)
+    first, last = wd.send("after rotation", 2)
+    wd.wait_all_delivered(first, last)
+    wd.finish()
+    old = [json.loads(line) for line in rotated.read_text().splitlines()]
+    new = [json.loads(line) for line in log_file.read_text().splitlines()]
+    assert old[0]["event"] == "watchdog.started" and all(r["event"] != "log.reopened" for r in old)
+    assert new[0]["event"] == "log.reopened"
+    assert {r["seq"] for r in new if r["event"] == "dispatch"} >= {first, last}
+    assert new[-1]["event"] == "watchdog.stopped"
+
+
+def test_the_relay_keeps_one_json_line_per_line_and_wraps_everything_else(
+    tmp_path: Path, sim: SimulatorProcess, cleanup
+) -> None:
+    wd = Watchdog(tmp_path, sim)
+    cleanup.append(wd)
+    wd.connected()
+    mark = wd.process.mark()
+    wd.send("print")
+    first, last = wd.send("bulk", 300)
+    wd.wait_all_delivered(first, last)
+    wait_until(lambda: len(wd.process.records("child.output")) >= 1, 10, "child.output lines")
+    wd.finish()
+    # Every line on stdout is one JSON object (none torn, none interleaved).
+    assert all(line.record is not None for line in wd.process.lines), [
+        ln.text for ln in wd.process.lines if ln.record is None
+    ][:3]
+    texts = "\n".join(r["text"] for r in wd.process.records("child.output"))
+    assert "plain text from a handler" in texts
+    assert "C-level output on fd 2" in texts
+    assert "Traceback (most recent call last):" in texts and "ValueError: boom" in texts
+    for record in wd.process.records("child.output"):
+        assert (
+            record["role"] == "watchdog"
+            and record["child_pid"] == wd.process.records("child.spawned")[0]["child_pid"]
+        )
+    worker_lines = [r for r in wd.process.records() if r.get("role") == "worker"]
+    assert worker_lines and {r["generation"] for r in worker_lines} == {1}
+    assert mark > 0
+    assert_no_secret([wd.process.output(), wd.status_file.read_text()], [sim.info["app_secret"]])
+
+
+def test_status_command(tmp_path: Path, sim: SimulatorProcess, cleanup) -> None:
+    missing = status(tmp_path / "nowhere.json")
+    assert missing.returncode == 3 and "not running" in missing.stdout
+    wd = Watchdog(tmp_path, sim)
+    cleanup.append(wd)
+    wd.connected()
+    wait_until(lambda: status(wd.status_file).returncode == 0, 10, "status to say healthy")
+    result = status(wd.status_file, "--json")
+    data = json.loads(result.stdout)
+    assert result.returncode == 0 and data["exit_code"] == 0
+    info = data["status"]
+    assert info["state"] == "running" and info["phase"] == "connected"
+    assert info["child_pid"] == wd.child_pid() and info["watchdog_pid"] == wd.pid
+    assert info["generation"] == 1 and info["restarts"] == 0 and info["connected_since"]
+    human = status(wd.status_file)
+    assert "healthy" in human.stdout and str(wd.child_pid()) in human.stdout
+    # The status file sits where QQW_STATUS_FILE says, too.
+    env = dict(os.environ, QQW_STATUS_FILE=str(wd.status_file))
+    via_env = subprocess.run(
+        [PYTHON, "-m", "watchdog", "status"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=30
+    )
+    assert via_env.returncode == 0, via_env.stdout
+    wd.finish()
+    after = status(wd.status_file, "--json")
+    assert after.returncode == 3 and json.loads(after.stdout)["status"]["state"] == "stopped"
+    assert_no_secret([wd.status_file.read_text()], [sim.info["app_secret"]])
+
+
+@pytest.mark.parametrize(
+    ("args", "env"),
+    [
+        (["--heartbeat-timeout", "soon"], {}),
+        (["--no-such-flag"], {}),
+        ([], {"QQ_APP_SECRET": ""}),
+    ],
+)
+def test_a_configuration_error_is_one_json_line_and_exit_78(args: list[str], env: dict[str, str]) -> None:
+    environ = {**os.environ, "QQ_APP_ID": "1", "QQ_APP_SECRET": "s3cret-value-000000", **env}
+    result = subprocess.run(
+        [PYTHON, "-m", "watchdog", "run", *args],
+        cwd=ROOT,
+        env=environ,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 78, result.stdout + result.stderr
+    lines = result.stdout.splitlines()
+    assert len(lines) == 1, lines
+    record = json.loads(lines[0])
+    assert record["event"] == "watchdog.stopped" and record["exitcode"] == 78 and record["role"] == "watchdog"
+    assert "s3cret-value-000000" not in result.stdout + result.stderr

@@ -196,8 +196,8 @@ class Demo:
         self.sim: subprocess.Popen[str] | None = None
         self.info: dict[str, Any] = {}
         self.watchdog: Watched | None = None
-        run_dir = ROOT / "run"
-        run_dir.mkdir(exist_ok=True)
+        run_dir = Path(os.environ.get("QQW_RUN_DIR") or ROOT / "run")
+        run_dir.mkdir(parents=True, exist_ok=True)
         self.log_file = run_dir / "demo.log"
         self.status_file = run_dir / "demo.status.json"
 
@@ -433,7 +433,7 @@ class Demo:
             return
         shown = report.listed(0.5)
         self.say(
-            f"Outage report of this demo (python -m watchdog report {self.log_file.relative_to(ROOT)}): "
+            f"Outage report of this demo (python -m watchdog report {self.log_file}): "
             f"{len(shown)} outage(s) of 0.5s or more.",
             outages=len(shown),
         )

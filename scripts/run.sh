@@ -7,6 +7,7 @@
 #                                              output appended to run/qqwatchdog.log
 #   scripts/run.sh stop [--timeout S]          SIGTERM the background watchdog, wait, report
 #   scripts/run.sh status [--json]             python -m watchdog status
+#   scripts/run.sh install                     only create / refresh .venv (before a first systemd start)
 #
 # Output: JSON lines, or a readable rendering (--pretty); the default is pretty on a terminal, JSON otherwise.
 # Works from any directory: the project's .venv is created on first use (and refreshed when pyproject.toml
@@ -18,9 +19,6 @@
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")/.." && pwd)"
-RUN_DIR="$ROOT/run"
-PID_FILE="$RUN_DIR/qqwatchdog.pid"
-BACKGROUND_LOG="$RUN_DIR/qqwatchdog.log"
 EX_CONFIG=78
 
 fail() { # fail CODE MESSAGE: one line on stderr, then exit
@@ -118,7 +116,7 @@ cmd_stop() {
 # --- arguments -------------------------------------------------------------------------------------------
 command="run"
 case "${1:-}" in
-stop | status) command="$1" && shift ;;
+stop | status | install) command="$1" && shift ;;
 esac
 
 demo=0 background=0 output="auto" env_file="" duration="${QQW_DEMO_DURATION:-}" app_id_flag=0 config_flag=0
@@ -151,14 +149,18 @@ if [ "$command" = "run" ]; then
 fi
 
 # --- checks that need no Python: fail fast, also on the very first run -----------------------------------
+# QQW_RUN_DIR: where the pid file, the background log and the demo's files go (default: run/ in the project).
 if [ -n "$env_file" ]; then
     load_env_file "$env_file"
 fi
-for var in QQW_LOG_FILE QQW_STATUS_FILE; do
+for var in QQW_LOG_FILE QQW_STATUS_FILE QQW_RUN_DIR; do
     if [ -n "${!var:-}" ]; then
         export "$var=$(abs_path "${!var}")"
     fi
 done
+RUN_DIR="${QQW_RUN_DIR:-$ROOT/run}"
+PID_FILE="$RUN_DIR/qqwatchdog.pid"
+BACKGROUND_LOG="$RUN_DIR/qqwatchdog.log"
 if [ "$command" = "run" ] && [ "$demo" = 0 ]; then
     missing=()
     # The app id may also come from --app-id or the config file ([qq] app_id; the watchdog checks that).
@@ -184,6 +186,10 @@ cd "$ROOT"
 if [ "$command" = "status" ]; then
     exec "$PY" -m watchdog status "$@"
 fi
+if [ "$command" = "install" ]; then
+    echo "qqwatchdog: $VENV is ready ($("$PY" --version 2>&1))"
+    exit 0
+fi
 
 if [ "$output" = "auto" ]; then
     if [ -t 1 ] && [ "$background" = 0 ]; then output="pretty"; else output="json"; fi
@@ -200,6 +206,9 @@ if [ "$background" = 1 ]; then
         fail 1 "already running (pid $pid); scripts/run.sh stop first"
     fi
     rm -f "$PID_FILE"
+    if [ "${QQW_LOG_FILE:-}" = "$BACKGROUND_LOG" ]; then
+        unset QQW_LOG_FILE # stdout already goes there: the same lines twice would be no use
+    fi
     # setsid: its own session, so no terminal's Ctrl-C or hang-up reaches it. The pid file is written by the
     # detached process itself just before exec, so it is the watchdog's own pid.
     QQW_PID_FILE="$PID_FILE" setsid "$BASH" "$ROOT/scripts/run.sh" --json "${pass[@]}" \

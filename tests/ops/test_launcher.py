@@ -7,6 +7,7 @@ exec, without starting anything; the checks that must fail before Python runs pr
 from __future__ import annotations
 
 import os
+import shutil
 import stat
 import subprocess
 from pathlib import Path
@@ -222,3 +223,47 @@ def test_run_sh_is_executable_and_strict() -> None:
     text = RUN.read_text()
     assert text.startswith("#!/usr/bin/env bash\n") and "\nset -euo pipefail\n" in text
     assert "\r" not in text  # LF endings, or bash on WSL fails on $'\\r'
+
+
+def test_install_only_prepares_the_venv(fake: Path) -> None:
+    result = launch(fake, "install")
+    assert result.returncode == 0 and "is ready" in result.stdout
+    assert called(fake) is None  # only `python --version`, no module run
+
+
+def test_systemd_unit_matches_the_launcher() -> None:
+    """The unit's promises depend on the launcher: ExecStart must exec the watchdog (JSON mode) so that it is
+    the main process NotifyAccess=main listens to, and exit 78 must be the launcher's config error too."""
+    unit: dict[str, list[str]] = {}
+    for line in (ROOT / "scripts" / "qqwatchdog.service").read_text().splitlines():
+        if "=" in line and not line.startswith(("#", "[")):
+            key, value = line.split("=", 1)
+            unit.setdefault(key.strip(), []).append(value.strip())
+    assert unit["Type"] == ["notify"] and unit["NotifyAccess"] == ["main"]
+    assert unit["Restart"] == ["on-failure"] and unit["RestartPreventExitStatus"] == ["78"]
+    assert unit["WatchdogSec"] == ["30"] and unit["KillMode"] == ["mixed"]
+    (exec_start,) = unit["ExecStart"]
+    assert exec_start.endswith("/scripts/run.sh --json")
+    assert any(v.startswith("QQW_LOG_FILE=") for v in unit["Environment"])
+    assert unit["ExecReload"] == ["/bin/kill -HUP $MAINPID"]
+    text = RUN.read_text()
+    assert 'exec "$PY" -m watchdog run "${pass[@]}"' in text and "EX_CONFIG=78" in text
+
+
+def test_systemd_unit_verifies(tmp_path: Path) -> None:
+    analyze = shutil.which("systemd-analyze")
+    if analyze is None:
+        pytest.skip("systemd-analyze is not installed")
+    env_file = tmp_path / "qqbot.env"
+    env_file.write_text("QQ_APP_ID=1\n")
+    unit = tmp_path / "qqwatchdog.service"
+    unit.write_text(
+        (ROOT / "scripts" / "qqwatchdog.service")
+        .read_text()
+        .replace("/opt/qqwatchdog", str(ROOT))
+        .replace("/etc/qqwatchdog/qqbot.env", str(env_file))
+        .replace("User=qqbot", "User=root")
+        .replace("Group=qqbot", "Group=root")
+    )
+    result = subprocess.run([analyze, "verify", str(unit)], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0 and "qqwatchdog.service" not in result.stdout + result.stderr, result.stderr

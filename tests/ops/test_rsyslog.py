@@ -18,10 +18,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from qqworker.events import LogEvent
 from qqworker.logs import configure_logging, log_event
+from tests.ops.packages import ensure_binary
 from tests.support import LineProcess, SimulatorProcess, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -53,45 +52,6 @@ ruleset(name="qqwatchdog") {{
 input(type="imfile" file="{log}" tag="qqwatchdog" ruleset="qqwatchdog" addMetadata="off"
       reopenOnTruncate="on")
 """
-
-
-def _apt(*args: str) -> subprocess.CompletedProcess[str]:
-    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-    return subprocess.run(["apt-get", *args], env=env, capture_output=True, text=True, timeout=600)
-
-
-def ensure_rsyslogd() -> str:
-    found = shutil.which("rsyslogd") or (
-        "/usr/sbin/rsyslogd" if Path("/usr/sbin/rsyslogd").exists() else None
-    )
-    if found:
-        return found
-    if not shutil.which("apt-get"):
-        pytest.skip("rsyslogd is not installed and there is no apt-get to install it")
-    if os.geteuid() != 0:
-        pytest.skip("rsyslogd is not installed and installing it needs root (apt-get install rsyslog)")
-    # The package must not start a system-wide daemon: block service starts during the install when no
-    # policy already does (the Debian convention, as in container images).
-    policy = Path("/usr/sbin/policy-rc.d")
-    made_policy = not policy.exists()
-    if made_policy:
-        policy.write_text("#!/bin/sh\nexit 101\n")
-        policy.chmod(0o755)
-    try:
-        install = ("install", "-y", "--no-install-recommends", "rsyslog")
-        result = _apt(*install)
-        if result.returncode != 0:
-            _apt("update")
-            result = _apt(*install)
-    finally:
-        if made_policy:
-            policy.unlink()
-    found = shutil.which("rsyslogd") or (
-        "/usr/sbin/rsyslogd" if Path("/usr/sbin/rsyslogd").exists() else None
-    )
-    if result.returncode != 0 or not found:
-        pytest.skip(f"apt-get install rsyslog failed: {(result.stderr or result.stdout)[-500:]}")
-    return found
 
 
 class Rsyslog:
@@ -137,7 +97,7 @@ def source_records(text: str) -> list[dict[str, Any]]:
 
 
 def test_rsyslog_ingests_every_line_with_its_fields(tmp_path: Path) -> None:
-    binary = ensure_rsyslogd()
+    binary = ensure_binary("rsyslogd", "rsyslog")
     log = tmp_path / "qqwatchdog.log"
     sim = SimulatorProcess()
     shipper = None

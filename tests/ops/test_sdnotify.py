@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import socket
 import subprocess
@@ -119,3 +120,66 @@ def test_address_and_message_format() -> None:
     assert socket_address("/run/systemd/notify") == "/run/systemd/notify"
     assert socket_address("") is None and socket_address("vsock:2:1234") is None
     assert format_message({"ready": True, "status": "a\nb", "errno": None}) == b"READY=1\nSTATUS=a b"
+
+
+def test_the_real_watchdog_notifies_like_a_notify_service(tmp_path: Path) -> None:
+    """scripts/run.sh under a fake service manager: an abstract NOTIFY_SOCKET, WatchdogSec=2. READY=1, then
+    WATCHDOG=1 at least every half period, STATUS= lines, STOPPING=1 at the end, every datagram sent by
+    the main process (what NotifyAccess=main accepts; SO_PASSCRED tells the sender), none by the worker."""
+    import signal
+    import struct
+    import time
+
+    from tests.support import LineProcess, SimulatorProcess
+
+    root = Path(__file__).resolve().parents[2]
+    name = f"qqw-notify-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(b"\0" + name.encode())
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
+    sock.settimeout(0.2)
+    received: list[tuple[float, int, dict[str, str]]] = []
+
+    def drain(seconds: float) -> None:
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            try:
+                data, ancdata, _, _ = sock.recvmsg(4096, socket.CMSG_SPACE(12))
+            except TimeoutError:
+                continue
+            pid = next(
+                struct.unpack("3i", d)[0]
+                for level, kind, d in ancdata
+                if level == socket.SOL_SOCKET and kind == socket.SCM_CREDENTIALS
+            )
+            fields = dict(line.split("=", 1) for line in data.decode().split("\n") if line)
+            received.append((time.monotonic(), pid, fields))
+
+    sim = SimulatorProcess()
+    try:
+        env = sim.env(
+            NOTIFY_SOCKET="@" + name, WATCHDOG_USEC="2000000", QQW_STATUS_FILE=str(tmp_path / "s.json")
+        )
+        proc = LineProcess(["bash", str(root / "scripts" / "run.sh"), "--json"], env=env, cwd=tmp_path)
+        try:
+            proc.wait_for("gateway.connected", 30)
+            drain(4.0)
+            proc.signal(signal.SIGTERM)
+            drain(1.0)
+        finally:
+            assert proc.stop(20) == 0
+    finally:
+        sim.stop()
+        sock.close()
+
+    assert received, "no notification at all"
+    assert {pid for _, pid, _ in received} == {proc.pid}  # run.sh exec'd the watchdog: it is the main pid
+    assert any(f.get("READY") == "1" for _, _, f in received)
+    assert any("STATUS" in f for _, _, f in received)
+    assert any(f.get("STOPPING") == "1" for _, _, f in received)
+    pings = [t for t, _, f in received if f.get("WATCHDOG") == "1"]
+    assert len(pings) >= 3  # 4 s at one ping per second (half of WATCHDOG_USEC)
+    # Never a gap systemd would kill for (the full period; the watchdog aims at half of it).
+    assert max(b - a for a, b in itertools.pairwise(pings)) < 2.0
+    worker_pids = {r["child_pid"] for r in proc.records("child.spawned")}
+    assert worker_pids and not worker_pids & {pid for _, pid, _ in received}

@@ -175,7 +175,7 @@ class Worker:
 
     async def _wait(self, decision: Decision) -> None:
         loop = asyncio.get_running_loop()
-        delay = decision.delay_s
+        delay = round(decision.delay_s, 3)  # the same number in the message, the field and the sleep
         self.progress.update(phase=Phase.WAITING, next_attempt_at=loop.time() + delay)
         attempts = attempts_text(decision.attempt, self.settings.max_attempts)
         log_event(
@@ -183,7 +183,7 @@ class Worker:
             LogEvent.RECONNECT_SCHEDULED,
             f"Reconnecting in {seconds_text(delay)} ({attempts})",
             attempt=decision.attempt,
-            delay_s=round(delay, 3),
+            delay_s=delay,
             max_attempts=self.settings.max_attempts,
             reason=decision.reason,
         )

@@ -13,11 +13,13 @@ It wires the worker to its two pipes to the watchdog:
 The child also dies with its parent: PR_SET_PDEATHSIG (SIGTERM) and, belt and braces, a check that
 its parent pid has not changed at every beat. SIGINT and SIGHUP are ignored: a Ctrl-C or a hang-up
 of the terminal reaches the whole process group, and the watchdog alone decides about its child.
+
+asyncio is imported inside the functions: the watchdog imports this module to name the spawn target,
+and must not load asyncio (and with it ssl, ~8 MB) into the supervisor for that.
 """
 
 from __future__ import annotations
 
-import asyncio
 import ctypes
 import errno
 import logging
@@ -107,6 +109,8 @@ class Beater:
         return max(MIN_BEAT_PERIOD_S, period)
 
     async def run(self) -> None:
+        import asyncio
+
         while not self.broken:
             self.send()
             await asyncio.sleep(self.period())
@@ -115,6 +119,8 @@ class Beater:
 async def serve(
     settings: Settings, session: Any, beat_fd: int, parent_pid: int, progress: Progress, beater: Beater
 ) -> int:
+    import asyncio
+
     from qqworker.worker import Worker  # after the first beat: the heavy imports come here
 
     loop = asyncio.get_running_loop()
@@ -165,6 +171,8 @@ def run_child(
     global BEATER
     BEATER = beater = Beater(beat_fd, progress, settings.heartbeat_interval, parent_pid)
     beater.send()  # STARTING, before the worker's imports
+
+    import asyncio
 
     from qqworker.protocol import Session
 

@@ -10,7 +10,6 @@ A configuration error is one JSON line (`watchdog.stopped`) and exit 78.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import logging
 import os
@@ -76,7 +75,7 @@ def cmd_run(argv: Sequence[str]) -> int:
         return int(ExitCode.CONFIG)
     from watchdog.supervisor import Supervisor
 
-    return asyncio.run(Supervisor(settings, handler).run())
+    return Supervisor(settings, handler).run()
 
 
 def status_path(args: argparse.Namespace) -> str:

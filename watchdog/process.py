@@ -9,7 +9,6 @@ helper in between. Spawning happens on the watchdog's main thread: PR_SET_PDEATH
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import ctypes
 import logging
@@ -28,7 +27,7 @@ from qqworker.settings import Settings
 
 START_METHOD = "spawn"
 PR_SET_CHILD_SUBREAPER = 36
-POLL_S = 0.05
+POLL_S = 0.05  # how often a kill under way checks whether the tree is gone
 
 log = logging.getLogger("watchdog.process")
 
@@ -176,55 +175,66 @@ def alive(procs: list[psutil.Process], child: Child | None = None) -> list[psuti
     return left
 
 
-async def wait_gone(
-    procs: list[psutil.Process],
-    timeout: float,
-    child: Child | None = None,
-    clock: Callable[[], float] = time.monotonic,
-) -> list[psutil.Process]:
-    """Polls until every process is gone or `timeout` passed; returns the survivors. Never blocks the loop."""
-    deadline = clock() + timeout
-    left = alive(procs, child)
-    while left and clock() < deadline:
-        await asyncio.sleep(POLL_S)
-        left = alive(left, child)
-    return left
+class TreeKill:
+    """Ends the child and its whole tree, stepped by the caller's loop (which keeps relaying output).
 
+    SIGTERM (+SIGCONT: a stopped process acts on SIGTERM only once continued) to the child and every
+    descendant, SIGKILL after `stop_timeout` to those left, then wait for them to be gone. The tree is
+    taken before any signal: once the child dies its descendants are re-parented and no longer
+    findable from it. `force` goes straight to SIGKILL.
+    """
 
-@dataclass
-class KillReport:
-    signals: list[str]  # what was needed: ["SIGTERM"] or ["SIGTERM", "SIGKILL"]
-    survivors: list[int]  # pids still there after SIGKILL (should be empty)
+    def __init__(
+        self,
+        child: Child,
+        stop_timeout: float,
+        helpers: set[int],
+        on_signal: Callable[[str, int], None],
+        *,
+        force: bool = False,
+        now: float,
+    ) -> None:
+        self.child = child
+        self.stop_timeout = stop_timeout
+        self.on_signal = on_signal
+        self.force = force
+        self.signals: list[str] = []
+        self.survivors: list[int] = []
+        self.done = False
+        remember_tree(child)
+        tree = [p for p in (_process(child.pid), *descendants(child.pid)) if p is not None]
+        seen = {p.pid for p in tree}
+        tree += [p for p in strays(child, helpers) if p.pid not in seen]
+        self.left = alive(tree, child)
+        if not self.left:
+            self.done = True
+        elif force:
+            self._signal("SIGKILL", signal.SIGKILL, now)
+        else:
+            self._signal("SIGTERM", signal.SIGTERM, now)
+            send(self.left, signal.SIGCONT)
 
+    def _signal(self, name: str, sig: int, now: float) -> None:
+        self.signals.append(name)
+        self.on_signal(name, len(self.left))
+        send(self.left, sig)
+        grace = self.stop_timeout if sig == signal.SIGTERM else max(2.0, self.stop_timeout)
+        self.deadline = now + grace
 
-async def kill_tree(
-    child: Child,
-    stop_timeout: float,
-    helpers: set[int],
-    on_signal: Callable[[str, int], None],
-    *,
-    force: bool = False,
-) -> KillReport:
-    """SIGTERM (+SIGCONT, for a stopped process) to the child and every descendant, SIGKILL after
-    `stop_timeout` to those left, then verify none is. The tree is taken before any signal: once
-    the child dies its descendants are re-parented and no longer findable from it."""
-    remember_tree(child)
-    tree = [p for p in (_process(child.pid), *descendants(child.pid)) if p is not None]
-    tree += [p for p in strays(child, helpers) if p.pid not in {q.pid for q in tree}]
-    signals: list[str] = []
-    left = alive(tree, child)
-    if not force and left:
-        signals.append("SIGTERM")
-        on_signal("SIGTERM", len(left))
-        send(left, signal.SIGTERM)
-        send(left, signal.SIGCONT)  # a stopped process only acts on SIGTERM once continued
-        left = await wait_gone(left, stop_timeout, child)
-    if left:
-        signals.append("SIGKILL")
-        on_signal("SIGKILL", len(left))
-        send(left, signal.SIGKILL)
-        left = await wait_gone(left, max(2.0, stop_timeout), child)
-    return KillReport(signals, [p.pid for p in left])
+    def step(self, now: float) -> bool:
+        """Checks progress; escalates or finishes when due. True once nothing is left (or given up)."""
+        if self.done:
+            return True
+        self.left = alive(self.left, self.child)
+        if not self.left:
+            self.done = True
+        elif now >= self.deadline:
+            if "SIGKILL" not in self.signals:
+                self._signal("SIGKILL", signal.SIGKILL, now)
+            else:
+                self.survivors = [p.pid for p in self.left]
+                self.done = True
+        return self.done
 
 
 def _process(pid: int) -> psutil.Process | None:

@@ -4,15 +4,20 @@ It spawns the child, relays its log pipe into the one ordered JSON stream, reads
 samples its memory, and carries out what the policy decides: kill the tree, respawn after a delay,
 give up (69) or stop (78). It also owns the process's signals (SIGTERM/SIGINT stop, a second one
 forces, SIGHUP reopens the log file, SIGCHLD wakes it), the status file and the systemd
-notifications. Every wait is bounded by the next deadline the policy, the status file or systemd need.
+notifications.
+
+One thread and one `selectors` loop: the two pipes, and the signal wake-up pipe (`signal.set_wakeup_fd`:
+the kernel-level handler writes the signal's number there). Every wait is bounded by the next thing
+due: a policy deadline, the status file, a systemd ping, a kill under way. No asyncio here: it would
+load ssl and cost the supervisor a third more memory for nothing it needs.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import os
+import selectors
 import signal
 import time
 from collections.abc import Callable
@@ -26,7 +31,7 @@ from qqworker.exitcodes import ExitCode, exit_meaning
 from qqworker.logs import JsonLinesHandler, log_event, rfc3339_utc
 from qqworker.settings import Settings
 from watchdog import process
-from watchdog.policy import GiveUp, Kill, Respawn, Stop, SupervisionPolicy, Timings
+from watchdog.policy import Decision, GiveUp, Kill, Respawn, Stop, SupervisionPolicy, Timings
 from watchdog.relay import LineSplitter, classify, group_output
 from watchdog.sdnotify import Notifier
 from watchdog.status import write_status
@@ -39,6 +44,7 @@ TREE_EVERY_S = 5.0
 MAX_WAIT_S = 5.0
 DRAIN_TIMEOUT_S = 2.0  # after the child's exit, how long its output may take to reach EOF
 BAD_BEAT_REPORT_EVERY_S = 5.0
+SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGCHLD)
 
 
 class Supervisor:
@@ -64,8 +70,8 @@ class Supervisor:
         self.exit_code: int | None = None
         self.last_exit: dict[str, Any] | None = None
         self.started_at = rfc3339_utc(time.time())
-        self._wake = asyncio.Event()
-        self._kill_task: asyncio.Task[None] | None = None
+        self._sel = selectors.DefaultSelector()
+        self._kill: process.TreeKill | None = None
         self._helpers: set[int] = set()
         self._log_split = LineSplitter()
         self._beat_split = LineSplitter(max_line=4096)
@@ -76,15 +82,16 @@ class Supervisor:
         self._next_status = self._next_rss = self._next_tree = float("-inf")
         self._status_failed = False
 
-    # The main loop --------------------------------------------------------------------------
+    # The loop ---------------------------------------------------------------------------------
 
-    async def run(self) -> int:
-        loop = asyncio.get_running_loop()
-        handled = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGCHLD)
-        loop.add_signal_handler(signal.SIGTERM, self.request_stop, signal.SIGTERM)
-        loop.add_signal_handler(signal.SIGINT, self.request_stop, signal.SIGINT)
-        loop.add_signal_handler(signal.SIGHUP, self.reopen_log)
-        loop.add_signal_handler(signal.SIGCHLD, self._wake.set)
+    def run(self) -> int:
+        signal_r, signal_w = os.pipe()
+        for fd in (signal_r, signal_w):
+            os.set_blocking(fd, False)
+            os.set_inheritable(fd, False)
+        previous = {sig: signal.signal(sig, _ignore_here) for sig in SIGNALS}
+        old_wakeup = signal.set_wakeup_fd(signal_w, warn_on_full_buffer=False)
+        self._sel.register(signal_r, selectors.EVENT_READ, lambda: self._on_signals(signal_r))
         subreaper = process.become_subreaper()
         log_event(
             log,
@@ -95,22 +102,43 @@ class Supervisor:
             subreaper=subreaper,
         )
         try:
-            self.exit_code = await self._supervise()
+            self.exit_code = self._supervise()
         finally:
             # Exiting now, with a code that means something: a late stop signal must not replace it
             # (blocked, it stays pending until the process is gone; there is no other thread).
             signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT, signal.SIGHUP})
-            for sig in handled:
-                loop.remove_signal_handler(sig)
+            signal.set_wakeup_fd(old_wakeup)
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+            self._sel.close()
+            os.close(signal_r)
+            os.close(signal_w)
             self._write_status(force=True)
             self.notifier.close()
         return self.exit_code
 
-    async def _supervise(self) -> int:
+    def _poll(self, timeout: float) -> None:
+        """One turn: waits up to `timeout` for a pipe or a signal, then handles what came."""
+        for key, _ in self._sel.select(max(0.0, timeout)):
+            key.data()
+
+    def _on_signals(self, fd: int) -> None:
+        try:
+            data = os.read(fd, 512)
+        except BlockingIOError:
+            return
+        for number in data:
+            if number in (signal.SIGTERM, signal.SIGINT):
+                self.request_stop(number)
+            elif number == signal.SIGHUP:
+                self.reopen_log()
+            # SIGCHLD: waking up was the point; the loop looks at the child next.
+
+    def _supervise(self) -> int:
         while True:
             if self.stop_reason is not None:
                 return self._stopped()
-            decision = await self._run_one_child()
+            decision = self._run_one_child()
             if self.stop_reason is not None:
                 return self._stopped()
             if isinstance(decision, Stop):
@@ -148,7 +176,7 @@ class Supervisor:
             )
             self.notifier.status(f"respawning in {decision.delay_s:.1f}s (restart {decision.restarts})")
             self._write_status(force=True)
-            await self._sleep(decision.delay_s)
+            self._sleep(decision.delay_s)
 
     def _stopped(self) -> int:
         self.state = "stopped"
@@ -164,20 +192,15 @@ class Supervisor:
         )
         return code
 
-    async def _sleep(self, delay: float) -> None:
+    def _sleep(self, delay: float) -> None:
         """The respawn delay; a stop request ends it at once; systemd keeps being pinged."""
         deadline = self.clock() + delay
         while self.stop_reason is None:
             now = self.clock()
             if now >= deadline:
                 return
-            self._wake.clear()
             self._housekeeping(now)
-            await self._wait(min(deadline, self._next_wake(now)) - now)
-
-    async def _wait(self, timeout: float) -> None:
-        with contextlib.suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(self._wake.wait(), max(0.0, timeout))
+            self._poll(min(deadline, self._next_wake(now)) - now)
 
     # One child's life -------------------------------------------------------------------------
 
@@ -192,6 +215,8 @@ class Supervisor:
         self._helpers = process.helper_pids()
         self._log_split, self._beat_split = LineSplitter(), LineSplitter(max_line=4096)
         self._log_eof = self._beat_eof = False
+        self._sel.register(child.log_fd, selectors.EVENT_READ, self._read_log)
+        self._sel.register(child.beat_fd, selectors.EVENT_READ, self._read_beats)
         resume = self.resume
         log_event(
             log,
@@ -204,7 +229,7 @@ class Supervisor:
         self.state = "running"
         return child
 
-    async def _run_one_child(self) -> Any:
+    def _run_one_child(self) -> Decision | None:
         try:
             child = self._spawn()
         except Exception as exc:  # fork/exec failed (no memory, no fds...): count it as a crash
@@ -218,19 +243,15 @@ class Supervisor:
                 meaning=f"could not be started: {exc}",
             )
             return self.policy.child_exited(self.clock(), None)
-        loop = asyncio.get_running_loop()
-        loop.add_reader(child.log_fd, self._read_log)
-        loop.add_reader(child.beat_fd, self._read_beats)
         if self.generation == 1:
             self.notifier.ready(status="supervising the worker")
         self._write_status(force=True)
         try:
-            await self._watch(child)
-            await self._drain(child)
+            self._watch(child)
+            self._drain(child)
         finally:
-            for fd in (child.log_fd, child.beat_fd):
-                if fd >= 0:
-                    loop.remove_reader(fd)
+            self._unregister(child.log_fd)
+            self._unregister(child.beat_fd)
             child.close_pipes()
         exitcode = child.exitcode
         log_event(
@@ -256,26 +277,23 @@ class Supervisor:
         self._write_status(force=True)
         return decision
 
-    async def _watch(self, child: process.Child) -> None:
+    def _watch(self, child: process.Child) -> None:
         """Until the child has exited and any kill under way is complete."""
+        stop_kill_started = False
         while True:
-            self._wake.clear()
             now = self.clock()
-            if child.exitcode is not None and (self._kill_task is None or self._kill_task.done()):
-                break
-            if self.stop_reason is not None and self._kill_task is None:
-                self._start_kill(child, self.stop_reason, force=self.force_signal is not None)
-            elif self.force_signal is not None and self._kill_task is not None and not self._forced:
-                self._kill_task.cancel()
-                await asyncio.gather(self._kill_task, return_exceptions=True)
-                self._start_kill(child, f"{self.stop_reason} (forced)", force=True)
-            if child.exitcode is None and self._kill_task is None:
+            self._step_kill(now)
+            if child.exitcode is not None and self._kill is None:
+                return
+            if self.stop_reason is not None and not stop_kill_started:
+                stop_kill_started = True
+                self._start_kill(child, self.stop_reason, force=self.force_signal is not None, now=now)
+            elif self.force_signal is not None and self._kill is not None and not self._kill.force:
+                self._start_kill(child, f"{self.stop_reason} (forced)", force=True, now=now)
+            if child.exitcode is None and self._kill is None:
                 self._judge(child, now)
             self._housekeeping(now)
-            await self._wait(self._next_wake(now) - now)
-        if self._kill_task is not None:
-            await self._kill_task  # done; re-raises nothing (it logs its own trouble)
-            self._kill_task = None
+            self._poll(self._next_wake(now) - now)
 
     def _judge(self, child: process.Child, now: float) -> None:
         self._apply(child, self.policy.tick(now))
@@ -295,10 +313,12 @@ class Supervisor:
 
     def _next_wake(self, now: float) -> float:
         times = [now + MAX_WAIT_S, self._next_status]
-        deadline = self.policy.next_deadline() if self._kill_task is None else None
-        if deadline is not None:
-            times.append(deadline + 0.001)  # the policy judges "past the deadline"
-        if self.child is not None and self._kill_task is None:
+        if self._kill is not None:
+            times.append(now + process.POLL_S)
+        elif self.child is not None:
+            deadline = self.policy.next_deadline()
+            if deadline is not None:
+                times.append(deadline + 0.001)  # the policy judges "past the deadline"
             times.append(self._next_tree)
             if self.settings.memory_limit_mb > 0:
                 times.append(self._next_rss)
@@ -307,25 +327,14 @@ class Supervisor:
             times.append(now + ping)
         return max(now, min(times))
 
-    # Decisions --------------------------------------------------------------------------------
+    # Decisions and kills ----------------------------------------------------------------------
 
-    def _apply(self, child: process.Child, decision: Any) -> None:
-        if isinstance(decision, Kill) and self._kill_task is None:
+    def _apply(self, child: process.Child, decision: Decision) -> None:
+        if isinstance(decision, Kill) and self._kill is None:
             log_event(log, decision.event, decision.message, level=logging.WARNING, **decision.fields)
-            self._start_kill(child, decision.reason)
+            self._start_kill(child, decision.reason, now=self.clock())
 
-    @property
-    def _forced(self) -> bool:
-        return bool(getattr(self._kill_task, "forced", False))
-
-    def _start_kill(self, child: process.Child, reason: str, *, force: bool = False) -> None:
-        self.state = "stopping" if self.stop_reason is not None else "killing"
-        self._write_status(force=True)
-        task = asyncio.create_task(self._kill(child, reason, force), name="qqwatchdog-kill")
-        task.forced = force  # type: ignore[attr-defined]
-        self._kill_task = task
-
-    async def _kill(self, child: process.Child, reason: str, force: bool) -> None:
+    def _start_kill(self, child: process.Child, reason: str, *, now: float, force: bool = False) -> None:
         def on_signal(sig: str, count: int) -> None:
             log_event(
                 log,
@@ -339,24 +348,41 @@ class Supervisor:
                 processes=count,
             )
 
-        try:
-            report = await process.kill_tree(
-                child, self.settings.stop_timeout, self._helpers, on_signal, force=force
+        self.state = "stopping" if self.stop_reason is not None else "killing"
+        self._kill = process.TreeKill(
+            child, self.settings.stop_timeout, self._helpers, on_signal, force=force, now=now
+        )
+        self._write_status(force=True)
+        self._step_kill(now)
+
+    def _step_kill(self, now: float) -> None:
+        kill = self._kill
+        if kill is None or not kill.step(now):
+            return
+        self._kill = None
+        if kill.survivors:
+            log.error(
+                "Processes of the worker's tree survived SIGKILL: %s",
+                kill.survivors,
+                extra={"survivors": kill.survivors, "child_pid": kill.child.pid},
             )
-            if report.survivors:
-                log.error(
-                    "Processes of the child's tree survived SIGKILL: %s",
-                    report.survivors,
-                    extra={"survivors": report.survivors, "child_pid": child.pid},
-                )
-        finally:
-            self._wake.set()
+
+    def _kill_to_the_end(self, child: process.Child, reason: str) -> None:
+        self._start_kill(child, reason, now=self.clock())
+        while self._kill is not None:
+            self._poll(process.POLL_S)
+            self._step_kill(self.clock())
 
     # Pipes ------------------------------------------------------------------------------------
 
+    def _unregister(self, fd: int) -> None:
+        if fd >= 0:
+            with contextlib.suppress(KeyError, ValueError):
+                self._sel.unregister(fd)
+
     def _read_log(self) -> None:
         child = self.child
-        if child is None or child.log_fd < 0:
+        if child is None or child.log_fd < 0 or self._log_eof:
             return
         try:
             data = os.read(child.log_fd, READ_CHUNK)
@@ -368,9 +394,8 @@ class Supervisor:
             self._relay(child, self._log_split.feed(data))
             return
         self._relay(child, self._log_split.flush())
-        asyncio.get_running_loop().remove_reader(child.log_fd)
+        self._unregister(child.log_fd)
         self._log_eof = True
-        self._wake.set()
 
     def _relay(self, child: process.Child, lines: list[bytes]) -> None:
         if not lines:
@@ -393,7 +418,7 @@ class Supervisor:
 
     def _read_beats(self) -> None:
         child = self.child
-        if child is None or child.beat_fd < 0:
+        if child is None or child.beat_fd < 0 or self._beat_eof:
             return
         try:
             data = os.read(child.beat_fd, READ_CHUNK)
@@ -403,10 +428,9 @@ class Supervisor:
             data = b""
         now = self.clock()
         if not data:
-            asyncio.get_running_loop().remove_reader(child.beat_fd)
+            self._unregister(child.beat_fd)
             self._beat_eof = True
             self._apply(child, self.policy.beats_closed(now))
-            self._wake.set()
             return
         for line in self._beat_split.feed(data):
             try:
@@ -434,39 +458,29 @@ class Supervisor:
                 extra={"excerpt": line[:120].decode("utf-8", errors="replace"), "malformed": self._bad_beats},
             )
 
-    async def _drain(self, child: process.Child) -> None:
+    def _drain(self, child: process.Child) -> None:
         """Reads the child's output to EOF, so its last lines come before `child.exited`."""
         for attempt in range(2):
             deadline = self.clock() + DRAIN_TIMEOUT_S
             while not self._log_eof and self.clock() < deadline:
                 self._read_log()
                 if not self._log_eof:
-                    self._wake.clear()
-                    await self._wait(0.05)
+                    self._poll(0.05)
             if self._log_eof:
                 break
-            if attempt == 0:
-                # Something the child left behind still holds the pipe: it goes too.
-                left = process.strays(child, self._helpers)
-                if left:
-                    self._start_kill(child, "left behind by the worker, holding its output open")
-                    assert self._kill_task is not None
-                    await self._kill_task
-                    self._kill_task = None
+            if attempt == 0 and process.strays(child, self._helpers):
+                # Something the child left behind still holds the pipe open: it goes too.
+                self._kill_to_the_end(child, "left behind by the worker, holding its output open")
         if not self._log_eof:
             log.warning(
-                "The worker's output pipe did not reach EOF within %.1fs; closing it",
+                "The worker's output did not reach EOF within %.1fs; closing it",
                 DRAIN_TIMEOUT_S * 2,
                 extra={"child_pid": child.pid},
             )
         if not self._beat_eof:
             self._read_beats()
-        leftovers = process.strays(child, self._helpers)
-        if leftovers:
-            self._start_kill(child, "left behind by the worker")
-            assert self._kill_task is not None
-            await self._kill_task
-            self._kill_task = None
+        if process.strays(child, self._helpers):
+            self._kill_to_the_end(child, "left behind by the worker")
 
     # Signals ---------------------------------------------------------------------------------
 
@@ -481,7 +495,6 @@ class Supervisor:
         elif self.force_signal is None:
             self.force_signal = sig
             log.warning("Received %s again: killing the worker's tree now", name, extra={"signal": name})
-        self._wake.set()
 
     def reopen_log(self) -> None:
         self.out.reopen()
@@ -507,11 +520,11 @@ class Supervisor:
         child = self.child
         beat = policy.last_beat if child is not None else None
         try:
-            me = psutil.Process()
-            created = me.create_time()
+            created: float | None = psutil.Process().create_time()
         except psutil.Error:
             created = None
         wall_now = time.time()
+        connected = child is not None and policy.phase is Phase.CONNECTED
         return {
             "state": self.state,
             "watchdog_pid": os.getpid(),
@@ -523,9 +536,7 @@ class Supervisor:
             "phase": policy.phase.value if (child is not None and policy.phase) else None,
             "attempt": beat.attempt if beat is not None else None,
             "last_beat_age_s": round(now - policy.last_beat_at, 3) if beat is not None else None,
-            "connected_since": _wall(policy.connected_since, now, wall_now)
-            if child is not None and policy.phase is Phase.CONNECTED
-            else None,
+            "connected_since": _wall(policy.connected_since, now, wall_now) if connected else None,
             "resumable": self.resume is not None,
             "last_exit": self.last_exit,
             "exit_code": self.exit_code,
@@ -552,6 +563,10 @@ class Supervisor:
                     exc,
                     extra={"path": self.settings.status_file, "error": str(exc)},
                 )
+
+
+def _ignore_here(signum: int, frame: Any) -> None:
+    """The C-level handler has already written the signal's number to the wake-up pipe."""
 
 
 def _wall(monotonic_time: float | None, now: float, wall_now: float) -> str | None:

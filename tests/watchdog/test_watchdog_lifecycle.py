@@ -3,14 +3,17 @@ command, and never an orphan, also when the watchdog itself is SIGKILLed."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
+import socket
 import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import psutil
 import pytest
 
 from tests.support import PYTHON, ROOT, SimulatorProcess, assert_no_secret, wait_until
@@ -249,3 +252,59 @@ def test_a_configuration_error_is_one_json_line_and_exit_78(args: list[str], env
     record = json.loads(lines[0])
     assert record["event"] == "watchdog.stopped" and record["exitcode"] == 78 and record["role"] == "watchdog"
     assert "s3cret-value-000000" not in result.stdout + result.stderr
+
+
+def test_systemd_notifications_over_a_real_socket_and_none_for_the_worker(
+    tmp_path: Path, sim: SimulatorProcess, cleanup
+) -> None:
+    address = str(tmp_path / "notify.sock")
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    server.bind(address)
+    server.settimeout(0.2)
+    messages: list[str] = []
+
+    def received() -> list[str]:
+        with contextlib.suppress(TimeoutError):
+            while True:
+                messages.append(server.recv(4096).decode())
+        return messages
+
+    try:
+        env = {"NOTIFY_SOCKET": address, "WATCHDOG_USEC": "1000000"}
+        wd = Watchdog(tmp_path, sim, env=env)
+        cleanup.append(wd)
+        wd.connected()
+        wait_until(lambda: sum("WATCHDOG=1" in m for m in received()) >= 3, 10, "three WATCHDOG=1 pings")
+        assert any("READY=1" in m for m in messages)
+        assert any(m.startswith("STATUS=") or "\nSTATUS=" in m for m in messages)
+        # The worker must never pose as the service's main process.
+        child_env = psutil.Process(wd.child_pid()).environ()
+        assert "NOTIFY_SOCKET" not in child_env and "WATCHDOG_USEC" not in child_env
+        wd.finish()
+        assert any("STOPPING=1" in m for m in received())
+    finally:
+        server.close()
+
+
+def test_report_is_delegated_to_the_outage_report(tmp_path: Path) -> None:
+    log = tmp_path / "qqw.log"
+    log.write_text(
+        json.dumps({"timestamp": "2026-01-01T08:00:00.000Z", "event": "gateway.connected", "role": "worker"})
+        + "\n"
+    )
+    result = subprocess.run(
+        [PYTHON, "-m", "watchdog", "report", str(log), "--json"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 0, result.stderr
+    assert isinstance(json.loads(result.stdout), dict)
+    missing = subprocess.run(
+        [PYTHON, "-m", "watchdog", "report", str(tmp_path / "nope.log")],
+        cwd=ROOT,
+        capture_output=True,
+        timeout=30,
+    )
+    assert missing.returncode == 66

@@ -3,7 +3,6 @@ the child's non-blocking beater, and killing a real process tree (stopped and st
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import signal
@@ -17,7 +16,7 @@ import pytest
 
 from qqworker.beat import Beat, Phase, Progress
 from qqworker.child import Beater
-from watchdog.process import Child, kill_tree
+from watchdog.process import Child, TreeKill
 from watchdog.relay import LineSplitter, classify, group_output
 from watchdog.status import HEALTHY, NOT_RUNNING, UNHEALTHY, judge, pid_alive, read_status, write_status
 
@@ -168,6 +167,14 @@ time.sleep(60)
 """
 
 
+def run_kill(kill: TreeKill) -> TreeKill:
+    deadline = time.monotonic() + 30
+    while not kill.step(time.monotonic()):
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    return kill
+
+
 class _Proc:
     """Stands in for the multiprocess.Process: exit status through subprocess."""
 
@@ -187,7 +194,7 @@ def test_kill_tree_terms_then_kills_everyone_and_leaves_nothing(stop_timeout: fl
         child = Child(_Proc(popen), popen.pid, 1, -1, -1, time.monotonic())
         sent: list[tuple[str, int]] = []
         started = time.monotonic()
-        report = asyncio.run(kill_tree(child, stop_timeout, set(), lambda sig, n: sent.append((sig, n))))
+        report = run_kill(TreeKill(child, stop_timeout, set(), lambda s, n: sent.append((s, n)), now=started))
         took = time.monotonic() - started
         assert report.survivors == []
         assert [s for s, _ in sent] == ["SIGTERM", "SIGKILL"] == report.signals
@@ -205,7 +212,7 @@ def test_kill_tree_force_goes_straight_to_sigkill() -> None:
     popen = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:
         child = Child(_Proc(popen), popen.pid, 1, -1, -1, time.monotonic())
-        report = asyncio.run(kill_tree(child, 30.0, set(), lambda sig, n: None, force=True))
+        report = run_kill(TreeKill(child, 30.0, set(), lambda s, n: None, force=True, now=time.monotonic()))
         assert report.signals == ["SIGKILL"] and report.survivors == []
         assert popen.wait(5) == -signal.SIGKILL
     finally:

@@ -12,6 +12,7 @@ import sys
 from dataclasses import fields
 from pathlib import Path
 
+from qqworker.closecodes import CLOSE_RULES, NO_CLOSE_FRAME, CloseRule, close_rule
 from qqworker.events import EVENT_DOCS, LogEvent
 from qqworker.exitcodes import ExitCode, exit_meaning
 from qqworker.settings import Settings
@@ -56,7 +57,41 @@ def events_table() -> str:
     return "\n".join(rows)
 
 
-BLOCKS = {"settings": settings_table, "exitcodes": exitcodes_table, "events": events_table}
+def _close_row(codes: str, rule: CloseRule) -> str:
+    token = "yes" if rule.refresh_token else ""
+    return f"| {codes} | {rule.meaning} | `{rule.action.value}` | {token} |"
+
+
+def closecodes_table() -> str:
+    """One row per code; consecutive codes with the same rule share a row (4900–4901, ...)."""
+    rows = ["| close code | meaning | action | new token first |", "| --- | --- | --- | --- |"]
+    rows.append(_close_row("none (dropped)", NO_CLOSE_FRAME))
+    codes = sorted(CLOSE_RULES)
+    start = prev = codes[0]
+
+    def same(a: int, b: int) -> bool:
+        ra, rb = CLOSE_RULES[a], CLOSE_RULES[b]
+        return (ra.meaning, ra.action, ra.refresh_token) == (rb.meaning, rb.action, rb.refresh_token)
+
+    for code in [*codes[1:], None]:
+        if code is not None and code == prev + 1 and same(start, code):
+            prev = code
+            continue
+        label = str(start) if start == prev else f"{start}–{prev}"
+        rows.append(_close_row(label, CLOSE_RULES[start]))
+        if code is not None:
+            start = prev = code
+    rows.append(_close_row("other 1xxx", close_rule(1999)))
+    rows.append(_close_row("other 4xxx", close_rule(4999)))
+    return "\n".join(rows)
+
+
+BLOCKS = {
+    "settings": settings_table,
+    "exitcodes": exitcodes_table,
+    "events": events_table,
+    "closecodes": closecodes_table,
+}
 
 
 def render(text: str) -> str:

@@ -28,3 +28,14 @@ def test_contract_exit_codes_and_core_events_are_in_the_readme() -> None:
         "scripts/test.sh",
     ):
         assert needle in readme
+
+
+def test_every_close_code_appears_in_the_readme_table() -> None:
+    sys.path.insert(0, str(ROOT / "scripts"))
+    from gen_docs import closecodes_table
+
+    from qqworker.closecodes import CLOSE_RULES
+
+    table = closecodes_table()
+    for code, rule in CLOSE_RULES.items():
+        assert str(code) in table or rule.meaning in table

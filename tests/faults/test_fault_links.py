@@ -240,3 +240,29 @@ def test_dns_failure(
         run.assert_clean_end()
     finally:
         sim.stop()
+
+
+SEED = Timings(retry_initial=1.0, retry_max=10.0, connect_timeout=5.0, heartbeat_interval=1.0,
+               heartbeat_timeout=10.0, attempt_grace=5.0, stop_timeout=5.0)  # fmt: skip
+
+
+@pytest.mark.slow
+@fault(
+    "link",
+    "the seed incident: link down for 60 s, production-like retry 1–10 s",
+    "silence ≤ retry cap + grace; back ≤ cap + connect timeout + 2 s",
+)
+def test_link_down_60s(
+    link: netns.Link, netsim: FaultSim, over_link: Callable[..., Supervised], record: CaseResult
+) -> None:
+    run = over_link(timings=SEED)
+    result = outage(
+        run, netsim,
+        inject=lambda: link.set_link(False),
+        restore=lambda: link.set_link(True),
+        detect_events=DETECTORS, hold_s=60.0, events=20, timeout=60,
+    )  # fmt: skip
+    attempts = [r for r in run.process.records("gateway.connecting")]
+    record.measure("attempts", float(len(attempts)), None, unit="")
+    check(record, SEED, result, detect_bound=SEED.ack_bound, recover_bound=reattempt_bound(SEED))
+    run.assert_clean_end()

@@ -15,10 +15,11 @@ import psutil
 import pytest
 
 from tests.faults.conftest import fault
-from tests.faults.harness import FaultSim, Supervised, Timings, outage
+from tests.faults.harness import FaultSim, Outcome, Supervised, Timings, outage
 from tests.faults.results import CaseResult
 from tests.support import ROOT
 
+HEARTBEAT_SLACK = 2.0  # the watchdog's timer granularity and a loaded CI machine
 # A respawned child: interpreter start-up, imports, token, discovery and the handshake.
 RESPAWN_SLACK = 6.0
 
@@ -48,17 +49,17 @@ def measure_respawn(
     record: CaseResult,
     timings: Timings,
     run: Supervised,
-    result,
+    result: Outcome,
     *,
     detect_bound: float,
     recover_bound: float,
 ) -> None:
     record.measure("detect_s", result.detect_s, detect_bound)
     record.measure("recover_s", result.recover_s, recover_bound)
-    record.measure("silence_s", result.silence_s, timings.silence_bound)
+    record.measure("silence_s", result.silence_s, timings.kill_silence_bound)
     assert result.detect_s <= detect_bound, f"detected after {result.detect_s:.2f}s (bound {detect_bound}s)"
     assert result.recover_s <= recover_bound, f"connected {result.recover_s:.2f}s after detection"
-    assert result.silence_s <= timings.silence_bound, (
+    assert result.silence_s <= timings.kill_silence_bound, (
         f"log silent {result.silence_s:.2f}s while not connected"
     )
     assert not result.missing, f"events lost across the respawn: seqs {sorted(result.missing)}"
@@ -70,7 +71,7 @@ def respawn_bound(timings: Timings) -> float:
     return timings.stop_timeout + timings.respawn_max + RESPAWN_SLACK
 
 
-@fault("process", "worker frozen (SIGSTOP)", "detect ≤ heartbeat timeout + 1 s; resumed by a new child")
+@fault("process", "worker frozen (SIGSTOP)", "detect ≤ heartbeat timeout + 2 s; resumed by a new child")
 def test_worker_frozen(
     sim: FaultSim, supervise: Callable[..., Supervised], timings: Timings, record: CaseResult
 ) -> None:
@@ -86,7 +87,7 @@ def test_worker_frozen(
     record.measure("freeze_to_connected_s", result.detect_s + result.recover_s, None)
     measure_respawn(
         record, timings, run, result,
-        detect_bound=timings.heartbeat_timeout + 1.0, recover_bound=respawn_bound(timings),
+        detect_bound=timings.heartbeat_timeout + HEARTBEAT_SLACK, recover_bound=respawn_bound(timings),
     )  # fmt: skip
     assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
     run.assert_clean_end()
@@ -112,7 +113,7 @@ def test_worker_killed(
 @fault(
     "process",
     "worker's event loop blocked (a sync sleep inside an async handler)",
-    "detect ≤ heartbeat timeout + 1 s",
+    "detect ≤ heartbeat timeout + 2 s",
 )
 def test_event_loop_blocked(
     sim: FaultSim, supervise: Callable[..., Supervised], timings: Timings, record: CaseResult, tmp_path: Path
@@ -127,7 +128,7 @@ def test_event_loop_blocked(
     )
     measure_respawn(
         record, timings, run, result,
-        detect_bound=timings.heartbeat_timeout + 1.0, recover_bound=respawn_bound(timings),
+        detect_bound=timings.heartbeat_timeout + HEARTBEAT_SLACK, recover_bound=respawn_bound(timings),
     )  # fmt: skip
     run.assert_clean_end()
 
@@ -286,7 +287,9 @@ def test_watchdog_sighup(
     run.assert_clean_end()
 
 
-@fault("process", "watchdog killed (SIGKILL): the worker must not outlive it", "child gone ≤ 2 s")
+@fault(
+    "process", "watchdog killed (SIGKILL): the worker must not outlive it", "worker gone ≤ stop timeout + 2 s"
+)
 def test_watchdog_killed(
     sim: FaultSim, supervise: Callable[..., Supervised], timings: Timings, record: CaseResult
 ) -> None:
@@ -300,6 +303,7 @@ def test_watchdog_killed(
     with contextlib.suppress(psutil.TimeoutExpired):
         child.wait(10)
     gone_s = time.monotonic() - t0
-    record.measure("child_gone_s", gone_s, 2.0)
-    assert gone_s <= 2.0, f"the worker outlived its watchdog by {gone_s:.1f}s"
+    bound = timings.stop_timeout + 2.0  # PDEATHSIG is a SIGTERM: the worker's own clean stop, bounded
+    record.measure("child_gone_s", gone_s, bound)
+    assert gone_s <= bound, f"the worker outlived its watchdog by {gone_s:.1f}s"
     run.assert_clean_end(expected_exit=-9)

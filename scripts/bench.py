@@ -8,9 +8,9 @@
   until connected, with the longest log silence during a 60 s outage;
 * the watchdog against supervisord, both supervising the same worker over the same 60 s idle: RSS, CPU;
 * the `multiprocess` start methods (python -m watchdog.start_methods);
-* with --profile, a pyinstrument profile of the worker's hot path.
+* a pyinstrument profile of the worker's hot path (full run, or --profile).
 
-    .venv/bin/python scripts/bench.py [--json] [--quick] [--no-peers] [--profile] [--update-readme]
+    .venv/bin/python scripts/bench.py [--json] [--quick] [--no-peers] [--[no-]profile] [--update-readme]
 
 First use creates .bench/venv (git-ignored) with qq-botpy, supervisor and pyinstrument from PyPI.
 Every figure is printed with the settings it was measured with; --json ends with one JSON object.
@@ -63,7 +63,7 @@ class Plan:
     profile: bool
 
 
-FULL = Plan(20_000, 5, 100_000, 60.0, 60.0, (), True, False)
+FULL = Plan(20_000, 5, 100_000, 60.0, 60.0, (), True, True)
 QUICK = Plan(2_000, 1, 10_000, 3.0, 3.0, (
     "--heartbeat-interval", "0.2", "--heartbeat-timeout", "1", "--retry-initial", "0.2", "--retry-max", "1",
     "--stop-timeout", "2", "--respawn-initial", "0.1",
@@ -316,24 +316,78 @@ def start_methods(runs: int) -> dict[str, Any]:
     return json.loads(out.strip().splitlines()[-1])
 
 
-def profile(plan: Plan, bench_py: Path) -> str:
-    """pyinstrument over the worker while it takes 100,000 events; returns the report's path."""
+PROFILE_BUCKETS = (  # (path fragment, what it is), first match wins; self time of each frame
+    ("/websockets/", "websockets: frame parsing, message assembly, recv()"),
+    ("/json/", "json.loads"),
+    ("qqworker/protocol.py", "qqworker protocol: seq, dedupe, dispatch objects"),
+    ("qqworker/handlers.py", "handler dispatch: queue, runner tasks, Reply objects"),
+    ("asyncio/queues.py", "handler dispatch: queue, runner tasks, Reply objects"),
+    ("qqworker/gateway.py", "receive loop: gateway.py pump, deadlines, worker callbacks"),
+    ("qqworker/worker.py", "receive loop: gateway.py pump, deadlines, worker callbacks"),
+    ("bench/noop.py", "the no-op handler itself"),
+    ("/asyncio/", "asyncio event loop and socket transport"),
+    ("selectors.py", "asyncio event loop and socket transport"),
+)
+
+
+OTHER = "everything else: start-up, imports, token, connect (not in the shares)"
+
+
+def profile_buckets(tree: dict[str, Any]) -> dict[str, float]:
+    """Self time per bucket (seconds) from pyinstrument's JSON tree."""
+    buckets: dict[str, float] = {}
+
+    def walk(node: dict[str, Any]) -> None:
+        children = node.get("children", [])
+        own = node["time"] - sum(c["time"] for c in children)
+        path = node.get("file_path") or ""
+        name = next(
+            (label for frag, label in PROFILE_BUCKETS if frag in path), "other: start-up, imports, token"
+        )
+        buckets[name] = buckets.get(name, 0.0) + max(0.0, own)
+        for child in children:
+            walk(child)
+
+    walk(tree)
+    return dict(sorted(buckets.items(), key=lambda kv: -kv[1]))
+
+
+def profile(bench_py: Path, events: int) -> dict[str, Any]:
+    """pyinstrument over the worker while it takes `events` events: the text report in build/bench/, and
+    the self time per part of the hot path."""
     WORK.mkdir(parents=True, exist_ok=True)
-    out, report = WORK / "marks-profile.jsonl", ROOT / "build" / "bench" / "profile.txt"
+    out = WORK / "marks-profile.jsonl"
+    reports = ROOT / "build" / "bench"
+    session = reports / "profile.pyisession"
     out.unlink(missing_ok=True)
-    report.parent.mkdir(parents=True, exist_ok=True)
+    reports.mkdir(parents=True, exist_ok=True)
     sim = Simulator()
-    args = [str(bench_py), "-m", "pyinstrument", "-r", "text", "--show-all", "-o", str(report),
+    args = [str(bench_py), "-m", "pyinstrument", "-r", "pyisession", "-o", str(session),
             "-m", "qqworker", "--handler", "bench.noop:handle"]  # fmt: skip
-    client = Proc(args, env=sim.env(BENCH_TARGET="10000", BENCH_OUT=str(out)), cwd=WORK)
+    client = Proc(args, env=sim.env(BENCH_TARGET=str(events // 10), BENCH_OUT=str(out)), cwd=WORK)
     try:
         sim.wait_connected()
-        sim.events(100_000)
-        wait_mark(out, 100_000, 600, client)
+        sim.events(events)
+        wait_mark(out, events, 600, client)
     finally:
         client.stop(60)
         sim.stop()
-    return str(report.relative_to(ROOT))
+    load = [str(bench_py), "-m", "pyinstrument", f"--load={session}"]
+    text = reports / "profile.txt"
+    subprocess.run([*load, "-r", "text", "--show-all", "-o", str(text)], check=True, timeout=120)
+    tree = json.loads(subprocess.run([*load, "-r", "json"], check=True, timeout=120, capture_output=True,
+                                     text=True).stdout)  # fmt: skip
+    buckets = profile_buckets(tree["root_frame"])
+    other = buckets.pop(OTHER, 0.0)
+    total = sum(buckets.values())
+    parts = {name: {"s": round(t, 3), "pct": round(100 * t / total, 1)} for name, t in buckets.items()}
+    parts[OTHER] = {"s": round(other, 3), "pct": None}  # start-up: not part of the per-event shares
+    return {
+        "report": str(text.relative_to(ROOT)),
+        "events": events,
+        "cpu_s": tree.get("cpu_time"),
+        "parts": parts,
+    }
 
 
 # Output ------------------------------------------------------------------------------------------
@@ -377,7 +431,9 @@ def rows(figures: dict[str, Any], settings: dict[str, str]) -> list[tuple[str, s
     ]  # fmt: skip
 
 
-def table(figures: dict[str, Any], settings: dict[str, str], meta: dict[str, Any]) -> str:
+def table(
+    figures: dict[str, Any], settings: dict[str, str], meta: dict[str, Any], prof: dict[str, Any] | None
+) -> str:
     lines = [
         f"Measured {meta['date']} on {meta['machine']} with `{meta['command']}` "
         f"({meta['duration_s']:.0f} s).",
@@ -386,6 +442,16 @@ def table(figures: dict[str, Any], settings: dict[str, str], meta: dict[str, Any
         "| --- | --- | --- |",
     ]
     lines += [f"| {a} | {b} | {c} |" for a, b, c in rows(figures, settings)]
+    if prof:
+        lines += [
+            "",
+            f"Where the worker's CPU time goes (pyinstrument, self time, {prof['events']:,} events, "
+            f"`--profile`; full tree in `{prof['report']}`):",
+            "",
+            "| part of the hot path | share | seconds |",
+            "| --- | --- | --- |",
+        ]
+        lines += [f"| {name} | {pct(p['pct'])} | {p['s']:.2f} |" for name, p in prof["parts"].items()]
     return "\n".join(lines)
 
 
@@ -404,6 +470,10 @@ def update_readme(text: str) -> None:
     README.write_text(readme, encoding="utf-8")
 
 
+def pct(value: float | None) -> str:
+    return "—" if value is None else f"{value:.1f} %"
+
+
 def ratio(a: float | None, b: float | None) -> float | None:
     return None if a is None or not b else a / b
 
@@ -412,8 +482,8 @@ def main() -> int:
     plan = QUICK if ARGS.quick else FULL
     if ARGS.no_peers:
         plan = Plan(**{**asdict(plan), "peers": False})
-    if ARGS.profile:
-        plan = Plan(**{**asdict(plan), "profile": True})
+    if ARGS.profile or ARGS.no_profile:
+        plan = Plan(**{**asdict(plan), "profile": ARGS.profile and not ARGS.no_profile})
     started = time.monotonic()
     bench_py = bench_env.ensure(say) if (plan.peers or plan.profile) else None
     figures: dict[str, Any] = {}
@@ -474,10 +544,13 @@ def main() -> int:
     except (subprocess.SubprocessError, ValueError, OSError) as exc:
         say(f"  start methods not measured: {exc}")
 
+    prof: dict[str, Any] | None = None
     if plan.profile and bench_py is not None:
-        say("bench: profiling the worker under pyinstrument (100,000 events)")
-        figures["profile_report"] = profile(plan, bench_py)
-        say(f"  report: {figures['profile_report']}")
+        say(f"bench: profiling the worker under pyinstrument ({plan.growth_events:,} events)")
+        prof = profile(bench_py, plan.growth_events)
+        for name, part in prof["parts"].items():
+            say(f"  {pct(part['pct']):>7}  {part['s']:6.3f} s  {name}")
+        say(f"  full report: {prof['report']}")
 
     meta = {
         "date": time.strftime("%Y-%m-%d", time.gmtime()),
@@ -487,7 +560,7 @@ def main() -> int:
                              *(["--no-peers"] if ARGS.no_peers else [])]),
         "duration_s": time.monotonic() - started,
     }  # fmt: skip
-    text = table(figures, settings, meta)
+    text = table(figures, settings, meta, prof)
     say("")
     say(text)
     if ARGS.update_readme:
@@ -513,7 +586,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--no-peers", action="store_true", help="skip qq-botpy and supervisord (no .bench venv)"
     )
-    parser.add_argument("--profile", action="store_true", help="also profile the worker with pyinstrument")
+    parser.add_argument("--profile", action="store_true", help="profile the worker (default in the full run)")
+    parser.add_argument("--no-profile", action="store_true", help="skip the pyinstrument profile")
     parser.add_argument(
         "--update-readme", action="store_true", help="write docs/bench-results.json and the README table"
     )

@@ -341,9 +341,7 @@ def profile_buckets(tree: dict[str, Any]) -> dict[str, float]:
         children = node.get("children", [])
         own = node["time"] - sum(c["time"] for c in children)
         path = node.get("file_path") or ""
-        name = next(
-            (label for frag, label in PROFILE_BUCKETS if frag in path), "other: start-up, imports, token"
-        )
+        name = next((label for frag, label in PROFILE_BUCKETS if frag in path), OTHER)
         buckets[name] = buckets.get(name, 0.0) + max(0.0, own)
         for child in children:
             walk(child)

@@ -232,6 +232,10 @@ class Simulator:
                     raise web.HTTPServiceUnavailable()
             try:
                 return await handler(request)
+            except ConnectionError:
+                # The client left mid-request (e.g. a worker killed while replying): nobody to answer, and
+                # no fault of the simulator's worth a traceback.
+                return web.Response(status=400)
             except web.HTTPException as exc:
                 if exc.status < 400:
                     raise

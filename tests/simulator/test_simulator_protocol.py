@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -568,3 +569,19 @@ async def test_state_reports_sessions_connections_and_counters(
     await gw.close()
     state = await sim.wait_until(lambda s: not s["connections"])
     assert state["sessions"][0]["connected"] is False
+
+
+async def test_a_client_leaving_mid_request_is_no_error(
+    sim: Simulator, token: str, caplog: pytest.LogCaptureFixture
+):
+    _, writer = await asyncio.open_connection("127.0.0.1", sim.port)
+    writer.write(
+        b"POST /v2/users/X/messages HTTP/1.1\r\nHost: sim\r\nContent-Type: application/json\r\n"
+        b"Authorization: QQBot " + token.encode() + b'\r\nContent-Length: 100\r\n\r\n{"content":'
+    )
+    await writer.drain()
+    await asyncio.sleep(0.1)
+    writer.transport.abort()
+    await asyncio.sleep(0.1)
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert sim.snapshot()["replies"] == []

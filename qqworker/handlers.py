@@ -205,6 +205,9 @@ class Dispatcher:
         self._report_timer: asyncio.TimerHandle | None = None
         self.handled = 0
         self.errors = 0
+        # Seqs queued or running, in arrival (= ascending) order: the first is the oldest unfinished.
+        self._in_flight: dict[int, None] = {}
+        self.on_finished: Callable[[], None] | None = None
 
     def start(self) -> None:
         if not self._async:
@@ -213,10 +216,20 @@ class Dispatcher:
             asyncio.create_task(self._runner(), name=f"handler-runner-{i}") for i in range(self.concurrency)
         ]
 
+    def handed_seq(self, received_seq: int | None) -> int | None:
+        """The seq a successor process may Resume from without losing an event: just below the
+        oldest event still queued or running, else the last seq received. Events finished after
+        that point are delivered again on such a Resume: at least once, never lost."""
+        if self._in_flight:
+            return next(iter(self._in_flight)) - 1
+        return received_seq
+
     def submit(self, event: DispatchEvent) -> bool:
         """Never blocks: queues the event, or drops it (and reports the drop) when the queue is full."""
         try:
             self.queue.put_nowait(event)
+            if event.seq is not None:
+                self._in_flight[event.seq] = None
             return True
         except asyncio.QueueFull:
             self.dropped += 1
@@ -274,6 +287,11 @@ class Dispatcher:
                 await self._call(event, Reply(event, self.rest, loop))
             finally:
                 self.queue.task_done()
+            # Only a finished call releases its seq (a cancelled one, at shutdown, keeps it held).
+            if event.seq is not None:
+                self._in_flight.pop(event.seq, None)
+                if self.on_finished is not None:
+                    self.on_finished()
 
     async def _call(self, event: DispatchEvent, reply: Reply) -> None:
         try:

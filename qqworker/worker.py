@@ -109,6 +109,7 @@ class Worker:
         self.dispatcher = Dispatcher(
             handler, rest=self.rest, concurrency=s.handler_concurrency, queue_size=s.handler_queue
         )
+        self.dispatcher.on_finished = self._sync_seq
         self.dispatcher.start()
         self._main = main = asyncio.create_task(self._listen(), name="qqworker-listen")
         if self.stop_reason is not None:
@@ -242,7 +243,7 @@ class Worker:
             self.progress.update(
                 phase=Phase.CONNECTED,
                 session_id=out.session_id,
-                seq=out.seq,
+                seq=self._handed_seq(),
                 last_ack_at=now,
                 connected_since=now,
                 heartbeat_interval_s=conn.heartbeat_interval,
@@ -271,7 +272,7 @@ class Worker:
             raise
         self._close_code = disconnect.close_code
         self._log_closed(disconnect.close_code, disconnect.reason, disconnect.action)
-        self.progress.update(session_id=self.session.session_id, seq=self.session.seq)
+        self.progress.update(session_id=self.session.session_id, seq=self._handed_seq())
         if conn.heartbeat_interval is None:
             self.rest.forget_gateway_url()  # no Hello: this URL may be the problem
         decision = self.policy.connection_lost(disconnect, loop.time())
@@ -286,10 +287,19 @@ class Worker:
         assert self.dispatcher is not None
         self.dispatcher.submit(DispatchEvent(out.event_type, out.event_id, out.seq, out.data))
 
+    def _handed_seq(self) -> int | None:
+        """The seq the watchdog may hand to a successor: never past an event not yet handled."""
+        if self.dispatcher is None:
+            return self.session.seq
+        return self.dispatcher.handed_seq(self.session.seq)
+
+    def _sync_seq(self) -> None:
+        # A plain assignment: a seq change is no phase change and must not cost a pipe beat per event.
+        self.progress.seq = self._handed_seq()
+
     def _on_frame(self, conn: GatewayConnection) -> None:
         progress = self.progress
-        # Plain assignments: a seq change is no phase change and must not cost a pipe beat per event.
-        progress.seq = self.session.seq
+        self._sync_seq()
         if conn.last_ack_at is not None and conn.last_ack_at != progress.last_ack_at:
             progress.update(last_ack_at=conn.last_ack_at)
 

@@ -173,3 +173,44 @@ async def test_replies_without_a_rest_client_raise(logged: io.StringIO) -> None:
     assert not reply.possible
     with pytest.raises(handlers.RestError):
         await reply("hi")
+
+
+async def test_the_handed_seq_never_passes_an_unfinished_event(logged: io.StringIO) -> None:
+    """What the watchdog hands a successor must not skip events still queued or running."""
+    gates = {seq: asyncio.Event() for seq in (5, 6, 7)}
+
+    async def gated(event: DispatchEvent, reply: Reply) -> None:
+        await gates[event.seq].wait()
+
+    dispatcher = Dispatcher(gated, rest=None, concurrency=3, queue_size=10)
+    dispatcher.start()
+    try:
+        assert dispatcher.handed_seq(4) == 4
+        for seq in (5, 6, 7):
+            dispatcher.submit(DispatchEvent("C2C_MESSAGE_CREATE", f"e{seq}", seq, {}))
+        await asyncio.sleep(0.01)
+        assert dispatcher.handed_seq(7) == 4
+        gates[6].set()  # out of order: 5 still runs, so nothing moves
+        await asyncio.sleep(0.01)
+        assert dispatcher.handed_seq(7) == 4
+        gates[5].set()
+        await asyncio.sleep(0.01)
+        assert dispatcher.handed_seq(7) == 6
+        gates[7].set()
+        await asyncio.sleep(0.01)
+        assert dispatcher.handed_seq(8) == 8
+    finally:
+        await dispatcher.close()
+
+
+async def test_events_cancelled_at_shutdown_stay_held(logged: io.StringIO) -> None:
+    async def forever(event: DispatchEvent, reply: Reply) -> None:
+        await asyncio.Event().wait()
+
+    dispatcher = Dispatcher(forever, rest=None, concurrency=1, queue_size=10)
+    dispatcher.start()
+    dispatcher.submit(DispatchEvent("C2C_MESSAGE_CREATE", "e1", 11, {}))
+    dispatcher.submit(DispatchEvent("C2C_MESSAGE_CREATE", "e2", 12, {}))
+    await asyncio.sleep(0.01)
+    await dispatcher.close()
+    assert dispatcher.handed_seq(12) == 10

@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import ctypes
+import fcntl
 import json
 import os
 import select
@@ -198,8 +199,15 @@ class Demo:
         self.watchdog: Watched | None = None
         run_dir = Path(os.environ.get("QQW_RUN_DIR") or ROOT / "run")
         run_dir.mkdir(parents=True, exist_ok=True)
-        self.log_file = run_dir / "demo.log"
-        self.status_file = run_dir / "demo.status.json"
+        # run/demo.log for the report afterwards; a second demo running at the same time gets its own files
+        # rather than truncating the first one's log (the lock lives as long as this process).
+        self._lock = open(run_dir / "demo.lock", "w")  # noqa: SIM115
+        try:
+            fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            self.log_file = run_dir / "demo.log"
+        except OSError:
+            self.log_file = run_dir / f"demo-{os.getpid()}.log"
+        self.status_file = run_dir / f"demo-{os.getpid()}.status.json"
 
     # Processes ---------------------------------------------------------------------------------------
 
@@ -291,6 +299,10 @@ class Demo:
                 self.say(f"The {name} did not stop within {bound:.0f}s: killing it", level="WARNING")
                 _kill_group(proc.pid)
                 proc.wait(5)
+            # Its helpers (multiprocess's resource tracker) end on EOF right after it: give them a moment.
+            deadline = time.monotonic() + 5
+            while _session_alive(proc.pid) and time.monotonic() < deadline:
+                time.sleep(0.05)
             leftovers += _session_alive(proc.pid)
         if self.watchdog is not None:
             self.watchdog.reader.join(5)
@@ -338,18 +350,24 @@ class Demo:
             raise Stopped
 
     def child_pid(self) -> int | None:
-        """The current worker's pid: from the watchdog's status file, else its last child.spawned line."""
-        try:
-            status = json.loads(self.status_file.read_text())
-            pid = status.get("child_pid") or (status.get("child") or {}).get("pid")
-            if isinstance(pid, int) and pid > 0:
-                return pid
-        except (OSError, ValueError, AttributeError):
-            pass
+        """The current worker's pid, from the watchdog's status file (else its last child.spawned line),
+        and only if it really is a child of our watchdog: never SIGSTOP anything else."""
+        import psutil
+
         assert self.watchdog is not None
-        with self.watchdog.cond:
-            spawned = [r for r in self.watchdog.records if r.get("event") == "child.spawned"]
-        return spawned[-1].get("child_pid") if spawned else None
+        pid = None
+        with contextlib.suppress(OSError, ValueError, AttributeError):
+            pid = json.loads(self.status_file.read_text()).get("child_pid")
+        if not isinstance(pid, int):
+            with self.watchdog.cond:
+                spawned = [r for r in self.watchdog.records if r.get("event") == "child.spawned"]
+            pid = spawned[-1].get("child_pid") if spawned else None
+        try:
+            if isinstance(pid, int) and psutil.Process(pid).ppid() == self.watchdog.proc.pid:
+                return pid
+        except psutil.Error:
+            pass
+        return None
 
     def script(self) -> None:
         assert self.watchdog is not None
@@ -396,25 +414,27 @@ class Demo:
         self.say(
             f"Outage 3/3, a frozen worker: SIGSTOP to worker pid {pid}. Its heartbeat over the pipe stops; "
             f"the watchdog kills it after {DEMO_TIMINGS['--heartbeat-timeout']}s of silence and respawns it. "
-            "2 messages are sent meanwhile: the new worker Resumes the session and answers them."
+            "Once it is gone, 2 messages are sent: the platform keeps them for the session, the new worker "
+            "Resumes it and answers them."
         )
         mark = wd.mark()
-        before = self.replies()
         os.kill(pid, signal.SIGSTOP)
-        self.sleep(0.5)
-        self.send_messages(["sent while frozen 1", "sent while frozen 2"])
-        killed = wd.wait_for("child.killed", mark, STEP_TIMEOUT_S, self.stopping)
-        if killed is None:
+        exited = wd.wait_for(
+            "child.exited", mark, STEP_TIMEOUT_S, self.stopping, lambda r: r["child_pid"] == pid
+        )
+        if exited is None:
             self.failures.append("frozen worker detection")
             self.say("The frozen worker was not killed in time", level="WARNING")
             os.kill(pid, signal.SIGCONT)
             return
+        before = self.replies()
+        self.send_messages(["sent while no worker is connected 1", "sent while no worker is connected 2"])
         if self.wait_connected(mark, "respawn after the frozen worker"):
             resumed = wd.find("gateway.connected", mark, lambda r: bool(r.get("resumed")))
             if self.wait_replies(before + 2, "replies after the respawn"):
                 self.say(
                     f"The new worker {'resumed the session' if resumed else 'connected'} and answered both "
-                    "messages sent while the old one was frozen: nothing was lost."
+                    "messages sent while no worker was connected: nothing was lost."
                 )
         self.say(
             "Demo script done. Still running: send your own events with "
@@ -470,6 +490,8 @@ class Demo:
             signal.signal(signal.SIGINT, signal.SIG_IGN)
             self.say("Stopping: SIGTERM to the watchdog (it stops its worker), then the simulator.")
             leftovers = self.stop_all()
+            with contextlib.suppress(OSError):
+                self.status_file.unlink()
             if leftovers:
                 self.failures.append(f"processes left: {leftovers}")
                 self.say(f"Processes still alive: {leftovers}", level="ERROR")

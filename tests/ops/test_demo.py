@@ -24,6 +24,7 @@ def alive(pid: int) -> bool:
 
 def test_demo_outage_script_then_sigint_leaves_nothing(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("QQ_", "QQW_"))}
+    env["QQW_RUN_DIR"] = str(tmp_path / "run")  # its own demo.log and status file, whatever else runs
     # --duration is only a safety net here: the test interrupts it as an operator would.
     demo = LineProcess(
         ["bash", str(ROOT / "scripts" / "run.sh"), "--demo", "--json", "--duration", "170"],
@@ -52,11 +53,13 @@ def test_demo_outage_script_then_sigint_leaves_nothing(tmp_path: Path) -> None:
     spawned = demo.records("child.spawned")
     assert len(spawned) >= 2 and spawned[-1]["resume"] is True
     assert any(r["event"] == "gateway.connected" and r["generation"] >= 2 and r["resumed"] for r in records)
-    assert any("answered both messages" in m for m in steps)
+    assert any("answered both messages sent while no worker was connected" in m for m in steps)
     # Ctrl-C: everything stopped in order, and the demo printed the outage report of its own log
     assert "watchdog.stopped" in events
     assert "Everything stopped; no process left." in steps
     assert any(m.startswith("  offline ") for m in steps)
+    assert (tmp_path / "run" / "demo.log").stat().st_size > 0
+    assert not list((tmp_path / "run").glob("*.status.json"))  # cleaned up
 
     # And independently of what the demo says: no process left, the simulator's port closed.
     (sim_line,) = [r for r in records if "simulator_pid" in r]

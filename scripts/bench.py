@@ -228,7 +228,7 @@ def recovery(plan: Plan) -> dict[str, Any]:
         delays = [ln.record["delay_s"] for ln in run.lines[start:back]
                   if ln.record and ln.record.get("event") == "reconnect.scheduled"]  # fmt: skip
         outage = {
-            "longest_silence_s": run.longest_gap(start, before_up),
+            "longest_silence_s": run.longest_gap(start, back + 1),  # until connected again
             "network_back_to_connected_s": line.t - t_up,
             "outage_attempts": len(delays),
             "retry_delay_max_s": max(delays, default=0.0),
@@ -416,7 +416,8 @@ def rows(figures: dict[str, Any], settings: dict[str, str]) -> list[tuple[str, s
          settings["recovery"]),
         ("gateway reachable again → connected", num("network_back_to_connected_s", "{:.2f} s"),
          f"retry delay in effect {num('last_retry_delay_s', '{:.1f}')} s; {settings['recovery']}"),
-        (f"longest log silence during a {settings['outage']} outage", num("longest_silence_s", "{:.2f} s"),
+        (f"longest log silence, {settings['outage']} outage until connected again",
+         num("longest_silence_s", "{:.2f} s"),
          f"largest retry delay {num('retry_delay_max_s', '{:.1f}')} s, "
          f"{num('outage_attempts')} attempts"),
         ("idle RSS: watchdog / supervisord", f"{num('watchdog_idle_rss_mb', '{:.1f}')} / "
@@ -472,11 +473,29 @@ def pct(value: float | None) -> str:
     return "—" if value is None else f"{value:.1f} %"
 
 
+def readme_block() -> str | None:
+    readme = README.read_text(encoding="utf-8")
+    if BEGIN not in readme or END not in readme:
+        return None
+    return readme.split(BEGIN, 1)[1].split(END, 1)[0].strip("\n")
+
+
+def check_readme() -> int:
+    """0 when the README's table is docs/bench-results.json rendered, else 1."""
+    saved = json.loads(RESULTS.read_text(encoding="utf-8"))
+    if readme_block() != table(saved["figures"], saved["settings"], saved["meta"], saved.get("profile")):
+        print("README's Benchmarks table is not docs/bench-results.json rendered: rerun with --update-readme")
+        return 1
+    return 0
+
+
 def ratio(a: float | None, b: float | None) -> float | None:
     return None if a is None or not b else a / b
 
 
 def main() -> int:
+    if ARGS.check_readme:
+        return check_readme()
     plan = QUICK if ARGS.quick else FULL
     if ARGS.no_peers:
         plan = Plan(**{**asdict(plan), "peers": False})
@@ -585,6 +604,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--no-peers", action="store_true", help="skip qq-botpy and supervisord (no .bench venv)"
     )
     parser.add_argument("--profile", action="store_true", help="profile the worker (default in the full run)")
+    parser.add_argument("--check-readme", action="store_true", help="README table == docs/bench-results.json")
     parser.add_argument("--no-profile", action="store_true", help="skip the pyinstrument profile")
     parser.add_argument(
         "--update-readme", action="store_true", help="write docs/bench-results.json and the README table"

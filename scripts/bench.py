@@ -582,9 +582,8 @@ def main() -> int:
     say(text)
     if ARGS.update_readme:
         RESULTS.parent.mkdir(parents=True, exist_ok=True)
-        RESULTS.write_text(
-            json.dumps({"meta": meta, "settings": settings, "figures": figures}, indent=1) + "\n"
-        )
+        saved = {"meta": meta, "settings": settings, "figures": figures, "profile": prof}
+        RESULTS.write_text(json.dumps(saved, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
         update_readme(text)
         say(f"bench: wrote {RESULTS.relative_to(ROOT)} and the README's Benchmarks table")
     if ARGS.json:

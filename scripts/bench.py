@@ -152,6 +152,7 @@ CLIENTS: dict[str, Callable[[Path], list[str]]] = {
         "0",
     ],
     "websockets": lambda bench_py: [PY, str(ROOT / "bench" / "ws_loop.py")],
+    "aiohttp": lambda bench_py: [PY, str(ROOT / "bench" / "aiohttp_loop.py")],
     "botpy": lambda bench_py: [str(bench_py), str(ROOT / "bench" / "botpy_client.py")],
 }
 
@@ -404,11 +405,14 @@ def rows(figures: dict[str, Any], settings: dict[str, str]) -> list[tuple[str, s
         ("dispatch events/s: bare websockets loop + json.loads", num("events_per_s_websockets"),
          "same stream"),
         ("dispatch events/s: qq-botpy 1.2.1, no-op handler", num("events_per_s_botpy"), "same stream"),
+        ("dispatch events/s: bare aiohttp loop + json.loads (reference)", num("events_per_s_aiohttp"),
+         "same stream; the transport qq-botpy uses"),
         ("ratio worker / bare websockets (goal ≥ 0.7)", num("ratio_vs_websockets", "{:.2f}"), ""),
         ("ratio worker / qq-botpy (goal ≥ 2)", num("ratio_vs_botpy", "{:.2f}"), ""),
-        ("CPU µs per event: worker / websockets / botpy",
+        ("CPU µs per event: worker / websockets / botpy / aiohttp",
          " / ".join(num(k, "{:.1f}") for k in ("cpu_us_per_event", "cpu_us_per_event_websockets",
-                                               "cpu_us_per_event_botpy")), "client process, user + system"),
+                                               "cpu_us_per_event_botpy", "cpu_us_per_event_aiohttp")),
+         "client process, user + system"),
         (f"worker RSS growth over {settings['growth']} events", num("worker_rss_growth_pct", "{:+.1f} %"),
          f"{num('worker_rss_before_mb', '{:.1f}')} → {num('worker_rss_after_mb', '{:.1f}')} MB, "
          f"after {settings['warmup']}"),
@@ -529,6 +533,9 @@ def main() -> int:
         events_per_s_websockets=ws["events_per_s"], cpu_us_per_event_websockets=ws["cpu_us_per_event"]
     )
     say(f"  bare websockets: {ws['events_per_s']:,.0f} events/s {ws['rounds']}")
+    aio = throughput("aiohttp", plan, bench_py)
+    figures.update(events_per_s_aiohttp=aio["events_per_s"], cpu_us_per_event_aiohttp=aio["cpu_us_per_event"])
+    say(f"  bare aiohttp: {aio['events_per_s']:,.0f} events/s {aio['rounds']}")
     figures["events_per_s_botpy"] = figures["cpu_us_per_event_botpy"] = None
     if plan.peers and bench_py is not None:
         bp = throughput("botpy", plan, bench_py)

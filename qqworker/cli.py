@@ -114,7 +114,7 @@ def _reopen_log() -> None:
     handler = current_handler()
     if handler is not None:
         handler.reopen()
-        log_event(log, LogEvent.LOG_REOPENED, "Reopened the log file", file=handler.file_path)
+        log_event(log, LogEvent.LOG_REOPENED, "Reopened the log file", path=handler.file_path)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -39,6 +39,7 @@ class LogEvent(str, Enum):
     CHILD_OUTPUT = "child.output"
     RESPAWN_SCHEDULED = "respawn.scheduled"
     WATCHDOG_GAVE_UP = "watchdog.gave_up"
+    WATCHDOG_STOPPING = "watchdog.stopping"
     WATCHDOG_STOPPED = "watchdog.stopped"
     LOG_REOPENED = "log.reopened"
 
@@ -96,6 +97,7 @@ EVENT_DOCS: dict[LogEvent, tuple[str, str]] = {
     LogEvent.CHILD_OUTPUT: ("child_pid, text", "a non-JSON line the child printed (a traceback)"),
     LogEvent.RESPAWN_SCHEDULED: ("delay_s, restarts", "before every respawn sleep"),
     LogEvent.WATCHDOG_GAVE_UP: ("restarts", "its own restart limit reached; exit 69 follows"),
+    LogEvent.WATCHDOG_STOPPING: ("signal, forced", "a stop signal arrived; a second one forces"),
     LogEvent.WATCHDOG_STOPPED: ("reason", "clean stop"),
     LogEvent.LOG_REOPENED: ("path", "the log file was reopened (SIGHUP, logrotate)"),
 }

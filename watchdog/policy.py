@@ -113,6 +113,9 @@ class Kill:
     event: LogEvent  # the detection event to log first
     message: str  # the detection line's sentence
     fields: dict[str, Any] = field(default_factory=dict)
+    # An unresponsive child (no beats: frozen, loop blocked) cannot run a graceful stop, so waiting
+    # stop_timeout for it would only be a silent pause: go straight to SIGKILL.
+    force: bool = False
 
 
 @dataclass(frozen=True)
@@ -375,6 +378,7 @@ class SupervisionPolicy:
                 LogEvent.CHILD_HEARTBEAT_MISSED,
                 f"No heartbeat from the child for {silent:.1f}s (timeout {self.t.heartbeat_timeout:g}s); "
                 "killing it",
+                force=True,
                 silent_s=round(silent, 3),
             )
         if self.beats_closed_at is not None and now - self.beats_closed_at > self._closed_grace:
@@ -423,6 +427,8 @@ class SupervisionPolicy:
             phase=self.phase.value,
         )
 
-    def _kill(self, reason: str, event: LogEvent, message: str, **fields: Any) -> Kill:
+    def _kill(
+        self, reason: str, event: LogEvent, message: str, *, force: bool = False, **fields: Any
+    ) -> Kill:
         self.state = ChildState.KILLING
-        return Kill(reason, event, message, fields)
+        return Kill(reason, event, message, fields, force)

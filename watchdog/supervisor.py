@@ -332,7 +332,7 @@ class Supervisor:
     def _apply(self, child: process.Child, decision: Decision) -> None:
         if isinstance(decision, Kill) and self._kill is None:
             log_event(log, decision.event, decision.message, level=logging.WARNING, **decision.fields)
-            self._start_kill(child, decision.reason, now=self.clock())
+            self._start_kill(child, decision.reason, now=self.clock(), force=decision.force)
 
     def _start_kill(self, child: process.Child, reason: str, *, now: float, force: bool = False) -> None:
         def on_signal(sig: str, count: int) -> None:
@@ -488,13 +488,24 @@ class Supervisor:
         name = signal.Signals(sig).name
         if self.stop_reason is None:
             self.stop_reason = f"received {name}"
-            log.info(
-                "Received %s: stopping the worker (a second signal forces)", name, extra={"signal": name}
+            log_event(
+                log,
+                LogEvent.WATCHDOG_STOPPING,
+                f"Received {name}: stopping the worker (a second signal forces)",
+                signal=name,
+                forced=False,
             )
             self.notifier.stopping(status=f"stopping: received {name}")
         elif self.force_signal is None:
             self.force_signal = sig
-            log.warning("Received %s again: killing the worker's tree now", name, extra={"signal": name})
+            log_event(
+                log,
+                LogEvent.WATCHDOG_STOPPING,
+                f"Received {name} again: killing the worker's tree now",
+                level=logging.WARNING,
+                signal=name,
+                forced=True,
+            )
 
     def reopen_log(self) -> None:
         self.out.reopen()

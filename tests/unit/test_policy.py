@@ -121,6 +121,7 @@ def test_a_child_that_stops_beating_is_killed_once_and_then_ignored() -> None:
     assert policy.tick(40.0) is KEEP
     kill = is_kill(policy.tick(40.2), LogEvent.CHILD_HEARTBEAT_MISSED)
     assert kill.reason == "heartbeat missed"
+    assert kill.force  # a child that cannot beat cannot stop gracefully either: SIGKILL at once
     # While the kill is under way nothing else is decided.
     assert policy.tick(100.0) is KEEP
     assert policy.beat(100.0, connected()) is KEEP
@@ -137,6 +138,7 @@ def test_a_closed_heartbeat_pipe_gives_the_child_a_short_while_to_exit() -> None
     assert policy.tick(2.0 + grace - 0.1) is KEEP
     kill = is_kill(policy.tick(2.0 + grace + 0.1), LogEvent.CHILD_HEARTBEAT_MISSED)
     assert kill.reason == "heartbeat pipe closed"
+    assert not kill.force  # its loop may still run: it gets SIGTERM and the stop timeout
 
 
 def test_a_closed_pipe_followed_by_the_exit_is_a_plain_exit() -> None:
@@ -157,6 +159,7 @@ def test_starting_must_reach_its_first_attempt_within_the_attempt_bound() -> Non
         assert policy.beat(now, STARTING) is KEEP
     kill = is_kill(policy.beat(20.3, STARTING), LogEvent.CHILD_ATTEMPT_OVERDUE)
     assert kill.fields["phase"] == "starting"
+    assert not kill.force
     assert kill.fields["overdue_s"] == pytest.approx(20.1)
 
 

@@ -46,6 +46,8 @@ class Reply:
     """Passive replies to one event: `await reply("text")` (or `reply.sync("text")` from a sync
     handler). Each reply carries the event's message id and the next `msg_seq` (1, 2, ...)."""
 
+    __slots__ = ("_loop", "_rest", "_seq", "event")
+
     def __init__(
         self, event: DispatchEvent, rest: RestClient | None, loop: asyncio.AbstractEventLoop
     ) -> None:
@@ -281,37 +283,41 @@ class Dispatcher:
 
     async def _runner(self) -> None:
         loop = asyncio.get_running_loop()
+        queue, handler, rest = self.queue, self.handler, self.rest
         while True:
-            event = await self.queue.get()
+            # Under load the queue is rarely empty: get_nowait() spares a coroutine per event.
+            event = await queue.get() if queue.empty() else queue.get_nowait()
             try:
-                await self._call(event, Reply(event, self.rest, loop))
+                if self._async:
+                    await handler(event, Reply(event, rest, loop))
+                else:
+                    await self._call_sync(event, Reply(event, rest, loop))
+                self.handled += 1
+            except Exception as exc:
+                self._failed(event, exc)
             finally:
-                self.queue.task_done()
+                queue.task_done()
             # Only a finished call releases its seq (a cancelled one, at shutdown, keeps it held).
             if event.seq is not None:
                 self._in_flight.pop(event.seq, None)
                 if self.on_finished is not None:
                     self.on_finished()
 
-    async def _call(self, event: DispatchEvent, reply: Reply) -> None:
-        try:
-            if self._async:
-                await self.handler(event, reply)
-            else:
-                assert self._threads is not None
-                result = await self._threads.submit(self.handler, event, reply)
-                if inspect.isawaitable(result):
-                    await result
-            self.handled += 1
-        except Exception as exc:
-            self.errors += 1
-            log_event(
-                log,
-                LogEvent.HANDLER_ERROR,
-                f"The handler raised on {event.type}: {type(exc).__name__}: {exc}",
-                level=logging.ERROR,
-                event_type=event.type,
-                event_id=event.id,
-                error=f"{type(exc).__name__}: {exc}",
-                traceback="".join(traceback.format_exception(type(exc), exc, exc.__traceback__))[-4000:],
-            )
+    async def _call_sync(self, event: DispatchEvent, reply: Reply) -> None:
+        assert self._threads is not None
+        result = await self._threads.submit(self.handler, event, reply)
+        if inspect.isawaitable(result):
+            await result
+
+    def _failed(self, event: DispatchEvent, exc: Exception) -> None:
+        self.errors += 1
+        log_event(
+            log,
+            LogEvent.HANDLER_ERROR,
+            f"The handler raised on {event.type}: {type(exc).__name__}: {exc}",
+            level=logging.ERROR,
+            event_type=event.type,
+            event_id=event.id,
+            error=f"{type(exc).__name__}: {exc}",
+            traceback="".join(traceback.format_exception(type(exc), exc, exc.__traceback__))[-4000:],
+        )

@@ -38,6 +38,7 @@ from typing import IO, Any
 
 from qqworker.logs import rfc3339_utc
 from qqworker.pretty import render, render_line, use_colour
+from qqworker.simulator.client_env import client_env
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO_EVENT = "demo.step"
@@ -247,16 +248,11 @@ class Demo:
 
     def start_watchdog(self) -> None:
         self.log_file.write_text("")  # this demo's log only, for the report at the end
-        env = dict(os.environ)
-        env.update(
-            QQ_APP_ID=str(self.info["app_id"]),
-            QQ_APP_SECRET=str(self.info["app_secret"]),
-            QQ_API_BASE=self.info["api_base"],
-            QQ_TOKEN_URL=self.info["token_url"],
+        env = client_env(
+            self.info,
             QQ_HANDLER="echo",
             QQW_LOG_FILE=str(self.log_file),
             QQW_STATUS_FILE=str(self.status_file),
-            PYTHONUNBUFFERED="1",
         )
         args = [sys.executable, "-m", "watchdog", "run"]
         for flag, value in DEMO_TIMINGS.items():

@@ -21,6 +21,8 @@ from typing import Any
 
 import psutil
 
+from qqworker.simulator.client_env import client_env
+
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
 
@@ -210,16 +212,7 @@ class SimulatorProcess:
 
     def env(self, **overrides: str) -> dict[str, str]:
         """The environment a worker or watchdog needs to talk to this simulator."""
-        env = dict(os.environ)
-        env.update(
-            QQ_APP_ID=str(self.info["app_id"]),
-            QQ_APP_SECRET=str(self.info["app_secret"]),
-            QQ_API_BASE=self.info["api_base"],
-            QQ_TOKEN_URL=self.info["token_url"],
-            PYTHONUNBUFFERED="1",
-        )
-        env.update(overrides)
-        return env
+        return client_env(self.info, **overrides)
 
     def stop(self) -> None:
         self.process.stop(10)

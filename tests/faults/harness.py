@@ -23,6 +23,7 @@ from typing import Any, Protocol
 
 import psutil
 
+from qqworker.simulator.client_env import client_env
 from tests.support import PYTHON, LineProcess, assert_no_secret, wait_until
 
 DOWN_EVENTS = frozenset(
@@ -179,16 +180,7 @@ class FaultSim:
         return answer.get("access_token") if isinstance(answer, dict) else None
 
     def env(self, **overrides: str) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("QQ_", "QQW_"))}
-        env.update(
-            QQ_APP_ID=str(self.info["app_id"]),
-            QQ_APP_SECRET=str(self.info["app_secret"]),
-            QQ_API_BASE=self.info["api_base"],
-            QQ_TOKEN_URL=self.info["token_url"],
-            PYTHONUNBUFFERED="1",
-        )
-        env.update(overrides)
-        return env
+        return client_env(self.info, **overrides)
 
     def stop(self) -> None:
         self.process.stop(10)

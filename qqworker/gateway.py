@@ -151,14 +151,21 @@ async def _pump(
                         message = await ws.recv()
                     except ConnectionClosed as exc:
                         return _closed(conn, exc)
-                    outputs = conn.receive_text(message, loop.time())
+                    now = loop.time()
+                    outputs = conn.receive_text(message, now)
                     callbacks.frame(conn)
-                    if outputs and (end := await _carry_out(ws, conn, callbacks, outputs)) is not None:
-                        return end
-                    sooner = wake_at(conn, deadline, loop.time())
-                    if sooner < limit:
-                        limit = sooner
-                        scope.reschedule(limit)
+                    if outputs:
+                        if len(outputs) == 1 and type(outputs[0]) is Dispatch:
+                            callbacks.dispatch(outputs[0])  # the common case, without a coroutine
+                        elif (end := await _carry_out(ws, conn, callbacks, outputs)) is not None:
+                            return end
+                    # Once established only poll() (outside this loop) moves the heartbeat timer:
+                    # only a handshake frame can bring the next wake-up forward.
+                    if conn.phase is not ConnPhase.ESTABLISHED:
+                        sooner = wake_at(conn, deadline, now)
+                        if sooner < limit:
+                            limit = sooner
+                            scope.reschedule(limit)
         except asyncio.TimeoutError:
             continue  # a timer is due (or the attempt's deadline passed): poll() decides
 

@@ -85,7 +85,7 @@ class Established:
     seq: int | None
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)  # not frozen: one per event, and a frozen __init__ costs three times as much
 class Dispatch:
     event_type: str
     event_id: str | None
@@ -248,10 +248,12 @@ class GatewayConnection:
         return out
 
     def _on_dispatch(self, frame: dict[str, Any], now: float) -> list[Output]:
+        session = self.session
         seq = frame.get("s")
-        if isinstance(seq, int) and not isinstance(seq, bool):
+        if type(seq) is int:  # not a bool (json.loads makes exact ints)
             # max, not overwrite: a replayed or duplicated frame must never move the seq backwards
-            self.session.seq = seq if self.session.seq is None else max(self.session.seq, seq)
+            if session.seq is None or seq > session.seq:
+                session.seq = seq
         else:
             seq = None
         event_type = frame.get("t")
@@ -260,16 +262,18 @@ class GatewayConnection:
             session_id = data.get("session_id") if isinstance(data, dict) else None
             if not isinstance(session_id, str) or not session_id:
                 return [FrameRejected("READY without a session_id", json.dumps(frame)[:120])]
-            self.session.session_id = session_id
+            session.session_id = session_id
             return self._established(resumed=False, now=now)
         if event_type == "RESUMED":
             return self._established(resumed=True, now=now)
         if not isinstance(event_type, str):
             return [FrameRejected("dispatch without an event type", json.dumps(frame)[:120])]
-        event_id = frame.get("id") if isinstance(frame.get("id"), str) else None
+        event_id = frame.get("id")
+        if not isinstance(event_id, str):
+            event_id = None
         message_id = data.get("id") if isinstance(data, dict) else None
         dedupe_key = message_id if isinstance(message_id, str) else event_id
-        if dedupe_key is not None and not self.session.first_sighting(f"{event_type}:{dedupe_key}"):
+        if dedupe_key is not None and not session.first_sighting(f"{event_type}:{dedupe_key}"):
             return []
         return [Dispatch(event_type, event_id, seq, data)]
 

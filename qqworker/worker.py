@@ -299,7 +299,7 @@ class Worker:
 
     def _on_frame(self, conn: GatewayConnection) -> None:
         progress = self.progress
-        self._sync_seq()
+        progress.seq = self._handed_seq()  # as _sync_seq(), one call less per frame
         if conn.last_ack_at is not None and conn.last_ack_at != progress.last_ack_at:
             progress.update(last_ack_at=conn.last_ack_at)
 

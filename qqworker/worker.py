@@ -10,6 +10,7 @@ where the loop is, for the watchdog's pipe heartbeat.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 
 import aiohttp
@@ -111,6 +112,9 @@ class Worker:
         )
         self.dispatcher.on_finished = self._sync_seq
         self.dispatcher.start()
+        # Everything imported and set up so far lives as long as the process: out of the collector's
+        # way, so the collections that per-event garbage triggers no longer walk it.
+        gc.freeze()
         self._main = main = asyncio.create_task(self._listen(), name="qqworker-listen")
         if self.stop_reason is not None:
             main.cancel()

@@ -59,11 +59,12 @@ class Session:
 
     def first_sighting(self, event_id: str) -> bool:
         """True the first time an event id is seen (within the last DEDUPE_WINDOW ids)."""
-        if event_id in self.seen_event_ids:
+        seen = self.seen_event_ids
+        if event_id in seen:
             return False
-        self.seen_event_ids[event_id] = None
-        if len(self.seen_event_ids) > DEDUPE_WINDOW:
-            self.seen_event_ids.popitem(last=False)
+        seen[event_id] = None
+        if len(seen) > DEDUPE_WINDOW:
+            seen.popitem(last=False)
         return True
 
 

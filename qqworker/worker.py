@@ -299,11 +299,13 @@ class Worker:
 
     def _sync_seq(self) -> None:
         # A plain assignment: a seq change is no phase change and must not cost a pipe beat per event.
-        self.progress.seq = self._handed_seq()
+        # The dispatcher calls this after every event: straight to it, no None check on the way.
+        assert self.dispatcher is not None
+        self.progress.seq = self.dispatcher.handed_seq(self.session.seq)
 
     def _on_frame(self, conn: GatewayConnection) -> None:
         progress = self.progress
-        progress.seq = self._handed_seq()  # as _sync_seq(), one call less per frame
+        self._sync_seq()
         if conn.last_ack_at is not None and conn.last_ack_at != progress.last_ack_at:
             progress.update(last_ack_at=conn.last_ack_at)
 

@@ -24,6 +24,7 @@ from typing import Any, Protocol
 import psutil
 
 from qqworker.simulator.client_env import client_env
+from tests.faults.results import CaseResult
 from tests.support import PYTHON, LineProcess, assert_no_secret, wait_until
 
 DOWN_EVENTS = frozenset(
@@ -395,6 +396,23 @@ class Outcome:
     missing: set[int]
     detected: dict[str, Any]
     reconnected: dict[str, Any]
+
+
+def assert_outcome(
+    record: CaseResult, result: Outcome, *, detect_bound: float, recover_bound: float, silence_bound: float
+) -> None:
+    """Records a fault's three figures against their bounds, then holds it to them and to no lost event."""
+    record.measure("detect_s", result.detect_s, detect_bound)
+    record.measure("recover_s", result.recover_s, recover_bound)
+    record.measure("silence_s", result.silence_s, silence_bound)
+    assert result.detect_s <= detect_bound, f"detected after {result.detect_s:.2f}s (bound {detect_bound}s)"
+    assert result.recover_s <= recover_bound, (
+        f"recovered after {result.recover_s:.2f}s (bound {recover_bound}s)"
+    )
+    assert result.silence_s <= silence_bound, (
+        f"log silent {result.silence_s:.2f}s while not connected (bound {silence_bound}s)"
+    )
+    assert not result.missing, f"events lost across the fault: seqs {sorted(result.missing)}"
 
 
 def outage(

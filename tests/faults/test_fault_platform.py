@@ -11,7 +11,7 @@ import pytest
 
 from tests.faults.conftest import fault
 from tests.faults.fakegw import FakeGateway
-from tests.faults.harness import FaultSim, Outcome, Supervised, Timings, outage
+from tests.faults.harness import FaultSim, Outcome, Supervised, Timings, assert_outcome, outage
 from tests.faults.relay import Relay
 from tests.faults.results import CaseResult
 
@@ -21,15 +21,9 @@ DETECT_BOUND = 1.0  # a close frame or an answer is seen as soon as it arrives
 
 
 def check(record: CaseResult, timings: Timings, result: Outcome, *, detect: float, recover: float) -> None:
-    record.measure("detect_s", result.detect_s, detect)
-    record.measure("recover_s", result.recover_s, recover)
-    record.measure("silence_s", result.silence_s, timings.silence_bound)
-    assert result.detect_s <= detect, f"detected after {result.detect_s:.2f}s (bound {detect}s)"
-    assert result.recover_s <= recover, f"recovered after {result.recover_s:.2f}s (bound {recover}s)"
-    assert result.silence_s <= timings.silence_bound, (
-        f"log silent {result.silence_s:.2f}s while not connected"
+    assert_outcome(
+        record, result, detect_bound=detect, recover_bound=recover, silence_bound=timings.silence_bound
     )
-    assert not result.missing, f"events lost: seqs {sorted(result.missing)}"
 
 
 def close_case(code: int | None, klass: str, resumes: bool) -> object:

@@ -77,7 +77,8 @@ Handler = Callable[[DispatchEvent, Reply], Any]
 # Built-ins -----------------------------------------------------------------------------------
 
 
-async def log_handler(event: DispatchEvent, reply: Reply) -> None:
+def log_dispatch(event: DispatchEvent) -> None:
+    """The `dispatch` line for one event (what the `log` built-in does; usable from sync handlers)."""
     log_event(
         log,
         LogEvent.DISPATCH,
@@ -86,6 +87,10 @@ async def log_handler(event: DispatchEvent, reply: Reply) -> None:
         event_id=event.id,
         seq=event.seq,
     )
+
+
+async def log_handler(event: DispatchEvent, reply: Reply) -> None:
+    log_dispatch(event)
 
 
 async def echo_handler(event: DispatchEvent, reply: Reply) -> None:

@@ -9,17 +9,13 @@ again, so each case shows one fault and one recovery.
 from __future__ import annotations
 
 import asyncio
-import logging
 import os
 import time
 from pathlib import Path
 from typing import Any
 
-from qqworker.events import LogEvent
-from qqworker.handlers import log_handler
-from qqworker.logs import log_event
+from qqworker.handlers import log_dispatch, log_handler
 
-log = logging.getLogger("tests.faults.handlers")
 _leaked: list[bytearray] = []
 
 
@@ -77,13 +73,6 @@ async def raises(event: Any, reply: Any) -> None:
 
 def blocks(event: Any, reply: Any) -> None:
     """A sync handler (run on a worker thread) that never returns on a "block-handler" event."""
-    log_event(
-        log,
-        LogEvent.DISPATCH,
-        f"Received {event.type} (seq {event.seq})",
-        event_type=event.type,
-        event_id=event.id,
-        seq=event.seq,
-    )
+    log_dispatch(event)
     if _content(event) == "block-handler":
         time.sleep(3600)

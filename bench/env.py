@@ -1,10 +1,11 @@
 """The benchmark's own environment: a venv under .bench/ (git-ignored) with the peers it compares
 against, from PyPI: the official SDK (qq-botpy) and supervisord, plus pyinstrument for the profile and
 the project itself (editable, so the profile runs the current code). Made on first use, redone when the
-package list changes."""
+package list or the project's pyproject.toml (its own dependencies) changes."""
 
 from __future__ import annotations
 
+import hashlib
 import subprocess
 import sys
 import venv
@@ -23,7 +24,8 @@ def python() -> Path:
 def ensure(log: object = print) -> Path:
     """The bench venv's python, creating and filling the venv when it is missing or out of date."""
     stamp = VENV / ".bench-packages"
-    wanted = "\n".join((*PACKAGES, f"-e {ROOT}"))
+    project = hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()[:16]
+    wanted = "\n".join((*PACKAGES, f"-e {ROOT} (pyproject.toml {project})"))
     if python().exists() and stamp.exists() and stamp.read_text() == wanted:
         return python()
     log(f"bench: setting up {VENV.relative_to(ROOT)} (qq-botpy, supervisor, pyinstrument) - first use only")

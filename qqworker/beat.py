@@ -40,6 +40,8 @@ class Progress:
     connected_since: float | None = None
     heartbeat_interval_s: float | None = None
     clock: Callable[[], float] = field(default=time.monotonic, repr=False)
+    # When set, the beat's seq comes from it (read at each beat) rather than from `seq`.
+    seq_source: Callable[[], int | None] | None = field(default=None, repr=False)
     on_change: Callable[[], None] | None = field(default=None, repr=False)
 
     def update(self, **changes: Any) -> None:
@@ -67,7 +69,7 @@ class Progress:
                 else None
             ),
             session_id=self.session_id,
-            seq=self.seq,
+            seq=self.seq if self.seq_source is None else self.seq_source(),
             ack_age_s=age(self.last_ack_at) if self.phase is Phase.CONNECTED else None,
             connected_for_s=age(self.connected_since) if self.phase is Phase.CONNECTED else None,
             heartbeat_interval_s=self.heartbeat_interval_s,

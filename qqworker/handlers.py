@@ -3,8 +3,9 @@
 `QQ_HANDLER` names a built-in (`log`, `echo`) or `module:function`, sync or async, called as
 `handler(event, reply)`. Events wait in a bounded queue for one of `handler_concurrency` runners, so
 a slow handler can never delay the gateway heartbeat; a full queue drops the event and says so
-(`handler.backlog`, rate-limited, with the count). Sync handlers run on daemon threads; a handler that
-raises is logged (`handler.error`) and the next event goes on.
+(`handler.backlog`, rate-limited, with the count). Sync handlers run on daemon threads; a handler
+that raises is logged (`handler.error`) and the next event goes on. The queue is a plain deque
+with one waiter per idle runner: asyncio.Queue's bookkeeping cost more per event than the rest.
 """
 
 from __future__ import annotations
@@ -18,12 +19,13 @@ import queue
 import threading
 import time
 import traceback
+from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 from qqworker.events import LogEvent
 from qqworker.logs import log_event
+from qqworker.protocol import Dispatch
 from qqworker.rest import RestClient, RestError, reply_route
 from qqworker.settings import ConfigError
 
@@ -34,12 +36,8 @@ REPLY_SYNC_TIMEOUT_S = 30.0
 ECHO_EVENTS = frozenset({"C2C_MESSAGE_CREATE", "GROUP_AT_MESSAGE_CREATE"})
 
 
-@dataclass(frozen=True)
-class DispatchEvent:
-    type: str
-    id: str | None
-    seq: int | None
-    data: Any
+# What a handler gets: `event.type`, `event.id`, `event.seq`, `event.data` (the event's `d`).
+DispatchEvent = Dispatch
 
 
 class Reply:
@@ -201,7 +199,11 @@ class Dispatcher:
         self.handler = handler
         self.rest = rest
         self.concurrency = concurrency
-        self.queue: asyncio.Queue[DispatchEvent] = asyncio.Queue(maxsize=queue_size)
+        self.queue_size = queue_size
+        self._pending: deque[DispatchEvent] = deque()
+        self._idle: list[asyncio.Future[None]] = []  # one per runner waiting for an event
+        self._busy = 0  # events taken by a runner and not finished
+        self._joiners: list[asyncio.Future[None]] = []
         self._async = is_async(handler)
         self._threads: DaemonThreads | None = None
         self._tasks: list[asyncio.Task[None]] = []
@@ -214,7 +216,6 @@ class Dispatcher:
         self.errors = 0
         # Seqs queued or running, in arrival (= ascending) order: the first is the oldest unfinished.
         self._in_flight: dict[int, None] = {}
-        self.on_finished: Callable[[], None] | None = None
 
     def start(self) -> None:
         if not self._async:
@@ -222,6 +223,11 @@ class Dispatcher:
         self._tasks = [
             asyncio.create_task(self._runner(), name=f"handler-runner-{i}") for i in range(self.concurrency)
         ]
+
+    @property
+    def waiting(self) -> int:
+        """Events queued and not yet taken by a runner."""
+        return len(self._pending)
 
     def handed_seq(self, received_seq: int | None) -> int | None:
         """The seq a successor process may Resume from without losing an event: just below the
@@ -233,16 +239,26 @@ class Dispatcher:
 
     def submit(self, event: DispatchEvent) -> bool:
         """Never blocks: queues the event, or drops it (and reports the drop) when the queue is full."""
-        try:
-            self.queue.put_nowait(event)
-            if event.seq is not None:
-                self._in_flight[event.seq] = None
-            return True
-        except asyncio.QueueFull:
+        if len(self._pending) >= self.queue_size:
             self.dropped += 1
             self._unreported += 1
             self._report_backlog()
             return False
+        self._pending.append(event)
+        if event.seq is not None:
+            self._in_flight[event.seq] = None
+        if self._idle:
+            waiter = self._idle.pop()
+            if not waiter.done():
+                waiter.set_result(None)
+        return True
+
+    async def join(self) -> None:
+        """Until every event submitted so far has been handled."""
+        if self._pending or self._busy:
+            waiter = asyncio.get_running_loop().create_future()
+            self._joiners.append(waiter)
+            await waiter
 
     async def close(self) -> None:
         """Cancels and awaits every runner; reports drops not yet reported."""
@@ -278,22 +294,32 @@ class Dispatcher:
         log_event(
             log,
             LogEvent.HANDLER_BACKLOG,
-            f"Handler queue full ({self.queue.maxsize} waiting): dropped {count} event(s), "
+            f"Handler queue full ({self.queue_size} waiting): dropped {count} event(s), "
             f"{self.dropped} in total",
             level=logging.WARNING,
             dropped=count,
             dropped_total=self.dropped,
-            queue_size=self.queue.maxsize,
+            queue_size=self.queue_size,
         )
 
     async def _runner(self) -> None:
         loop = asyncio.get_running_loop()
-        queue, handler, rest = self.queue, self.handler, self.rest
+        pending, idle, in_flight = self._pending, self._idle, self._in_flight
+        handler, rest, run_async = self.handler, self.rest, self._async
         while True:
-            # Under load the queue is rarely empty: get_nowait() spares a coroutine per event.
-            event = await queue.get() if queue.empty() else queue.get_nowait()
+            if not pending:
+                waiter = loop.create_future()
+                idle.append(waiter)
+                try:
+                    await waiter
+                finally:
+                    if waiter in idle:  # cancelled while idle
+                        idle.remove(waiter)
+                continue
+            event = pending.popleft()
+            self._busy += 1
             try:
-                if self._async:
+                if run_async:
                     await handler(event, Reply(event, rest, loop))
                 else:
                     await self._call_sync(event, Reply(event, rest, loop))
@@ -301,12 +327,15 @@ class Dispatcher:
             except Exception as exc:
                 self._failed(event, exc)
             finally:
-                queue.task_done()
+                self._busy -= 1
             # Only a finished call releases its seq (a cancelled one, at shutdown, keeps it held).
             if event.seq is not None:
-                self._in_flight.pop(event.seq, None)
-                if self.on_finished is not None:
-                    self.on_finished()
+                in_flight.pop(event.seq, None)
+            if self._joiners and not pending and not self._busy:
+                for joiner in self._joiners:
+                    if not joiner.done():
+                        joiner.set_result(None)
+                self._joiners.clear()
 
     async def _call_sync(self, event: DispatchEvent, reply: Reply) -> None:
         assert self._threads is not None

@@ -10,10 +10,12 @@ updates (session id, last seq, recently seen event ids) outlives connections and
 from __future__ import annotations
 
 import json
-from collections import OrderedDict
+from collections import deque
 from dataclasses import dataclass, field
 from enum import Enum, IntEnum
 from typing import Any
+
+import orjson
 
 from qqworker.closecodes import CloseAction, CloseRule, close_rule
 
@@ -47,7 +49,8 @@ class Session:
 
     session_id: str | None = None
     seq: int | None = None
-    seen_event_ids: OrderedDict[str, None] = field(default_factory=OrderedDict, repr=False)
+    seen_event_ids: set[str] = field(default_factory=set, repr=False)
+    _seen_order: deque[str] = field(default_factory=deque, repr=False)  # oldest first
 
     @property
     def resumable(self) -> bool:
@@ -62,10 +65,18 @@ class Session:
         seen = self.seen_event_ids
         if event_id in seen:
             return False
-        seen[event_id] = None
-        if len(seen) > DEDUPE_WINDOW:
-            seen.popitem(last=False)
+        seen.add(event_id)
+        order = self._seen_order
+        order.append(event_id)
+        if len(order) > DEDUPE_WINDOW:
+            seen.discard(order.popleft())
         return True
+
+
+def _excerpt(text: str | bytes | bytearray, limit: int = 120) -> str:
+    if isinstance(text, str):
+        return text[:limit]
+    return bytes(text[:limit]).decode("utf-8", "replace")
 
 
 # Outputs -------------------------------------------------------------------------------------
@@ -88,8 +99,11 @@ class Established:
 
 @dataclass(slots=True)  # not frozen: one per event, and a frozen __init__ costs three times as much
 class Dispatch:
-    event_type: str
-    event_id: str | None
+    """One event, as the handler gets it (`handlers.DispatchEvent`): its type (`C2C_MESSAGE_CREATE`,
+    ...), the gateway's event id, its seq and its `d`."""
+
+    type: str
+    id: str | None
     seq: int | None
     data: Any
 
@@ -157,22 +171,25 @@ class GatewayConnection:
 
     # Inputs ----------------------------------------------------------------------------------
 
-    def receive_text(self, text: str | bytes, now: float) -> list[Output]:
+    def receive_text(self, text: str | bytes | bytearray, now: float) -> list[Output]:
+        """One text message: its payload as received (UTF-8 bytes) or already decoded."""
         if self.phase is ConnPhase.CLOSED:
             return []
-        if isinstance(text, bytes):
-            return [FrameRejected("binary frame (the gateway speaks JSON text)", repr(text[:80]))]
         try:
-            frame = json.loads(text)
-        except ValueError:
-            return [FrameRejected("frame is not JSON", text[:120])]
-        if not isinstance(frame, dict) or not isinstance(frame.get("op"), int):
-            return [FrameRejected("frame has no integer op", text[:120])]
-        op = frame["op"]
+            frame = orjson.loads(text)  # invalid UTF-8 fails here too
+        except orjson.JSONDecodeError:
+            return [FrameRejected("frame is not JSON", _excerpt(text))]
+        if type(frame) is not dict or type(op := frame.get("op")) is not int:
+            return [FrameRejected("frame has no integer op", _excerpt(text))]
         handler = _HANDLERS.get(op)
         if handler is None:
-            return [FrameRejected(f"unknown opcode {op}", text[:120])]
+            return [FrameRejected(f"unknown opcode {op}", _excerpt(text))]
         return handler(self, frame, now)
+
+    def receive_binary(self, data: bytes | bytearray) -> list[Output]:
+        if self.phase is ConnPhase.CLOSED:
+            return []
+        return [FrameRejected("binary frame (the gateway speaks JSON text)", repr(bytes(data[:80])))]
 
     def receive_close(self, code: int | None, reason: str = "") -> Disconnect:
         """The transport closed (a close frame, or none: code None). Decides what comes next."""
@@ -251,7 +268,7 @@ class GatewayConnection:
     def _on_dispatch(self, frame: dict[str, Any], now: float) -> list[Output]:
         session = self.session
         seq = frame.get("s")
-        if type(seq) is int:  # not a bool (json.loads makes exact ints)
+        if type(seq) is int:  # not a bool (orjson makes exact ints)
             # max, not overwrite: a replayed or duplicated frame must never move the seq backwards
             if session.seq is None or seq > session.seq:
                 session.seq = seq
@@ -259,21 +276,21 @@ class GatewayConnection:
             seq = None
         event_type = frame.get("t")
         data = frame.get("d")
+        if type(event_type) is not str:
+            return [FrameRejected("dispatch without an event type", json.dumps(frame)[:120])]
         if event_type == "READY":
-            session_id = data.get("session_id") if isinstance(data, dict) else None
-            if not isinstance(session_id, str) or not session_id:
+            session_id = data.get("session_id") if type(data) is dict else None
+            if type(session_id) is not str or not session_id:
                 return [FrameRejected("READY without a session_id", json.dumps(frame)[:120])]
             session.session_id = session_id
             return self._established(resumed=False, now=now)
         if event_type == "RESUMED":
             return self._established(resumed=True, now=now)
-        if not isinstance(event_type, str):
-            return [FrameRejected("dispatch without an event type", json.dumps(frame)[:120])]
         event_id = frame.get("id")
-        if not isinstance(event_id, str):
+        if type(event_id) is not str:
             event_id = None
-        message_id = data.get("id") if isinstance(data, dict) else None
-        dedupe_key = message_id if isinstance(message_id, str) else event_id
+        message_id = data.get("id") if type(data) is dict else None
+        dedupe_key = message_id if type(message_id) is str else event_id
         if dedupe_key is not None and not session.first_sighting(f"{event_type}:{dedupe_key}"):
             return []
         return [Dispatch(event_type, event_id, seq, data)]

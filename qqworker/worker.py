@@ -19,12 +19,13 @@ from qqworker.auth import TokenError, TokenManager
 from qqworker.backoff import Backoff
 from qqworker.beat import Phase, Progress
 from qqworker.closecodes import CloseAction
+from qqworker.deadlines import within
 from qqworker.events import LogEvent
 from qqworker.exitcodes import ExitCode
-from qqworker.gateway import Callbacks, drive, open_link, within
-from qqworker.handlers import Dispatcher, DispatchEvent, Handler, load_handler
+from qqworker.gateway import Callbacks, drive, open_link
+from qqworker.handlers import Dispatcher, Handler, load_handler
 from qqworker.logs import log_event
-from qqworker.protocol import Dispatch, Established, GatewayConnection, Session
+from qqworker.protocol import Established, GatewayConnection, Session
 from qqworker.reconnect import Decision, ReconnectPolicy, Verdict
 from qqworker.rest import RestClient
 from qqworker.settings import ConfigError, Settings
@@ -59,7 +60,8 @@ class Worker:
         self.settings = settings
         self.session = session if session is not None else Session()
         self.progress = progress if progress is not None else Progress()
-        self.progress.update(session_id=self.session.session_id, seq=self.session.seq)
+        # The seq a beat hands on is worked out when the beat is sent, not at every event.
+        self.progress.update(session_id=self.session.session_id, seq_source=self._handed_seq)
         self.policy = ReconnectPolicy(
             Backoff(settings.retry_initial, settings.retry_max), settings.max_attempts
         )
@@ -110,7 +112,6 @@ class Worker:
         self.dispatcher = Dispatcher(
             handler, rest=self.rest, concurrency=s.handler_concurrency, queue_size=s.handler_queue
         )
-        self.dispatcher.on_finished = self._sync_seq
         self.dispatcher.start()
         # Everything imported and set up so far lives as long as the process: out of the collector's
         # way, so the collections that per-event garbage triggers no longer walk it.
@@ -222,7 +223,7 @@ class Worker:
             stage = "discovery"
             url = await within(deadline - loop.time(), self.rest.gateway_url())
             stage = "connect"
-            ws = await open_link(url, deadline - loop.time())
+            link = await open_link(url, deadline - loop.time())
         except TokenError as exc:
             return self._attempt_failed(attempt, f"{stage}: {exc}", permanent=exc.permanent)
         except asyncio.TimeoutError:
@@ -247,7 +248,6 @@ class Worker:
             self.progress.update(
                 phase=Phase.CONNECTED,
                 session_id=out.session_id,
-                seq=self._handed_seq(),
                 last_ack_at=now,
                 connected_since=now,
                 heartbeat_interval_s=conn.heartbeat_interval,
@@ -266,9 +266,11 @@ class Worker:
 
         try:
             disconnect = await drive(
-                ws,
+                link,
                 conn,
-                Callbacks(established=on_established, dispatch=self._on_dispatch, frame=self._on_frame),
+                Callbacks(
+                    established=on_established, dispatch=self.dispatcher.submit, control=self._on_control
+                ),
                 deadline=deadline,
             )
         except asyncio.CancelledError:
@@ -276,7 +278,7 @@ class Worker:
             raise
         self._close_code = disconnect.close_code
         self._log_closed(disconnect.close_code, disconnect.reason, disconnect.action)
-        self.progress.update(session_id=self.session.session_id, seq=self._handed_seq())
+        self.progress.update(session_id=self.session.session_id)
         if conn.heartbeat_interval is None:
             self.rest.forget_gateway_url()  # no Hello: this URL may be the problem
         decision = self.policy.connection_lost(disconnect, loop.time())
@@ -287,27 +289,15 @@ class Worker:
 
     # Callbacks from the receive path (keep them instant) ------------------------------------
 
-    def _on_dispatch(self, out: Dispatch) -> None:
-        assert self.dispatcher is not None
-        self.dispatcher.submit(DispatchEvent(out.event_type, out.event_id, out.seq, out.data))
-
     def _handed_seq(self) -> int | None:
         """The seq the watchdog may hand to a successor: never past an event not yet handled."""
         if self.dispatcher is None:
             return self.session.seq
         return self.dispatcher.handed_seq(self.session.seq)
 
-    def _sync_seq(self) -> None:
-        # A plain assignment: a seq change is no phase change and must not cost a pipe beat per event.
-        # The dispatcher calls this after every event: straight to it, no None check on the way.
-        assert self.dispatcher is not None
-        self.progress.seq = self.dispatcher.handed_seq(self.session.seq)
-
-    def _on_frame(self, conn: GatewayConnection) -> None:
-        progress = self.progress
-        self._sync_seq()
-        if conn.last_ack_at is not None and conn.last_ack_at != progress.last_ack_at:
-            progress.update(last_ack_at=conn.last_ack_at)
+    def _on_control(self, conn: GatewayConnection) -> None:
+        if conn.last_ack_at is not None and conn.last_ack_at != self.progress.last_ack_at:
+            self.progress.update(last_ack_at=conn.last_ack_at)
 
     # Log lines -------------------------------------------------------------------------------
 

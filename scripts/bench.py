@@ -318,13 +318,12 @@ def start_methods(runs: int) -> dict[str, Any]:
 
 
 PROFILE_BUCKETS = (  # (path fragment, what it is), first match wins; self time of each frame
-    ("/websockets/", "websockets: frame parsing, message assembly, recv()"),
-    ("/json/", "json.loads"),
-    ("qqworker/protocol.py", "qqworker protocol: seq, dedupe, dispatch objects"),
+    ("/websockets/", "websockets sans-I/O protocol: frame parsing"),
+    ("qqworker/protocol.py", "qqworker protocol: orjson parse (C, counted here), seq, dedupe, event objects"),
     ("qqworker/handlers.py", "handler dispatch: queue, runner tasks, Reply objects"),
-    ("asyncio/queues.py", "handler dispatch: queue, runner tasks, Reply objects"),
-    ("qqworker/gateway.py", "receive loop: gateway.py pump, deadlines, worker callbacks"),
-    ("qqworker/worker.py", "receive loop: gateway.py pump, deadlines, worker callbacks"),
+    ("qqworker/link.py", "receive path: link.py transport callbacks, gateway.py, worker callbacks"),
+    ("qqworker/gateway.py", "receive path: link.py transport callbacks, gateway.py, worker callbacks"),
+    ("qqworker/worker.py", "receive path: link.py transport callbacks, gateway.py, worker callbacks"),
     ("bench/noop.py", "the no-op handler itself"),
     ("/asyncio/", "asyncio event loop and socket transport"),
     ("selectors.py", "asyncio event loop and socket transport"),

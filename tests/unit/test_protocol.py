@@ -235,6 +235,8 @@ def test_49xx_before_ready_is_an_identify_rejection_but_not_after() -> None:
         '{"op": "1"}',
         '{"op": 99}',
         b"\x00binary",
+        b'{"op": 11, "d": "\xff"}',  # invalid UTF-8
+        '{"op": true}',
         frame(Op.IDENTIFY, {}),
         frame(Op.DISPATCH, {}, s=3),
     ],
@@ -243,6 +245,13 @@ def test_malformed_or_unexpected_frames_are_rejected_and_survived(text) -> None:
     conn = established()
     out = conn.receive_text(text, 1)
     assert len(out) == 1 and isinstance(out[0], FrameRejected)
+    assert conn.phase is ConnPhase.ESTABLISHED
+
+
+def test_binary_frames_are_rejected_and_survived() -> None:
+    conn = established()
+    out = conn.receive_binary(b"\x00\x01")
+    assert len(out) == 1 and isinstance(out[0], FrameRejected) and "binary" in out[0].reason
     assert conn.phase is ConnPhase.ESTABLISHED
 
 

@@ -100,13 +100,15 @@ class Seen:
     def __init__(self) -> None:
         self.established: list[Established] = []
         self.dispatches: list[Dispatch] = []
-        self.frames = 0
+        self.control_frames = 0
 
     def callbacks(self) -> Callbacks:
-        def frame(conn: GatewayConnection) -> None:
-            self.frames += 1
+        def control(conn: GatewayConnection) -> None:
+            self.control_frames += 1
 
-        return Callbacks(established=self.established.append, dispatch=self.dispatches.append, frame=frame)
+        return Callbacks(
+            established=self.established.append, dispatch=self.dispatches.append, control=control
+        )
 
 
 async def run(url: str, seen: Seen, timeout: float = 2.0, session: Session | None = None) -> Disconnect:
@@ -189,6 +191,15 @@ async def test_unacknowledged_heartbeats_end_the_connection(server: Any, logged:
     assert [h["op"] for h in heartbeats] == [1, 1] and heartbeats[0]["d"] == 1
     assert "gateway.ack_timeout" in events(logged)
     assert elapsed < 3, "two 200 ms intervals, then the drop"
+
+
+async def test_a_close_right_after_the_handshake_is_reported_with_its_code(server: Any, logged: Any) -> None:
+    async def rejects_at_once(ws: ServerConnection) -> None:
+        await ws.close(4004, "invalid token")
+
+    url = await server(rejects_at_once)
+    result = await run(url, Seen())
+    assert result.close_code == 4004 and result.auth_rejected
 
 
 async def test_a_close_code_from_the_server_is_reported(server: Any, logged: Any) -> None:

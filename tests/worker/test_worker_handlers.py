@@ -73,7 +73,7 @@ async def run_events(handler: Any, events: list[DispatchEvent], **kw: Any) -> Di
     dispatcher.start()
     for ev in events:
         dispatcher.submit(ev)
-    await asyncio.wait_for(dispatcher.queue.join(), 10)
+    await asyncio.wait_for(dispatcher.join(), 10)
     await dispatcher.close()
     return dispatcher
 

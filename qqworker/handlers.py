@@ -224,11 +224,6 @@ class Dispatcher:
             asyncio.create_task(self._runner(), name=f"handler-runner-{i}") for i in range(self.concurrency)
         ]
 
-    @property
-    def waiting(self) -> int:
-        """Events queued and not yet taken by a runner."""
-        return len(self._pending)
-
     def handed_seq(self, received_seq: int | None) -> int | None:
         """The seq a successor process may Resume from without losing an event: just below the
         oldest event still queued or running, else the last seq received. Events finished after

@@ -214,3 +214,33 @@ async def test_events_cancelled_at_shutdown_stay_held(logged: io.StringIO) -> No
     await asyncio.sleep(0.01)
     await dispatcher.close()
     assert dispatcher.handed_seq(12) == 10
+
+
+async def test_runners_share_the_queue_up_to_the_concurrency_and_no_further(logged: io.StringIO) -> None:
+    """Idle runners are woken one per event; the queue bound counts events not yet taken."""
+    running: set[int] = set()
+    most = 0
+    release = asyncio.Event()
+
+    async def slow(event: DispatchEvent, reply: Reply) -> None:
+        nonlocal most
+        running.add(event.seq)
+        most = max(most, len(running))
+        await release.wait()
+        running.discard(event.seq)
+
+    dispatcher = Dispatcher(slow, rest=None, concurrency=3, queue_size=4)
+    dispatcher.start()
+    try:
+        await asyncio.sleep(0.01)  # every runner idle first
+        assert all(dispatcher.submit(event(n)) for n in range(1, 5))
+        await asyncio.sleep(0.01)
+        assert running == {1, 2, 3}, "three runners, three events at once; the fourth waits"
+        assert all(dispatcher.submit(event(n)) for n in range(5, 8)), "4 waiting fit a queue of 4"
+        assert not dispatcher.submit(event(8)), "a fifth waiting event does not"
+        release.set()
+        await asyncio.wait_for(dispatcher.join(), 5)
+        assert dispatcher.handled == 7 and dispatcher.dropped == 1 and most == 3
+        assert dispatcher.handed_seq(8) == 8
+    finally:
+        await dispatcher.close()

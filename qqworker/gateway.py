@@ -51,9 +51,8 @@ class Callbacks:
 
     established: Callable[[Established], None]
     dispatch: Callable[[Dispatch], None]
-    control: Callable[
-        [GatewayConnection], None
-    ]  # after every frame but an event: the ACK time may have moved
+    # After every frame but an event (Hello, ACK, READY...): the last ACK time may have moved.
+    control: Callable[[GatewayConnection], None]
 
 
 def wake_at(conn: GatewayConnection, deadline: float, now: float) -> float:

@@ -317,16 +317,19 @@ def start_methods(runs: int) -> dict[str, Any]:
     return json.loads(out.strip().splitlines()[-1])
 
 
+_DISPATCH = "handler dispatch: queue, runner tasks, Reply objects"
+_RECEIVE = "receive path: link.py transport callbacks, gateway.py, worker callbacks"
+_LOOP = "asyncio event loop and socket transport"
 PROFILE_BUCKETS = (  # (path fragment, what it is), first match wins; self time of each frame
     ("/websockets/", "websockets sans-I/O protocol: frame parsing"),
     ("qqworker/protocol.py", "qqworker protocol: orjson parse (C, counted here), seq, dedupe, event objects"),
-    ("qqworker/handlers.py", "handler dispatch: queue, runner tasks, Reply objects"),
-    ("qqworker/link.py", "receive path: link.py transport callbacks, gateway.py, worker callbacks"),
-    ("qqworker/gateway.py", "receive path: link.py transport callbacks, gateway.py, worker callbacks"),
-    ("qqworker/worker.py", "receive path: link.py transport callbacks, gateway.py, worker callbacks"),
+    ("qqworker/handlers.py", _DISPATCH),
+    ("qqworker/link.py", _RECEIVE),
+    ("qqworker/gateway.py", _RECEIVE),
+    ("qqworker/worker.py", _RECEIVE),
     ("bench/noop.py", "the no-op handler itself"),
-    ("/asyncio/", "asyncio event loop and socket transport"),
-    ("selectors.py", "asyncio event loop and socket transport"),
+    ("/asyncio/", _LOOP),
+    ("selectors.py", _LOOP),
 )
 
 

@@ -1,18 +1,14 @@
-"""Host agility on real processes: the worker (and the watchdog) against two simulators over loopback,
-the first playing a retired host (`--retired`), or both healthy, or every base refusing connections.
-
-Plus the I/O side of the classification (a real resolver failure, a real refused connection).
+"""Host agility on the real worker process against two simulators over loopback: the first playing a
+retired host (`--retired`) for the API base or the token URL, a base whose name is gone, both healthy.
+(Every base refusing, and a switch surviving a respawn under the watchdog, are rows of the fault matrix:
+tests/faults/test_fault_hosts.py.) Plus the I/O side of the classification: a real resolver failure, a
+real refused connection.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
-import os
-import signal
-import subprocess
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -20,8 +16,8 @@ import pytest
 
 from qqworker.hostprobe import any_resolves, classify, name_failure
 from qqworker.hosts import Failure, FailureKind
-from tests.support import PYTHON, ROOT, LineProcess, SimulatorProcess, assert_no_secret, wait_until
-from tests.watchdog.wd_harness import Watchdog, closed_port
+from tests.support import PYTHON, LineProcess, SimulatorProcess, assert_no_secret, wait_until
+from tests.watchdog.wd_harness import closed_port
 
 FAST = ["--retry-initial", "0.05", "--retry-max", "0.3", "--connect-timeout", "2"]
 T = 15.0
@@ -112,65 +108,6 @@ def test_both_healthy_the_first_is_used_and_nothing_switches(sims, worker) -> No
     assert ready["attempt"] == 1 and not switches(proc)
     assert first.state()["identifies"] == 1 and second.state()["identifies"] == 0
     assert second.state()["counters"].get("token_requests", 0) == 0
-
-
-def test_network_down_for_every_base_rotates_nothing_and_backs_off_as_usual(sims, worker) -> None:
-    token_source = sims()
-    bases = [f"http://127.0.0.1:{closed_port()}", f"http://127.0.0.1:{closed_port()}"]
-    proc = worker(token_source, bases, [token_source.info["token_url"]])
-    wait_until(lambda: len(proc.records("reconnect.failed")) >= 5, T, "five failed attempts")
-    assert not switches(proc)
-    failed = proc.records("reconnect.failed")
-    assert [f["attempt"] for f in failed[:5]] == [1, 2, 3, 4, 5]
-    assert all("discovery" in f["error"] and "Connect" in f["error"] for f in failed[:5])
-    assert {r["url"] for r in proc.records("gateway.connecting")} == {f"{bases[0]}/gateway/bot"}
-    delays = [r["delay_s"] for r in proc.records("reconnect.scheduled")[:5]]
-    assert len(delays) == 5 and all(0 < d <= 0.3 for d in delays)
-
-
-def test_a_switch_survives_a_respawn(tmp_path: Path, sims) -> None:
-    retired, healthy = sims("--retired"), sims()
-    bases = [retired.info["api_base"], healthy.info["api_base"]]
-    env = {"QQ_API_BASE": ",".join(bases), "QQ_TOKEN_URL": healthy.info["token_url"]}
-    wd = Watchdog(tmp_path, healthy, env=env)
-    try:
-        _, started = wd.wait_for("watchdog.started")
-        assert started["api_base"] == bases[0] and started["token_url"] == healthy.info["token_url"]
-        wd.connected(generation=1)
-        assert len(wd.process.records("gateway.base_switched")) == 1
-
-        def status() -> dict[str, Any]:
-            result = subprocess.run(
-                [PYTHON, "-m", "watchdog", "status", "--status-file", str(wd.status_file), "--json"],
-                cwd=ROOT,
-                capture_output=True,
-                text=True,
-                timeout=30,
-            )
-            return dict(json.loads(result.stdout)["status"])
-
-        wait_until(
-            lambda: status().get("api_base") == bases[1], 10, "the status file to name the second base"
-        )
-        human = subprocess.run(
-            [PYTHON, "-m", "watchdog", "status", "--status-file", str(wd.status_file)],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            timeout=30,
-        ).stdout
-        assert f"api base         {bases[1]}" in human and healthy.info["token_url"] in human
-        retired_answers = retired.state()["counters"]["retired_answers"]
-        mark = wd.process.mark()
-        os.kill(wd.child_pid(), signal.SIGKILL)
-        wd.connected(after=mark, generation=2)
-        gen2 = [r for r in wd.process.records() if r.get("generation") == 2 and r.get("role") == "worker"]
-        assert [r["api_base"] for r in gen2 if r["event"] == "worker.started"] == [bases[1]]
-        assert not [r for r in gen2 if r["event"] == "gateway.base_switched"]
-        assert retired.state()["counters"]["retired_answers"] == retired_answers
-        wd.finish()
-    finally:
-        wd.kill_all()
 
 
 # The I/O side of the classification --------------------------------------------------------

@@ -86,14 +86,16 @@ class Settings:
         "",
         "qq",
         "REST base URL, or an ordered comma-separated list tried in turn on a wrong-host failure "
-        "(default since 2026-12, after the platform's 2026 move: api.bot.qq.com, then api.sgroup.qq.com)",
+        "(default since 2026-12: api.bot.qq.com, then api.sgroup.qq.com, after the platform's 2026 move; "
+        "hermes-agent issue 73378, nonebot adapter-qq issue 229)",
         env="QQ_API_BASE",
     )
     token_url: str = _opt(
         TOKEN_URL,
         "qq",
         "app access token endpoint, or an ordered comma-separated list rotated like api_base "
-        "(api.bot.qq.com added 2026-12 as the alternative, after the platform's 2026 move)",
+        "(since 2026-12: bots.qq.com, still issuing tokens in July 2026, then api.bot.qq.com, which serves "
+        "the same path after the platform's 2026 move; nonebot adapter-qq issue 229)",
         env="QQ_TOKEN_URL",
     )
     intents: str = _opt(

@@ -72,8 +72,10 @@ async def any_resolves(urls: Iterable[str], timeout_s: float = RESOLVE_TIMEOUT_S
     return any(results)
 
 
-async def name_failure(failure: Failure, others: Iterable[str]) -> Failure:
+async def name_failure(
+    failure: Failure, others: Iterable[str], timeout_s: float = RESOLVE_TIMEOUT_S
+) -> Failure:
     """A NAME failure is "wrong host" only while another configured name still resolves."""
     if failure.kind is not FailureKind.NAME:
         return failure
-    return Failure(FailureKind.NAME, others_resolve=await any_resolves(others))
+    return Failure(FailureKind.NAME, others_resolve=await any_resolves(others, timeout_s))

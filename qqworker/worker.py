@@ -24,7 +24,7 @@ from qqworker.events import LogEvent
 from qqworker.exitcodes import ExitCode
 from qqworker.gateway import Callbacks, drive, open_link
 from qqworker.handlers import Dispatcher, Handler, load_handler
-from qqworker.hostprobe import classify, name_failure
+from qqworker.hostprobe import RESOLVE_TIMEOUT_S, classify, name_failure
 from qqworker.hosts import HostRing, Switch
 from qqworker.logs import log_event
 from qqworker.protocol import Established, GatewayConnection, Session
@@ -34,6 +34,7 @@ from qqworker.settings import ConfigError, Settings
 
 log = logging.getLogger("qqworker.worker")
 TOKEN_MARGIN_S = 0.05
+MIN_PROBE_S = 0.2  # the least time a "do the other names resolve?" check gets
 
 
 def attempts_text(attempt: int, max_attempts: int) -> str:
@@ -241,7 +242,7 @@ class Worker:
         except TokenError as exc:
             decision = self._attempt_failed(attempt, f"{stage}: {exc}", permanent=exc.permanent)
             if stage == "token":
-                await self._maybe_switch(self.token_urls, exc, exc.status)
+                await self._maybe_switch(self.token_urls, exc, exc.status, deadline)
             return decision
         except asyncio.TimeoutError:
             if stage == "connect":
@@ -252,7 +253,7 @@ class Worker:
                 self.rest.forget_gateway_url()
             decision = self._attempt_failed(attempt, f"{stage}: {describe_error(exc)}")
             if stage == "discovery" and isinstance(exc, RestError):
-                await self._maybe_switch(self.bases, exc, exc.status)
+                await self._maybe_switch(self.bases, exc, exc.status, deadline)
             return decision
 
         conn = GatewayConnection(
@@ -309,12 +310,17 @@ class Worker:
 
     # Host agility ----------------------------------------------------------------------------
 
-    async def _maybe_switch(self, ring: HostRing, exc: BaseException, status: int | None) -> None:
+    async def _maybe_switch(
+        self, ring: HostRing, exc: BaseException, status: int | None, deadline: float
+    ) -> None:
         """After a failed token or discovery request: move to the ring's next URL if the failure
-        says "wrong host" (hosts.HostRing decides); the next attempt uses it."""
+        says "wrong host" (hosts.HostRing decides); the next attempt uses it. A name that did not
+        resolve is checked against the other names within what is left of the attempt's bound."""
         if status == 401:
             return  # a stale token, not a wrong host
-        failure = await name_failure(classify(getattr(exc, "cause", None) or exc, status), ring.others)
+        failure = classify(getattr(exc, "cause", None) or exc, status)
+        left = deadline - asyncio.get_running_loop().time()
+        failure = await name_failure(failure, ring.others, min(RESOLVE_TIMEOUT_S, max(MIN_PROBE_S, left)))
         switch = ring.failed(failure)
         if switch is None:
             return

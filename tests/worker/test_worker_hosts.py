@@ -134,3 +134,19 @@ def test_a_name_failure_counts_only_while_another_name_resolves() -> None:
     assert not asyncio.run(any_resolves([]))
     network = Failure(FailureKind.NETWORK)
     assert asyncio.run(name_failure(network, ["http://127.0.0.1:9"])) is network
+
+
+def test_a_hanging_resolver_bounds_the_check(monkeypatch: pytest.MonkeyPatch) -> None:
+    async def check() -> tuple[bool, float]:
+        loop = asyncio.get_running_loop()
+
+        async def hang(*args: Any, **kwargs: Any) -> Any:
+            await asyncio.sleep(60)
+
+        monkeypatch.setattr(loop, "getaddrinfo", hang)
+        started = loop.time()
+        resolved = await any_resolves(["https://api.example.com"], 0.2)
+        return resolved, loop.time() - started
+
+    resolved, took = asyncio.run(check())
+    assert not resolved and took < 1.0

@@ -111,6 +111,8 @@ def test_switch_survives_respawn(
     record: CaseResult,
 ) -> None:
     run = supervise(sim, env_overrides=retired_first(sim, retired))
+    _, started = run.wait("watchdog.started", START_TIMEOUT)
+    assert (started["api_base"], started["token_url"]) == (retired.info["api_base"], sim.info["token_url"])
     run.connected()
     assert len(switches(run)) == 1
     answered = retired.state()["counters"]["retired_answers"]

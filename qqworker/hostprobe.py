@@ -17,7 +17,9 @@ from qqworker.deadlines import within
 from qqworker.hosts import Failure, FailureKind
 
 RESOLVE_TIMEOUT_S = 2.0
-X509_V_ERR_HOSTNAME_MISMATCH = 62
+# OpenSSL's X509_V_ERR_HOSTNAME_MISMATCH and X509_V_ERR_IP_ADDRESS_MISMATCH: a valid certificate,
+# but for another name. Anything else (expired, untrusted) is not a sign of a moved host.
+NAME_MISMATCH = frozenset({62, 64})
 # "No such name" answers; EAI_AGAIN (the resolver did not answer) is a network failure.
 NO_SUCH_NAME = frozenset(
     code for code in (getattr(socket, "EAI_NONAME", None), getattr(socket, "EAI_NODATA", None)) if code
@@ -38,12 +40,12 @@ def classify(exc: BaseException, status: int | None = None) -> Failure:
     if status is not None:
         return Failure(FailureKind.HTTP, status=status)
     for cause in _causes(exc):
+        if isinstance(cause, aiohttp.ClientConnectorCertificateError):
+            cause = cause.certificate_error  # it is an SSLCertVerificationError too, without the code
         if isinstance(cause, ssl.SSLCertVerificationError):
-            if cause.verify_code == X509_V_ERR_HOSTNAME_MISMATCH:
+            if getattr(cause, "verify_code", None) in NAME_MISMATCH:
                 return Failure(FailureKind.TLS_NAME)
             return Failure(FailureKind.NETWORK)
-        if isinstance(cause, aiohttp.ClientConnectorCertificateError):
-            return classify(cause.certificate_error)
         if isinstance(cause, aiohttp.ClientConnectorDNSError):
             cause = cause.os_error
         if isinstance(cause, socket.gaierror) and cause.errno in NO_SUCH_NAME:

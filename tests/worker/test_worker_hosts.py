@@ -8,11 +8,16 @@ real refused connection.
 from __future__ import annotations
 
 import asyncio
+import shutil
+import ssl
+import subprocess
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
+from aiohttp import web
 
 from qqworker.hostprobe import any_resolves, classify, name_failure
 from qqworker.hosts import Failure, FailureKind
@@ -150,3 +155,49 @@ def test_a_hanging_resolver_bounds_the_check(monkeypatch: pytest.MonkeyPatch) ->
 
     resolved, took = asyncio.run(check())
     assert not resolved and took < 1.0
+
+
+def test_classify_real_tls_failures(tmp_path: Path) -> None:
+    """A certificate that is valid (trusted here) but for another name is "wrong host"; an untrusted
+    one is not (that is no sign of a moved host)."""
+    if not shutil.which("openssl"):
+        pytest.skip("no openssl to make a certificate with")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert),
+         "-days", "1", "-subj", "/CN=other.example", "-addext", "subjectAltName=DNS:other.example"],
+        check=True, capture_output=True, timeout=60,
+    )  # fmt: skip
+
+    async def gateway(request: web.Request) -> web.Response:
+        return web.json_response({"url": "wss://x/"})
+
+    async def failures() -> list[Failure]:
+        app = web.Application()
+        app.router.add_get("/gateway", gateway)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        server_ctx.load_cert_chain(cert, key)
+        site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=server_ctx)
+        await site.start()
+        port = runner.addresses[0][1]
+        trusting = ssl.create_default_context(cafile=str(cert))
+        found = []
+        try:
+            async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as http:
+                for url, ctx in (
+                    (f"https://localhost:{port}/gateway", trusting),  # a name mismatch
+                    (f"https://127.0.0.1:{port}/gateway", trusting),  # an IP address mismatch
+                    (f"https://localhost:{port}/gateway", True),  # not trusted at all
+                ):
+                    try:
+                        await http.get(url, ssl=ctx)
+                    except aiohttp.ClientError as exc:
+                        found.append(classify(exc))
+        finally:
+            await runner.cleanup()
+        return found
+
+    kinds = [f.kind for f in asyncio.run(failures())]
+    assert kinds == [FailureKind.TLS_NAME, FailureKind.TLS_NAME, FailureKind.NETWORK]

@@ -33,10 +33,20 @@ MIN_REFETCH_S = 5.0  # never ask more often than this, unless a token was reject
 class TokenError(Exception):
     """A token request failed; `permanent` when the answer says the credentials are wrong."""
 
-    def __init__(self, message: str, *, permanent: bool = False, code: int | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        permanent: bool = False,
+        code: int | None = None,
+        status: int | None = None,
+        cause: BaseException | None = None,
+    ) -> None:
         super().__init__(message)
         self.permanent = permanent
         self.code = code
+        self.status = status  # the HTTP status of an answer, None when there was none
+        self.cause = cause  # the network error behind it (host agility reads it)
 
 
 @dataclass(frozen=True)
@@ -66,12 +76,15 @@ def parse_token_response(status: int, body: Any) -> tuple[str, float]:
         hint = f" ({PERMANENT_CODES[code]})" if permanent and not message else ""
         http = f" (HTTP {status})" if status != 200 else ""
         raise TokenError(
-            f"token endpoint error {code}: {message}{hint}{http}", permanent=permanent, code=code
+            f"token endpoint error {code}: {message}{hint}{http}",
+            permanent=permanent,
+            code=code,
+            status=status,
         )
     if status >= 400:
-        raise TokenError(f"token endpoint answered HTTP {status}")
+        raise TokenError(f"token endpoint answered HTTP {status}", status=status)
     if not isinstance(body, dict):
-        raise TokenError(f"token endpoint answered HTTP {status} without a JSON object")
+        raise TokenError(f"token endpoint answered HTTP {status} without a JSON object", status=status)
     token = body.get("access_token")
     if not isinstance(token, str) or not token:
         raise TokenError("token endpoint answer has no access_token")
@@ -122,6 +135,14 @@ class TokenManager:
     @property
     def current(self) -> Token | None:
         return self._token
+
+    @property
+    def url(self) -> str:
+        return self._url
+
+    def use_url(self, url: str) -> None:
+        """Host agility moved the token endpoint: the next fetch goes there."""
+        self._url = url
 
     def invalidate(self) -> None:
         """The platform rejected the token (401, close 4004): the next `get` fetches a new one."""
@@ -176,7 +197,7 @@ class TokenManager:
         except (aiohttp.ClientError, OSError) as exc:
             error = f"token request failed: {type(exc).__name__}: {exc}"
             self._failed(error, exc)
-            raise TokenError(error) from None
+            raise TokenError(error, cause=exc) from None
         redactor.add(value)
         redactor.add(f"QQBot {value}")
         previous = self._token

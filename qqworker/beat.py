@@ -43,6 +43,8 @@ class Progress:
     # When set, the beat's seq comes from it (read at each beat) rather than from `seq`.
     seq_source: Callable[[], int | None] | None = field(default=None, repr=False)
     on_change: Callable[[], None] | None = field(default=None, repr=False)
+    api_base: str | None = None  # the REST base and token URL in use (host agility)
+    token_url: str | None = None
 
     def update(self, **changes: Any) -> None:
         """Sets fields and tells the listener (the pipe beater beats at once on every change)."""
@@ -73,6 +75,8 @@ class Progress:
             ack_age_s=age(self.last_ack_at) if self.phase is Phase.CONNECTED else None,
             connected_for_s=age(self.connected_since) if self.phase is Phase.CONNECTED else None,
             heartbeat_interval_s=self.heartbeat_interval_s,
+            api_base=self.api_base,
+            token_url=self.token_url,
         )
 
 
@@ -87,6 +91,8 @@ class Beat:
     ack_age_s: float | None = None  # CONNECTED: since the last gateway heartbeat ACK (or READY)
     connected_for_s: float | None = None
     heartbeat_interval_s: float | None = None  # the gateway's, from Hello
+    api_base: str | None = None  # the REST base in use: the watchdog hands it to the next child
+    token_url: str | None = None  # the token endpoint in use, likewise
 
     def encode(self) -> bytes:
         return json.dumps(asdict(self), separators=(",", ":")).encode()

@@ -26,6 +26,7 @@ class LogEvent(str, Enum):
     REPLY_FAILED = "reply.failed"
     FRAME_REJECTED = "gateway.frame_rejected"
     WORKER_STOPPED = "worker.stopped"
+    BASE_SWITCHED = "gateway.base_switched"
     # watchdog
     WATCHDOG_STARTED = "watchdog.started"
     CHILD_SPAWNED = "child.spawned"
@@ -62,7 +63,7 @@ ATTEMPT_EVENTS = frozenset(
 
 # What each event carries beyond the core fields, and when it is written (rendered into the README).
 EVENT_DOCS: dict[LogEvent, tuple[str, str]] = {
-    LogEvent.WORKER_STARTED: ("app_id, intents", "the worker process is up"),
+    LogEvent.WORKER_STARTED: ("app_id, intents, api_base, token_url", "the worker process is up"),
     LogEvent.TOKEN_FETCHED: ("expires_in", "an access token was obtained"),
     LogEvent.TOKEN_FAILED: ("error", "a token request failed"),
     LogEvent.GATEWAY_CONNECTING: ("attempt, url", "before every connection attempt, the first included"),
@@ -79,7 +80,12 @@ EVENT_DOCS: dict[LogEvent, tuple[str, str]] = {
     LogEvent.REPLY_FAILED: ("error, status", "a reply through the REST API failed"),
     LogEvent.FRAME_REJECTED: ("reason, excerpt", "a malformed or unexpected gateway frame was ignored"),
     LogEvent.WORKER_STOPPED: ("reason", "clean stop"),
-    LogEvent.WATCHDOG_STARTED: ("config (no secrets)", "the watchdog process is up"),
+    LogEvent.BASE_SWITCHED: (
+        "from, to, reason, kind",
+        "a wrong-host failure (HTTP 404/410/5xx, a name gone, a TLS name mismatch) moved the worker to "
+        "the next API base (`kind` api_base) or token URL (`kind` token_url)",
+    ),
+    LogEvent.WATCHDOG_STARTED: ("config (no secrets), api_base, token_url", "the watchdog process is up"),
     LogEvent.CHILD_SPAWNED: ("child_pid, resume", "each spawn; `resume` says it was given a session"),
     LogEvent.CHILD_HEARTBEAT_MISSED: ("silent_s", "no pipe heartbeat within the heartbeat timeout"),
     LogEvent.CHILD_ATTEMPT_OVERDUE: ("overdue_s", "an attempt the child announced was not logged in time"),

@@ -30,11 +30,13 @@ class RestError(Exception):
         status: int | None = None,
         code: int | None = None,
         trace_id: str | None = None,
+        cause: BaseException | None = None,
     ) -> None:
         super().__init__(message + (f" (trace id {trace_id})" if trace_id else ""))
         self.status = status
         self.code = code
         self.trace_id = trace_id
+        self.cause = cause  # the network error behind it (host agility reads it)
 
 
 @dataclass(frozen=True)
@@ -106,7 +108,7 @@ class RestClient:
         except asyncio.TimeoutError:
             raise RestError(f"{what}: timed out after {self._timeout.total}s") from None
         except (aiohttp.ClientError, OSError) as exc:
-            raise RestError(f"{what}: {type(exc).__name__}: {exc}") from None
+            raise RestError(f"{what}: {type(exc).__name__}: {exc}", cause=exc) from None
         # 201/202 may still carry an error body (../shared/QQ-PLATFORM.md "REST conventions").
         failed = status >= 300 or (
             isinstance(body, dict) and isinstance(body.get("code"), int) and body["code"]
@@ -118,6 +120,15 @@ class RestClient:
         return body
 
     # Gateway discovery ---------------------------------------------------------------------
+
+    @property
+    def base(self) -> str:
+        return self._base
+
+    def use_base(self, base: str) -> None:
+        """Host agility moved the API base: discovery and replies go there from now on."""
+        self._base = base.rstrip("/")
+        self._gateway_url = None
 
     @property
     def cached_gateway_url(self) -> str | None:

@@ -21,9 +21,15 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-PRODUCTION_API = "https://api.sgroup.qq.com"
+# The platform moved its OpenAPI to api.bot.qq.com in 2026 (hermes-agent issue 73378, 2026-07-28:
+# api.sgroup.qq.com/gateway answering 500; nonebot adapter-qq issue 229, 2026-08): the new host first,
+# the old one as its alternative (../shared/QQ-PLATFORM.md "Hosts").
+PRODUCTION_APIS = ("https://api.bot.qq.com", "https://api.sgroup.qq.com")
+PRODUCTION_API = PRODUCTION_APIS[0]
 SANDBOX_API = "https://sandbox.api.sgroup.qq.com"
-TOKEN_URL = "https://bots.qq.com/app/getAppAccessToken"
+# bots.qq.com still issued tokens in July 2026; the new host serves the same path.
+TOKEN_URLS = ("https://bots.qq.com/app/getAppAccessToken", "https://api.bot.qq.com/app/getAppAccessToken")
+TOKEN_URL = ",".join(TOKEN_URLS)
 
 INTENT_BITS = {
     "guilds": 1 << 0,
@@ -76,8 +82,22 @@ class Settings:
         "", "qq", "the bot's client secret (environment only)", env="QQ_APP_SECRET", flag=False, secret=True
     )
     sandbox: bool = _opt(False, "qq", "use the sandbox API base", env="QQ_SANDBOX")
-    api_base: str = _opt("", "qq", "REST base URL (default: production or sandbox base)", env="QQ_API_BASE")
-    token_url: str = _opt(TOKEN_URL, "qq", "app access token endpoint", env="QQ_TOKEN_URL")
+    api_base: str = _opt(
+        "",
+        "qq",
+        "REST base URL, or an ordered comma-separated list tried in turn on a wrong-host failure "
+        "(default since 2026-12: api.bot.qq.com, then api.sgroup.qq.com, after the platform's 2026 move; "
+        "hermes-agent issue 73378, nonebot adapter-qq issue 229)",
+        env="QQ_API_BASE",
+    )
+    token_url: str = _opt(
+        TOKEN_URL,
+        "qq",
+        "app access token endpoint, or an ordered comma-separated list rotated like api_base "
+        "(since 2026-12: bots.qq.com, still issuing tokens in July 2026, then api.bot.qq.com, which serves "
+        "the same path after the platform's 2026 move; nonebot adapter-qq issue 229)",
+        env="QQ_TOKEN_URL",
+    )
     intents: str = _opt(
         DEFAULT_INTENTS, "qq", "intent names, comma separated, or an integer", env="QQ_INTENTS"
     )
@@ -117,8 +137,21 @@ class Settings:
     # Derived values ------------------------------------------------------------------------
 
     @property
+    def api_bases(self) -> tuple[str, ...]:
+        """The REST bases in the order they are tried (`api_base` as a list, or the defaults)."""
+        if self.api_base.strip():
+            return tuple(url.rstrip("/") for url in url_list(self.api_base))
+        return (SANDBOX_API,) if self.sandbox else PRODUCTION_APIS
+
+    @property
+    def token_urls(self) -> tuple[str, ...]:
+        return url_list(self.token_url)
+
+    @property
     def rest_base(self) -> str:
-        return (self.api_base or (SANDBOX_API if self.sandbox else PRODUCTION_API)).rstrip("/")
+        """The first REST base (the one tried first)."""
+        bases = self.api_bases
+        return bases[0] if bases else ""
 
     @property
     def intents_mask(self) -> int:
@@ -141,8 +174,11 @@ class Settings:
         if need_credentials and not (self.app_id and self.app_secret):
             raise ConfigError("QQ_APP_ID and QQ_APP_SECRET are required (environment or --env-file)")
         self.intents_mask  # noqa: B018 - raises ConfigError on a bad value
-        check_url(self.rest_base, "api_base")
-        check_url(self.token_url, "token_url")
+        for name, urls in (("api_base", self.api_bases), ("token_url", self.token_urls)):
+            if not urls:
+                raise ConfigError(f"{name}: no URL given")
+            for url in urls:
+                check_url(url, name)
         return self
 
 
@@ -158,6 +194,11 @@ def parse_intents(value: str | int) -> int:
     if not mask:
         raise ConfigError("intents: none given")
     return mask
+
+
+def url_list(value: str) -> tuple[str, ...]:
+    """An ordered comma-separated list of URLs, blanks dropped."""
+    return tuple(part.strip() for part in value.split(",") if part.strip())
 
 
 def is_loopback_host(host: str | None) -> bool:

@@ -24,14 +24,17 @@ from qqworker.events import LogEvent
 from qqworker.exitcodes import ExitCode
 from qqworker.gateway import Callbacks, drive, open_link
 from qqworker.handlers import Dispatcher, Handler, load_handler
+from qqworker.hostprobe import RESOLVE_TIMEOUT_S, classify, name_failure
+from qqworker.hosts import HostRing, Switch
 from qqworker.logs import log_event
 from qqworker.protocol import Established, GatewayConnection, Session
 from qqworker.reconnect import Decision, ReconnectPolicy, Verdict
-from qqworker.rest import RestClient
+from qqworker.rest import RestClient, RestError
 from qqworker.settings import ConfigError, Settings
 
 log = logging.getLogger("qqworker.worker")
 TOKEN_MARGIN_S = 0.05
+MIN_PROBE_S = 0.2  # the least time a "do the other names resolve?" check gets
 
 
 def attempts_text(attempt: int, max_attempts: int) -> str:
@@ -72,6 +75,9 @@ class Worker:
         self.tokens: TokenManager | None = None
         self.rest: RestClient | None = None
         self.dispatcher: Dispatcher | None = None
+        self.bases = HostRing("api_base", settings.api_bases)
+        self.token_urls = HostRing("token_url", settings.token_urls)
+        self.progress.update(api_base=self.bases.current, token_url=self.token_urls.current)
 
     # Public API ------------------------------------------------------------------------------
 
@@ -89,10 +95,15 @@ class Worker:
         log_event(
             log,
             LogEvent.WORKER_STARTED,
-            f"Worker started for app {s.app_id} (intents {s.intents_mask})",
+            f"Worker started for app {s.app_id} (intents {s.intents_mask}, API base {self.bases.current}, "
+            f"token endpoint {self.token_urls.current})",
             app_id=s.app_id,
             intents=s.intents_mask,
             resume=self.session.resumable,
+            api_base=self.bases.current,
+            token_url=self.token_urls.current,
+            api_bases=list(self.bases.urls),
+            token_urls=list(self.token_urls.urls),
         )
         try:
             handler = self._handler_spec if callable(self._handler_spec) else load_handler(self._handler_spec)
@@ -103,11 +114,11 @@ class Worker:
             http,
             app_id=s.app_id,
             app_secret=s.app_secret,
-            token_url=s.token_url,
+            token_url=self.token_urls.current,
             timeout_s=s.connect_timeout,
         )
         self.rest = RestClient(
-            http, self.tokens, base=s.rest_base, app_id=s.app_id, timeout_s=s.connect_timeout
+            http, self.tokens, base=self.bases.current, app_id=s.app_id, timeout_s=s.connect_timeout
         )
         self.dispatcher = Dispatcher(
             handler, rest=self.rest, concurrency=s.handler_concurrency, queue_size=s.handler_queue
@@ -212,7 +223,7 @@ class Worker:
             LogEvent.GATEWAY_CONNECTING,
             f"Connecting to the gateway ({attempts_text(attempt, self.settings.max_attempts)})",
             attempt=attempt,
-            url=url or f"{self.settings.rest_base}/gateway/bot",
+            url=url or f"{self.bases.current}/gateway/bot",
             resume=self.session.resumable,
         )
         stage = "token"
@@ -220,12 +231,19 @@ class Worker:
             # The request's own timeout comes first, so that it is logged as auth.token_failed.
             remaining = deadline - loop.time()
             token = await within(remaining, self.tokens.authorization(max(0.01, remaining - TOKEN_MARGIN_S)))
+            self.token_urls.succeeded()
             stage = "discovery"
+            discovered = self.rest.cached_gateway_url is None
             url = await within(deadline - loop.time(), self.rest.gateway_url())
+            if discovered:
+                self.bases.succeeded()
             stage = "connect"
             link = await open_link(url, deadline - loop.time())
         except TokenError as exc:
-            return self._attempt_failed(attempt, f"{stage}: {exc}", permanent=exc.permanent)
+            decision = self._attempt_failed(attempt, f"{stage}: {exc}", permanent=exc.permanent)
+            if stage == "token":
+                await self._maybe_switch(self.token_urls, exc, exc.status, deadline)
+            return decision
         except asyncio.TimeoutError:
             if stage == "connect":
                 self.rest.forget_gateway_url()
@@ -233,7 +251,10 @@ class Worker:
         except Exception as exc:  # network errors, handshake refusals, bad answers, bad URLs
             if stage == "connect":
                 self.rest.forget_gateway_url()
-            return self._attempt_failed(attempt, f"{stage}: {describe_error(exc)}")
+            decision = self._attempt_failed(attempt, f"{stage}: {describe_error(exc)}")
+            if stage == "discovery" and isinstance(exc, RestError):
+                await self._maybe_switch(self.bases, exc, exc.status, deadline)
+            return decision
 
         conn = GatewayConnection(
             token=token, intents=self.settings.intents_mask, session=self.session, now=loop.time()
@@ -286,6 +307,42 @@ class Worker:
             code = "" if disconnect.close_code is None else f" (close {disconnect.close_code})"
             self._log_failed(attempt, f"closed before READY{code}: {disconnect.reason}")
         return decision
+
+    # Host agility ----------------------------------------------------------------------------
+
+    async def _maybe_switch(
+        self, ring: HostRing, exc: BaseException, status: int | None, deadline: float
+    ) -> None:
+        """After a failed token or discovery request: move to the ring's next URL if the failure
+        says "wrong host" (hosts.HostRing decides); the next attempt uses it. A name that did not
+        resolve is checked against the other names within what is left of the attempt's bound."""
+        if status == 401:
+            return  # a stale token, not a wrong host
+        failure = classify(getattr(exc, "cause", None) or exc, status)
+        left = deadline - asyncio.get_running_loop().time()
+        failure = await name_failure(failure, ring.others, min(RESOLVE_TIMEOUT_S, max(MIN_PROBE_S, left)))
+        switch = ring.failed(failure)
+        if switch is None:
+            return
+        assert self.tokens is not None and self.rest is not None
+        if switch.kind == "api_base":
+            self.rest.use_base(switch.to_url)
+        else:
+            self.tokens.use_url(switch.to_url)
+        self.progress.update(api_base=self.bases.current, token_url=self.token_urls.current)
+        self._log_switch(switch)
+
+    def _log_switch(self, switch: Switch) -> None:
+        what = "API base" if switch.kind == "api_base" else "token endpoint"
+        log_event(
+            log,
+            LogEvent.BASE_SWITCHED,
+            f"Switching the {what} from {switch.from_url} to {switch.to_url}: {switch.reason}",
+            level=logging.WARNING,
+            **{"from": switch.from_url, "to": switch.to_url},
+            reason=switch.reason,
+            kind=switch.kind,
+        )
 
     # Callbacks from the receive path (keep them instant) ------------------------------------
 

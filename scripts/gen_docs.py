@@ -15,7 +15,7 @@ from pathlib import Path
 from qqworker.closecodes import CLOSE_RULES, NO_CLOSE_FRAME, CloseRule, close_rule
 from qqworker.events import EVENT_DOCS, LogEvent
 from qqworker.exitcodes import ExitCode, exit_meaning
-from qqworker.settings import Settings
+from qqworker.settings import PRODUCTION_APIS, SANDBOX_API, Settings
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 
@@ -29,7 +29,7 @@ def settings_table() -> str:
         key = "—" if meta["secret"] else f"`[{meta['section']}] {f.name}`"
         default = "(required)" if f.name in ("app_id", "app_secret") else f"`{f.default}`"
         if f.name == "api_base":
-            default = "production or sandbox base"
+            default = f"`{','.join(PRODUCTION_APIS)}` (with `--sandbox`: `{SANDBOX_API}`)"
         rows.append(f"| {flag} | {key} | {env} | {default} | {meta['help']} |")
     return "\n".join(rows)
 

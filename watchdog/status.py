@@ -99,6 +99,8 @@ def render(status: dict[str, Any], verdict: str, now: float) -> str:
         ("phase", status.get("phase")),
         ("attempt", status.get("attempt")),
         ("connected since", status.get("connected_since")),
+        ("api base", status.get("api_base")),
+        ("token endpoint", status.get("token_url")),
         ("last beat", _age(status.get("last_beat_age_s"), status.get("updated_at_epoch"), now)),
         (
             "last exit",

@@ -28,6 +28,7 @@ import psutil
 from qqworker.beat import Beat, Phase
 from qqworker.events import LogEvent
 from qqworker.exitcodes import ExitCode, exit_meaning
+from qqworker.hosts import prefer_hosts
 from qqworker.logs import JsonLinesHandler, log_event, rfc3339_utc
 from qqworker.settings import Settings
 from watchdog import process
@@ -64,6 +65,9 @@ class Supervisor:
         self.child: process.Child | None = None
         self.generation = 0
         self.resume: tuple[str, int] | None = None
+        # The API base and token URL the last child used: the next child starts with them.
+        self.api_base: str = settings.rest_base
+        self.token_url: str = settings.token_urls[0] if settings.token_urls else ""
         self.state = "starting"
         self.stop_reason: str | None = None
         self.force_signal: int | None = None
@@ -97,9 +101,12 @@ class Supervisor:
             log,
             LogEvent.WATCHDOG_STARTED,
             f"Watchdog started (heartbeat timeout {self.settings.heartbeat_timeout:g}s, "
-            f"attempt grace {self.settings.attempt_grace:g}s, start method {process.START_METHOD})",
+            f"attempt grace {self.settings.attempt_grace:g}s, start method {process.START_METHOD}; "
+            f"API base {self.api_base}, token endpoint {self.token_url})",
             config=self.settings.public_dict(),
             subreaper=subreaper,
+            api_base=self.api_base,
+            token_url=self.token_url,
         )
         try:
             self.exit_code = self._supervise()
@@ -209,7 +216,8 @@ class Supervisor:
         formatter = self.out.formatter
         if formatter is not None and hasattr(formatter, "generation"):
             formatter.generation = self.generation  # the watchdog's lines name the child they concern
-        child = process.spawn_child(self.settings, self.resume, self.generation)
+        settings = prefer_hosts(self.settings, self.api_base, self.token_url)
+        child = process.spawn_child(settings, self.resume, self.generation)
         self.child = child
         self.policy.child_spawned(self.clock())
         self._helpers = process.helper_pids()
@@ -442,6 +450,10 @@ class Supervisor:
                 self.resume = (beat.session_id, beat.seq)
             elif beat.session_id is None and beat.seq is None:
                 self.resume = None  # the worker dropped its session: the next child identifies
+            if beat.api_base:
+                self.api_base = beat.api_base
+            if beat.token_url:
+                self.token_url = beat.token_url
             previous = self.policy.phase
             self._apply(child, self.policy.beat(now, beat))
             if self.policy.phase is not previous:
@@ -549,6 +561,8 @@ class Supervisor:
             "last_beat_age_s": round(now - policy.last_beat_at, 3) if beat is not None else None,
             "connected_since": _wall(policy.connected_since, now, wall_now) if connected else None,
             "resumable": self.resume is not None,
+            "api_base": self.api_base,
+            "token_url": self.token_url,
             "last_exit": self.last_exit,
             "exit_code": self.exit_code,
             "heartbeat_timeout_s": self.settings.heartbeat_timeout,

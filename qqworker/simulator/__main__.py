@@ -52,6 +52,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="4903 (op 9 first, as in the field) or e.g. 4014 (as documented)",
     )
     p.add_argument("--token-ttl", type=int, default=_DEFAULTS.token_ttl_s, metavar="S")
+    p.add_argument(
+        "--retired",
+        action="store_true",
+        help="answer like a retired API host: 500 on /gateway and /gateway/bot, 404 on the token path",
+    )
     p.add_argument("--allow-remote", action="store_true", help="allow a non-loopback --host")
     p.add_argument("--log-level", default="WARNING", help="stderr log level (default WARNING)")
     return p.parse_args(argv)
@@ -72,6 +77,7 @@ async def serve(args: argparse.Namespace) -> int:
         allowed_intents=args.allowed_intents,
         intent_reject_code=args.intent_reject_code,
         token_ttl_s=args.token_ttl,
+        retired=args.retired,
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -32,6 +32,8 @@ GENERATED_TYPES = (C2C, GROUP_AT, AT_MESSAGE, DIRECT_MESSAGE)
 
 _CN_TZ = timezone(timedelta(hours=8))
 _USERS = 4
+# The group roles the platform reports in `author.member_role` since 2026 (adapter-qq issue 207).
+_ROLES = ("owner", "admin", "member", "member")
 
 
 def now_timestamp() -> str:
@@ -57,11 +59,22 @@ class Identities:
         base = 10_000_000_000_000_000 + secrets.randbelow(10**15)
         self.user_ids = [str(base + i) for i in range(_USERS)]
         self.usernames = [f"user{i + 1}" for i in range(_USERS)]
+        self.bot_openid = secrets.token_hex(16).upper()  # the bot as a group member sees it
         self.guild_id = str(base + 1_000)
         self.channel_id = str(base + 2_000)
         self.dm_guild_id = str(base + 3_000)
 
 
+def msg_idx(message_id: str) -> str:
+    """The `message_scene.ext` entry naming the message for quoting (`REFIDX_...` in captures)."""
+    return f"msg_idx=REFIDX_{message_id[9:]}"
+
+
+# The C2C and group shapes follow live captures of 2026: nonebot/adapter-qq PR 195 (2026-05-15, a
+# GROUP_MESSAGE_CREATE: author.bot, author.username, mentions, message_scene {"ext": ["msg_idx=..."],
+# "source": "default"}) and issue 207 (2026-06-18, a group message: author.member_role owner/admin/member).
+# adapter-qq 1.7.x requires message_scene.ext and, for groups, author.bot and author.member_role.
+# No 2026 capture of a C2C author was found: it keeps the documented fields.
 def payload(kind: str, who: Identities, n: int, message_id: str, content: str, ts: str) -> dict[str, Any]:
     """The reference `d` of one generated event of type `kind` (one of GENERATED_TYPES)."""
     u = n % _USERS
@@ -72,19 +85,36 @@ def payload(kind: str, who: Identities, n: int, message_id: str, content: str, t
             "content": content,
             "id": message_id,
             "timestamp": ts,
-            "message_scene": {"source": "default"},
+            "message_scene": {"ext": [msg_idx(message_id)], "source": "default"},
             "message_type": 0,
         }
     if kind == GROUP_AT:
         openid = who.openids[u]
         return {
-            "author": {"id": openid, "member_openid": openid, "union_openid": openid},
+            "author": {
+                "bot": False,
+                "id": openid,
+                "member_openid": openid,
+                "member_role": _ROLES[u],
+                "union_openid": openid,
+                "username": who.usernames[u],
+            },
             "content": content,
             "group_id": who.group_openid,
             "group_openid": who.group_openid,
             "id": message_id,
+            "mentions": [
+                {
+                    "bot": True,
+                    "id": who.bot_openid,
+                    "is_you": True,
+                    "member_openid": who.bot_openid,
+                    "scope": "single",
+                    "username": who.bot_name,
+                }
+            ],
             "timestamp": ts,
-            "message_scene": {"source": "default"},
+            "message_scene": {"ext": [msg_idx(message_id)], "source": "default"},
             "message_type": 0,
         }
     author = {"avatar": "", "bot": False, "id": who.user_ids[u], "username": who.usernames[u]}
@@ -156,6 +186,7 @@ class EventFactory:
         run = self._run
         out: list[PreparedEvent] = []
         append = out.append
+        # The same shapes as payload() (see the captures named there), as pre-serialised text.
         if kind == C2C:
             heads = [
                 f'{{"author":{{"id":"{o}","user_openid":"{o}","union_openid":"{o}"}},' for o in who.openids
@@ -168,14 +199,22 @@ class EventFactory:
                         f"{kind}:{opaque}",
                         mid,
                         f'{heads[n % _USERS]}"content":"message {n}","id":"{mid}","timestamp":"{ts}",'
-                        '"message_scene":{"source":"default"},"message_type":0}',
+                        f'"message_scene":{{"ext":["msg_idx=REFIDX_{opaque}"],"source":"default"}},'
+                        '"message_type":0}',
                     )
                 )
         elif kind == GROUP_AT:
             g = who.group_openid
             heads = [
-                f'{{"author":{{"id":"{o}","member_openid":"{o}","union_openid":"{o}"}},' for o in who.openids
+                f'{{"author":{{"bot":false,"id":"{o}","member_openid":"{o}","member_role":"{_ROLES[u]}",'
+                f'"union_openid":"{o}","username":{dumps(who.usernames[u])}}},'
+                for u, o in enumerate(who.openids)
             ]
+            b = who.bot_openid
+            mentions = (
+                f'"mentions":[{{"bot":true,"id":"{b}","is_you":true,"member_openid":"{b}",'
+                f'"scope":"single","username":{dumps(who.bot_name)}}}],'
+            )
             for n in range(first, first + count):
                 opaque = f"{run}{n:010x}"
                 mid = f"ROBOT1.0_{opaque}"
@@ -184,7 +223,9 @@ class EventFactory:
                         f"{kind}:{opaque}",
                         mid,
                         f'{heads[n % _USERS]}"content":"message {n}","group_id":"{g}","group_openid":"{g}",'
-                        f'"id":"{mid}","timestamp":"{ts}","message_scene":{{"source":"default"}},"message_type":0}}',
+                        f'"id":"{mid}",{mentions}"timestamp":"{ts}",'
+                        f'"message_scene":{{"ext":["msg_idx=REFIDX_{opaque}"],"source":"default"}},'
+                        '"message_type":0}',
                     )
                 )
         else:

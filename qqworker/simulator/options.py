@@ -39,6 +39,9 @@ class SimOptions:
     close_timeout_s: float = 2.0
     send_timeout_s: float = 10.0
     max_replies_kept: int = 1000
+    # Answer like a host the platform has retired (api.sgroup.qq.com in 2026, hermes-agent issue 73378):
+    # HTTP 500 on /gateway and /gateway/bot, 404 on the token path; everything else as usual.
+    retired: bool = False
 
     @property
     def idle_timeout_s(self) -> float | None:

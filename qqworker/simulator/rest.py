@@ -26,6 +26,20 @@ AUTH_MISSING = 11244
 MSG_ID_INVALID = 40034024
 PROACTIVE_DENIED = 40034105
 DUPLICATE_MSG_SEQ = 40054005
+RETIRED_INTERNAL = 500  # a retired host's discovery: HTTP 500 (hermes-agent issue 73378, 2026-07-28)
+RETIRED_NOT_FOUND = 404
+
+
+def retired_answer(request: web.Request, status: int) -> web.Response | None:
+    """With `--retired`: the answer of a host the platform has moved away from, else None."""
+    sim = request.app[SIM_KEY]
+    if not sim.options.retired:
+        return None
+    sim.state.counters["retired_answers"] += 1
+    message = "internal error" if status >= 500 else "not found"
+    code = RETIRED_INTERNAL if status >= 500 else RETIRED_NOT_FOUND
+    return error_response(status, code, message)
+
 
 _reply_numbers = itertools.count(1)
 _RUN = secrets.token_hex(4)
@@ -53,6 +67,9 @@ async def access_token(request: web.Request) -> web.Response:
     sim = request.app[SIM_KEY]
     counters = sim.state.counters
     counters["token_requests"] += 1
+    retired = retired_answer(request, 404)
+    if retired is not None:
+        return retired
     if sim.outages.active("token_error"):
         counters["token_errors"] += 1
         return json_response({"code": TOKEN_INTERNAL, "message": "internal error"}, status=500)
@@ -73,12 +90,18 @@ async def access_token(request: web.Request) -> web.Response:
 
 
 async def gateway(request: web.Request) -> web.Response:
+    retired = retired_answer(request, 500)
+    if retired is not None:
+        return retired
     if not authorized(request):
         return unauthorized()
     return json_response({"url": request.app[SIM_KEY].gateway_url})
 
 
 async def gateway_bot(request: web.Request) -> web.Response:
+    retired = retired_answer(request, 500)
+    if retired is not None:
+        return retired
     if not authorized(request):
         return unauthorized()
     sim = request.app[SIM_KEY]

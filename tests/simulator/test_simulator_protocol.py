@@ -120,6 +120,21 @@ async def test_discovery_and_profile(sim: Simulator, http: aiohttp.ClientSession
     assert int(me["id"]) > 0 and isinstance(me["id"], str) and me["username"]
 
 
+async def test_a_retired_host_fails_discovery_and_the_token_path(http: aiohttp.ClientSession):
+    async with Simulator(heartbeat_interval_ms=5000, retired=True) as retired:
+        body = {"appId": retired.app_id, "clientSecret": retired.app_secret}
+        resp = await http.post(retired.token_url, json=body)
+        assert resp.status == 404 and resp.headers["Content-Type"] == "application/json"
+        for path in ("/gateway", "/gateway/bot"):
+            resp = await http.get(f"{retired.api_base}{path}", headers=auth("anything"))
+            assert resp.status == 500 and "X-Tps-trace-ID" in resp.headers
+            answer = await resp.json()
+            assert answer["code"] == 500 and answer["trace_id"] == resp.headers["X-Tps-trace-ID"]
+        # Everything else answers as usual (an unauthorised profile request: 401).
+        assert (await http.get(f"{retired.api_base}/users/@me")).status == 401
+        assert retired.state.counters["retired_answers"] == 3
+
+
 @pytest.mark.parametrize("header", [None, "Bearer x", "QQBot ", "QQBot not-a-token", "Bot 102000001.x"])
 @pytest.mark.parametrize("path", ["/gateway", "/gateway/bot", "/users/@me"])
 async def test_rest_requires_qqbot_token(sim: Simulator, http: aiohttp.ClientSession, header: Any, path: str):

@@ -43,6 +43,9 @@ class Progress:
     # When set, the beat's seq comes from it (read at each beat) rather than from `seq`.
     seq_source: Callable[[], int | None] | None = field(default=None, repr=False)
     on_change: Callable[[], None] | None = field(default=None, repr=False)
+    ack_rtt_s: float | None = None  # the last gateway heartbeat's round trip (sent -> ACK)
+    # When set, (handled, failed, dropped, queued) of the handler dispatcher, read at each beat.
+    delivery_source: Callable[[], tuple[int, int, int, int]] | None = field(default=None, repr=False)
 
     def update(self, **changes: Any) -> None:
         """Sets fields and tells the listener (the pipe beater beats at once on every change)."""
@@ -73,7 +76,20 @@ class Progress:
             ack_age_s=age(self.last_ack_at) if self.phase is Phase.CONNECTED else None,
             connected_for_s=age(self.connected_since) if self.phase is Phase.CONNECTED else None,
             heartbeat_interval_s=self.heartbeat_interval_s,
+            ack_rtt_s=self.ack_rtt_s if self.phase is Phase.CONNECTED else None,
+            **self._delivery(),
         )
+
+    def _delivery(self) -> dict[str, int]:
+        if self.delivery_source is None:
+            return {}
+        handled, failed, dropped, queued = self.delivery_source()
+        return {
+            "events_handled": handled,
+            "events_failed": failed,
+            "events_dropped": dropped,
+            "queued": queued,
+        }
 
 
 @dataclass(frozen=True)
@@ -87,6 +103,12 @@ class Beat:
     ack_age_s: float | None = None  # CONNECTED: since the last gateway heartbeat ACK (or READY)
     connected_for_s: float | None = None
     heartbeat_interval_s: float | None = None  # the gateway's, from Hello
+    ack_rtt_s: float | None = None  # CONNECTED: the last heartbeat's round trip to its ACK
+    # The handler dispatcher's totals since the worker started, and the events waiting in its queue.
+    events_handled: int | None = None
+    events_failed: int | None = None
+    events_dropped: int | None = None
+    queued: int | None = None
 
     def encode(self) -> bytes:
         return json.dumps(asdict(self), separators=(",", ":")).encode()

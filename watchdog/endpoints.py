@@ -93,6 +93,7 @@ class _Client:
     deadline: float
     inbox: bytearray = field(default_factory=bytearray)
     outbox: memoryview | None = None
+    done: bool = False  # answered and shut for writing: reading to the peer's EOF, discarding
 
 
 class HttpServer:
@@ -149,7 +150,7 @@ class HttpServer:
         client = self.clients.get(fd)
         if client is None:
             return
-        if client.outbox is not None:
+        if client.outbox is not None and not client.done:
             self._send(fd, client)
             return
         try:
@@ -161,6 +162,8 @@ class HttpServer:
         if not data:
             self._close(fd)
             return
+        if client.outbox is not None:
+            return  # after the answer (or while it is sent): what else comes is discarded
         client.inbox += data[: MAX_REQUEST - len(client.inbox)]
         parsed = parse_request(bytes(client.inbox))
         if parsed is None:
@@ -196,7 +199,14 @@ class HttpServer:
             return
         client.outbox = client.outbox[sent:]
         if not client.outbox:
-            self._close(fd)
+            # Closing with unread input would reset the connection and could destroy the answer in
+            # flight: shut for writing and read to the client's EOF (bounded by the deadline).
+            client.done = True
+            try:
+                client.sock.shutdown(socket.SHUT_WR)
+                self.sel.modify(client.sock, selectors.EVENT_READ, self._handler(fd))
+            except (OSError, KeyError, ValueError):
+                self._close(fd)
 
     def _close(self, fd: int) -> None:
         client = self.clients.pop(fd, None)

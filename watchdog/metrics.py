@@ -4,8 +4,8 @@ One custom collector in a private registry (not the library's global one, whose 
 GC collectors would describe the watchdog, not the bot): values are read from the monitor at scrape
 time, so nothing is updated on the supervision loop's hot path.
 
-prometheus-client pulls in http.client and ssl (~6 MB), so this module is imported only when the
-endpoints are on (`--http`).
+prometheus-client pulls in http.client and ssl (~7 MB resident), so this module is imported only at
+the first scrape of /metrics.
 """
 
 from __future__ import annotations

@@ -1,5 +1,8 @@
 """Spawning the worker child and ending whole process trees: the watchdog's process handling.
 
+The standard library's `multiprocessing`, not `multiprocess`: the spawn target and its arguments are
+plain picklable objects, so dill buys nothing and would cost the watchdog 3.5 MB resident.
+
 Start method: `spawn` (measured and argued in the README, "Supervision model"): the child is a fresh
 interpreter that inherits no lock, thread, event loop or socket of the watchdog, and it is the
 watchdog's direct child, so the kernel's parent-death signal and the exit status work without any
@@ -12,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import logging
+import multiprocessing
 import os
 import signal
 import time
@@ -19,7 +23,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import multiprocess
 import psutil
 
 from qqworker.child import run_child
@@ -45,7 +48,7 @@ def become_subreaper() -> bool:
 class Child:
     """One spawned worker and the watchdog's ends of its two pipes (raw, non-blocking fds)."""
 
-    process: Any  # multiprocess.Process
+    process: Any  # multiprocessing.Process
     pid: int
     generation: int
     log_fd: int
@@ -65,8 +68,29 @@ class Child:
         self.log_fd = self.beat_fd = -1
 
 
+def no_resource_tracker() -> bool:
+    """Keeps `spawn` from starting multiprocessing's resource tracker, a ~17 MB helper process.
+
+    The tracker exists to unlink named semaphores and shared memory a crashed process leaves behind;
+    neither the watchdog nor the worker creates any (the pipes are plain fds). So the tracker's fd is
+    pointed at /dev/null: `ensure_running` finds it "alive", the child inherits it, and a registration,
+    should one ever come, is discarded. True when done; False (the tracker starts as before) if
+    multiprocessing's private layout has moved.
+    """
+    try:
+        from multiprocessing import resource_tracker
+
+        tracker = resource_tracker._resource_tracker
+        if getattr(tracker, "_fd", 0) is None and getattr(tracker, "_pid", 0) is None:
+            tracker._fd = os.open(os.devnull, os.O_WRONLY)
+        return tracker._pid is None and tracker._check_alive()
+    except Exception:  # private API: if it moved, the real tracker is the safe fallback
+        return False
+
+
 def spawn_child(settings: Settings, resume: tuple[str, int] | None, generation: int) -> Child:
-    ctx = multiprocess.get_context(START_METHOD)
+    no_resource_tracker()
+    ctx = multiprocessing.get_context(START_METHOD)
     log_r, log_w = ctx.Pipe(duplex=False)
     beat_r, beat_w = ctx.Pipe(duplex=False)
     process = ctx.Process(
@@ -107,7 +131,7 @@ def remember_tree(child: Child) -> None:
 
 def strays(child: Child, helpers: set[int]) -> list[psutil.Process]:
     """Processes the child left behind: its known descendants still alive, and orphans re-parented
-    to us (we are a subreaper) that are neither the child nor a helper of `multiprocess`."""
+    to us (we are a subreaper) that are neither the child nor a helper of `multiprocessing`."""
     found: dict[int, psutil.Process] = {}
     for pid, created in list(child.known.items()):
         try:
@@ -129,10 +153,10 @@ def strays(child: Child, helpers: set[int]) -> list[psutil.Process]:
 
 
 def helper_pids() -> set[int]:
-    """multiprocess's own helper processes (the resource tracker): never treated as strays."""
+    """multiprocessing's own helper processes (the resource tracker, if one runs): never strays."""
     pids = set()
     try:
-        from multiprocess import resource_tracker
+        from multiprocessing import resource_tracker
 
         pid = getattr(resource_tracker._resource_tracker, "_pid", None)
         if pid:
@@ -141,7 +165,7 @@ def helper_pids() -> set[int]:
         pass
     for proc in psutil.Process().children():
         try:
-            if any("multiprocess.resource_tracker" in part for part in proc.cmdline()):
+            if any("resource_tracker" in part for part in proc.cmdline()):
                 pids.add(proc.pid)
         except psutil.Error:
             pass
@@ -155,7 +179,7 @@ def send(procs: list[psutil.Process], sig: int) -> None:
 
 
 def alive(procs: list[psutil.Process], child: Child | None = None) -> list[psutil.Process]:
-    """Those not yet gone; our own children are reaped here (except the worker: multiprocess reaps it)."""
+    """Those not yet gone; our own children are reaped here (except the worker: multiprocessing reaps it)."""
     left = []
     for proc in procs:
         if child is not None and proc.pid == child.pid:

@@ -1,4 +1,4 @@
-"""Measures how long each `multiprocess` start method takes to give the watchdog a working child.
+"""Measures how long each `multiprocessing` start method takes to give the watchdog a working child.
 
 `python -m watchdog.start_methods [--runs N] [--json]`: from `Process.start()` until the child has
 imported what the worker needs (aiohttp, websockets) and answered over a pipe, median of N runs,
@@ -11,12 +11,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import multiprocessing
 import statistics
 import threading
 import time
 from typing import Any
-
-import multiprocess
 
 HEAVY_MODULES = ("aiohttp", "websockets.asyncio.client", "qqworker.logs", "qqworker.settings")
 
@@ -62,12 +61,12 @@ async def _run(runs: int) -> dict[str, dict[str, float]]:
     try:
         for label, preload in variants:
             method = label.split("+")[0]
-            ctx = multiprocess.get_context(method)
+            ctx = multiprocessing.get_context(method)
             if preload:
                 ctx.set_forkserver_preload(list(preload))
             if method == "forkserver":
                 # A fresh server per variant so the preload setting applies.
-                from multiprocess import forkserver
+                from multiprocessing import forkserver
 
                 forkserver._forkserver._stop()
             times = _measure(ctx, runs + 1)[1:]  # the first run pays for starting helpers

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+import psutil
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -93,6 +94,8 @@ def test_readyz_and_metrics_follow_a_4009_cycle_a_black_hole_and_a_respawn(
     assert first[("qqwatchdog_connected", ())] == 1
     assert first[("qqwatchdog_connection_attempts_total", (("outcome", "identified"),))] == 1
     assert first[("qqwatchdog_worker_rss_bytes", ())] > 10e6
+    # Footprint: the watchdog starts no helper process (no resource tracker): its one child is the worker.
+    assert [p.pid for p in psutil.Process(wd.pid).children()] == [wd.child_pid()]
     # Events handled reach the counter through the beat.
     a, b = wd.send("hello", count=3)
     wd.wait_all_delivered(a, b)

@@ -27,6 +27,7 @@ import statistics
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -274,14 +275,54 @@ stdout_logfile={work}/supervisord-worker.log
 """
 
 
+SCRAPE_EVERY_S = 15.0  # a common Prometheus scrape interval
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def scrape(port: int) -> None:
+    """What a Prometheus and a readiness probe ask, every SCRAPE_EVERY_S: /readyz and /metrics."""
+    for path in ("/readyz", "/metrics"):
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as answer:
+                answer.read()
+        except urllib.error.HTTPError:
+            pass  # a 503 from /readyz is an answer too
+
+
+def supervisor_side_rss_mb(handle: psutil.Process, worker: Callable[[psutil.Process], bool]) -> float:
+    """The supervisor and every process it started that is not the worker (or under it): helpers such as
+    a resource tracker count, the bot does not."""
+    total = handle.memory_info().rss
+    for child in handle.children():
+        try:
+            if worker(child):
+                continue
+            total += sum(p.memory_info().rss for p in (child, *child.children(recursive=True)))
+        except psutil.Error:
+            pass
+    return total / 2**20
+
+
 def idle(plan: Plan, bench_py: Path | None) -> dict[str, Any]:
     """The watchdog and supervisord, each supervising `python -m qqworker` connected to the same simulator,
-    measured over the same idle seconds: the supervisor process alone (RSS at the end, CPU in the window)."""
+    measured over the same idle seconds: the supervisor process alone (RSS at the end, CPU in the window)
+    and every supervisor-side process in total. The watchdog serves its HTTP endpoints, scraped
+    (/readyz + /metrics) every SCRAPE_EVERY_S as Prometheus and a readiness probe would."""
     WORK.mkdir(parents=True, exist_ok=True)
     sim = Simulator()
     procs: dict[str, Proc] = {}
+    port = free_port()
+    status_file = WORK / "idle.status.json"
     try:
-        procs["watchdog"] = Proc(watchdog_args(WORK / "idle.status.json", ()), env=sim.env(), cwd=WORK)
+        http = ("--http", f"127.0.0.1:{port}")
+        procs["watchdog"] = Proc(watchdog_args(status_file, http), env=sim.env(), cwd=WORK)
         if bench_py is not None:
             env = sim.env()
             names = ("QQ_APP_ID", "QQ_APP_SECRET", "QQ_API_BASE", "QQ_TOKEN_URL", "PYTHONPATH")
@@ -294,11 +335,25 @@ def idle(plan: Plan, bench_py: Path | None) -> dict[str, Any]:
         time.sleep(2)
         handles = {name: psutil.Process(p.pid) for name, p in procs.items()}
         cpu0 = {name: sum(h.cpu_times()[:2]) for name, h in handles.items()}
-        time.sleep(plan.idle_s)
-        result: dict[str, Any] = {}
+        end = time.monotonic() + plan.idle_s
+        scrapes = 0
+        while True:
+            scrape(port)
+            scrapes += 1
+            if time.monotonic() + SCRAPE_EVERY_S >= end:
+                break
+            time.sleep(SCRAPE_EVERY_S)
+        time.sleep(max(0.0, end - time.monotonic()))
+        worker_pid = json.loads(status_file.read_text())["child_pid"]
+        is_worker = {
+            "watchdog": lambda p: p.pid == worker_pid,
+            "supervisord": lambda p: any("qqworker" in part for part in p.cmdline()),
+        }
+        result: dict[str, Any] = {"watchdog_idle_scrapes": scrapes}
         for name, handle in handles.items():
             result[f"{name}_idle_cpu_s"] = sum(handle.cpu_times()[:2]) - cpu0[name]
             result[f"{name}_idle_rss_mb"] = handle.memory_info().rss / 2**20
+            result[f"{name}_idle_rss_total_mb"] = supervisor_side_rss_mb(handle, is_worker[name])
             children = handle.children(recursive=True)
             result[f"{name}_children"] = len(children)
     finally:
@@ -430,6 +485,11 @@ def rows(figures: dict[str, Any], settings: dict[str, str]) -> list[tuple[str, s
          f"{num('supervisord_idle_rss_mb', '{:.1f}')} MB", settings["idle"]),
         ("idle CPU: watchdog / supervisord", f"{num('watchdog_idle_cpu_s', '{:.2f}')} / "
          f"{num('supervisord_idle_cpu_s', '{:.2f}')} s", settings["idle"]),
+        *([("idle RSS, every supervisor-side process: watchdog / supervisord",
+            f"{num('watchdog_idle_rss_total_mb', '{:.1f}')} / "
+            f"{num('supervisord_idle_rss_total_mb', '{:.1f}')} MB",
+            "the supervisor and any helper it starts (a resource tracker...), not the worker")]
+          if "watchdog_idle_rss_total_mb" in f else []),
         ("start → child answered: spawn / forkserver / forkserver+preload / fork",
          " / ".join(num(f"start_{m}_ms", "{:.0f}") for m in START_METHODS) + " ms",
          "python -m watchdog.start_methods, median"),
@@ -508,6 +568,8 @@ def main() -> int:
     if ARGS.profile or ARGS.no_profile:
         plan = Plan(**{**asdict(plan), "profile": ARGS.profile and not ARGS.no_profile})
     started = time.monotonic()
+    if ARGS.only == "idle":
+        plan = Plan(**{**asdict(plan), "profile": False})
     bench_py = bench_env.ensure(say) if (plan.peers or plan.profile) else None
     figures: dict[str, Any] = {}
     settings = {
@@ -519,9 +581,12 @@ def main() -> int:
                                    "retry 2–60 s, stop timeout 10 s, respawn from 1 s)"),
         "outage": f"{plan.outage_s:g} s",
         "idle": f"{plan.idle_s:g} s idle, both supervising `python -m qqworker` connected to one simulator; "
+                f"watchdog with --http, /readyz + /metrics scraped every {SCRAPE_EVERY_S:g} s; "
                 "supervisor process alone",
     }  # fmt: skip
 
+    if ARGS.only == "idle":
+        return only_idle(plan, bench_py, settings)
     say(f"bench: throughput, {plan.rounds} × {plan.events:,} events per client")
     worker = throughput("worker", plan, bench_py, growth=True)
     figures.update(events_per_s=worker["events_per_s"], cpu_us_per_event=worker["cpu_us_per_event"],
@@ -554,14 +619,7 @@ def main() -> int:
         f"freeze → connected {figures['freeze_to_connected_s']:.2f} s"
     )
 
-    say(f"bench: supervisors idle for {plan.idle_s:g} s")
-    figures["supervisord_idle_rss_mb"] = figures["supervisord_idle_cpu_s"] = None
-    figures.update(idle(plan, bench_py if plan.peers else None))
-    say(
-        f"  watchdog {figures['watchdog_idle_rss_mb']:.1f} MB, {figures['watchdog_idle_cpu_s']:.2f} s CPU; "
-        f"supervisord {figures['supervisord_idle_rss_mb'] or 0:.1f} MB, "
-        f"{figures['supervisord_idle_cpu_s'] or 0:.2f} s CPU"
-    )
+    figures.update(idle_figures(plan, bench_py))
 
     say("bench: multiprocess start methods")
     try:
@@ -600,6 +658,33 @@ def main() -> int:
     return 0
 
 
+def idle_figures(plan: Plan, bench_py: Path | None) -> dict[str, Any]:
+    say(f"bench: supervisors idle for {plan.idle_s:g} s")
+    figures: dict[str, Any] = {"supervisord_idle_rss_mb": None, "supervisord_idle_cpu_s": None,
+                               "supervisord_idle_rss_total_mb": None}  # fmt: skip
+    figures.update(idle(plan, bench_py if plan.peers else None))
+    say(
+        f"  watchdog {figures['watchdog_idle_rss_mb']:.1f} MB "
+        f"({figures['watchdog_idle_rss_total_mb']:.1f} MB with its helpers), "
+        f"{figures['watchdog_idle_cpu_s']:.2f} s CPU; "
+        f"supervisord {figures['supervisord_idle_rss_mb'] or 0:.1f} MB "
+        f"({figures['supervisord_idle_rss_total_mb'] or 0:.1f} MB), "
+        f"{figures['supervisord_idle_cpu_s'] or 0:.2f} s CPU"
+    )
+    return figures
+
+
+def only_idle(plan: Plan, bench_py: Path | None, settings: dict[str, str]) -> int:
+    """`--only idle`: the supervisors' idle figures alone (never written to the README or the results)."""
+    figures = idle_figures(plan, bench_py)
+    for label, measured, setting in rows(figures, settings):
+        if label.startswith("idle"):
+            say(f"  {label}: {measured} ({setting})")
+    if ARGS.json:
+        print(json.dumps({k: (round(v, 4) if isinstance(v, float) else v) for k, v in figures.items()}))
+    return 0
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -613,6 +698,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--profile", action="store_true", help="profile the worker (default in the full run)")
     parser.add_argument("--check-readme", action="store_true", help="README table == docs/bench-results.json")
+    parser.add_argument(
+        "--only", choices=["idle"], help="measure only this part (idle: the supervisors' RSS and CPU at idle)"
+    )
     parser.add_argument("--no-profile", action="store_true", help="skip the pyinstrument profile")
     parser.add_argument(
         "--update-readme", action="store_true", help="write docs/bench-results.json and the README table"

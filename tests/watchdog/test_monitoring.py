@@ -23,6 +23,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.support import SimulatorProcess, assert_no_secret, wait_until
+from tests.unit.test_grafana import check as check_dashboard
 from tests.watchdog.wd_harness import SLACK, Watchdog, closed_port
 
 GATEWAY_HEARTBEAT_S = 0.5
@@ -141,6 +142,7 @@ def test_readyz_and_metrics_follow_a_4009_cycle_a_black_hole_and_a_respawn(
     assert after[("qqwatchdog_worker_generation", ())] == 2
     assert after[("qqwatchdog_events_total", (("outcome", "handled"),))] >= 3
     assert after[("qqwatchdog_reconnects_total", (("close_code", "4009"),))] == 1
+    check_dashboard(get(port, "/metrics")[1].decode())  # the Grafana dashboard's queries, on the real thing
     wd.finish()
 
 

@@ -276,6 +276,7 @@ stdout_logfile={work}/supervisord-worker.log
 
 
 SCRAPE_EVERY_S = 15.0  # a common Prometheus scrape interval
+SCRAPED = {"metrics": "/readyz + /metrics", "probes": "/healthz + /readyz"}
 
 
 def free_port() -> int:
@@ -287,8 +288,9 @@ def free_port() -> int:
 
 
 def scrape(port: int) -> None:
-    """What a Prometheus and a readiness probe ask, every SCRAPE_EVERY_S: /readyz and /metrics."""
-    for path in ("/readyz", "/metrics"):
+    """What a Prometheus and a readiness probe ask, every SCRAPE_EVERY_S: /readyz and /metrics
+    (`--scrape probes`: /healthz and /readyz only, as Kubernetes probes or an Uptime Kuma HTTP monitor)."""
+    for path in SCRAPED[ARGS.scrape].split(" + "):
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as answer:
                 answer.read()
@@ -296,15 +298,24 @@ def scrape(port: int) -> None:
             pass  # a 503 from /readyz is an answer too
 
 
-def supervisor_side_rss_mb(handle: psutil.Process, worker: Callable[[psutil.Process], bool]) -> float:
+def supervisor_side_mb(
+    handle: psutil.Process, worker: Callable[[psutil.Process], bool], kind: str = "rss"
+) -> float:
     """The supervisor and every process it started that is not the worker (or under it): helpers such as
-    a resource tracker count, the bot does not."""
-    total = handle.memory_info().rss
+    a resource tracker count, the bot does not. `kind` rss, or pss (shared pages split among the
+    processes mapping them: libpython and libcrypto are shared with the worker)."""
+    procs = [handle]
     for child in handle.children():
         try:
-            if worker(child):
-                continue
-            total += sum(p.memory_info().rss for p in (child, *child.children(recursive=True)))
+            if not worker(child):
+                procs += [child, *child.children(recursive=True)]
+        except psutil.Error:
+            pass
+    total = 0
+    for proc in procs:
+        try:
+            info = proc.memory_full_info() if kind == "pss" else proc.memory_info()
+            total += getattr(info, kind)
         except psutil.Error:
             pass
     return total / 2**20
@@ -353,7 +364,8 @@ def idle(plan: Plan, bench_py: Path | None) -> dict[str, Any]:
         for name, handle in handles.items():
             result[f"{name}_idle_cpu_s"] = sum(handle.cpu_times()[:2]) - cpu0[name]
             result[f"{name}_idle_rss_mb"] = handle.memory_info().rss / 2**20
-            result[f"{name}_idle_rss_total_mb"] = supervisor_side_rss_mb(handle, is_worker[name])
+            result[f"{name}_idle_rss_total_mb"] = supervisor_side_mb(handle, is_worker[name])
+            result[f"{name}_idle_pss_total_mb"] = supervisor_side_mb(handle, is_worker[name], "pss")
             children = handle.children(recursive=True)
             result[f"{name}_children"] = len(children)
     finally:
@@ -490,6 +502,11 @@ def rows(figures: dict[str, Any], settings: dict[str, str]) -> list[tuple[str, s
             f"{num('supervisord_idle_rss_total_mb', '{:.1f}')} MB",
             "the supervisor and any helper it starts (a resource tracker...), not the worker")]
           if "watchdog_idle_rss_total_mb" in f else []),
+        *([("idle PSS, every supervisor-side process: watchdog / supervisord",
+            f"{num('watchdog_idle_pss_total_mb', '{:.1f}')} / "
+            f"{num('supervisord_idle_pss_total_mb', '{:.1f}')} MB",
+            "proportional set size: pages shared with the worker (libpython, libcrypto) split between them")]
+          if "watchdog_idle_pss_total_mb" in f else []),
         ("start → child answered: spawn / forkserver / forkserver+preload / fork",
          " / ".join(num(f"start_{m}_ms", "{:.0f}") for m in START_METHODS) + " ms",
          "python -m watchdog.start_methods, median"),
@@ -581,7 +598,7 @@ def main() -> int:
                                    "retry 2–60 s, stop timeout 10 s, respawn from 1 s)"),
         "outage": f"{plan.outage_s:g} s",
         "idle": f"{plan.idle_s:g} s idle, both supervising `python -m qqworker` connected to one simulator; "
-                f"watchdog with --http, /readyz + /metrics scraped every {SCRAPE_EVERY_S:g} s; "
+                f"watchdog with --http, {SCRAPED[ARGS.scrape]} scraped every {SCRAPE_EVERY_S:g} s; "
                 "supervisor process alone",
     }  # fmt: skip
 
@@ -661,7 +678,8 @@ def main() -> int:
 def idle_figures(plan: Plan, bench_py: Path | None) -> dict[str, Any]:
     say(f"bench: supervisors idle for {plan.idle_s:g} s")
     figures: dict[str, Any] = {"supervisord_idle_rss_mb": None, "supervisord_idle_cpu_s": None,
-                               "supervisord_idle_rss_total_mb": None}  # fmt: skip
+                               "supervisord_idle_rss_total_mb": None,
+                               "supervisord_idle_pss_total_mb": None}  # fmt: skip
     figures.update(idle(plan, bench_py if plan.peers else None))
     say(
         f"  watchdog {figures['watchdog_idle_rss_mb']:.1f} MB "
@@ -698,6 +716,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--profile", action="store_true", help="profile the worker (default in the full run)")
     parser.add_argument("--check-readme", action="store_true", help="README table == docs/bench-results.json")
+    parser.add_argument(
+        "--scrape", choices=["metrics", "probes"], default="metrics",
+        help="what the idle watchdog is asked every 15 s: /readyz + /metrics (default) or /healthz + /readyz",
+    )  # fmt: skip
     parser.add_argument(
         "--only", choices=["idle"], help="measure only this part (idle: the supervisors' RSS and CPU at idle)"
     )

@@ -193,6 +193,8 @@ class Monitor:
     def _not_ready_reason(self, supervisor_state: str) -> str | None:
         if not self.child_running:
             return f"no worker ({supervisor_state})"
+        if supervisor_state in ("killing", "stopping"):
+            return f"the worker is being ended ({supervisor_state})"
         beat = self.beat
         if beat is None:
             return "worker starting"

@@ -133,6 +133,8 @@ class Monitoring:
         return min((t for t in times if t is not None), default=None)
 
     def close(self) -> None:
+        # The push thread is a daemon holding nothing to clean up: a request in flight at exit is
+        # abandoned (it is bounded by its timeout anyway), so stopping never waits for the monitor.
         if self.server is not None:
             self.server.close()
             self.server = None

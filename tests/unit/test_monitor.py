@@ -71,6 +71,13 @@ def test_ready_only_when_connected_beating_and_acks_fresh(mon: Monitor, clock: C
     assert mon.readiness("running").ready
 
 
+def test_a_worker_being_killed_or_stopped_is_not_ready(mon: Monitor) -> None:
+    mon.child_spawned()
+    connect(mon)
+    assert mon.readiness("killing").reason == "the worker is being ended (killing)"
+    assert mon.readiness("stopping").reason == "the worker is being ended (stopping)"
+
+
 def test_a_silent_worker_is_not_ready_even_if_its_last_beat_said_connected(
     mon: Monitor, clock: Clock
 ) -> None:

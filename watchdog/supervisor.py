@@ -6,8 +6,9 @@ give up (69) or stop (78). It also owns the process's signals (SIGTERM/SIGINT st
 forces, SIGHUP reopens the log file, SIGCHLD wakes it), the status file and the systemd
 notifications.
 
-One thread and one `selectors` loop: the two pipes, and the signal wake-up pipe (`signal.set_wakeup_fd`:
-the kernel-level handler writes the signal's number there). Every wait is bounded by the next thing
+One thread and one `selectors` loop: the two pipes, the signal wake-up pipe (`signal.set_wakeup_fd`:
+the kernel-level handler writes the signal's number there) and, with `--http`, the endpoints' sockets
+(`watchdog.monitoring`). Every wait is bounded by the next thing
 due: a policy deadline, the status file, a systemd ping, a kill under way. No asyncio here: it would
 load ssl and cost the supervisor a third more memory for nothing it needs.
 """

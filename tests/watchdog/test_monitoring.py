@@ -74,6 +74,10 @@ def value(port: int, name: str, **labels: str) -> float:
     return metrics(port).get((name, tuple(sorted(labels.items()))), 0.0)
 
 
+def total(samples: dict[tuple[str, tuple[tuple[str, str], ...]], float], name: str) -> float:
+    return sum(v for (n, _), v in samples.items() if n == name)
+
+
 def wait_ready(port: int, ready: bool, timeout: float) -> float:
     """Polls /readyz until it answers 200 (ready) or 503; returns when that was first seen."""
     want = 200 if ready else 503
@@ -117,6 +121,7 @@ def test_readyz_and_metrics_follow_a_4009_cycle_a_black_hole_and_a_respawn(
     wait_ready(port, True, 10)
 
     # A black hole: the live link goes silent; /readyz says so within the ACK bound, and recovers.
+    lost_before = total(metrics(port), "qqwatchdog_reconnects_total")
     mark = wd.process.mark()
     started = time.monotonic()
     sim.control("/_sim/outage", {"mode": "blackhole", "seconds": 3.0})
@@ -128,6 +133,7 @@ def test_readyz_and_metrics_follow_a_4009_cycle_a_black_hole_and_a_respawn(
     wd.connected(after=mark)
     wait_ready(port, True, 10)
     assert value(port, "qqwatchdog_connected") == 1
+    assert total(metrics(port), "qqwatchdog_reconnects_total") > lost_before  # the outage's lost link
 
     # A respawn: the worker is SIGKILLed; readiness drops, the watchdog keeps answering, the respawn is
     # counted with its reason, and the counters keep their totals across generations.

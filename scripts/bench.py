@@ -298,6 +298,26 @@ def scrape(port: int) -> None:
             pass  # a 503 from /readyz is an answer too
 
 
+def request_cost(port: int, handle: psutil.Process, path: str, n: int = 200) -> dict[str, float]:
+    """The watchdog's CPU per request of `path` and the client-side median latency, over n requests."""
+    scrape_url = f"http://127.0.0.1:{port}{path}"
+
+    def one() -> float:
+        started = time.perf_counter()
+        try:
+            with urllib.request.urlopen(scrape_url, timeout=5) as answer:
+                answer.read()
+        except urllib.error.HTTPError:
+            pass
+        return time.perf_counter() - started
+
+    one()
+    cpu0 = sum(handle.cpu_times()[:2])
+    latencies = [one() for _ in range(n)]
+    cpu = sum(handle.cpu_times()[:2]) - cpu0
+    return {"cpu_ms": cpu / n * 1000, "median_ms": statistics.median(latencies) * 1000}
+
+
 def supervisor_side_mb(
     handle: psutil.Process, worker: Callable[[psutil.Process], bool], kind: str = "rss"
 ) -> float:
@@ -368,6 +388,12 @@ def idle(plan: Plan, bench_py: Path | None) -> dict[str, Any]:
             result[f"{name}_idle_pss_total_mb"] = supervisor_side_mb(handle, is_worker[name], "pss")
             children = handle.children(recursive=True)
             result[f"{name}_children"] = len(children)
+        # After the idle window (so it does not count there): what one request costs the watchdog's loop.
+        for path in ("/readyz", "/metrics"):
+            cost = request_cost(port, handles["watchdog"], path)
+            key = path.strip("/")
+            result[f"watchdog_{key}_cpu_ms"] = cost["cpu_ms"]
+            result[f"watchdog_{key}_median_ms"] = cost["median_ms"]
     finally:
         for proc in procs.values():
             proc.stop(30)
@@ -507,6 +533,12 @@ def rows(figures: dict[str, Any], settings: dict[str, str]) -> list[tuple[str, s
             f"{num('supervisord_idle_pss_total_mb', '{:.1f}')} MB",
             "proportional set size: pages shared with the worker (libpython, libcrypto) split between them")]
           if "watchdog_idle_pss_total_mb" in f else []),
+        *([("one request to the watchdog: /readyz / /metrics",
+            f"{num('watchdog_readyz_cpu_ms', '{:.2f}')} / {num('watchdog_metrics_cpu_ms', '{:.2f}')} ms CPU",
+            "its CPU per request, 200 requests each; median latency "
+            f"{num('watchdog_readyz_median_ms', '{:.2f}')} / "
+            f"{num('watchdog_metrics_median_ms', '{:.2f}')} ms")]
+          if "watchdog_metrics_cpu_ms" in f else []),
         ("start → child answered: spawn / forkserver / forkserver+preload / fork",
          " / ".join(num(f"start_{m}_ms", "{:.0f}") for m in START_METHODS) + " ms",
          "python -m watchdog.start_methods, median"),
@@ -696,7 +728,7 @@ def only_idle(plan: Plan, bench_py: Path | None, settings: dict[str, str]) -> in
     """`--only idle`: the supervisors' idle figures alone (never written to the README or the results)."""
     figures = idle_figures(plan, bench_py)
     for label, measured, setting in rows(figures, settings):
-        if label.startswith("idle"):
+        if label.startswith(("idle", "one request")):
             say(f"  {label}: {measured} ({setting})")
     if ARGS.json:
         print(json.dumps({k: (round(v, 4) if isinstance(v, float) else v) for k, v in figures.items()}))

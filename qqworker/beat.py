@@ -45,6 +45,9 @@ class Progress:
     on_change: Callable[[], None] | None = field(default=None, repr=False)
     api_base: str | None = None  # the REST base and token URL in use (host agility)
     token_url: str | None = None
+    ack_rtt_s: float | None = None  # the last gateway heartbeat's round trip (sent -> ACK)
+    # When set, (handled, failed, dropped, queued) of the handler dispatcher, read at each beat.
+    delivery_source: Callable[[], tuple[int, int, int, int]] | None = field(default=None, repr=False)
 
     def update(self, **changes: Any) -> None:
         """Sets fields and tells the listener (the pipe beater beats at once on every change)."""
@@ -77,7 +80,20 @@ class Progress:
             heartbeat_interval_s=self.heartbeat_interval_s,
             api_base=self.api_base,
             token_url=self.token_url,
+            ack_rtt_s=self.ack_rtt_s if self.phase is Phase.CONNECTED else None,
+            **self._delivery(),
         )
+
+    def _delivery(self) -> dict[str, int]:
+        if self.delivery_source is None:
+            return {}
+        handled, failed, dropped, queued = self.delivery_source()
+        return {
+            "events_handled": handled,
+            "events_failed": failed,
+            "events_dropped": dropped,
+            "queued": queued,
+        }
 
 
 @dataclass(frozen=True)
@@ -93,6 +109,12 @@ class Beat:
     heartbeat_interval_s: float | None = None  # the gateway's, from Hello
     api_base: str | None = None  # the REST base in use: the watchdog hands it to the next child
     token_url: str | None = None  # the token endpoint in use, likewise
+    ack_rtt_s: float | None = None  # CONNECTED: the last heartbeat's round trip to its ACK
+    # The handler dispatcher's totals since the worker started, and the events waiting in its queue.
+    events_handled: int | None = None
+    events_failed: int | None = None
+    events_dropped: int | None = None
+    queued: int | None = None
 
     def encode(self) -> bytes:
         return json.dumps(asdict(self), separators=(",", ":")).encode()

@@ -43,6 +43,7 @@ class LogEvent(str, Enum):
     WATCHDOG_STOPPING = "watchdog.stopping"
     WATCHDOG_STOPPED = "watchdog.stopped"
     LOG_REOPENED = "log.reopened"
+    PUSH_FAILED = "push.failed"
 
     def __str__(self) -> str:
         return self.value
@@ -106,4 +107,8 @@ EVENT_DOCS: dict[LogEvent, tuple[str, str]] = {
     LogEvent.WATCHDOG_STOPPING: ("signal, forced", "a stop signal arrived; a second one forces"),
     LogEvent.WATCHDOG_STOPPED: ("reason", "clean stop"),
     LogEvent.LOG_REOPENED: ("path", "the log file was reopened (SIGHUP, logrotate)"),
+    LogEvent.PUSH_FAILED: (
+        "error, failures",
+        "the push URL could not be reached (at most one line a minute; `failures`: since the last one)",
+    ),
 }

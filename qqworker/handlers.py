@@ -232,6 +232,10 @@ class Dispatcher:
             return next(iter(self._in_flight)) - 1
         return received_seq
 
+    def totals(self) -> tuple[int, int, int, int]:
+        """(handled, failed, dropped, queued): for the heartbeat, so the watchdog can export them."""
+        return self.handled, self.errors, self.dropped, len(self._pending)
+
     def submit(self, event: DispatchEvent) -> bool:
         """Never blocks: queues the event, or drops it (and reports the drop) when the queue is full."""
         if len(self._pending) >= self.queue_size:

@@ -165,6 +165,8 @@ class GatewayConnection:
         self.next_heartbeat_at: float | None = None
         self.unacked = 0
         self.last_ack_at: float | None = None
+        self.heartbeat_sent_at: float | None = None
+        self.ack_rtt: float | None = None  # the last heartbeat's round trip, for monitoring
         self.opened_at = now
         self.resuming = False
         self.disconnect: Disconnect | None = None
@@ -212,6 +214,7 @@ class GatewayConnection:
             self.phase = ConnPhase.CLOSED
             return [AckTimeout(missed), self.disconnect]
         self.unacked += 1
+        self.heartbeat_sent_at = now
         # Anchor to the schedule, not to `now`, so a late poll does not stretch every interval.
         self.next_heartbeat_at = max(self.next_heartbeat_at + self.heartbeat_interval, now)
         return [Send({"op": Op.HEARTBEAT, "d": self.session.seq})]
@@ -306,6 +309,8 @@ class GatewayConnection:
     def _on_heartbeat_ack(self, frame: dict[str, Any], now: float) -> list[Output]:
         self.unacked = 0
         self.last_ack_at = now
+        if self.heartbeat_sent_at is not None:
+            self.ack_rtt = now - self.heartbeat_sent_at
         return []
 
     def _on_heartbeat_request(self, frame: dict[str, Any], now: float) -> list[Output]:

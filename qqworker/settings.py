@@ -128,6 +128,20 @@ class Settings:
         0.0, "watchdog", "kill and respawn a child above this RSS; 0 off", minimum=0.0
     )
     stop_timeout: float = _opt(10.0, "watchdog", "SIGTERM, then SIGKILL after this long", minimum=0.1)
+    http: str = _opt(
+        "",
+        "watchdog",
+        "serve /healthz /readyz /metrics on HOST:PORT, or PORT on 127.0.0.1; empty: off",
+        env="QQW_HTTP",
+    )
+    push_url: str = _opt(
+        "",
+        "watchdog",
+        "dead man's switch: GET this URL every push interval while ready (it holds a token: not logged)",
+        env="QQW_PUSH_URL",
+        secret=True,
+    )
+    push_interval: float = _opt(20.0, "watchdog", "seconds between two pushes to --push-url", minimum=1.0)
     # [logging]
     log_file: str = _opt("", "logging", "also write JSON lines here (reopened on SIGHUP)", env="QQW_LOG_FILE")
     status_file: str = _opt(

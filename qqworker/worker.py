@@ -124,6 +124,7 @@ class Worker:
             handler, rest=self.rest, concurrency=s.handler_concurrency, queue_size=s.handler_queue
         )
         self.dispatcher.start()
+        self.progress.delivery_source = self.dispatcher.totals
         # Everything imported and set up so far lives as long as the process: out of the collector's
         # way, so the collections that per-event garbage triggers no longer walk it.
         gc.freeze()
@@ -354,7 +355,8 @@ class Worker:
 
     def _on_control(self, conn: GatewayConnection) -> None:
         if conn.last_ack_at is not None and conn.last_ack_at != self.progress.last_ack_at:
-            self.progress.update(last_ack_at=conn.last_ack_at)
+            rtt = None if conn.ack_rtt is None else round(conn.ack_rtt, 4)
+            self.progress.update(last_ack_at=conn.last_ack_at, ack_rtt_s=rtt)
 
     # Log lines -------------------------------------------------------------------------------
 

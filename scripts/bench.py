@@ -27,6 +27,7 @@ import statistics
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -274,14 +275,85 @@ stdout_logfile={work}/supervisord-worker.log
 """
 
 
+SCRAPE_EVERY_S = 15.0  # a common Prometheus scrape interval
+SCRAPED = {"metrics": "/readyz + /metrics", "probes": "/healthz + /readyz"}
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def scrape(port: int) -> None:
+    """What a Prometheus and a readiness probe ask, every SCRAPE_EVERY_S: /readyz and /metrics
+    (`--scrape probes`: /healthz and /readyz only, as Kubernetes probes or an Uptime Kuma HTTP monitor)."""
+    for path in SCRAPED[ARGS.scrape].split(" + "):
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as answer:
+                answer.read()
+        except urllib.error.HTTPError:
+            pass  # a 503 from /readyz is an answer too
+
+
+def request_cost(port: int, handle: psutil.Process, path: str, n: int = 200) -> dict[str, float]:
+    """The watchdog's CPU per request of `path` and the client-side median latency, over n requests."""
+    scrape_url = f"http://127.0.0.1:{port}{path}"
+
+    def one() -> float:
+        started = time.perf_counter()
+        try:
+            with urllib.request.urlopen(scrape_url, timeout=5) as answer:
+                answer.read()
+        except urllib.error.HTTPError:
+            pass
+        return time.perf_counter() - started
+
+    one()
+    cpu0 = sum(handle.cpu_times()[:2])
+    latencies = [one() for _ in range(n)]
+    cpu = sum(handle.cpu_times()[:2]) - cpu0
+    return {"cpu_ms": cpu / n * 1000, "median_ms": statistics.median(latencies) * 1000}
+
+
+def supervisor_side_mb(
+    handle: psutil.Process, worker: Callable[[psutil.Process], bool], kind: str = "rss"
+) -> float:
+    """The supervisor and every process it started that is not the worker (or under it): helpers such as
+    a resource tracker count, the bot does not. `kind` rss, or pss (shared pages split among the
+    processes mapping them: libpython and libcrypto are shared with the worker)."""
+    procs = [handle]
+    for child in handle.children():
+        try:
+            if not worker(child):
+                procs += [child, *child.children(recursive=True)]
+        except psutil.Error:
+            pass
+    total = 0
+    for proc in procs:
+        try:
+            info = proc.memory_full_info() if kind == "pss" else proc.memory_info()
+            total += getattr(info, kind)
+        except psutil.Error:
+            pass
+    return total / 2**20
+
+
 def idle(plan: Plan, bench_py: Path | None) -> dict[str, Any]:
     """The watchdog and supervisord, each supervising `python -m qqworker` connected to the same simulator,
-    measured over the same idle seconds: the supervisor process alone (RSS at the end, CPU in the window)."""
+    measured over the same idle seconds: the supervisor process alone (RSS at the end, CPU in the window)
+    and every supervisor-side process in total. The watchdog serves its HTTP endpoints, scraped
+    (/readyz + /metrics) every SCRAPE_EVERY_S as Prometheus and a readiness probe would."""
     WORK.mkdir(parents=True, exist_ok=True)
     sim = Simulator()
     procs: dict[str, Proc] = {}
+    port = free_port()
+    status_file = WORK / "idle.status.json"
     try:
-        procs["watchdog"] = Proc(watchdog_args(WORK / "idle.status.json", ()), env=sim.env(), cwd=WORK)
+        http = ("--http", f"127.0.0.1:{port}")
+        procs["watchdog"] = Proc(watchdog_args(status_file, http), env=sim.env(), cwd=WORK)
         if bench_py is not None:
             env = sim.env()
             names = ("QQ_APP_ID", "QQ_APP_SECRET", "QQ_API_BASE", "QQ_TOKEN_URL", "PYTHONPATH")
@@ -294,13 +366,34 @@ def idle(plan: Plan, bench_py: Path | None) -> dict[str, Any]:
         time.sleep(2)
         handles = {name: psutil.Process(p.pid) for name, p in procs.items()}
         cpu0 = {name: sum(h.cpu_times()[:2]) for name, h in handles.items()}
-        time.sleep(plan.idle_s)
-        result: dict[str, Any] = {}
+        end = time.monotonic() + plan.idle_s
+        scrapes = 0
+        while True:
+            scrape(port)
+            scrapes += 1
+            if time.monotonic() + SCRAPE_EVERY_S >= end:
+                break
+            time.sleep(SCRAPE_EVERY_S)
+        time.sleep(max(0.0, end - time.monotonic()))
+        worker_pid = json.loads(status_file.read_text())["child_pid"]
+        is_worker = {
+            "watchdog": lambda p: p.pid == worker_pid,
+            "supervisord": lambda p: any("qqworker" in part for part in p.cmdline()),
+        }
+        result: dict[str, Any] = {"watchdog_idle_scrapes": scrapes}
         for name, handle in handles.items():
             result[f"{name}_idle_cpu_s"] = sum(handle.cpu_times()[:2]) - cpu0[name]
             result[f"{name}_idle_rss_mb"] = handle.memory_info().rss / 2**20
+            result[f"{name}_idle_rss_total_mb"] = supervisor_side_mb(handle, is_worker[name])
+            result[f"{name}_idle_pss_total_mb"] = supervisor_side_mb(handle, is_worker[name], "pss")
             children = handle.children(recursive=True)
             result[f"{name}_children"] = len(children)
+        # After the idle window (so it does not count there): what one request costs the watchdog's loop.
+        for path in ("/readyz", "/metrics"):
+            cost = request_cost(port, handles["watchdog"], path)
+            key = path.strip("/")
+            result[f"watchdog_{key}_cpu_ms"] = cost["cpu_ms"]
+            result[f"watchdog_{key}_median_ms"] = cost["median_ms"]
     finally:
         for proc in procs.values():
             proc.stop(30)
@@ -430,6 +523,22 @@ def rows(figures: dict[str, Any], settings: dict[str, str]) -> list[tuple[str, s
          f"{num('supervisord_idle_rss_mb', '{:.1f}')} MB", settings["idle"]),
         ("idle CPU: watchdog / supervisord", f"{num('watchdog_idle_cpu_s', '{:.2f}')} / "
          f"{num('supervisord_idle_cpu_s', '{:.2f}')} s", settings["idle"]),
+        *([("idle RSS, every supervisor-side process: watchdog / supervisord",
+            f"{num('watchdog_idle_rss_total_mb', '{:.1f}')} / "
+            f"{num('supervisord_idle_rss_total_mb', '{:.1f}')} MB",
+            "the supervisor and any helper it starts (a resource tracker...), not the worker")]
+          if "watchdog_idle_rss_total_mb" in f else []),
+        *([("idle PSS, every supervisor-side process: watchdog / supervisord",
+            f"{num('watchdog_idle_pss_total_mb', '{:.1f}')} / "
+            f"{num('supervisord_idle_pss_total_mb', '{:.1f}')} MB",
+            "proportional set size: pages shared with the worker (libpython, libcrypto) split between them")]
+          if "watchdog_idle_pss_total_mb" in f else []),
+        *([("one request to the watchdog: /readyz / /metrics",
+            f"{num('watchdog_readyz_cpu_ms', '{:.2f}')} / {num('watchdog_metrics_cpu_ms', '{:.2f}')} ms CPU",
+            "its CPU per request, 200 requests each; median latency "
+            f"{num('watchdog_readyz_median_ms', '{:.2f}')} / "
+            f"{num('watchdog_metrics_median_ms', '{:.2f}')} ms")]
+          if "watchdog_metrics_cpu_ms" in f else []),
         ("start → child answered: spawn / forkserver / forkserver+preload / fork",
          " / ".join(num(f"start_{m}_ms", "{:.0f}") for m in START_METHODS) + " ms",
          "python -m watchdog.start_methods, median"),
@@ -508,6 +617,8 @@ def main() -> int:
     if ARGS.profile or ARGS.no_profile:
         plan = Plan(**{**asdict(plan), "profile": ARGS.profile and not ARGS.no_profile})
     started = time.monotonic()
+    if ARGS.only == "idle":
+        plan = Plan(**{**asdict(plan), "profile": False})
     bench_py = bench_env.ensure(say) if (plan.peers or plan.profile) else None
     figures: dict[str, Any] = {}
     settings = {
@@ -519,9 +630,12 @@ def main() -> int:
                                    "retry 2–60 s, stop timeout 10 s, respawn from 1 s)"),
         "outage": f"{plan.outage_s:g} s",
         "idle": f"{plan.idle_s:g} s idle, both supervising `python -m qqworker` connected to one simulator; "
+                f"watchdog with --http, {SCRAPED[ARGS.scrape]} scraped every {SCRAPE_EVERY_S:g} s; "
                 "supervisor process alone",
     }  # fmt: skip
 
+    if ARGS.only == "idle":
+        return only_idle(plan, bench_py, settings)
     say(f"bench: throughput, {plan.rounds} × {plan.events:,} events per client")
     worker = throughput("worker", plan, bench_py, growth=True)
     figures.update(events_per_s=worker["events_per_s"], cpu_us_per_event=worker["cpu_us_per_event"],
@@ -554,14 +668,7 @@ def main() -> int:
         f"freeze → connected {figures['freeze_to_connected_s']:.2f} s"
     )
 
-    say(f"bench: supervisors idle for {plan.idle_s:g} s")
-    figures["supervisord_idle_rss_mb"] = figures["supervisord_idle_cpu_s"] = None
-    figures.update(idle(plan, bench_py if plan.peers else None))
-    say(
-        f"  watchdog {figures['watchdog_idle_rss_mb']:.1f} MB, {figures['watchdog_idle_cpu_s']:.2f} s CPU; "
-        f"supervisord {figures['supervisord_idle_rss_mb'] or 0:.1f} MB, "
-        f"{figures['supervisord_idle_cpu_s'] or 0:.2f} s CPU"
-    )
+    figures.update(idle_figures(plan, bench_py))
 
     say("bench: multiprocess start methods")
     try:
@@ -600,6 +707,34 @@ def main() -> int:
     return 0
 
 
+def idle_figures(plan: Plan, bench_py: Path | None) -> dict[str, Any]:
+    say(f"bench: supervisors idle for {plan.idle_s:g} s")
+    figures: dict[str, Any] = {"supervisord_idle_rss_mb": None, "supervisord_idle_cpu_s": None,
+                               "supervisord_idle_rss_total_mb": None,
+                               "supervisord_idle_pss_total_mb": None}  # fmt: skip
+    figures.update(idle(plan, bench_py if plan.peers else None))
+    say(
+        f"  watchdog {figures['watchdog_idle_rss_mb']:.1f} MB "
+        f"({figures['watchdog_idle_rss_total_mb']:.1f} MB with its helpers), "
+        f"{figures['watchdog_idle_cpu_s']:.2f} s CPU; "
+        f"supervisord {figures['supervisord_idle_rss_mb'] or 0:.1f} MB "
+        f"({figures['supervisord_idle_rss_total_mb'] or 0:.1f} MB), "
+        f"{figures['supervisord_idle_cpu_s'] or 0:.2f} s CPU"
+    )
+    return figures
+
+
+def only_idle(plan: Plan, bench_py: Path | None, settings: dict[str, str]) -> int:
+    """`--only idle`: the supervisors' idle figures alone (never written to the README or the results)."""
+    figures = idle_figures(plan, bench_py)
+    for label, measured, setting in rows(figures, settings):
+        if label.startswith(("idle", "one request")):
+            say(f"  {label}: {measured} ({setting})")
+    if ARGS.json:
+        print(json.dumps({k: (round(v, 4) if isinstance(v, float) else v) for k, v in figures.items()}))
+    return 0
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -613,6 +748,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--profile", action="store_true", help="profile the worker (default in the full run)")
     parser.add_argument("--check-readme", action="store_true", help="README table == docs/bench-results.json")
+    parser.add_argument(
+        "--scrape", choices=["metrics", "probes"], default="metrics",
+        help="what the idle watchdog is asked every 15 s: /readyz + /metrics (default) or /healthz + /readyz",
+    )  # fmt: skip
+    parser.add_argument(
+        "--only", choices=["idle"], help="measure only this part (idle: the supervisors' RSS and CPU at idle)"
+    )
     parser.add_argument("--no-profile", action="store_true", help="skip the pyinstrument profile")
     parser.add_argument(
         "--update-readme", action="store_true", help="write docs/bench-results.json and the README table"

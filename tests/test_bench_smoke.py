@@ -15,6 +15,7 @@ CONTRACT_KEYS = (
     "events_per_s", "events_per_s_websockets", "events_per_s_botpy", "ratio_vs_websockets", "ratio_vs_botpy",
     "freeze_to_connected_s", "network_back_to_connected_s", "longest_silence_s", "watchdog_idle_rss_mb",
     "supervisord_idle_rss_mb", "watchdog_idle_cpu_s", "supervisord_idle_cpu_s", "worker_rss_growth_pct",
+    "watchdog_idle_rss_total_mb",
 )  # fmt: skip
 PEER_KEYS = {"events_per_s_botpy", "ratio_vs_botpy", "supervisord_idle_rss_mb", "supervisord_idle_cpu_s"}
 
@@ -37,6 +38,7 @@ def test_bench_quick_json() -> None:
     assert 0 <= figures["network_back_to_connected_s"] < 60
     assert 0 < figures["longest_silence_s"] < 10
     assert figures["watchdog_idle_rss_mb"] > 1
+    assert figures["watchdog_idle_rss_total_mb"] >= figures["watchdog_idle_rss_mb"]
     assert abs(figures["worker_rss_growth_pct"]) < 100
     assert "| figure | measured | settings |" in done.stderr, (
         "the human-readable table goes to stderr with --json"

@@ -60,6 +60,8 @@ def cmd_run(argv: Sequence[str]) -> int:
         args = run_parser().parse_args(argv)
         settings = load_settings(args, os.environ, args.config)
         redactor.add(settings.app_secret)
+        redactor.add(settings.push_url)
+        check_monitoring(settings)
         handler = configure_logging(role="watchdog", log_file=settings.log_file or None)
     except (ConfigError, OSError) as exc:
         redactor.add(os.environ.get("QQ_APP_SECRET"))
@@ -76,6 +78,18 @@ def cmd_run(argv: Sequence[str]) -> int:
     from watchdog.supervisor import Supervisor
 
     return Supervisor(settings, handler).run()
+
+
+def check_monitoring(settings: Settings) -> None:
+    """--http and --push-url are the watchdog's alone: checked here, not in the shared Settings."""
+    if settings.http:
+        from watchdog.endpoints import parse_address
+
+        parse_address(settings.http)
+    if settings.push_url:
+        from watchdog.push import check_push_url
+
+        check_push_url(settings.push_url)
 
 
 def status_path(args: argparse.Namespace) -> str:

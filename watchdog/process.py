@@ -65,7 +65,28 @@ class Child:
         self.log_fd = self.beat_fd = -1
 
 
+def no_resource_tracker() -> bool:
+    """Keeps `spawn` from starting multiprocess's resource tracker, a ~17 MB helper process.
+
+    The tracker exists to unlink named semaphores and shared memory a crashed process leaves behind;
+    neither the watchdog nor the worker creates any (the pipes are plain fds). So the tracker's fd is
+    pointed at /dev/null: `ensure_running` finds it "alive", the child inherits it, and a registration,
+    should one ever come, is discarded. True when done; False (the tracker starts as before) if
+    multiprocess's private layout has moved.
+    """
+    try:
+        from multiprocess import resource_tracker
+
+        tracker = resource_tracker._resource_tracker
+        if getattr(tracker, "_fd", 0) is None and getattr(tracker, "_pid", 0) is None:
+            tracker._fd = os.open(os.devnull, os.O_WRONLY)
+        return tracker._pid is None and tracker._check_alive()
+    except Exception:  # private API: if it moved, the real tracker is the safe fallback
+        return False
+
+
 def spawn_child(settings: Settings, resume: tuple[str, int] | None, generation: int) -> Child:
+    no_resource_tracker()
     ctx = multiprocess.get_context(START_METHOD)
     log_r, log_w = ctx.Pipe(duplex=False)
     beat_r, beat_w = ctx.Pipe(duplex=False)
@@ -129,7 +150,7 @@ def strays(child: Child, helpers: set[int]) -> list[psutil.Process]:
 
 
 def helper_pids() -> set[int]:
-    """multiprocess's own helper processes (the resource tracker): never treated as strays."""
+    """multiprocess's own helper processes (the resource tracker, if one runs): never strays."""
     pids = set()
     try:
         from multiprocess import resource_tracker
@@ -141,7 +162,7 @@ def helper_pids() -> set[int]:
         pass
     for proc in psutil.Process().children():
         try:
-            if any("multiprocess.resource_tracker" in part for part in proc.cmdline()):
+            if any("resource_tracker" in part for part in proc.cmdline()):
                 pids.add(proc.pid)
         except psutil.Error:
             pass

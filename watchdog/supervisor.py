@@ -6,8 +6,9 @@ give up (69) or stop (78). It also owns the process's signals (SIGTERM/SIGINT st
 forces, SIGHUP reopens the log file, SIGCHLD wakes it), the status file and the systemd
 notifications.
 
-One thread and one `selectors` loop: the two pipes, and the signal wake-up pipe (`signal.set_wakeup_fd`:
-the kernel-level handler writes the signal's number there). Every wait is bounded by the next thing
+One thread and one `selectors` loop: the two pipes, the signal wake-up pipe (`signal.set_wakeup_fd`:
+the kernel-level handler writes the signal's number there) and, with `--http`, the endpoints' sockets
+(`watchdog.monitoring`). Every wait is bounded by the next thing
 due: a policy deadline, the status file, a systemd ping, a kill under way. No asyncio here: it would
 load ssl and cost the supervisor a third more memory for nothing it needs.
 """
@@ -32,6 +33,7 @@ from qqworker.hosts import prefer_hosts
 from qqworker.logs import JsonLinesHandler, log_event, rfc3339_utc
 from qqworker.settings import Settings
 from watchdog import process
+from watchdog.monitoring import Monitoring, SupervisorView
 from watchdog.policy import Decision, GiveUp, Kill, Respawn, Stop, SupervisionPolicy, Timings
 from watchdog.relay import LineSplitter, classify, group_output
 from watchdog.sdnotify import Notifier
@@ -85,10 +87,19 @@ class Supervisor:
         self._status_every = min(5.0, max(0.5, settings.heartbeat_interval))
         self._next_status = self._next_rss = self._next_tree = float("-inf")
         self._status_failed = False
+        self.monitoring = Monitoring(settings, self._sel, out, self._view, clock)
 
     # The loop ---------------------------------------------------------------------------------
 
     def run(self) -> int:
+        try:
+            self.monitoring.start()
+        except OSError as exc:
+            reason = f"cannot serve HTTP on {self.settings.http}: {exc.strerror or exc}"
+            log_event(log, LogEvent.WATCHDOG_STOPPED, f"Cannot start: {reason}", level=logging.CRITICAL,
+                      reason=reason, exitcode=int(ExitCode.CONFIG))  # fmt: skip
+            self._sel.close()
+            return int(ExitCode.CONFIG)
         signal_r, signal_w = os.pipe()
         for fd in (signal_r, signal_w):
             os.set_blocking(fd, False)
@@ -107,6 +118,7 @@ class Supervisor:
             subreaper=subreaper,
             api_base=self.api_base,
             token_url=self.token_url,
+            **self.monitoring.describe(),
         )
         try:
             self.exit_code = self._supervise()
@@ -117,6 +129,7 @@ class Supervisor:
             signal.set_wakeup_fd(old_wakeup)
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
+            self.monitoring.close()
             self._sel.close()
             os.close(signal_r)
             os.close(signal_w)
@@ -174,6 +187,7 @@ class Supervisor:
                 return int(decision.exit_code)
             assert isinstance(decision, Respawn)
             self.state = "respawning"
+            self.monitoring.monitor.respawn_scheduled()
             log_event(
                 log,
                 LogEvent.RESPAWN_SCHEDULED,
@@ -225,6 +239,7 @@ class Supervisor:
         self._log_eof = self._beat_eof = False
         self._sel.register(child.log_fd, selectors.EVENT_READ, self._read_log)
         self._sel.register(child.beat_fd, selectors.EVENT_READ, self._read_beats)
+        self.monitoring.monitor.child_spawned()
         resume = self.resume
         log_event(
             log,
@@ -250,6 +265,7 @@ class Supervisor:
                 exitcode=None,
                 meaning=f"could not be started: {exc}",
             )
+            self.monitoring.monitor.child_exited(None)
             return self.policy.child_exited(self.clock(), None)
         if self.generation == 1:
             self.notifier.ready(status="supervising the worker")
@@ -273,6 +289,7 @@ class Supervisor:
             meaning=exit_meaning(exitcode),
         )
         self.child = None
+        self.monitoring.monitor.child_exited(exitcode)
         self.last_exit = {
             "exitcode": exitcode,
             "meaning": exit_meaning(exitcode),
@@ -316,6 +333,7 @@ class Supervisor:
 
     def _housekeeping(self, now: float) -> None:
         self.notifier.ping_if_due(now)
+        self.monitoring.tick(now)
         if now >= self._next_status:
             self._write_status()
 
@@ -333,6 +351,9 @@ class Supervisor:
         ping = self.notifier.next_ping_delay(now)
         if ping is not None:
             times.append(now + ping)
+        monitoring = self.monitoring.next_wake()
+        if monitoring is not None:
+            times.append(monitoring)
         return max(now, min(times))
 
     # Decisions and kills ----------------------------------------------------------------------
@@ -357,6 +378,7 @@ class Supervisor:
             )
 
         self.state = "stopping" if self.stop_reason is not None else "killing"
+        self.monitoring.monitor.child_killed(reason)
         self._kill = process.TreeKill(
             child, self.settings.stop_timeout, self._helpers, on_signal, force=force, now=now
         )
@@ -422,6 +444,7 @@ class Supervisor:
                 )
                 continue
             self.out.write_line(text)
+            self.monitoring.monitor.on_line(event, text)
             self._apply(child, self.policy.log_event(now, event))
 
     def _read_beats(self) -> None:
@@ -454,6 +477,7 @@ class Supervisor:
                 self.api_base = beat.api_base
             if beat.token_url:
                 self.token_url = beat.token_url
+            self.monitoring.monitor.on_beat(beat)
             previous = self.policy.phase
             self._apply(child, self.policy.beat(now, beat))
             if self.policy.phase is not previous:
@@ -536,6 +560,10 @@ class Supervisor:
         phase = self.policy.phase
         self.notifier.status(f"worker {phase.value if phase else 'starting'} (generation {self.generation})")
         self._write_status(force=True)
+
+    def _view(self) -> SupervisorView:
+        child = self.child
+        return SupervisorView(self.state, self.generation, child.pid if child is not None else None)
 
     def status(self) -> dict[str, Any]:
         policy = self.policy

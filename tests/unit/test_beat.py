@@ -48,3 +48,16 @@ def test_round_trip_and_garbage() -> None:
     ):
         with pytest.raises(ValueError):
             Beat.decode(garbage)
+
+
+def test_the_ack_round_trip_and_the_delivery_totals_ride_on_the_beat() -> None:
+    clock = Clock()
+    progress = Progress(clock=clock, delivery_source=lambda: (7, 1, 2, 3))
+    progress.update(phase=Phase.CONNECTED, last_ack_at=99.5, connected_since=90, ack_rtt_s=0.021)
+    beat = Beat.decode(progress.beat().encode())
+    assert beat.ack_rtt_s == 0.021
+    assert (beat.events_handled, beat.events_failed, beat.events_dropped, beat.queued) == (7, 1, 2, 3)
+    progress.update(phase=Phase.WAITING, next_attempt_at=101.0)
+    beat = progress.beat()
+    assert beat.ack_rtt_s is None and beat.events_handled == 7  # totals outlive the connection
+    assert Progress(clock=clock).beat().events_handled is None  # no dispatcher yet: unknown, not 0

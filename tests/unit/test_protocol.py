@@ -281,3 +281,14 @@ def test_nothing_happens_after_close() -> None:
 
 def test_send_text_is_compact_json() -> None:
     assert Send({"op": 1, "d": None}).text() == '{"op":1,"d":null}'
+
+
+def test_the_heartbeat_round_trip_is_measured_from_send_to_ack() -> None:
+    conn = established()
+    assert conn.ack_rtt is None
+    conn.poll(1.0)
+    conn.receive_text(frame(Op.HEARTBEAT_ACK), 1.025)
+    assert conn.ack_rtt == pytest.approx(0.025)
+    conn.poll(2.0)
+    conn.receive_text(frame(Op.HEARTBEAT_ACK), 2.5)
+    assert conn.ack_rtt == pytest.approx(0.5)

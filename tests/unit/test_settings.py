@@ -129,7 +129,17 @@ def test_public_dict_has_no_secret() -> None:
     s = load_settings({}, CREDS)
     public = s.public_dict()
     assert "app_secret" not in public and "s3cr3t-value" not in repr(public)
-    assert set(public) == {f for f in Settings.__dataclass_fields__} - {"app_secret"}
+    assert set(public) == {f for f in Settings.__dataclass_fields__} - {"app_secret", "push_url"}
+
+
+def test_push_url_is_kept_out_of_logs_and_config_files(tmp_path: Path) -> None:
+    # The push URL carries the monitor's token: like the secret, never in public_dict or a config file.
+    s = load_settings({}, {**CREDS, "QQW_PUSH_URL": "https://kuma.example/api/push/T0KEN"})
+    assert s.push_url.endswith("T0KEN") and "T0KEN" not in repr(s.public_dict())
+    config = tmp_path / "c.toml"
+    config.write_text('[watchdog]\npush_url = "https://kuma.example/api/push/T0KEN"\n')
+    with pytest.raises(ConfigError, match="environment"):
+        load_settings({}, CREDS, str(config))
 
 
 def test_boolean_environment_values() -> None:

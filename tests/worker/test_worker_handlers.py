@@ -244,3 +244,25 @@ async def test_runners_share_the_queue_up_to_the_concurrency_and_no_further(logg
         assert dispatcher.handed_seq(8) == 8
     finally:
         await dispatcher.close()
+
+
+async def test_totals_for_the_heartbeat_count_handled_failed_dropped_and_queued(logged: io.StringIO) -> None:
+    release = asyncio.Event()
+
+    async def gated(ev: DispatchEvent, reply: Reply) -> None:
+        await release.wait()
+        if ev.seq == 2:
+            raise RuntimeError("boom")
+
+    dispatcher = Dispatcher(gated, rest=None, concurrency=1, queue_size=2)
+    dispatcher.start()
+    await asyncio.sleep(0)
+    for n in range(1, 6):
+        dispatcher.submit(event(n))
+    await asyncio.sleep(0)
+    # Two fit the queue (the runner has taken the first since), three were refused.
+    assert dispatcher.totals() == (0, 0, 3, 1)
+    release.set()
+    await dispatcher.join()
+    assert dispatcher.totals() == (1, 1, 3, 0)
+    await dispatcher.close()

@@ -1,0 +1,91 @@
+"""/metrics' text, rendered by prometheus-client from a hand-fed Monitor and read back with its own parser."""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+from prometheus_client.parser import text_string_to_metric_families
+
+from qqworker.beat import Beat
+from watchdog.metrics import Extra, registry, render
+from watchdog.monitor import Monitor
+
+REQUIRED = {  # ../shared/CONTRACT.md, "HTTP endpoints"
+    "qqwatchdog_connected",
+    "qqwatchdog_reconnects_total",
+    "qqwatchdog_respawns_total",
+    "qqwatchdog_events_total",
+    "qqwatchdog_log_lines_dropped_total",
+}
+
+
+def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    out = {}
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            out[(s.name, tuple(sorted(s.labels.items())))] = s.value
+    return out
+
+
+def line(event: str, **fields: Any) -> tuple[str, str]:
+    return event, json.dumps({"event": event, **fields})
+
+
+def scrape(mon: Monitor, **extra: Any) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    values = {"supervisor_state": "running", "worker_rss_bytes": 40e6, "sink_drops": {"stdout": 0},
+              "generation": 2, **extra}  # fmt: skip
+    return samples(render(registry(mon, lambda: Extra(**values))).decode())
+
+
+def test_required_metrics_are_there_from_the_start() -> None:
+    got = scrape(Monitor(beat_interval=1.0))
+    names = {name for name, _ in got}
+    assert names >= REQUIRED - {"qqwatchdog_reconnects_total", "qqwatchdog_respawns_total"}
+    assert got[("qqwatchdog_connected", ())] == 0
+    assert math.isnan(got[("qqwatchdog_gateway_ack_age_seconds", ())])
+    text = render(registry(Monitor(beat_interval=1.0), lambda: Extra("running", None, {}, 0))).decode()
+    # Families without samples yet are still declared, so a dashboard's query names exist.
+    for name in ("qqwatchdog_reconnects", "qqwatchdog_respawns"):
+        assert f"# TYPE {name}_total counter" in text or f"# TYPE {name} counter" in text
+
+
+def test_values_follow_the_monitor() -> None:
+    t = [10.0]
+    mon = Monitor(beat_interval=1.0, clock=lambda: t[0])
+    mon.child_spawned()
+    mon.on_line(*line("gateway.connected", resumed=False))
+    mon.on_beat(
+        Beat(phase="connected", attempt=1, ack_age_s=0.5, heartbeat_interval_s=5.0, ack_rtt_s=0.02,
+             events_handled=7, events_failed=1, events_dropped=0, queued=2)
+    )  # fmt: skip
+    mon.on_line(*line("gateway.closed", close_code=4009))
+    mon.on_line(*line("gateway.connected", resumed=True))
+    mon.child_killed("ack stale")
+    mon.child_exited(-9)
+    mon.respawn_scheduled()
+    got = scrape(mon, sink_drops={"stdout": 3, "file": 0})
+    assert got[("qqwatchdog_reconnects_total", (("close_code", "4009"),))] == 1
+    assert got[("qqwatchdog_connection_attempts_total", (("outcome", "identified"),))] == 1
+    assert got[("qqwatchdog_connection_attempts_total", (("outcome", "resumed"),))] == 1
+    assert got[("qqwatchdog_respawns_total", (("reason", "ack stale"),))] == 1
+    assert got[("qqwatchdog_events_total", (("outcome", "handled"),))] == 7
+    assert got[("qqwatchdog_events_total", (("outcome", "failed"),))] == 1
+    assert got[("qqwatchdog_log_lines_dropped_total", (("sink", "stdout"),))] == 3
+    assert got[("qqwatchdog_log_lines_dropped_total", (("sink", "file"),))] == 0
+    assert got[("qqwatchdog_worker_rss_bytes", ())] == 40e6
+    assert got[("qqwatchdog_connected", ())] == 0  # the worker is gone
+
+
+def test_connected_figures() -> None:
+    t = [10.0]
+    mon = Monitor(beat_interval=1.0, clock=lambda: t[0])
+    mon.child_spawned()
+    mon.on_line(*line("gateway.connected", resumed=False))
+    mon.on_beat(Beat(phase="connected", attempt=1, ack_age_s=0.5, heartbeat_interval_s=5.0, ack_rtt_s=0.02))
+    t[0] += 1.0
+    got = scrape(mon)
+    assert got[("qqwatchdog_connected", ())] == 1 and got[("qqwatchdog_ready", ())] == 1
+    assert got[("qqwatchdog_gateway_ack_age_seconds", ())] == 1.5
+    assert got[("qqwatchdog_gateway_ack_rtt_seconds", ())] == 0.02

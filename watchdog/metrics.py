@@ -1,0 +1,108 @@
+"""/metrics: the `Monitor`'s figures in the Prometheus text format, through prometheus-client.
+
+One custom collector in a private registry (not the library's global one, whose default process and
+GC collectors would describe the watchdog, not the bot): values are read from the monitor at scrape
+time, so nothing is updated on the supervision loop's hot path.
+
+prometheus-client pulls in http.client and ssl (~7 MB resident), so this module is imported only at
+the first scrape of /metrics (a one-time ~35 ms on the loop, measured; every deadline it serves is seconds).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+
+from watchdog.monitor import Monitor, finite
+
+CONTENT_TYPE = CONTENT_TYPE_LATEST
+
+
+@dataclass(frozen=True)
+class Extra:
+    """What the supervisor adds at scrape time: things the monitor does not observe itself."""
+
+    supervisor_state: str
+    worker_rss_bytes: float | None
+    sink_drops: Mapping[str, int]
+    generation: int
+
+
+class MonitorCollector:
+    def __init__(self, monitor: Monitor, extra: Callable[[], Extra]) -> None:
+        self.monitor = monitor
+        self.extra = extra
+
+    def collect(self) -> Iterator[Metric]:
+        m, x = self.monitor, self.extra()
+        ready = m.readiness(x.supervisor_state).ready
+        yield _gauge("qqwatchdog_connected", "1 while the worker reports a live gateway session", m.connected)
+        yield _gauge("qqwatchdog_ready", "1 while /readyz answers 200", ready)
+        yield _gauge("qqwatchdog_worker_generation", "the worker generation (spawn count)", x.generation)
+        attempts = CounterMetricFamily(
+            "qqwatchdog_connection_attempts",
+            "gateway connection attempts by outcome: identified, resumed (READY/RESUMED) or failed",
+            labels=["outcome"],
+        )
+        for outcome in ("identified", "resumed", "failed"):
+            attempts.add_metric([outcome], m.attempts[outcome])
+        yield attempts
+        reconnects = CounterMetricFamily(
+            "qqwatchdog_reconnects",
+            "gateway connections lost (each followed by a reconnect), by close code; none: no close frame",
+            labels=["close_code"],
+        )
+        for code, count in sorted(m.reconnects.items()):
+            reconnects.add_metric([code], count)
+        yield reconnects
+        respawns = CounterMetricFamily(
+            "qqwatchdog_respawns", "worker respawns by the reason the last worker ended", labels=["reason"]
+        )
+        for reason, count in sorted(m.respawns.items()):
+            respawns.add_metric([reason], count)
+        yield respawns
+        events = CounterMetricFamily(
+            "qqwatchdog_events",
+            "dispatch events by outcome: handled, failed (the handler raised), dropped (queue full)",
+            labels=["outcome"],
+        )
+        for outcome, count in m.events().items():
+            events.add_metric([outcome], count)
+        yield events
+        yield _gauge(
+            "qqwatchdog_gateway_ack_age_seconds", "since the last gateway heartbeat ACK (NaN: not connected)",
+            m.ack_age(),
+        )  # fmt: skip
+        yield _gauge(
+            "qqwatchdog_gateway_ack_rtt_seconds", "the last gateway heartbeat's round trip to its ACK",
+            m.ack_rtt(),
+        )  # fmt: skip
+        yield _gauge(
+            "qqwatchdog_last_dispatch_age_seconds", "since the last dispatch event reached the worker",
+            m.last_dispatch_age(),
+        )  # fmt: skip
+        yield _gauge("qqwatchdog_handler_queue_depth", "dispatch events waiting for a handler", m.queued())
+        yield _gauge("qqwatchdog_worker_rss_bytes", "the worker's resident memory", x.worker_rss_bytes)
+        drops = CounterMetricFamily(
+            "qqwatchdog_log_lines_dropped", "log lines dropped, by output sink", labels=["sink"]
+        )
+        for sink, count in sorted(x.sink_drops.items()):
+            drops.add_metric([sink], count)
+        yield drops
+
+
+def _gauge(name: str, doc: str, value: float | bool | None) -> GaugeMetricFamily:
+    return GaugeMetricFamily(name, doc, value=finite(None if value is None else float(value)))
+
+
+def registry(monitor: Monitor, extra: Callable[[], Extra]) -> CollectorRegistry:
+    reg = CollectorRegistry(auto_describe=False)
+    reg.register(MonitorCollector(monitor, extra))  # type: ignore[arg-type]
+    return reg
+
+
+def render(reg: CollectorRegistry) -> bytes:
+    return generate_latest(reg)

@@ -40,6 +40,7 @@ def exitcodes_table() -> str:
         ExitCode.GAVE_UP: "worker (the watchdog respawns it)",
         ExitCode.UNAVAILABLE: "watchdog",
         ExitCode.CONFIG: "both (never respawned)",
+        ExitCode.LOCKED: "watchdog (refused to start)",
     }
     rows = ["| code | who | meaning |", "| --- | --- | --- |"]
     rows += [f"| {code.value} | {owners[code]} | {exit_meaning(code)} |" for code in ExitCode]

@@ -4,7 +4,8 @@
     python -m watchdog status [--status-file PATH] [--json]   0 healthy, 1 unhealthy, 3 not running
     python -m watchdog report LOGFILE... [--json]      the outage timeline of a log
 
-A configuration error is one JSON line (`watchdog.stopped`) and exit 78.
+A configuration error is one JSON line (`watchdog.stopped`) and exit 78; another watchdog already
+running on the same status file (it holds `<status file>.lock`) is one such line and exit 73.
 """
 
 from __future__ import annotations
@@ -73,9 +74,36 @@ def cmd_run(argv: Sequence[str]) -> int:
             exitcode=int(ExitCode.CONFIG),
         )
         return int(ExitCode.CONFIG)
+    from watchdog import lock
+
+    try:
+        lock_fd = lock.acquire(settings.status_file)
+        pid_file = os.environ.pop("QQW_PID_FILE", None)  # scripts/run.sh --background asks for it
+        if pid_file:
+            lock.write_pid_file(pid_file)
+    except (lock.AlreadyRunning, OSError) as exc:
+        running = isinstance(exc, lock.AlreadyRunning)
+        reason = (
+            f"already running: {exc}; stop it first (scripts/run.sh stop)"
+            if running
+            else f"cannot take the lock beside the status file {settings.status_file}: {exc}"
+        )
+        code = ExitCode.LOCKED if running else ExitCode.CONFIG
+        log_event(
+            log,
+            LogEvent.WATCHDOG_STOPPED,
+            f"Cannot start: {reason}",
+            level=logging.CRITICAL,
+            reason=reason,
+            exitcode=int(code),
+        )
+        return int(code)
     from watchdog.supervisor import Supervisor
 
-    return Supervisor(settings, handler).run()
+    try:
+        return Supervisor(settings, handler).run()
+    finally:
+        os.close(lock_fd)
 
 
 def status_path(args: argparse.Namespace) -> str:

@@ -26,6 +26,7 @@ class LogEvent(str, Enum):
     REPLY_FAILED = "reply.failed"
     FRAME_REJECTED = "gateway.frame_rejected"
     WORKER_STOPPED = "worker.stopped"
+    HANDLER_IMPORT_FAILED = "handler.import_failed"
     # watchdog
     WATCHDOG_STARTED = "watchdog.started"
     CHILD_SPAWNED = "child.spawned"
@@ -42,6 +43,8 @@ class LogEvent(str, Enum):
     WATCHDOG_STOPPING = "watchdog.stopping"
     WATCHDOG_STOPPED = "watchdog.stopped"
     LOG_REOPENED = "log.reopened"
+    CHILD_LOG_CLOSED = "child.log_closed"
+    WATCHDOG_VERSION_SKEW = "watchdog.version_skew"
 
     def __str__(self) -> str:
         return self.value
@@ -56,6 +59,7 @@ ATTEMPT_EVENTS = frozenset(
         LogEvent.RECONNECT_FAILED,
         LogEvent.TOKEN_FAILED,
         LogEvent.TOKEN_FETCHED,
+        LogEvent.HANDLER_IMPORT_FAILED,
     }
 )
 
@@ -79,6 +83,11 @@ EVENT_DOCS: dict[LogEvent, tuple[str, str]] = {
     LogEvent.REPLY_FAILED: ("error, status", "a reply through the REST API failed"),
     LogEvent.FRAME_REJECTED: ("reason, excerpt", "a malformed or unexpected gateway frame was ignored"),
     LogEvent.WORKER_STOPPED: ("reason", "clean stop"),
+    LogEvent.HANDLER_IMPORT_FAILED: (
+        "attempt, error, delay_s",
+        "importing the handler module raised something other than ImportError/SyntaxError/AttributeError "
+        "(a server it connects to at import not up yet): retried after `delay_s`, never exit 78",
+    ),
     LogEvent.WATCHDOG_STARTED: ("config (no secrets)", "the watchdog process is up"),
     LogEvent.CHILD_SPAWNED: ("child_pid, resume", "each spawn; `resume` says it was given a session"),
     LogEvent.CHILD_HEARTBEAT_MISSED: ("silent_s", "no pipe heartbeat within the heartbeat timeout"),
@@ -100,4 +109,13 @@ EVENT_DOCS: dict[LogEvent, tuple[str, str]] = {
     LogEvent.WATCHDOG_STOPPING: ("signal, forced", "a stop signal arrived; a second one forces"),
     LogEvent.WATCHDOG_STOPPED: ("reason", "clean stop"),
     LogEvent.LOG_REOPENED: ("path", "the log file was reopened (SIGHUP, logrotate)"),
+    LogEvent.CHILD_LOG_CLOSED: (
+        "closed_s",
+        "the child closed its output (fds 1 and 2) and is still running: killed and respawned",
+    ),
+    LogEvent.WATCHDOG_VERSION_SKEW: (
+        "worker_version, watchdog_version, unknown_fields",
+        "once: the worker speaks a newer beat format (its code was upgraded); it is supervised on the "
+        "fields this watchdog knows; restart the watchdog to use the rest",
+    ),
 }

@@ -22,6 +22,7 @@ from typing import Any
 import multiprocess
 import psutil
 
+from qqworker.beat import BEAT_VERSION
 from qqworker.child import run_child
 from qqworker.settings import Settings
 
@@ -71,7 +72,7 @@ def spawn_child(settings: Settings, resume: tuple[str, int] | None, generation: 
     beat_r, beat_w = ctx.Pipe(duplex=False)
     process = ctx.Process(
         target=run_child,
-        args=(settings, resume, generation, beat_w, log_w, os.getpid()),
+        args=(settings, resume, generation, beat_w, log_w, os.getpid(), BEAT_VERSION),
         name=f"qqworker-{generation}",
         daemon=True,
     )

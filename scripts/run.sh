@@ -217,7 +217,7 @@ if [ "$background" = 1 ]; then
     QQW_PID_FILE="$PID_FILE" setsid "$BASH" "$ROOT/scripts/run.sh" --json "${pass[@]}" \
         </dev/null >>"$BACKGROUND_LOG" 2>&1 &
     launcher=$!
-    ours() { [ "$(tr -dc '0-9' <"$PID_FILE" 2>/dev/null)" = "$launcher" ]; }
+    ours() { [ -f "$PID_FILE" ] && [ "$({ tr -dc '0-9' <"$PID_FILE"; } 2>/dev/null)" = "$launcher" ]; }
     for _ in $(seq 100); do # the detached side may first have to refresh the venv: up to 10 s
         ours || ! kill -0 "$launcher" 2>/dev/null && break
         sleep 0.1

@@ -5,11 +5,12 @@ is doing, not merely that the process exists. Durations are relative (seconds fr
 beat was sent) so that no wall clock has to agree between the two processes.
 
 Version skew (a `git pull` while the watchdog runs: its next child runs the new code). Each side
-speaks a beat version: the watchdog tells the child its own at spawn, and the child writes beats that
-version can read. Version 1 (no `v` field) is read by a strict decoder that rejects any field it does
-not know, so a child talking to it sends exactly the version-1 fields. From version 2 on, the decoder
-ignores fields it does not know and reports them, so fields appended later need no coordination: a
-newer worker is supervised on the fields its watchdog knows, and the watchdog says once that it is older.
+speaks a beat version: the watchdog tells the child its own at spawn (`VERSION_ENV`), and the child
+writes beats that version can read. Version 1 (no `v` field) is read by a strict decoder that rejects
+any field it does not know, so a child talking to it sends exactly the version-1 fields. From version 2
+on, the decoder ignores fields it does not know and reports them, so fields appended later need no
+coordination: a newer worker is supervised on the fields its watchdog knows, and the watchdog says once
+that it is older.
 """
 
 from __future__ import annotations
@@ -24,6 +25,9 @@ from typing import Any
 # The beat format this code speaks. Bump it when a field's meaning changes or a field is added that an
 # older watchdog should know it cannot read (appending a field alone needs no bump: it is ignored).
 BEAT_VERSION = 2
+# How the watchdog tells a child the version it speaks: in the environment the spawned interpreter
+# inherits, not as an argument, so that a child of any older or newer code starts all the same.
+VERSION_ENV = "QQW_WATCHDOG_BEAT_VERSION"
 # What a version-1 watchdog's strict decoder accepts, and nothing more.
 V1_FIELDS = (
     "phase",

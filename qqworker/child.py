@@ -15,8 +15,8 @@ its parent pid has not changed at every beat; and nothing it started outlives it
 SIGINT and SIGHUP are ignored: a Ctrl-C or a hang-up of the terminal reaches the whole process
 group, and the watchdog alone decides about its child.
 
-Beats are written in the version the watchdog said it speaks (`beat_version`; 1 from a watchdog too
-old to say) and carry the access tokens the worker learnt, so that the watchdog redacts them from
+Beats are written in the version the watchdog said it speaks (`beat.VERSION_ENV`; 1 from a watchdog
+too old to say) and carry the access tokens the worker learnt, so that the watchdog redacts them from
 everything the process prints, raw `print()`s and library output included.
 
 asyncio is imported inside the functions: the watchdog imports this module to name the spawn target,
@@ -36,7 +36,7 @@ from dataclasses import replace
 from typing import Any
 
 from qqworker import orphans
-from qqworker.beat import MAX_REDACT_CHARS, Phase, Progress
+from qqworker.beat import MAX_REDACT_CHARS, VERSION_ENV, Phase, Progress
 from qqworker.exitcodes import ExitCode
 from qqworker.logs import configure_logging, redactor
 from qqworker.settings import Settings
@@ -172,6 +172,14 @@ async def serve(
         loop.remove_signal_handler(signal.SIGTERM)
 
 
+def watchdog_beat_version() -> int:
+    """The beat version our watchdog speaks (1: it is too old to say); not passed on to grandchildren."""
+    try:
+        return max(1, int(os.environ.pop(VERSION_ENV, "1")))
+    except ValueError:
+        return 1
+
+
 def run_child(
     settings: Settings,
     resume: tuple[str, int] | None,
@@ -179,7 +187,6 @@ def run_child(
     beat_conn: Any,
     log_conn: Any,
     parent_pid: int,
-    beat_version: int = 1,
 ) -> None:
     """The spawned process's target. Exits with the worker's exit code."""
     # Output first: from here on every byte the process writes goes to the watchdog.
@@ -204,8 +211,9 @@ def run_child(
     # The session handed over is in the very first beat, so a child killed early passes it on.
     progress = Progress(session_id=resume[0] if resume else None, seq=resume[1] if resume else None)
     global BEATER
+    version = watchdog_beat_version()
     BEATER = beater = Beater(
-        beat_fd, progress, settings.heartbeat_interval, parent_pid, beat_version, settings.app_secret
+        beat_fd, progress, settings.heartbeat_interval, parent_pid, version, settings.app_secret
     )
     # A new token is beaten before anything can print it: the watchdog reads beats before output.
     redactor.on_add = beater.send

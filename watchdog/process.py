@@ -22,7 +22,7 @@ from typing import Any
 import multiprocess
 import psutil
 
-from qqworker.beat import BEAT_VERSION
+from qqworker.beat import BEAT_VERSION, VERSION_ENV
 from qqworker.child import run_child
 from qqworker.settings import Settings
 
@@ -72,10 +72,11 @@ def spawn_child(settings: Settings, resume: tuple[str, int] | None, generation: 
     beat_r, beat_w = ctx.Pipe(duplex=False)
     process = ctx.Process(
         target=run_child,
-        args=(settings, resume, generation, beat_w, log_w, os.getpid(), BEAT_VERSION),
+        args=(settings, resume, generation, beat_w, log_w, os.getpid()),
         name=f"qqworker-{generation}",
         daemon=True,
     )
+    os.environ[VERSION_ENV] = str(BEAT_VERSION)  # the spawned interpreter inherits it
     try:
         process.start()
     finally:

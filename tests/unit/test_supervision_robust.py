@@ -259,3 +259,18 @@ def test_the_pid_file_is_replaced_atomically(tmp_path: Path) -> None:
 def test_the_refusal_has_its_own_exit_code() -> None:
     assert ExitCode.LOCKED == 73 and len({int(c) for c in ExitCode}) == len(ExitCode)
     assert "another watchdog" in exit_meaning(73)
+
+
+@pytest.mark.parametrize(("value", "expected"), [(None, 1), ("2", 2), ("7", 7), ("x", 1), ("0", 1)])
+def test_the_child_reads_its_watchdogs_version_from_the_environment_and_keeps_it_to_itself(
+    monkeypatch: pytest.MonkeyPatch, value: str | None, expected: int
+) -> None:
+    from qqworker import child
+    from qqworker.beat import VERSION_ENV
+
+    if value is None:
+        monkeypatch.delenv(VERSION_ENV, raising=False)
+    else:
+        monkeypatch.setenv(VERSION_ENV, value)
+    assert child.watchdog_beat_version() == expected
+    assert VERSION_ENV not in os.environ  # not inherited by what the handlers start

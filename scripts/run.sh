@@ -234,8 +234,9 @@ if [ "$background" = 1 ]; then
     fi
     code=0
     kill -0 "$launcher" 2>/dev/null || wait "$launcher" || code=$?
-    if [ "$code" = "$EX_LOCKED" ]; then
-        fail $EX_LOCKED "already running (pid $(running_pid || echo '?')): this start was refused; scripts/run.sh stop first"
+    if [ "$code" = "$EX_LOCKED" ]; then # its one line names the holder (also one not started by us)
+        said="$(grep '"exitcode": 73' "$BACKGROUND_LOG" | tail -n 1 | sed -n 's/.*"message": "Cannot start: \([^"]*\)".*/\1/p')"
+        fail $EX_LOCKED "refused: ${said:-already running (pid $(running_pid || echo '?'))}"
     fi
     ours && rm -f "$PID_FILE"
     echo "qqwatchdog: the background watchdog did not stay up; last lines of $BACKGROUND_LOG:" >&2

@@ -78,32 +78,42 @@ def cmd_run(argv: Sequence[str]) -> int:
 
     try:
         lock_fd = lock.acquire(settings.status_file)
-        pid_file = os.environ.pop("QQW_PID_FILE", None)  # scripts/run.sh --background asks for it
-        if pid_file:
+    except lock.AlreadyRunning as exc:
+        return _refuse(f"already running: {exc}; stop it first (scripts/run.sh stop)", ExitCode.LOCKED)
+    except OSError as exc:  # a read-only run directory must not stop the bot: it runs, unguarded
+        lock_fd = None
+        log.warning(
+            "Cannot take the lock beside the status file %s (%s): running without it, so a second "
+            "watchdog on this run directory would not be refused",
+            settings.status_file,
+            exc,
+            extra={"path": lock.lock_path(settings.status_file), "error": str(exc)},
+        )
+    pid_file = os.environ.pop("QQW_PID_FILE", None)  # scripts/run.sh --background asks for it
+    if pid_file:
+        try:
             lock.write_pid_file(pid_file)
-    except (lock.AlreadyRunning, OSError) as exc:
-        running = isinstance(exc, lock.AlreadyRunning)
-        reason = (
-            f"already running: {exc}; stop it first (scripts/run.sh stop)"
-            if running
-            else f"cannot take the lock beside the status file {settings.status_file}: {exc}"
-        )
-        code = ExitCode.LOCKED if running else ExitCode.CONFIG
-        log_event(
-            log,
-            LogEvent.WATCHDOG_STOPPED,
-            f"Cannot start: {reason}",
-            level=logging.CRITICAL,
-            reason=reason,
-            exitcode=int(code),
-        )
-        return int(code)
+        except OSError as exc:
+            return _refuse(f"cannot write the pid file {pid_file}: {exc}", ExitCode.CONFIG)
     from watchdog.supervisor import Supervisor
 
     try:
         return Supervisor(settings, handler).run()
     finally:
-        os.close(lock_fd)
+        if lock_fd is not None:
+            os.close(lock_fd)
+
+
+def _refuse(reason: str, code: ExitCode) -> int:
+    log_event(
+        log,
+        LogEvent.WATCHDOG_STOPPED,
+        f"Cannot start: {reason}",
+        level=logging.CRITICAL,
+        reason=reason,
+        exitcode=int(code),
+    )
+    return int(code)
 
 
 def status_path(args: argparse.Namespace) -> str:

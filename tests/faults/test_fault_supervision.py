@@ -228,6 +228,7 @@ def test_two_background_starts(sim: FaultSim, timings: Timings, tmp_path: Path, 
         assert len(running) == 1, f"{len(running)} watchdogs on one run directory"
         pid = running[0].pid
         assert int((run_dir / "qqwatchdog.pid").read_text()) == pid  # the pid file names the lock holder
+        assert f"(pid {pid})" in refused[2], refused  # the refusal names the one that runs
         log = (run_dir / "qqwatchdog.log").read_text()
         assert log.count('"exitcode": 73') == 1, log[-3000:]
 

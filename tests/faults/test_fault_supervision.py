@@ -251,3 +251,27 @@ def test_two_background_starts(sim: FaultSim, timings: Timings, tmp_path: Path, 
         for proc in _watchdogs_on(status_file):
             with contextlib.suppress(psutil.Error):
                 os.killpg(proc.pid, signal.SIGKILL)
+
+
+@fault(
+    "process",
+    "watchdog SIGKILLed while the worker's event loop is blocked (it cannot act on SIGTERM)",
+    "worker gone ≤ stop timeout + 2 s",
+)
+def test_watchdog_killed_while_the_loop_is_blocked(
+    start: Callable[..., Supervised], sim: FaultSim, timings: Timings, record: CaseResult
+) -> None:
+    run = start(handler="block_loop")
+    run.connected()
+    mark = run.mark()
+    sim.say("block-loop")
+    run.wait("dispatch", 10, after=mark)  # the handler has the event: the loop blocks now
+    worker = int(run.process.records("child.spawned")[-1]["child_pid"])
+    t0 = time.monotonic()
+    run.process.signal(signal.SIGKILL)  # well before the heartbeat timeout: the watchdog never judged it
+    bound = timings.stop_timeout + 2.0
+    wait_until(lambda: not alive(worker), bound + 10, "the blocked worker to go")
+    gone_s = time.monotonic() - t0
+    record.measure("worker_gone_s", gone_s, bound)
+    assert gone_s <= bound, f"the blocked worker outlived its watchdog by {gone_s:.1f}s"
+    run.assert_clean_end(expected_exit=-9)

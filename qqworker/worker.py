@@ -100,6 +100,7 @@ class Worker:
         except ConfigError as exc:
             return self._fatal(str(exc))
         if handler is None:  # stopped while retrying the handler's import
+            self.progress.update(phase=Phase.STOPPING)
             log_event(
                 log, LogEvent.WORKER_STOPPED, f"Worker stopped: {self.stop_reason}", reason=self.stop_reason
             )

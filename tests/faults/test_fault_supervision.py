@@ -76,6 +76,29 @@ def test_handler_import_fails_twice_then_succeeds(
     run.assert_clean_end()
 
 
+@fault(
+    "process",
+    "handler module keeps raising on import; then SIGTERM",
+    "retried for as long as it fails, never killed for it; the stop ends the retry at once",
+)
+def test_handler_import_keeps_failing_then_stop(
+    start: Callable[..., Supervised], timings: Timings, record: CaseResult
+) -> None:
+    run = start(QQF_IMPORT_FAILS="100000")
+    wait_until(lambda: len(run.process.records("handler.import_failed")) >= 5, 30, "five import tries")
+    tries = run.process.records("handler.import_failed")
+    assert [r["attempt"] for r in tries] == list(range(1, len(tries) + 1))
+    assert max(r["delay_s"] for r in tries) <= timings.retry_max
+    for event in ("child.killed", "child.attempt_overdue", "child.exited", "worker.fatal"):
+        assert not run.process.records(event), f"{event} while the import was being retried"
+    t0 = time.monotonic()
+    code = run.stop()
+    record.measure("stop_s", time.monotonic() - t0, 2.0)
+    assert code == 0 and run.process.records("worker.stopped"), run.output()[-2000:]
+    assert time.monotonic() - t0 <= 2.0, "the stop waited for the retry delay"
+    assert not run.orphans()
+
+
 @fault("process", "handler spec names a module that does not exist", "exit 78 at once, not retried")
 def test_handler_import_error_of_the_spec_is_permanent(
     start: Callable[..., Supervised], record: CaseResult

@@ -152,10 +152,18 @@ class Beat:
                 raise TypeError("v is not an integer")
             values["redact"] = _redact_list(values.get("redact"))
             beat = cls(**values)
-            Phase(beat.phase)
+            unknown = set(raw.keys() - known)
+            if not beat.known_phase:
+                if beat.v <= BEAT_VERSION or not isinstance(beat.phase, str):
+                    raise ValueError(f"unknown phase {beat.phase!r}")
+                unknown.add(f"phase:{beat.phase}")  # a newer worker's phase: it still proves liveness
         except (TypeError, ValueError) as exc:
             raise ValueError(f"malformed heartbeat message: {exc}") from exc
-        return beat, frozenset(raw.keys() - known)
+        return beat, frozenset(unknown)
+
+    @property
+    def known_phase(self) -> bool:
+        return self.phase in _PHASES
 
 
 def _redact_list(value: Any) -> tuple[str, ...] | None:
@@ -167,3 +175,4 @@ def _redact_list(value: Any) -> tuple[str, ...] | None:
 
 
 _FIELD_NAMES = frozenset(f.name for f in fields(Beat))
+_PHASES = frozenset(p.value for p in Phase)

@@ -202,6 +202,10 @@ class SupervisionPolicy:
         if self.state is not ChildState.RUNNING:
             return KEEP
         self.last_beat_at = now
+        if not beat.known_phase:
+            # A newer worker's phase this version cannot judge: the beat still proves its loop runs,
+            # and the duties of the last phase it could judge stay as they were.
+            return self._check(now)
         self.last_beat = beat
         phase = Phase(beat.phase)
         self.phase = phase

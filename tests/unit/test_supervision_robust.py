@@ -77,7 +77,7 @@ def test_every_field_appended_after_version_1_is_left_out_for_it_and_sent_to_new
         {"phase": "waiting", "attempt": 1, "redact": "tok"},
         {"phase": "waiting", "attempt": 1, "redact": [1]},
         {"attempt": 1, "v": 3},
-        {"phase": "flying", "attempt": 1, "v": 3},
+        {"phase": "flying", "attempt": 1, "v": BEAT_VERSION},
     ],
 )
 def test_what_is_not_a_beat_is_still_refused(raw: dict) -> None:
@@ -274,3 +274,19 @@ def test_the_child_reads_its_watchdogs_version_from_the_environment_and_keeps_it
         monkeypatch.setenv(VERSION_ENV, value)
     assert child.watchdog_beat_version() == expected
     assert VERSION_ENV not in os.environ  # not inherited by what the handlers start
+
+
+def test_a_phase_only_a_newer_worker_knows_is_a_beat_but_not_judged() -> None:
+    data = json.dumps({"phase": "hibernating", "attempt": 1, "v": BEAT_VERSION + 1}).encode()
+    beat, unknown = Beat.parse(data)
+    assert unknown == {"phase:hibernating"}
+    with pytest.raises(ValueError):  # from a worker of this version or older it is garbage
+        Beat.decode(json.dumps({"phase": "hibernating", "attempt": 1}).encode())
+    policy = make()
+    connect_cleanly(policy, 1.0)
+    phase, last = policy.phase, policy.last_beat
+    assert policy.beat(T.heartbeat_timeout, beat) is KEEP
+    assert policy.last_beat_at == T.heartbeat_timeout  # liveness: the heartbeat timeout starts again
+    assert (policy.phase, policy.last_beat) == (phase, last)
+    assert policy.tick(T.heartbeat_timeout * 1.9) is KEEP
+    is_kill(policy.tick(T.heartbeat_timeout * 2.1), LogEvent.CHILD_HEARTBEAT_MISSED)

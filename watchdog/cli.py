@@ -90,9 +90,13 @@ def cmd_run(argv: Sequence[str]) -> int:
             extra={"path": lock.lock_path(settings.status_file), "error": str(exc)},
         )
     pid_file = os.environ.pop("QQW_PID_FILE", None)  # scripts/run.sh --background asks for it
+    pid_lock_fd = None
     if pid_file:
         try:
+            pid_lock_fd = lock.acquire(pid_file)  # the run directory's own: one background watchdog
             lock.write_pid_file(pid_file)
+        except lock.AlreadyRunning as exc:
+            return _refuse(f"already running: {exc}; stop it first (scripts/run.sh stop)", ExitCode.LOCKED)
         except OSError as exc:
             return _refuse(f"cannot write the pid file {pid_file}: {exc}", ExitCode.CONFIG)
     from watchdog.supervisor import Supervisor
@@ -100,8 +104,9 @@ def cmd_run(argv: Sequence[str]) -> int:
     try:
         return Supervisor(settings, handler).run()
     finally:
-        if lock_fd is not None:
-            os.close(lock_fd)
+        for fd in (lock_fd, pid_lock_fd):
+            if fd is not None:
+                os.close(fd)
 
 
 def _refuse(reason: str, code: ExitCode) -> int:

@@ -5,7 +5,9 @@ twice) while `stop` and `status` saw only one of them. The lock is taken before 
 written, so a second watchdog refuses with one line and exit 73, touching neither the status file nor
 the pid file. The kernel drops the lock when the holder's last fd closes: a SIGKILLed watchdog leaves
 no stale lock. The holder writes its pid into the lock file, and into the pid file that
-`scripts/run.sh --background` asks for (QQW_PID_FILE), so that file always names the lock holder.
+`scripts/run.sh --background` asks for (QQW_PID_FILE), so that file always names the lock holder; that
+pid file is guarded the same way (`<pid file>.lock`), so a second background watchdog on one run
+directory is refused even with a status file of its own.
 """
 
 from __future__ import annotations
@@ -23,13 +25,14 @@ class AlreadyRunning(Exception):
         super().__init__(f"another watchdog ({who}) holds {path}")
 
 
-def lock_path(status_file: str) -> str:
-    return os.path.abspath(status_file) + ".lock"
+def lock_path(guarded: str) -> str:
+    return os.path.abspath(guarded) + ".lock"
 
 
-def acquire(status_file: str) -> int:
-    """The locked fd (keep it open while running); AlreadyRunning if another process holds it."""
-    path = lock_path(status_file)
+def acquire(guarded: str) -> int:
+    """The locked fd of `<guarded>.lock` (keep it open while running); AlreadyRunning if another
+    process holds it."""
+    path = lock_path(guarded)
     os.makedirs(os.path.dirname(path), exist_ok=True)
     fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
     try:

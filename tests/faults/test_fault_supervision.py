@@ -298,3 +298,43 @@ def test_watchdog_killed_while_the_loop_is_blocked(
     record.measure("worker_gone_s", gone_s, bound)
     assert gone_s <= bound, f"the blocked worker outlived its watchdog by {gone_s:.1f}s"
     run.assert_clean_end(expected_exit=-9)
+
+
+@fault(
+    "process",
+    "a second `run.sh --background` on one run directory with a status file of its own",
+    "refused (exit 73): the run directory's pid file is guarded too",
+)
+def test_second_background_start_with_another_status_file(
+    sim: FaultSim, timings: Timings, tmp_path: Path
+) -> None:
+    run_dir = tmp_path / "run"
+    base = sim.env(QQW_RUN_DIR=str(run_dir), QQ_HANDLER="log")
+    base.pop("NOTIFY_SOCKET", None)
+    envs = [dict(base, QQW_STATUS_FILE=str(tmp_path / name)) for name in ("a.json", "b.json")]
+
+    def sh(env: dict[str, str], *args: str) -> subprocess.Popen[str]:
+        return subprocess.Popen(
+            ["bash", RUN, *args], env=env, cwd=tmp_path, text=True, stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        )  # fmt: skip
+
+    try:
+        starts = [sh(env, "--background", *timings.flags()) for env in envs]  # at once: no pre-check helps
+        results = [(p.wait(60), *p.communicate()) for p in starts]
+        assert sorted(code for code, _, _ in results) == [0, 73], results
+        won = next(i for i, r in enumerate(results) if r[0] == 0)
+        assert "already running" in results[1 - won][2]
+        running = _watchdogs_on(tmp_path / ("a.json", "b.json")[won])
+        assert len(running) == 1 and not _watchdogs_on(tmp_path / ("a.json", "b.json")[1 - won])
+        pid = running[0].pid
+        assert int((run_dir / "qqwatchdog.pid").read_text()) == pid
+        stopped = subprocess.run(
+            ["bash", RUN, "stop"], env=envs[won], cwd=tmp_path, capture_output=True, text=True, timeout=60
+        )
+        assert stopped.returncode == 0 and f"stopped pid {pid}" in stopped.stdout, stopped
+    finally:
+        for status_file in ("a.json", "b.json"):
+            for proc in _watchdogs_on(tmp_path / status_file):
+                with contextlib.suppress(psutil.Error):
+                    os.killpg(proc.pid, signal.SIGKILL)

@@ -3,6 +3,14 @@
 A beat is built from the listen loop's own progress record, so it tells the watchdog what the loop
 is doing, not merely that the process exists. Durations are relative (seconds from the moment the
 beat was sent) so that no wall clock has to agree between the two processes.
+
+Version skew (a `git pull` while the watchdog runs: its next child runs the new code). Each side
+speaks a beat version: the watchdog tells the child its own at spawn (`VERSION_ENV`), and the child
+writes beats that version can read. Version 1 (no `v` field) is read by a strict decoder that rejects
+any field it does not know, so a child talking to it sends exactly the version-1 fields. From version 2
+on, the decoder ignores fields it does not know and reports them, so fields appended later need no
+coordination: a newer worker is supervised on the fields its watchdog knows, and the watchdog says once
+that it is older.
 """
 
 from __future__ import annotations
@@ -10,9 +18,29 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from enum import Enum
 from typing import Any
+
+# The beat format this code speaks. Bump it when a field's meaning changes or a field is added that an
+# older watchdog should know it cannot read (appending a field alone needs no bump: it is ignored).
+BEAT_VERSION = 2
+# How the watchdog tells a child the version it speaks: in the environment the spawned interpreter
+# inherits, not as an argument, so that a child of any older or newer code starts all the same.
+VERSION_ENV = "QQW_WATCHDOG_BEAT_VERSION"
+# What a version-1 watchdog's strict decoder accepts, and nothing more.
+V1_FIELDS = (
+    "phase",
+    "attempt",
+    "attempt_age_s",
+    "next_attempt_in_s",
+    "session_id",
+    "seq",
+    "ack_age_s",
+    "connected_for_s",
+    "heartbeat_interval_s",
+)
+MAX_REDACT_CHARS = 2048  # the redaction list must keep a beat far below PIPE_BUF
 
 
 class Phase(str, Enum):
@@ -107,6 +135,10 @@ class Beat:
     ack_age_s: float | None = None  # CONNECTED: since the last gateway heartbeat ACK (or READY)
     connected_for_s: float | None = None
     heartbeat_interval_s: float | None = None  # the gateway's, from Hello
+    v: int = BEAT_VERSION  # the beat version the sender speaks (a beat without one: version 1)
+    # Secrets the worker learnt (its current and previous access tokens): the watchdog redacts them
+    # from the child's raw output too. Kept in memory only, never logged or written.
+    redact: tuple[str, ...] | None = None
     api_base: str | None = None  # the REST base in use: the watchdog hands it to the next child
     token_url: str | None = None  # the token endpoint in use, likewise
     ack_rtt_s: float | None = None  # CONNECTED: the last heartbeat's round trip to its ACK
@@ -116,18 +148,59 @@ class Beat:
     events_dropped: int | None = None
     queued: int | None = None
 
-    def encode(self) -> bytes:
-        return json.dumps(asdict(self), separators=(",", ":")).encode()
+    def encode(self, version: int = BEAT_VERSION) -> bytes:
+        """The beat as a watchdog speaking `version` can read it."""
+        raw = asdict(self)
+        if version <= 1:
+            raw = {name: raw[name] for name in V1_FIELDS}
+        else:
+            if raw["redact"] is None:
+                del raw["redact"]
+            else:
+                raw["redact"] = list(raw["redact"])
+        return json.dumps(raw, separators=(",", ":")).encode()
 
     @classmethod
     def decode(cls, data: bytes) -> Beat:
         """Parses a beat; raises ValueError on anything that is not one."""
+        return cls.parse(data)[0]
+
+    @classmethod
+    def parse(cls, data: bytes) -> tuple[Beat, frozenset[str]]:
+        """A beat and the names of the fields it carried that this version does not know (ignored).
+        ValueError on anything that is not a beat."""
         try:
             raw = json.loads(data)
             if not isinstance(raw, dict):
                 raise TypeError("not an object")
-            beat = cls(**raw)
-            Phase(beat.phase)
+            known = _FIELD_NAMES.intersection(raw)
+            values = {name: raw[name] for name in known}
+            values.setdefault("v", 1)
+            if not isinstance(values["v"], int):
+                raise TypeError("v is not an integer")
+            values["redact"] = _redact_list(values.get("redact"))
+            beat = cls(**values)
+            unknown = set(raw.keys() - known)
+            if not beat.known_phase:
+                if beat.v <= BEAT_VERSION or not isinstance(beat.phase, str):
+                    raise ValueError(f"unknown phase {beat.phase!r}")
+                unknown.add(f"phase:{beat.phase}")  # a newer worker's phase: it still proves liveness
         except (TypeError, ValueError) as exc:
             raise ValueError(f"malformed heartbeat message: {exc}") from exc
-        return beat
+        return beat, frozenset(unknown)
+
+    @property
+    def known_phase(self) -> bool:
+        return self.phase in _PHASES
+
+
+def _redact_list(value: Any) -> tuple[str, ...] | None:
+    if value is None:
+        return None
+    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+        raise TypeError("redact is not a list of strings")
+    return tuple(value)
+
+
+_FIELD_NAMES = frozenset(f.name for f in fields(Beat))
+_PHASES = frozenset(p.value for p in Phase)

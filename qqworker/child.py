@@ -11,8 +11,13 @@ It wires the worker to its two pipes to the watchdog:
   fit is dropped and counted, never waited for; a broken pipe means the watchdog is gone: stop.
 
 The child also dies with its parent: PR_SET_PDEATHSIG (SIGTERM) and, belt and braces, a check that
-its parent pid has not changed at every beat. SIGINT and SIGHUP are ignored: a Ctrl-C or a hang-up
-of the terminal reaches the whole process group, and the watchdog alone decides about its child.
+its parent pid has not changed at every beat; and nothing it started outlives it (`orphans`).
+SIGINT and SIGHUP are ignored: a Ctrl-C or a hang-up of the terminal reaches the whole process
+group, and the watchdog alone decides about its child.
+
+Beats are written in the version the watchdog said it speaks (`beat.VERSION_ENV`; 1 from a watchdog
+too old to say) and carry the access tokens the worker learnt, so that the watchdog redacts them from
+everything the process prints, raw `print()`s and library output included.
 
 asyncio is imported inside the functions: the watchdog imports this module to name the spawn target,
 and must not load asyncio (and with it ssl, ~8 MB) into the supervisor for that.
@@ -27,9 +32,11 @@ import os
 import signal
 import sys
 import time
+from dataclasses import replace
 from typing import Any
 
-from qqworker.beat import Phase, Progress
+from qqworker import orphans
+from qqworker.beat import MAX_REDACT_CHARS, VERSION_ENV, Phase, Progress
 from qqworker.exitcodes import ExitCode
 from qqworker.logs import configure_logging, redactor
 from qqworker.settings import Settings
@@ -55,11 +62,21 @@ def die_with_parent(sig: int = signal.SIGTERM) -> bool:
 class Beater:
     """Writes beats to the heartbeat pipe without ever blocking the loop."""
 
-    def __init__(self, fd: int, progress: Progress, interval: float, parent_pid: int) -> None:
+    def __init__(
+        self,
+        fd: int,
+        progress: Progress,
+        interval: float,
+        parent_pid: int,
+        version: int = 1,
+        known_secret: str | None = None,
+    ) -> None:
         self.fd = fd
         self.progress = progress
         self.interval = interval
         self.parent_pid = parent_pid
+        self.version = version  # the watchdog's beat version
+        self.known_secret = known_secret  # the watchdog has it already: not sent
         self.sent = 0
         self.dropped = 0
         self.broken = False
@@ -73,7 +90,10 @@ class Beater:
         if os.getppid() != self.parent_pid:
             self._gone("the watchdog is gone (the parent pid changed)")
             return
-        data = self.progress.beat().encode() + b"\n"
+        beat = self.progress.beat()
+        if self.version >= 2:
+            beat = replace(beat, redact=self.secrets() or None)
+        data = beat.encode(self.version) + b"\n"
         try:
             os.write(self.fd, data)
             self.sent += 1
@@ -81,6 +101,19 @@ class Beater:
             self._drop()
         except OSError as exc:  # EPIPE: the read end is closed; anything else: no pipe to beat on
             self._gone(f"the heartbeat pipe is unusable ({errno.errorcode.get(exc.errno or 0, exc)})")
+
+    def secrets(self) -> tuple[str, ...]:
+        """The tokens for the watchdog to redact, newest first, within the beat's size budget."""
+        chosen: list[str] = []
+        size = 0
+        for secret in reversed(redactor.learnt()):
+            if secret == self.known_secret:
+                continue
+            size += len(secret) + 3
+            if size > MAX_REDACT_CHARS:
+                break
+            chosen.append(secret)
+        return tuple(chosen)
 
     def _drop(self) -> None:
         self.dropped += 1
@@ -139,6 +172,14 @@ async def serve(
         loop.remove_signal_handler(signal.SIGTERM)
 
 
+def watchdog_beat_version() -> int:
+    """The beat version our watchdog speaks (1: it is too old to say); not passed on to grandchildren."""
+    try:
+        return max(1, int(os.environ.pop(VERSION_ENV, "1")))
+    except ValueError:
+        return 1
+
+
 def run_child(
     settings: Settings,
     resume: tuple[str, int] | None,
@@ -161,6 +202,7 @@ def run_child(
     die_with_parent()
     if os.getppid() != parent_pid:  # the parent died before the kernel could be told
         sys.exit(int(ExitCode.OK))
+    orphans.guard(parent_pid, settings.stop_timeout)
 
     redactor.add(settings.app_secret)
     configure_logging(role="worker", generation=generation, stream=sys.stdout)
@@ -169,7 +211,12 @@ def run_child(
     # The session handed over is in the very first beat, so a child killed early passes it on.
     progress = Progress(session_id=resume[0] if resume else None, seq=resume[1] if resume else None)
     global BEATER
-    BEATER = beater = Beater(beat_fd, progress, settings.heartbeat_interval, parent_pid)
+    version = watchdog_beat_version()
+    BEATER = beater = Beater(
+        beat_fd, progress, settings.heartbeat_interval, parent_pid, version, settings.app_secret
+    )
+    # A new token is beaten before anything can print it: the watchdog reads beats before output.
+    redactor.on_add = beater.send
     beater.send()  # STARTING, before the worker's imports
 
     import asyncio
@@ -180,5 +227,8 @@ def run_child(
     try:
         code = asyncio.run(serve(settings, session, beat_fd, parent_pid, progress, beater))
     finally:
+        redactor.on_add = None
         os.close(beat_fd)
+        if os.getppid() != parent_pid:
+            orphans.end_descendants(grace=0.2)
     sys.exit(code)

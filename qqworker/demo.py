@@ -486,8 +486,9 @@ class Demo:
             signal.signal(signal.SIGINT, signal.SIG_IGN)
             self.say("Stopping: SIGTERM to the watchdog (it stops its worker), then the simulator.")
             leftovers = self.stop_all()
-            with contextlib.suppress(OSError):
-                self.status_file.unlink()
+            for path in (self.status_file, self.status_file.with_name(self.status_file.name + ".lock")):
+                with contextlib.suppress(OSError):
+                    path.unlink()
             if leftovers:
                 self.failures.append(f"processes left: {leftovers}")
                 self.say(f"Processes still alive: {leftovers}", level="ERROR")

@@ -27,6 +27,7 @@ class LogEvent(str, Enum):
     FRAME_REJECTED = "gateway.frame_rejected"
     WORKER_STOPPED = "worker.stopped"
     BASE_SWITCHED = "gateway.base_switched"
+    HANDLER_IMPORT_FAILED = "handler.import_failed"
     # watchdog
     WATCHDOG_STARTED = "watchdog.started"
     CHILD_SPAWNED = "child.spawned"
@@ -44,6 +45,8 @@ class LogEvent(str, Enum):
     WATCHDOG_STOPPED = "watchdog.stopped"
     LOG_REOPENED = "log.reopened"
     PUSH_FAILED = "push.failed"
+    CHILD_LOG_CLOSED = "child.log_closed"
+    WATCHDOG_VERSION_SKEW = "watchdog.version_skew"
 
     def __str__(self) -> str:
         return self.value
@@ -58,6 +61,7 @@ ATTEMPT_EVENTS = frozenset(
         LogEvent.RECONNECT_FAILED,
         LogEvent.TOKEN_FAILED,
         LogEvent.TOKEN_FETCHED,
+        LogEvent.HANDLER_IMPORT_FAILED,
     }
 )
 
@@ -87,6 +91,11 @@ EVENT_DOCS: dict[LogEvent, tuple[str, str]] = {
         "the next API base (`kind` api_base) or token URL (`kind` token_url)",
     ),
     LogEvent.WATCHDOG_STARTED: ("config (no secrets), api_base, token_url", "the watchdog process is up"),
+    LogEvent.HANDLER_IMPORT_FAILED: (
+        "attempt, error, delay_s",
+        "importing the handler module raised something other than ImportError/SyntaxError/AttributeError "
+        "(a server it connects to at import not up yet): retried after `delay_s`, never exit 78",
+    ),
     LogEvent.CHILD_SPAWNED: ("child_pid, resume", "each spawn; `resume` says it was given a session"),
     LogEvent.CHILD_HEARTBEAT_MISSED: ("silent_s", "no pipe heartbeat within the heartbeat timeout"),
     LogEvent.CHILD_ATTEMPT_OVERDUE: ("overdue_s", "an attempt the child announced was not logged in time"),
@@ -110,5 +119,14 @@ EVENT_DOCS: dict[LogEvent, tuple[str, str]] = {
     LogEvent.PUSH_FAILED: (
         "error, failures",
         "the push URL could not be reached (at most one line a minute; `failures`: since the last one)",
+    ),
+    LogEvent.CHILD_LOG_CLOSED: (
+        "closed_s",
+        "the child closed its output (fds 1 and 2) and is still running: killed and respawned",
+    ),
+    LogEvent.WATCHDOG_VERSION_SKEW: (
+        "worker_version, watchdog_version, unknown_fields",
+        "once: the worker speaks a newer beat format (its code was upgraded); it is supervised on the "
+        "fields this watchdog knows; restart the watchdog to use the rest",
     ),
 }

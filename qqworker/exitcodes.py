@@ -10,6 +10,10 @@ class ExitCode(IntEnum):
     GAVE_UP = 75  # EX_TEMPFAIL: the worker ran out of attempts; respawning can help
     UNAVAILABLE = 69  # EX_UNAVAILABLE: the watchdog hit its own restart limit
     CONFIG = 78  # EX_CONFIG: bad credentials or configuration; respawning cannot help
+    # EX_CANTCREAT: the watchdog cannot take its status file's lock: another watchdog holds it. Not 78
+    # (nothing is misconfigured, and systemd must try again once the other one is gone) and not 75 or
+    # 69 (they say a worker or the watchdog gave up on the bot, which alerts would misread).
+    LOCKED = 73
 
 
 _MEANINGS = {
@@ -17,6 +21,7 @@ _MEANINGS = {
     ExitCode.GAVE_UP: "gave up reconnecting after its maximum attempts",
     ExitCode.UNAVAILABLE: "gave up after the restart limit",
     ExitCode.CONFIG: "permanent configuration or credential error",
+    ExitCode.LOCKED: "another watchdog already runs on this status file / run directory",
 }
 
 

@@ -118,8 +118,18 @@ async def echo_handler(event: DispatchEvent, reply: Reply) -> None:
 BUILTINS: dict[str, Handler] = {"log": log_handler, "echo": echo_handler}
 
 
+class HandlerImportFailed(Exception):
+    """The handler module raised something other than an import, syntax or attribute error while
+    being imported: possibly transient (see qqworker.handler_import), never exit 78."""
+
+    def __init__(self, module: str, exc: BaseException) -> None:
+        self.error = f"{type(exc).__name__}: {exc}"
+        super().__init__(f"handler: importing {module!r} raised {self.error}")
+
+
 def load_handler(spec: str) -> Handler:
-    """A built-in name or `module:function`; ConfigError (exit 78) when it cannot be loaded."""
+    """A built-in name or `module:function`; ConfigError (exit 78) when it cannot be loaded,
+    HandlerImportFailed when its module raised anything else on import."""
     spec = spec.strip()
     if spec in BUILTINS:
         return BUILTINS[spec]
@@ -128,8 +138,10 @@ def load_handler(spec: str) -> Handler:
         raise ConfigError(f"handler: expected log, echo or module:function, got {spec!r}")
     try:
         target: Any = importlib.import_module(module_name)
-    except Exception as exc:  # an import error, or the module raising on import
+    except (ImportError, SyntaxError, AttributeError) as exc:  # the spec is wrong: no retry can help
         raise ConfigError(f"handler: cannot import {module_name!r}: {type(exc).__name__}: {exc}") from None
+    except Exception as exc:  # the module raised on import: its server may just not be up yet
+        raise HandlerImportFailed(module_name, exc) from None
     for part in attr.split("."):
         target = getattr(target, part, None)
         if target is None:

@@ -12,6 +12,7 @@ import logging
 import os
 import sys
 import threading
+from collections.abc import Callable, Iterable
 from datetime import datetime, timezone
 from typing import IO, Any
 
@@ -24,21 +25,63 @@ _CORE_FIELDS = ("timestamp", "level", "logger", "message", "event", "role", "pid
 
 
 class Redactor:
-    """Replaces every registered secret in a text, also in its JSON-escaped form."""
+    """Replaces every registered secret in a text, also in its JSON-escaped form.
+
+    `learnt()` lists the most recent secrets added (the worker's access tokens, newest last; one that
+    contains a known secret is covered by it and not listed) so the worker can pass them on;
+    `remember()` takes such a list on the watchdog's side, where only the most recent
+    `MAX_REMEMBERED` are kept (the current and previous tokens of a child and of the one before).
+    Neither is ever written anywhere.
+    """
+
+    MAX_REMEMBERED = 8
+    MAX_LEARNT = 4
 
     def __init__(self) -> None:
         self._secrets: set[str] = set()
+        self._remembered: dict[str, str] = {}  # raw -> JSON-escaped; insertion-ordered, bounded
+        self._learnt: list[str] = []
+        self._ordered: tuple[str, ...] = ()
         self._lock = threading.Lock()
+        self.on_add: Callable[[], None] | None = None  # told after each new secret
 
     def add(self, secret: str | None) -> None:
         if not secret:
             return
         with self._lock:
+            if secret in self._secrets:
+                return
+            if not any(known in secret for known in self._secrets):
+                self._learnt = [*self._learnt, secret][-self.MAX_LEARNT :]
             self._secrets.add(secret)
             self._secrets.add(json.dumps(secret, ensure_ascii=False)[1:-1])
+            self._rebuild()
+        if self.on_add is not None:
+            self.on_add()
+
+    def learnt(self) -> tuple[str, ...]:
+        return tuple(self._learnt)
+
+    def remember(self, secrets: Iterable[str]) -> None:
+        """Secrets another process told us about (bounded: the oldest are forgotten first)."""
+        new = [s for s in secrets if s and s not in self._remembered and s not in self._secrets]
+        if not new:
+            return
+        with self._lock:
+            for secret in new:
+                self._remembered[secret] = json.dumps(secret, ensure_ascii=False)[1:-1]
+            while len(self._remembered) > self.MAX_REMEMBERED:
+                del self._remembered[next(iter(self._remembered))]
+            self._rebuild()
+
+    def _rebuild(self) -> None:
+        # Longest first, so a secret containing another is replaced whole; built once per change,
+        # not at every line.
+        remembered = {*self._remembered, *self._remembered.values()}
+        self._ordered = tuple(sorted(self._secrets | remembered, key=len, reverse=True))
 
     def __call__(self, text: str) -> str:
-        for secret in sorted(self._secrets, key=len, reverse=True):
+        for secret in self._ordered:
             if secret in text:
                 text = text.replace(secret, REDACTED)
         return text

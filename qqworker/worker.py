@@ -23,7 +23,8 @@ from qqworker.deadlines import within
 from qqworker.events import LogEvent
 from qqworker.exitcodes import ExitCode
 from qqworker.gateway import Callbacks, drive, open_link
-from qqworker.handlers import Dispatcher, Handler, load_handler
+from qqworker.handler_import import load_handler_retrying
+from qqworker.handlers import Dispatcher, Handler
 from qqworker.hostprobe import RESOLVE_TIMEOUT_S, classify, name_failure
 from qqworker.hosts import HostRing, Switch
 from qqworker.logs import log_event
@@ -106,9 +107,15 @@ class Worker:
             token_urls=list(self.token_urls.urls),
         )
         try:
-            handler = self._handler_spec if callable(self._handler_spec) else load_handler(self._handler_spec)
+            handler = await self._load_handler()
         except ConfigError as exc:
             return self._fatal(str(exc))
+        if handler is None:  # stopped while retrying the handler's import
+            self.progress.update(phase=Phase.STOPPING)
+            log_event(
+                log, LogEvent.WORKER_STOPPED, f"Worker stopped: {self.stop_reason}", reason=self.stop_reason
+            )
+            return ExitCode.OK
         http = aiohttp.ClientSession()
         self.tokens = TokenManager(
             http,
@@ -151,6 +158,27 @@ class Worker:
         if cancelled:
             raise asyncio.CancelledError
         return code
+
+    async def _load_handler(self) -> Handler | None:
+        """The handler (its module's transient import failures retried); None if stopped meanwhile."""
+        if callable(self._handler_spec):
+            return self._handler_spec
+        backoff = Backoff(self.settings.retry_initial, self.settings.retry_max)
+        self._main = loading = asyncio.create_task(
+            load_handler_retrying(self._handler_spec, backoff, self.progress), name="qqworker-handler"
+        )
+        if self.stop_reason is not None:
+            loading.cancel()
+        try:
+            await asyncio.wait({loading})
+        except asyncio.CancelledError:
+            loading.cancel()
+            raise
+        finally:
+            self._main = None
+        if loading.cancelled():
+            return None
+        return loading.result()
 
     # The loop --------------------------------------------------------------------------------
 

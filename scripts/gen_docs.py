@@ -40,6 +40,7 @@ def exitcodes_table() -> str:
         ExitCode.GAVE_UP: "worker (the watchdog respawns it)",
         ExitCode.UNAVAILABLE: "watchdog",
         ExitCode.CONFIG: "both (never respawned)",
+        ExitCode.LOCKED: "watchdog (refused to start)",
     }
     rows = ["| code | who | meaning |", "| --- | --- | --- |"]
     rows += [f"| {code.value} | {owners[code]} | {exit_meaning(code)} |" for code in ExitCode]
@@ -51,7 +52,7 @@ def events_table() -> str:
     rows = ["| event | role | extra fields | when |", "| --- | --- | --- | --- |"]
     for event in LogEvent:
         extra, when = EVENT_DOCS[event]
-        watchdog_side = event.value.split(".")[0] in ("watchdog", "child", "respawn", "log")
+        watchdog_side = event.value.split(".")[0] in ("watchdog", "child", "respawn", "log", "push")
         role = "watchdog" if watchdog_side else "worker"
         rows.append(f"| `{event.value}` | {role} | {extra} | {when} |")
     return "\n".join(rows)

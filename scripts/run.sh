@@ -15,11 +15,13 @@
 # --env-file, --config, --log-file and --status-file (or in QQW_LOG_FILE / QQW_STATUS_FILE) are taken
 # relative to the directory you ran this from.
 # Exit status: the watchdog's (0 stopped, 69 gave up, 78 configuration error: also for a bad env file or
-# missing credentials, found here before anything starts).
+# missing credentials, found here before anything starts; 73 another watchdog already runs on this run
+# directory: it holds the lock beside the status file, and the pid file names it).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")/.." && pwd)"
 EX_CONFIG=78
+EX_LOCKED=73
 
 fail() { # fail CODE MESSAGE: one line on stderr, then exit
     echo "qqwatchdog: $2" >&2
@@ -203,41 +205,46 @@ fi
 if [ "$background" = 1 ]; then
     mkdir -p "$RUN_DIR"
     if pid="$(running_pid)"; then
-        fail 1 "already running (pid $pid); scripts/run.sh stop first"
+        fail $EX_LOCKED "already running (pid $pid); scripts/run.sh stop first"
     fi
-    rm -f "$PID_FILE"
     if [ "${QQW_LOG_FILE:-}" = "$BACKGROUND_LOG" ]; then
         unset QQW_LOG_FILE # stdout already goes there: the same lines twice would be no use
     fi
-    # setsid: its own session, so no terminal's Ctrl-C or hang-up reaches it. The pid file is written by the
-    # detached process itself just before exec, so it is the watchdog's own pid.
+    # setsid: its own session, so no terminal's Ctrl-C or hang-up reaches it; setsid does not fork here
+    # (we are no group leader) and the detached side execs, so $! is the watchdog's own pid. The watchdog
+    # writes the pid file itself once it holds the run directory's lock: two starts at once give one
+    # watchdog, the other refuses (73), and the pid file always names the one that runs.
     QQW_PID_FILE="$PID_FILE" setsid "$BASH" "$ROOT/scripts/run.sh" --json "${pass[@]}" \
         </dev/null >>"$BACKGROUND_LOG" 2>&1 &
     launcher=$!
+    ours() { [ -f "$PID_FILE" ] && [ "$({ tr -dc '0-9' <"$PID_FILE"; } 2>/dev/null)" = "$launcher" ]; }
     for _ in $(seq 100); do # the detached side may first have to refresh the venv: up to 10 s
-        [ -s "$PID_FILE" ] || ! kill -0 "$launcher" 2>/dev/null && break
+        ours || ! kill -0 "$launcher" 2>/dev/null && break
         sleep 0.1
     done
     # A configuration error ends it within a second: report that here rather than leave a dead pid file.
     for _ in $(seq 15); do
-        running_pid >/dev/null || break
+        kill -0 "$launcher" 2>/dev/null || break
         sleep 0.1
     done
-    if pid="$(running_pid)"; then
+    if ours && pid="$(running_pid)"; then
         echo "qqwatchdog: started in the background, pid $pid; log: $BACKGROUND_LOG"
         echo "qqwatchdog: scripts/run.sh status | scripts/run.sh stop | python -m watchdog report $BACKGROUND_LOG*"
         exit 0
     fi
-    rm -f "$PID_FILE"
+    code=0
+    kill -0 "$launcher" 2>/dev/null || wait "$launcher" || code=$?
+    if [ "$code" = "$EX_LOCKED" ]; then # its one line names the holder (also one not started by us)
+        said="$(grep '"exitcode": 73' "$BACKGROUND_LOG" | tail -n 1 | sed -n 's/.*"message": "Cannot start: \([^"]*\)".*/\1/p')"
+        fail $EX_LOCKED "refused: ${said:-already running (pid $(running_pid || echo '?'))}"
+    fi
+    ours && rm -f "$PID_FILE"
     echo "qqwatchdog: the background watchdog did not stay up; last lines of $BACKGROUND_LOG:" >&2
     tail -n 5 "$BACKGROUND_LOG" >&2 || true
     exit 1
 fi
 
-if [ -n "${QQW_PID_FILE:-}" ]; then
-    echo $$ >"$QQW_PID_FILE" # exec keeps this pid: it is the watchdog's
-    unset QQW_PID_FILE
-fi
+# QQW_PID_FILE (background mode) stays exported: the watchdog writes it once it holds the lock.
 if [ "$output" = "pretty" ]; then
     # A person at a terminal: Ctrl-C reaches the whole foreground process group, so the watchdog stops
     # cleanly while the renderer (which ignores SIGINT) prints its last lines and ends at EOF; only then

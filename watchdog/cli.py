@@ -4,7 +4,8 @@
     python -m watchdog status [--status-file PATH] [--json]   0 healthy, 1 unhealthy, 3 not running
     python -m watchdog report LOGFILE... [--json]      the outage timeline of a log
 
-A configuration error is one JSON line (`watchdog.stopped`) and exit 78.
+A configuration error is one JSON line (`watchdog.stopped`) and exit 78; another watchdog already
+running on the same status file (it holds `<status file>.lock`) is one such line and exit 73.
 """
 
 from __future__ import annotations
@@ -75,9 +76,51 @@ def cmd_run(argv: Sequence[str]) -> int:
             exitcode=int(ExitCode.CONFIG),
         )
         return int(ExitCode.CONFIG)
+    from watchdog import lock
+
+    try:
+        lock_fd = lock.acquire(settings.status_file)
+    except lock.AlreadyRunning as exc:
+        return _refuse(f"already running: {exc}; stop it first (scripts/run.sh stop)", ExitCode.LOCKED)
+    except OSError as exc:  # a read-only run directory must not stop the bot: it runs, unguarded
+        lock_fd = None
+        log.warning(
+            "Cannot take the lock beside the status file %s (%s): running without it, so a second "
+            "watchdog on this run directory would not be refused",
+            settings.status_file,
+            exc,
+            extra={"path": lock.lock_path(settings.status_file), "error": str(exc)},
+        )
+    pid_file = os.environ.pop("QQW_PID_FILE", None)  # scripts/run.sh --background asks for it
+    pid_lock_fd = None
+    if pid_file:
+        try:
+            pid_lock_fd = lock.acquire(pid_file)  # the run directory's own: one background watchdog
+            lock.write_pid_file(pid_file)
+        except lock.AlreadyRunning as exc:
+            return _refuse(f"already running: {exc}; stop it first (scripts/run.sh stop)", ExitCode.LOCKED)
+        except OSError as exc:
+            return _refuse(f"cannot write the pid file {pid_file}: {exc}", ExitCode.CONFIG)
     from watchdog.supervisor import Supervisor
 
-    return Supervisor(settings, handler).run()
+    try:
+        return Supervisor(settings, handler).run()
+    finally:
+        for fd in (lock_fd, pid_lock_fd):
+            if fd is not None:
+                os.close(fd)
+
+
+def _refuse(reason: str, code: ExitCode) -> int:
+    log_event(
+        log,
+        LogEvent.WATCHDOG_STOPPED,
+        f"Cannot start: {reason}",
+        level=logging.CRITICAL,
+        reason=reason,
+        exitcode=int(code),
+    )
+    return int(code)
 
 
 def check_monitoring(settings: Settings) -> None:

@@ -2,7 +2,9 @@
 
 The supervisor feeds it what it observes, each with the monotonic time it was observed:
 `child_spawned`, `beat` (a `Beat` from the heartbeat pipe), `log_event` (the `event` of a line the
-child logged), `rss`, `beats_closed` (EOF on the heartbeat pipe), `child_exited` and `tick`; every
+child logged), `rss`, `beats_closed` (EOF on the heartbeat pipe), `logs_closed` (EOF on its output
+while it runs: a child that can no longer log breaks the contract's first rule), `child_exited` and
+`tick`; every
 call answers with what to do: `KEEP`, `Kill`, `Respawn`, `GiveUp` (exit 69) or `Stop` (exit 78).
 
 A running child is judged on four kinds of evidence:
@@ -179,6 +181,7 @@ class SupervisionPolicy:
         self.last_beat_at = now
         self.last_beat: Beat | None = None
         self.beats_closed_at: float | None = None
+        self.logs_closed_at: float | None = None
         self.phase: Phase | None = None
         self.connected_since: float | None = None
         self.healthy = False
@@ -199,6 +202,10 @@ class SupervisionPolicy:
         if self.state is not ChildState.RUNNING:
             return KEEP
         self.last_beat_at = now
+        if not beat.known_phase:
+            # A newer worker's phase this version cannot judge: the beat still proves its loop runs,
+            # and the duties of the last phase it could judge stay as they were.
+            return self._check(now)
         self.last_beat = beat
         phase = Phase(beat.phase)
         self.phase = phase
@@ -324,6 +331,13 @@ class SupervisionPolicy:
             self.beats_closed_at = now
         return self._check(now)
 
+    def logs_closed(self, now: float) -> Decision:
+        """EOF on the output pipe (fds 1 and 2): the child is exiting, or it closed them; either way it
+        gets the same short while to exit as for a closed heartbeat pipe."""
+        if self.state is ChildState.RUNNING and self.logs_closed_at is None:
+            self.logs_closed_at = now
+        return self._check(now)
+
     def tick(self, now: float) -> Decision:
         if self.state is not ChildState.RUNNING:
             return KEEP
@@ -359,6 +373,8 @@ class SupervisionPolicy:
         times = [self.last_beat_at + self.t.heartbeat_timeout]
         if self.beats_closed_at is not None:
             times.append(self.beats_closed_at + self._closed_grace)
+        if self.logs_closed_at is not None:
+            times.append(self.logs_closed_at + self._closed_grace)
         if self._episode_deadline is not None:
             times.append(self._episode_deadline)
         times += [d.deadline for d in self._duties if not d.settled]
@@ -388,6 +404,15 @@ class SupervisionPolicy:
                 f"The child closed its heartbeat pipe {now - self.beats_closed_at:.1f}s ago and is still "
                 "running; killing it",
                 silent_s=round(silent, 3),
+            )
+        if self.logs_closed_at is not None and now - self.logs_closed_at > self._closed_grace:
+            closed = now - self.logs_closed_at
+            return self._kill(
+                "log pipe closed",
+                LogEvent.CHILD_LOG_CLOSED,
+                f"The child closed its output {closed:.1f}s ago and is still running: it can log "
+                "nothing any more; killing it",
+                closed_s=round(closed, 3),
             )
         if self._episode_deadline is not None and now > self._episode_deadline:
             return self._overdue_phase(now)

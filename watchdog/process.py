@@ -22,6 +22,7 @@ from typing import Any
 import multiprocess
 import psutil
 
+from qqworker.beat import BEAT_VERSION, VERSION_ENV
 from qqworker.child import run_child
 from qqworker.settings import Settings
 
@@ -96,6 +97,7 @@ def spawn_child(settings: Settings, resume: tuple[str, int] | None, generation: 
         name=f"qqworker-{generation}",
         daemon=True,
     )
+    os.environ[VERSION_ENV] = str(BEAT_VERSION)  # the spawned interpreter inherits it
     try:
         process.start()
     finally:

@@ -26,11 +26,11 @@ from typing import Any
 
 import psutil
 
-from qqworker.beat import Beat, Phase
+from qqworker.beat import BEAT_VERSION, Beat, Phase
 from qqworker.events import LogEvent
 from qqworker.exitcodes import ExitCode, exit_meaning
 from qqworker.hosts import prefer_hosts
-from qqworker.logs import JsonLinesHandler, log_event, rfc3339_utc
+from qqworker.logs import JsonLinesHandler, log_event, redactor, rfc3339_utc
 from qqworker.settings import Settings
 from watchdog import process
 from watchdog.monitoring import Monitoring, SupervisorView
@@ -88,6 +88,7 @@ class Supervisor:
         self._next_status = self._next_rss = self._next_tree = float("-inf")
         self._status_failed = False
         self.monitoring = Monitoring(settings, self._sel, out, self._view, clock)
+        self._skew_reported = False
 
     # The loop ---------------------------------------------------------------------------------
 
@@ -420,12 +421,17 @@ class Supervisor:
             return
         except OSError:
             data = b""
+        # A token the child learnt is beaten before it can be printed: read the beats first, so the
+        # redactor knows it before this output is relayed.
+        self._read_beats()
         if data:
             self._relay(child, self._log_split.feed(data))
             return
         self._relay(child, self._log_split.flush())
         self._unregister(child.log_fd)
         self._log_eof = True
+        if child.exitcode is None:
+            self._apply(child, self.policy.logs_closed(self.clock()))
 
     def _relay(self, child: process.Child, lines: list[bytes]) -> None:
         if not lines:
@@ -465,10 +471,14 @@ class Supervisor:
             return
         for line in self._beat_split.feed(data):
             try:
-                beat = Beat.decode(line)
+                beat, unknown = Beat.parse(line)
             except ValueError as exc:
                 self._bad_beat(now, line, exc)
                 continue
+            if beat.redact:
+                redactor.remember(beat.redact)
+            if (beat.v > BEAT_VERSION or unknown) and not self._skew_reported:
+                self._version_skew(beat, unknown)
             if beat.session_id and beat.seq is not None:
                 self.resume = (beat.session_id, beat.seq)
             elif beat.session_id is None and beat.seq is None:
@@ -482,6 +492,21 @@ class Supervisor:
             self._apply(child, self.policy.beat(now, beat))
             if self.policy.phase is not previous:
                 self._phase_changed()
+
+    def _version_skew(self, beat: Beat, unknown: frozenset[str]) -> None:
+        self._skew_reported = True
+        log_event(
+            log,
+            LogEvent.WATCHDOG_VERSION_SKEW,
+            f"The worker speaks beat version {beat.v}, this watchdog {BEAT_VERSION}"
+            + (f" (fields it does not know: {', '.join(sorted(unknown))})" if unknown else "")
+            + ": its code is newer than the running watchdog's. Supervising it on the fields this "
+            "watchdog knows; restart the watchdog to run the new code on both sides",
+            level=logging.WARNING,
+            worker_version=beat.v,
+            watchdog_version=BEAT_VERSION,
+            unknown_fields=sorted(unknown),
+        )
 
     def _bad_beat(self, now: float, line: bytes, exc: ValueError) -> None:
         self._bad_beats += 1

@@ -9,7 +9,9 @@ again, so each case shows one fault and one recovery.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -17,6 +19,23 @@ from typing import Any
 from qqworker.handlers import log_dispatch, log_handler
 
 _leaked: list[bytearray] = []
+
+
+def _import_fails_at_first() -> None:
+    """QQF_IMPORT_FAILS=N: the first N imports of this module (counted in QQF_FLAG_DIR) raise a
+    ConnectionError, as a module whose client connects at import while its server still boots."""
+    fails = int(os.environ.get("QQF_IMPORT_FAILS") or 0)
+    if not fails:
+        return
+    counter = Path(os.environ["QQF_FLAG_DIR"]) / "imports"
+    with counter.open("a") as fh:
+        fh.write("x")
+    tries = len(counter.read_text())
+    if tries <= fails:
+        raise ConnectionError(f"import {tries}: the broker at 127.0.0.1:9 is not up yet")
+
+
+_import_fails_at_first()
 
 
 def _content(event: Any) -> str:
@@ -76,3 +95,65 @@ def blocks(event: Any, reply: Any) -> None:
     log_dispatch(event)
     if _content(event) == "block-handler":
         time.sleep(3600)
+
+
+async def supervision(event: Any, reply: Any) -> None:
+    """The supervision-robustness faults, by trigger word (each once per run)."""
+    await log_handler(event, reply)
+    word = _content(event)
+    if word in _SUPERVISION and _claim(word):
+        await _SUPERVISION[word](reply)
+
+
+async def _print_token(reply: Any) -> None:
+    """The access token printed raw every way a process can: print(), os.write on fds 1 and 2, a JSON
+    line, the Authorization header form, and a grandchild writing to the inherited fd 1."""
+    token = await reply._rest._tokens.get()
+    print(token, flush=True)
+    os.write(1, f"raw {token} on fd 1\n".encode())
+    os.write(2, f"QQBot {token} on fd 2\n".encode())
+    sys.stderr.write(json.dumps({"event": "dispatch", "message": f"leaked {token}"}) + "\n")
+    sys.stderr.flush()
+    echo = await asyncio.create_subprocess_exec("echo", f"grandchild {token}")
+    await asyncio.wait_for(echo.wait(), 10)
+    (Path(os.environ["QQF_FLAG_DIR"]) / "printed").write_text("yes")
+
+
+async def _close_output(reply: Any) -> None:
+    """fds 1 and 2 closed (a daemonising library, a careless handler): nothing can be logged any more."""
+    os.close(1)
+    os.close(2)
+
+
+async def _grandchild(reply: Any) -> None:
+    """A subprocess of the worker and a double-forked one (its parent exits: it is re-parented)."""
+    flags = Path(os.environ["QQF_FLAG_DIR"])
+    child = await asyncio.create_subprocess_exec("sleep", "300", stdin=asyncio.subprocess.DEVNULL)
+    daemon = await asyncio.create_subprocess_exec(
+        "sh", "-c", f"sleep 301 </dev/null >/dev/null 2>&1 & echo $! > {flags}/daemon.pid"
+    )
+    await asyncio.wait_for(daemon.wait(), 10)
+    (flags / "grandchild.pid").write_text(str(child.pid))
+
+
+async def _newer_beats(reply: Any) -> None:
+    """From now on this worker writes beats as a newer version would: a higher `v`, a field this
+    watchdog does not know (an in-place upgrade that appended a Beat field)."""
+    from qqworker import beat
+
+    original = beat.Beat.encode
+
+    def newer(self: Any, version: int = beat.BEAT_VERSION) -> bytes:
+        raw = json.loads(original(self, version))
+        raw.update(v=beat.BEAT_VERSION + 1, from_the_future={"rtt_ms": 12})
+        return json.dumps(raw, separators=(",", ":")).encode()
+
+    beat.Beat.encode = newer  # type: ignore[method-assign]
+
+
+_SUPERVISION = {
+    "print-token": _print_token,
+    "close-output": _close_output,
+    "grandchild": _grandchild,
+    "newer-beats": _newer_beats,
+}

@@ -86,7 +86,7 @@ def test_background_mode_with_logrotate(tmp_path: Path) -> None:
         assert status.returncode == 0, status.stdout
         assert json.loads(status.stdout)["status"]["watchdog_pid"] == pid
         again = sh(["bash", RUN, "--background"], env, tmp_path)
-        assert again.returncode == 1 and "already running" in again.stderr
+        assert again.returncode == 73 and "already running" in again.stderr
 
         for rotation in (1, 2):
             sim.control("/_sim/events", {"type": "C2C_MESSAGE_CREATE", "count": 3})

@@ -1,11 +1,12 @@
 """Dispatch event handlers, run off the receive path.
 
 `QQ_HANDLER` names a built-in (`log`, `echo`) or `module:function`, sync or async, called as
-`handler(event, reply)`. Events wait in a bounded queue for one of `handler_concurrency` runners, so
-a slow handler can never delay the gateway heartbeat; a full queue drops the event and says so
-(`handler.backlog`, rate-limited, with the count). Sync handlers run on daemon threads; a handler
-that raises is logged (`handler.error`) and the next event goes on. The queue is a plain deque
-with one waiter per idle runner: asyncio.Queue's bookkeeping cost more per event than the rest.
+`handler(event)` or `handler(event, reply)` (checked at load: `signatures.py`). Events wait in a
+bounded queue for one of `handler_concurrency` runners, so a slow handler can never delay the
+gateway heartbeat; a full queue drops the event and says so (`handler.backlog`, rate-limited, with
+the count). Sync handlers run on daemon threads; a handler that raises is logged (`handler.error`)
+and the next event goes on. The queue is a plain deque with one waiter per idle runner:
+asyncio.Queue's bookkeeping cost more per event than the rest.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from qqworker.logs import log_event
 from qqworker.protocol import Dispatch
 from qqworker.rest import RestClient, RestError, reply_route
 from qqworker.settings import ConfigError
+from qqworker.signatures import adapt, is_async
 
 log = logging.getLogger("qqworker.handlers")
 
@@ -136,11 +138,7 @@ def load_handler(spec: str) -> Handler:
             raise ConfigError(f"handler: {module_name!r} has no {attr!r}")
     if not callable(target):
         raise ConfigError(f"handler: {spec!r} is not callable")
-    return target
-
-
-def is_async(fn: Callable[..., Any]) -> bool:
-    return inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(type(fn).__call__)
+    return adapt(target, spec)
 
 
 class DaemonThreads:

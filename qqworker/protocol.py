@@ -286,12 +286,16 @@ class GatewayConnection:
             return self._established(resumed=False, now=now)
         if event_type == "RESUMED":
             return self._established(resumed=True, now=now)
+        # The envelope id names the event (unique per event, the same on a replay); `d.id` names the
+        # object (a channel, a guild), shared by every update to it: only a fallback.
         event_id = frame.get("id")
-        if type(event_id) is not str:
+        if type(event_id) is str:
+            dedupe_key: str | None = event_id
+        else:
             event_id = None
-        message_id = data.get("id") if type(data) is dict else None
-        dedupe_key = message_id if type(message_id) is str else event_id
-        if dedupe_key is not None and not session.first_sighting(f"{event_type}:{dedupe_key}"):
+            message_id = data.get("id") if type(data) is dict else None
+            dedupe_key = f"{event_type}:{message_id}" if type(message_id) is str else None
+        if dedupe_key is not None and not session.first_sighting(dedupe_key):
             return []
         return [Dispatch(event_type, event_id, seq, data)]
 

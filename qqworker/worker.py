@@ -29,6 +29,7 @@ from qqworker.protocol import Established, GatewayConnection, Session
 from qqworker.reconnect import Decision, ReconnectPolicy, Verdict
 from qqworker.rest import RestClient
 from qqworker.settings import ConfigError, Settings
+from qqworker.signatures import adapt
 
 log = logging.getLogger("qqworker.worker")
 TOKEN_MARGIN_S = 0.05
@@ -95,7 +96,11 @@ class Worker:
             resume=self.session.resumable,
         )
         try:
-            handler = self._handler_spec if callable(self._handler_spec) else load_handler(self._handler_spec)
+            spec = self._handler_spec
+            if callable(spec):
+                handler = adapt(spec, getattr(spec, "__name__", "handler"))
+            else:
+                handler = load_handler(spec)
         except ConfigError as exc:
             return self._fatal(str(exc))
         http = aiohttp.ClientSession()

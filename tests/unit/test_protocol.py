@@ -281,3 +281,22 @@ def test_nothing_happens_after_close() -> None:
 
 def test_send_text_is_compact_json() -> None:
     assert Send({"op": 1, "d": None}).text() == '{"op":1,"d":null}'
+
+
+def test_two_updates_to_one_channel_are_two_events() -> None:
+    """CHANNEL_UPDATE's `d.id` names the channel: only the envelope id says which event it is."""
+    conn = established()
+    first = frame(Op.DISPATCH, {"id": "ch-1", "name": "a"}, s=3, t="CHANNEL_UPDATE", id="CHANNEL_UPDATE:e3")
+    second = frame(Op.DISPATCH, {"id": "ch-1", "name": "b"}, s=5, t="CHANNEL_UPDATE", id="CHANNEL_UPDATE:e5")
+    out = conn.receive_text(first, 1) + conn.receive_text(second, 1)
+    assert [(d.seq, d.data["name"]) for d in out if isinstance(d, Dispatch)] == [(3, "a"), (5, "b")]
+    # The same event replayed (its envelope id again, on a Resume) is a duplicate.
+    assert conn.receive_text(second, 1) == []
+
+
+def test_without_an_envelope_id_the_objects_id_dedupes() -> None:
+    conn = established()
+    assert conn.receive_text(frame(Op.DISPATCH, {"id": "m1"}, s=2, t="C2C_MESSAGE_CREATE"), 1)
+    assert conn.receive_text(frame(Op.DISPATCH, {"id": "m1"}, s=3, t="C2C_MESSAGE_CREATE"), 1) == []
+    # The same d.id under another type is another event.
+    assert conn.receive_text(frame(Op.DISPATCH, {"id": "m1"}, s=4, t="GROUP_AT_MESSAGE_CREATE"), 1)

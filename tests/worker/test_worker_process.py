@@ -426,3 +426,19 @@ def test_a_stuck_thread_does_not_hold_up_the_exit(sim: SimulatorProcess, worker:
     assert proc.wait(T) == 0
     assert time.monotonic() - started < 5
     assert proc.records()[-1]["event"] == "worker.stopped"
+
+
+def test_a_one_argument_handler_gets_every_event(sim: SimulatorProcess, worker: Start) -> None:
+    proc = worker(handler="worker_sample_handlers:event_only")
+    connected(proc)
+    sim.control("/_sim/events", {"type": "C2C_MESSAGE_CREATE", "count": 3})
+    wait_until(lambda: len(proc.records("sample.event_only")) >= 3, T, "three calls of f(event)")
+    assert not proc.records("handler.error")
+
+
+def test_a_handler_with_another_signature_is_refused_at_start(sim: SimulatorProcess, worker: Start) -> None:
+    proc = worker(handler="worker_sample_handlers:three_args")
+    assert proc.wait(T) == 78
+    (fatal,) = proc.records("worker.fatal")
+    assert "f(event, reply)" in fatal["reason"] and "three_args" in fatal["reason"]
+    assert not proc.records("gateway.connecting"), "refused before any connection"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from typing import Any
@@ -26,3 +27,12 @@ def echo_sync(event: Any, reply: Any) -> None:
 def leave_a_stuck_thread(event: Any, reply: Any) -> None:
     """Starts a non-daemon thread that outlives any stop, as a stuck DNS lookup in the executor would."""
     threading.Thread(target=time.sleep, args=(60,), name="stuck", daemon=False).start()
+
+
+def event_only(event: Any) -> None:
+    """The one-argument form the contract allows: `f(event)`."""
+    print(json.dumps({"event": "sample.event_only", "seq": event.seq, "level": "INFO"}), flush=True)
+
+
+def three_args(event: Any, reply: Any, extra: Any) -> None:
+    """No accepted form: refused when the handler is loaded."""

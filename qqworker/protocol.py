@@ -127,7 +127,9 @@ class Disconnect:
     reason: str
     close_code: int | None = None
     refresh_token: bool = False
-    identify_rejected: bool = False  # the platform refused an Identify (op 9 or 49xx before READY)
+    # The platform answered our Identify with op 9 `d: false` (the intents-not-allowed signature, a
+    # 4903 close follows in the field). A 49xx close alone is a platform hiccup, never counted here.
+    identify_rejected: bool = False
     auth_rejected: bool = False  # the platform refused the token (4004)
 
     @classmethod
@@ -138,7 +140,6 @@ class Disconnect:
             reason=reason or rule.meaning,
             close_code=code,
             refresh_token=rule.refresh_token,
-            identify_rejected=before_ready and code is not None and 4900 <= code <= 4913,
             auth_rejected=code == 4004,
         )
 

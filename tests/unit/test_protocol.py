@@ -220,10 +220,16 @@ def test_4004_asks_for_a_fresh_token() -> None:
     assert out.refresh_token and out.auth_rejected and out.reason == "auth failed"
 
 
-def test_49xx_before_ready_is_an_identify_rejection_but_not_after() -> None:
+def test_49xx_alone_is_a_platform_hiccup_not_an_identify_rejection() -> None:
     conn, _ = connect()
-    assert conn.receive_close(4903).identify_rejected
+    assert not conn.receive_close(4903).identify_rejected
     assert not established().receive_close(4903).identify_rejected
+
+
+def test_op9_after_identify_then_4903_is_the_intents_signature() -> None:
+    conn, _ = connect()
+    conn.receive_text(frame(Op.INVALID_SESSION, False), 0.1)
+    assert conn.receive_close(4903).identify_rejected
 
 
 @pytest.mark.parametrize(

@@ -43,6 +43,8 @@ class Progress:
     # When set, the beat's seq comes from it (read at each beat) rather than from `seq`.
     seq_source: Callable[[], int | None] | None = field(default=None, repr=False)
     on_change: Callable[[], None] | None = field(default=None, repr=False)
+    # When set, read at each beat: the delivery fields of the Beat (oldest_*, stranded).
+    delivery_source: Callable[[], dict[str, Any]] | None = field(default=None, repr=False)
 
     def update(self, **changes: Any) -> None:
         """Sets fields and tells the listener (the pipe beater beats at once on every change)."""
@@ -73,6 +75,7 @@ class Progress:
             ack_age_s=age(self.last_ack_at) if self.phase is Phase.CONNECTED else None,
             connected_for_s=age(self.connected_since) if self.phase is Phase.CONNECTED else None,
             heartbeat_interval_s=self.heartbeat_interval_s,
+            **(self.delivery_source() if self.delivery_source is not None else {}),
         )
 
 
@@ -87,6 +90,14 @@ class Beat:
     ack_age_s: float | None = None  # CONNECTED: since the last gateway heartbeat ACK (or READY)
     connected_for_s: float | None = None
     heartbeat_interval_s: float | None = None  # the gateway's, from Hello
+    # The oldest event of the session not yet handled (never its content): a child that dies while
+    # the same event stays oldest, again and again, is killed by it (the watchdog's poison check).
+    oldest_seq: int | None = None
+    oldest_type: str | None = None
+    oldest_id: str | None = None
+    # Events of dropped sessions still in a handler: [session_id, first_seq, last_seq, count] each;
+    # no Resume can replay them, so if the child dies now the watchdog reports them abandoned.
+    stranded: list[list[Any]] | None = None
 
     def encode(self) -> bytes:
         return json.dumps(asdict(self), separators=(",", ":")).encode()

@@ -26,6 +26,7 @@ class LogEvent(str, Enum):
     REPLY_FAILED = "reply.failed"
     FRAME_REJECTED = "gateway.frame_rejected"
     WORKER_STOPPED = "worker.stopped"
+    EVENTS_ABANDONED = "events.abandoned"
     # watchdog
     WATCHDOG_STARTED = "watchdog.started"
     CHILD_SPAWNED = "child.spawned"
@@ -42,6 +43,7 @@ class LogEvent(str, Enum):
     WATCHDOG_STOPPING = "watchdog.stopping"
     WATCHDOG_STOPPED = "watchdog.stopped"
     LOG_REOPENED = "log.reopened"
+    EVENTS_SKIPPED = "events.skipped"
 
     def __str__(self) -> str:
         return self.value
@@ -78,7 +80,16 @@ EVENT_DOCS: dict[LogEvent, tuple[str, str]] = {
     LogEvent.HANDLER_BACKLOG: ("dropped, queue_size", "the handler queue was full and events were dropped"),
     LogEvent.REPLY_FAILED: ("error, status", "a reply through the REST API failed"),
     LogEvent.FRAME_REJECTED: ("reason, excerpt", "a malformed or unexpected gateway frame was ignored"),
-    LogEvent.WORKER_STOPPED: ("reason", "clean stop"),
+    LogEvent.WORKER_STOPPED: (
+        "reason, unhandled (+ unhandled_first_seq, unhandled_last_seq)",
+        "clean stop, after waiting (within the stop timeout) for queued and running handlers; what is "
+        "left is counted and stays below the handed seq, for the next start to replay",
+    ),
+    LogEvent.EVENTS_ABANDONED: (
+        "session_id, first_seq, last_seq, count",
+        "events of a session that can no longer be resumed (an Identify anew came while they were in "
+        "a handler) were never handled: the worker stopped, or (logged by the watchdog) died",
+    ),
     LogEvent.WATCHDOG_STARTED: ("config (no secrets)", "the watchdog process is up"),
     LogEvent.CHILD_SPAWNED: ("child_pid, resume", "each spawn; `resume` says it was given a session"),
     LogEvent.CHILD_HEARTBEAT_MISSED: ("silent_s", "no pipe heartbeat within the heartbeat timeout"),
@@ -100,4 +111,9 @@ EVENT_DOCS: dict[LogEvent, tuple[str, str]] = {
     LogEvent.WATCHDOG_STOPPING: ("signal, forced", "a stop signal arrived; a second one forces"),
     LogEvent.WATCHDOG_STOPPED: ("reason", "clean stop"),
     LogEvent.LOG_REOPENED: ("path", "the log file was reopened (SIGHUP, logrotate)"),
+    LogEvent.EVENTS_SKIPPED: (
+        "event_type, event_id, seq, session_id, deaths",
+        "a poison event: --poison-after successive children died with it as their oldest unhandled "
+        "event; the next child resumes past it (never its content; counted in the status)",
+    ),
 }

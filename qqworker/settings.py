@@ -108,6 +108,12 @@ class Settings:
         0.0, "watchdog", "kill and respawn a child above this RSS; 0 off", minimum=0.0
     )
     stop_timeout: float = _opt(10.0, "watchdog", "SIGTERM, then SIGKILL after this long", minimum=0.1)
+    poison_after: int = _opt(
+        3,
+        "watchdog",
+        "skip an event (logged, counted) after N successive children died with it oldest unhandled; 0 never",
+        minimum=0,
+    )
     # [logging]
     log_file: str = _opt("", "logging", "also write JSON lines here (reopened on SIGHUP)", env="QQW_LOG_FILE")
     status_file: str = _opt(

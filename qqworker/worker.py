@@ -10,8 +10,11 @@ where the loop is, for the watchdog's pipe heartbeat.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import logging
+import time
+from typing import Any
 
 import aiohttp
 
@@ -20,6 +23,7 @@ from qqworker.backoff import Backoff
 from qqworker.beat import Phase, Progress
 from qqworker.closecodes import CloseAction
 from qqworker.deadlines import within
+from qqworker.delivery import MAX_REPORTED, report_abandoned
 from qqworker.events import LogEvent
 from qqworker.exitcodes import ExitCode
 from qqworker.gateway import Callbacks, drive, open_link
@@ -33,6 +37,12 @@ from qqworker.signatures import adapt
 
 log = logging.getLogger("qqworker.worker")
 TOKEN_MARGIN_S = 0.05
+# A stop waits for queued and running handlers until this long before the watchdog's SIGKILL
+# (--stop-timeout after its SIGTERM): time left to close, report and exit.
+STOP_MARGIN_S = 1.0
+# A successor (started with a session to resume) beats at each change of its oldest unhandled event,
+# for this many changes: the replay is where a poison event strikes again, before any periodic beat.
+REPLAY_WATCH_BEATS = 256
 
 
 def attempts_text(attempt: int, max_attempts: int) -> str:
@@ -62,12 +72,16 @@ class Worker:
         self.session = session if session is not None else Session()
         self.progress = progress if progress is not None else Progress()
         # The seq a beat hands on is worked out when the beat is sent, not at every event.
-        self.progress.update(session_id=self.session.session_id, seq_source=self._handed_seq)
+        self.progress.update(
+            session_id=self.session.session_id, seq_source=self._handed_seq, delivery_source=self._delivery
+        )
         self.policy = ReconnectPolicy(
             Backoff(settings.retry_initial, settings.retry_max), settings.max_attempts
         )
         self._handler_spec = handler if handler is not None else settings.handler
         self.stop_reason: str | None = None
+        self._stop_deadline: float | None = None
+        self._watch_left = 0
         self._main: asyncio.Task[ExitCode] | None = None
         self._close_code: int | None = None
         self.tokens: TokenManager | None = None
@@ -80,6 +94,7 @@ class Worker:
         """Ends `run()` cleanly (exit 0). Call it on the event loop's thread (e.g. a signal handler)."""
         if self.stop_reason is None:
             self.stop_reason = reason
+            self._stop_deadline = time.monotonic() + max(0.0, self.settings.stop_timeout - STOP_MARGIN_S)
         if self._main is not None and not self._main.done():
             self._main.cancel()
 
@@ -115,8 +130,16 @@ class Worker:
             http, self.tokens, base=s.rest_base, app_id=s.app_id, timeout_s=s.connect_timeout
         )
         self.dispatcher = Dispatcher(
-            handler, rest=self.rest, concurrency=s.handler_concurrency, queue_size=s.handler_queue
+            handler,
+            rest=self.rest,
+            concurrency=s.handler_concurrency,
+            queue_size=s.handler_queue,
+            session_id=self.session.session_id,
         )
+        self.dispatcher.on_stranded_done = self.progress.update  # the next beat says so
+        if self.session.resumable:
+            self._watch_left = REPLAY_WATCH_BEATS
+            self.dispatcher.on_oldest = self._oldest_changed
         self.dispatcher.start()
         # Everything imported and set up so far lives as long as the process: out of the collector's
         # way, so the collections that per-event garbage triggers no longer walk it.
@@ -133,17 +156,56 @@ class Worker:
                 self.stop(reason="cancelled")
                 await asyncio.wait({main})  # its cleanup (closing the connection) is bounded
             code = self._outcome(main)
+            if code is ExitCode.OK and not cancelled:
+                await self._drain()
         finally:
             self.progress.update(phase=Phase.STOPPING)
             await self.dispatcher.close()
             await http.close()
+            self.progress.update()  # a last beat: the handed seq stays below every unhandled event
         if code is ExitCode.OK:
-            log_event(
-                log, LogEvent.WORKER_STOPPED, f"Worker stopped: {self.stop_reason}", reason=self.stop_reason
-            )
+            self._report_stop()
         if cancelled:
             raise asyncio.CancelledError
         return code
+
+    # Stopping -------------------------------------------------------------------------------
+
+    async def _drain(self) -> None:
+        """A clean stop hands the queue on: waits, up to the stop deadline, for the events queued
+        and running; what is left stays below the handed seq (the next start replays it)."""
+        assert self.dispatcher is not None
+        remaining = (self._stop_deadline or 0.0) - time.monotonic()
+        if remaining <= 0 or self.dispatcher.idle:
+            return
+        self.progress.update(phase=Phase.STOPPING)
+        with contextlib.suppress(asyncio.TimeoutError):
+            await within(remaining, self.dispatcher.join())
+
+    def _report_stop(self) -> None:
+        assert self.dispatcher is not None
+        report_abandoned(self.dispatcher.inflight.stranded(), "the worker stopped")
+        left = self.dispatcher.inflight.unhandled()
+        fields: dict[str, object] = {"unhandled": 0}
+        text = ""
+        if left is not None:
+            fields = {
+                "unhandled": left.count,
+                "unhandled_first_seq": left.first_seq,
+                "unhandled_last_seq": left.last_seq,
+                "session_id": left.session_id,
+            }
+            text = (
+                f"; {left.count} event(s) not handled (seqs {left.first_seq}-{left.last_seq}), "
+                "left for the next start to replay"
+            )
+        log_event(
+            log,
+            LogEvent.WORKER_STOPPED,
+            f"Worker stopped: {self.stop_reason}{text}",
+            reason=self.stop_reason,
+            **fields,
+        )
 
     # The loop --------------------------------------------------------------------------------
 
@@ -250,6 +312,7 @@ class Worker:
             established = True
             now = loop.time()
             self.policy.established(now)
+            self.dispatcher.session(out.session_id)
             self.progress.update(
                 phase=Phase.CONNECTED,
                 session_id=out.session_id,
@@ -283,6 +346,7 @@ class Worker:
             raise
         self._close_code = disconnect.close_code
         self._log_closed(disconnect.close_code, disconnect.reason, disconnect.action)
+        self.dispatcher.session(self.session.session_id)  # None: dropped, what was in flight is stranded
         self.progress.update(session_id=self.session.session_id)
         if conn.heartbeat_interval is None:
             self.rest.forget_gateway_url()  # no Hello: this URL may be the problem
@@ -299,6 +363,28 @@ class Worker:
         if self.dispatcher is None:
             return self.session.seq
         return self.dispatcher.handed_seq(self.session.seq)
+
+    def _delivery(self) -> dict[str, Any]:
+        """The beat's delivery fields: the oldest unhandled event, and stranded events if any."""
+        if self.dispatcher is None:
+            return {}
+        inflight = self.dispatcher.inflight
+        fields: dict[str, Any] = {}
+        oldest = inflight.oldest()
+        if oldest is not None:
+            fields.update(oldest_seq=oldest.seq, oldest_type=oldest.type, oldest_id=oldest.id)
+        stranded = inflight.stranded()
+        if stranded:
+            fields["stranded"] = [
+                [s.session_id, s.first_seq, s.last_seq, s.count] for s in stranded[:MAX_REPORTED]
+            ]
+        return fields
+
+    def _oldest_changed(self) -> None:
+        self._watch_left -= 1
+        if self._watch_left <= 0 and self.dispatcher is not None:
+            self.dispatcher.on_oldest = None
+        self.progress.update()  # beats at once (one short non-blocking write)
 
     def _on_control(self, conn: GatewayConnection) -> None:
         if conn.last_ack_at is not None and conn.last_ack_at != self.progress.last_ack_at:

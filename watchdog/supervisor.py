@@ -26,12 +26,13 @@ from typing import Any
 import psutil
 
 from qqworker.beat import Beat, Phase
+from qqworker.delivery import Span, report_abandoned
 from qqworker.events import LogEvent
 from qqworker.exitcodes import ExitCode, exit_meaning
 from qqworker.logs import JsonLinesHandler, log_event, rfc3339_utc
 from qqworker.settings import Settings
 from watchdog import process
-from watchdog.policy import Decision, GiveUp, Kill, Respawn, Stop, SupervisionPolicy, Timings
+from watchdog.policy import Decision, GiveUp, Kill, PoisonWatch, Respawn, Stop, SupervisionPolicy, Timings
 from watchdog.relay import LineSplitter, classify, group_output
 from watchdog.sdnotify import Notifier
 from watchdog.status import write_status
@@ -61,6 +62,7 @@ class Supervisor:
         self.clock = clock
         self.notifier = notifier if notifier is not None else Notifier(unset_environment=True)
         self.policy = SupervisionPolicy(Timings.from_settings(settings))
+        self.poison = PoisonWatch(settings.poison_after)
         self.child: process.Child | None = None
         self.generation = 0
         self.resume: tuple[str, int] | None = None
@@ -273,9 +275,30 @@ class Supervisor:
         if self.stop_reason is not None:
             self.policy.child_stopped(exitcode)
             return None
+        last_beat = self.policy.last_beat
         decision = self.policy.child_exited(self.clock(), exitcode)
+        if exitcode != 0:
+            self._after_death(last_beat, respawn=isinstance(decision, Respawn))
         self._write_status(force=True)
         return decision
+
+    def _after_death(self, beat: Beat | None, *, respawn: bool) -> None:
+        """What a dead child's last beat says was lost with it, and whether it died of a poison event."""
+        if beat is not None and beat.stranded:
+            spans = [Span(sid, first, last, count) for sid, first, last, count in beat.stranded]
+            report_abandoned(spans, f"worker generation {self.generation} died", log)
+        skip = self.poison.child_died(beat) if respawn else None
+        if skip is None:
+            return
+        self.resume = (skip.session_id, skip.seq)
+        log_event(
+            log,
+            LogEvent.EVENTS_SKIPPED,
+            f"Skipping event seq {skip.seq} ({skip.event_type}, id {skip.event_id}): {skip.deaths} "
+            f"workers in a row died with it unhandled; the next one resumes after it",
+            level=logging.ERROR,
+            **skip.fields(),
+        )
 
     def _watch(self, child: process.Child) -> None:
         """Until the child has exited and any kill under way is complete."""
@@ -549,6 +572,8 @@ class Supervisor:
             "last_beat_age_s": round(now - policy.last_beat_at, 3) if beat is not None else None,
             "connected_since": _wall(policy.connected_since, now, wall_now) if connected else None,
             "resumable": self.resume is not None,
+            "skipped_events": self.poison.skipped,
+            "last_skipped": self.poison.last_skipped.fields() if self.poison.last_skipped else None,
             "last_exit": self.last_exit,
             "exit_code": self.exit_code,
             "heartbeat_timeout_s": self.settings.heartbeat_timeout,

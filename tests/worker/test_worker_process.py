@@ -432,7 +432,7 @@ def test_a_one_argument_handler_gets_every_event(sim: SimulatorProcess, worker: 
     proc = worker(handler="worker_sample_handlers:event_only")
     connected(proc)
     sim.control("/_sim/events", {"type": "C2C_MESSAGE_CREATE", "count": 3})
-    wait_until(lambda: len(proc.records("sample.event_only")) >= 3, T, "three calls of f(event)")
+    wait_until(lambda: len(proc.records("dispatch")) >= 3, T, "three calls of f(event)")
     assert not proc.records("handler.error")
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from typing import Any
@@ -30,8 +29,10 @@ def leave_a_stuck_thread(event: Any, reply: Any) -> None:
 
 
 def event_only(event: Any) -> None:
-    """The one-argument form the contract allows: `f(event)`."""
-    print(json.dumps({"event": "sample.event_only", "seq": event.seq, "level": "INFO"}), flush=True)
+    """The one-argument form the contract allows: `f(event)` (logs each as the `log` built-in)."""
+    from qqworker.handlers import log_dispatch
+
+    log_dispatch(event)
 
 
 def three_args(event: Any, reply: Any, extra: Any) -> None:

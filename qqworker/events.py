@@ -27,6 +27,7 @@ class LogEvent(str, Enum):
     FRAME_REJECTED = "gateway.frame_rejected"
     WORKER_STOPPED = "worker.stopped"
     EVENTS_ABANDONED = "events.abandoned"
+    EVENTS_LOST = "events.lost"
     # watchdog
     WATCHDOG_STARTED = "watchdog.started"
     CHILD_SPAWNED = "child.spawned"
@@ -89,6 +90,11 @@ EVENT_DOCS: dict[LogEvent, tuple[str, str]] = {
         "session_id, first_seq, last_seq, count",
         "events of a session that can no longer be resumed (an Identify anew came while they were in "
         "a handler) were never handled: the worker stopped, or (logged by the watchdog) died",
+    ),
+    LogEvent.EVENTS_LOST: (
+        "session_id, first_seq, last_seq, reason",
+        "a frame over --max-frame-bytes came again at the same position: its seq is skipped (last_seq "
+        "null: the session was given up and everything from first_seq on is lost)",
     ),
     LogEvent.WATCHDOG_STARTED: ("config (no secrets)", "the watchdog process is up"),
     LogEvent.CHILD_SPAWNED: ("child_pid, resume", "each spawn; `resume` says it was given a session"),

@@ -94,6 +94,12 @@ class Settings:
     )
     handler_concurrency: int = _opt(8, "worker", "handler calls running at once", minimum=1)
     handler_queue: int = _opt(1000, "worker", "dispatch events waiting for a handler", minimum=1)
+    max_frame_bytes: int = _opt(
+        1 << 20,
+        "worker",
+        "largest gateway frame taken, bytes; a larger one closes the link (1009) and, replayed, is skipped",
+        minimum=4096,
+    )
     # [watchdog]: supervision
     heartbeat_timeout: float = _opt(30.0, "watchdog", "no pipe beat this long: kill the child", minimum=0.1)
     attempt_grace: float = _opt(15.0, "watchdog", "grace after an announced attempt's deadline", minimum=0.0)

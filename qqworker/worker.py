@@ -26,9 +26,10 @@ from qqworker.deadlines import within
 from qqworker.delivery import MAX_REPORTED, report_abandoned
 from qqworker.events import LogEvent
 from qqworker.exitcodes import ExitCode
-from qqworker.gateway import Callbacks, drive, open_link
+from qqworker.gateway import TOO_BIG, Callbacks, drive, open_link
 from qqworker.handlers import Dispatcher, Handler, load_handler
 from qqworker.logs import log_event
+from qqworker.oversize import Move, OversizeGuard
 from qqworker.protocol import Established, GatewayConnection, Session
 from qqworker.reconnect import Decision, ReconnectPolicy, Verdict
 from qqworker.rest import RestClient
@@ -82,6 +83,7 @@ class Worker:
         self.stop_reason: str | None = None
         self._stop_deadline: float | None = None
         self._watch_left = 0
+        self.oversize = OversizeGuard()
         self._main: asyncio.Task[ExitCode] | None = None
         self._close_code: int | None = None
         self.tokens: TokenManager | None = None
@@ -290,7 +292,7 @@ class Worker:
             stage = "discovery"
             url = await within(deadline - loop.time(), self.rest.gateway_url())
             stage = "connect"
-            link = await open_link(url, deadline - loop.time())
+            link = await open_link(url, deadline - loop.time(), max_size=self.settings.max_frame_bytes)
         except TokenError as exc:
             return self._attempt_failed(attempt, f"{stage}: {exc}", permanent=exc.permanent)
         except asyncio.TimeoutError:
@@ -346,6 +348,8 @@ class Worker:
             raise
         self._close_code = disconnect.close_code
         self._log_closed(disconnect.close_code, disconnect.reason, disconnect.action)
+        if disconnect.close_code == TOO_BIG:
+            self._frame_too_big()
         self.dispatcher.session(self.session.session_id)  # None: dropped, what was in flight is stranded
         self.progress.update(session_id=self.session.session_id)
         if conn.heartbeat_interval is None:
@@ -379,6 +383,33 @@ class Worker:
                 [s.session_id, s.first_seq, s.last_seq, s.count] for s in stranded[:MAX_REPORTED]
             ]
         return fields
+
+    def _frame_too_big(self) -> None:
+        """A 1009: the same frame again at the same position is skipped, or the session given up."""
+        session = self.session
+        verdict = self.oversize.too_big(session.seq if session.resumable else None)
+        if verdict.move is Move.RESUME:
+            return
+        session_id = session.session_id
+        if verdict.move is Move.SKIP:
+            session.seq = verdict.seq
+            what = f"skipping seq {verdict.lost_first}: the next Resume asks for what follows it"
+        else:
+            session.forget()
+            what = (
+                f"giving up the session: everything from seq {verdict.lost_first} on is lost; Identify anew"
+            )
+        log_event(
+            log,
+            LogEvent.EVENTS_LOST,
+            f"A frame over the {self.settings.max_frame_bytes}-byte limit came again at the same "
+            f"position; {what}",
+            level=logging.ERROR,
+            session_id=session_id,
+            first_seq=verdict.lost_first,
+            last_seq=verdict.lost_last,
+            reason="frame too large",
+        )
 
     def _oldest_changed(self) -> None:
         self._watch_left -= 1

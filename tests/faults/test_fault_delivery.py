@@ -12,6 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from tests.faults.conftest import fault
+from tests.faults.fakegw import SESSION, FakeGateway
 from tests.faults.harness import FaultSim, Supervised, Timings
 from tests.faults.results import CaseResult
 from tests.faults.test_fault_process import RESPAWN_SLACK, child_pid, with_handler
@@ -195,3 +196,34 @@ def test_sigterm_to_the_watchdog_reports_the_queue_and_never_needs_sigkill(
     kills = [r["signal"] for r in run.process.records("child.killed")]
     assert kills == ["SIGTERM"], f"the worker's drain must end before the SIGKILL: {kills}"
     run.assert_clean_end()
+
+
+@fault(
+    "platform",
+    "an oversized frame (1 MiB + 1) replayed by every Resume",
+    "skipped after its second 1009 (events.lost); the next event handled ≤ 10 s",
+)
+def test_oversized_frame_replayed_by_resume(
+    supervise: Callable[..., Supervised], timings: Timings, record: CaseResult
+) -> None:
+    big = '{"op": 0, "s": 2, "t": "C2C_MESSAGE_CREATE", "d": {"content": "' + "x" * (1 << 20) + '"}}'
+    gateway = FakeGateway([big], timings.gateway_heartbeat_ms, replay=True)
+    try:
+        run = supervise(gateway)
+        run.connected()
+        t0 = time.monotonic()
+        at, lost = run.wait("events.lost", DELIVERY_BOUND)
+        assert (lost["first_seq"], lost["last_seq"], lost["session_id"]) == (2, 2, SESSION), lost
+        missing = run.wait_seqs([3], DELIVERY_BOUND)  # the well-formed event after it, replayed
+        record.measure("next_event_handled_s", time.monotonic() - t0, DELIVERY_BOUND)
+        assert not missing, "the event after the oversized frame was never handled"
+        _, reconnected = run.connected(DELIVERY_BOUND, after=at)
+        assert reconnected["resumed"] is True, reconnected
+        too_big = [r for r in run.process.records("gateway.closed") if r.get("close_code") == 1009]
+        record.measure("closes_1009", float(len(too_big)), 2.0, unit="")
+        assert len(too_big) == 2, f"one retry, then past it: {len(too_big)} closes with 1009"
+        assert len(run.process.records("events.lost")) == 1
+        assert "x" * 1000 not in run.output(), "the oversized payload must not be echoed into the logs"
+        run.assert_clean_end()
+    finally:
+        gateway.close()

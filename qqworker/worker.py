@@ -376,7 +376,8 @@ class Worker:
         fields: dict[str, Any] = {}
         oldest = inflight.oldest()
         if oldest is not None:
-            fields.update(oldest_seq=oldest.seq, oldest_type=oldest.type, oldest_id=oldest.id)
+            event_id = oldest.id[:128] if oldest.id is not None else None
+            fields.update(oldest_seq=oldest.seq, oldest_type=oldest.type[:128], oldest_id=event_id)
         stranded = inflight.stranded()
         if stranded:
             fields["stranded"] = [

@@ -473,7 +473,7 @@ class PoisonWatch:
     def child_died(self, beat: Beat | None) -> Skip | None:
         if self.after <= 0:
             return None
-        if beat is None or not beat.session_id or beat.oldest_seq is None:
+        if beat is None or type(beat.session_id) is not str or type(beat.oldest_seq) is not int:
             self._key, self.deaths = None, 0
             return None
         key = (beat.session_id, beat.oldest_seq, beat.oldest_id)
@@ -483,8 +483,14 @@ class PoisonWatch:
             self._key, self.deaths = key, 1
         if self.deaths < self.after:
             return None
-        skip = Skip(beat.session_id, beat.oldest_seq, beat.oldest_type, beat.oldest_id, self.deaths)
+        skip = Skip(
+            beat.session_id, beat.oldest_seq, _short(beat.oldest_type), _short(beat.oldest_id), self.deaths
+        )
         self._key, self.deaths = None, 0
         self.skipped += 1
         self.last_skipped = skip
         return skip
+
+
+def _short(value: Any, limit: int = 128) -> str | None:
+    return value[:limit] if isinstance(value, str) else None

@@ -284,8 +284,8 @@ class Supervisor:
 
     def _after_death(self, beat: Beat | None, *, respawn: bool) -> None:
         """What a dead child's last beat says was lost with it, and whether it died of a poison event."""
-        if beat is not None and beat.stranded:
-            spans = [Span(sid, first, last, count) for sid, first, last, count in beat.stranded]
+        spans = stranded_spans(beat)
+        if spans:
             report_abandoned(spans, f"worker generation {self.generation} died", log)
         skip = self.poison.child_died(beat) if respawn else None
         if skip is None:
@@ -599,6 +599,15 @@ class Supervisor:
                     exc,
                     extra={"path": self.settings.status_file, "error": str(exc)},
                 )
+
+
+def stranded_spans(beat: Beat | None) -> list[Span]:
+    """The beat's `stranded` entries that are well formed (a beat is the child's word, not trusted)."""
+    spans = []
+    for entry in (beat.stranded if beat is not None and isinstance(beat.stranded, list) else [])[:4]:
+        if isinstance(entry, list) and len(entry) == 4 and all(type(n) is int for n in entry[1:]):
+            spans.append(Span(entry[0] if isinstance(entry[0], str) else None, *entry[1:]))
+    return spans
 
 
 def _ignore_here(signum: int, frame: Any) -> None:

@@ -564,3 +564,10 @@ def test_beats_carry_the_delivery_fields_both_ways() -> None:
     beat = last_beat(5)
     beat = Beat(**{**beat.__dict__, "stranded": [["A", 40, 41, 2]]})
     assert Beat.decode(beat.encode()) == beat
+
+
+def test_a_malformed_beat_is_never_a_poison_skip() -> None:
+    watch = PoisonWatch(1)
+    for bad in ({"oldest_seq": "5"}, {"oldest_seq": True}, {"session_id": 7}):
+        beat = Beat(**{**last_beat(5).__dict__, **bad})
+        assert watch.child_died(beat) is None

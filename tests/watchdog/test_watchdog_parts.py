@@ -232,3 +232,16 @@ def test_status_json_cli_shape(tmp_path: Path) -> None:
     )
     assert out.returncode == 3
     assert json.loads(out.stdout)["verdict"].startswith("not running")
+
+
+def test_stranded_spans_take_only_well_formed_entries_from_a_beat() -> None:
+    from qqworker.beat import Beat
+    from qqworker.delivery import Span
+    from watchdog.supervisor import stranded_spans
+
+    beat = Beat(
+        phase="connected", attempt=0, stranded=[["A", 4, 6, 3], ["B", "x", 1, 1], "junk", ["C", 1, 1]]
+    )
+    assert stranded_spans(beat) == [Span("A", 4, 6, 3)]
+    assert stranded_spans(Beat(phase="connected", attempt=0, stranded="nope")) == []  # type: ignore[arg-type]
+    assert stranded_spans(None) == []

@@ -86,6 +86,7 @@ def test_old_session_handler_across_op9_then_respawn(
     run = with_handler(supervise, sim, tmp_path, "slow_word")
     _, first = run.connected()
     old_session = first["session_id"]
+    assert not run.wait_seqs(sim.events(10), DELIVERY_BOUND)  # the old session's seq is well past 1
     (slow_seq,) = sim.say("slow")
     run.wait("dispatch", DELIVERY_BOUND, seq=slow_seq)  # in its handler now, for a minute
     mark = run.mark()

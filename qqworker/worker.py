@@ -10,7 +10,6 @@ where the loop is, for the watchdog's pipe heartbeat.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import gc
 import logging
 import time
@@ -82,6 +81,7 @@ class Worker:
         self._handler_spec = handler if handler is not None else settings.handler
         self.stop_reason: str | None = None
         self._stop_deadline: float | None = None
+        self._stop_again = asyncio.Event()
         self._watch_left = 0
         self.oversize = OversizeGuard()
         self._main: asyncio.Task[ExitCode] | None = None
@@ -97,6 +97,8 @@ class Worker:
         if self.stop_reason is None:
             self.stop_reason = reason
             self._stop_deadline = time.monotonic() + max(0.0, self.settings.stop_timeout - STOP_MARGIN_S)
+        else:
+            self._stop_again.set()  # a second request ends the wait for the handlers at once
         if self._main is not None and not self._main.done():
             self._main.cancel()
 
@@ -181,8 +183,16 @@ class Worker:
         if remaining <= 0 or self.dispatcher.idle:
             return
         self.progress.update(phase=Phase.STOPPING)
-        with contextlib.suppress(asyncio.TimeoutError):
-            await within(remaining, self.dispatcher.join())
+        waits = {
+            asyncio.ensure_future(self.dispatcher.join()),
+            asyncio.ensure_future(self._stop_again.wait()),
+        }
+        try:
+            await asyncio.wait(waits, timeout=remaining, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for wait in waits:
+                wait.cancel()
+            await asyncio.gather(*waits, return_exceptions=True)
 
     def _report_stop(self) -> None:
         assert self.dispatcher is not None

@@ -442,3 +442,18 @@ def test_a_handler_with_another_signature_is_refused_at_start(sim: SimulatorProc
     (fatal,) = proc.records("worker.fatal")
     assert "f(event, reply)" in fatal["reason"] and "three_args" in fatal["reason"]
     assert not proc.records("gateway.connecting"), "refused before any connection"
+
+
+def test_a_second_signal_ends_the_wait_for_queued_handlers(sim: SimulatorProcess, worker: Start) -> None:
+    proc = worker("--handler-concurrency", "1", handler="worker_sample_handlers:block")  # 3 s each
+    connected(proc)
+    sim.control("/_sim/events", {"type": "C2C_MESSAGE_CREATE", "count": 5})
+    time.sleep(0.3)
+    started = time.monotonic()
+    proc.signal(signal.SIGTERM)  # waits for the queue (up to the stop timeout less 1 s: 9 s)...
+    time.sleep(0.5)
+    proc.signal(signal.SIGINT)  # ...until asked again
+    assert proc.wait(T) == 0
+    assert time.monotonic() - started < 2.5, "the second signal must end the wait at once"
+    (stopped,) = proc.records("worker.stopped")
+    assert stopped["unhandled"] == 5 and stopped["unhandled_last_seq"] - stopped["unhandled_first_seq"] == 4

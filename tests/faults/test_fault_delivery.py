@@ -11,6 +11,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
+
 from tests.faults.conftest import fault
 from tests.faults.fakegw import SESSION, FakeGateway
 from tests.faults.harness import FaultSim, Supervised, Timings
@@ -19,6 +21,9 @@ from tests.faults.test_fault_process import RESPAWN_SLACK, child_pid, with_handl
 from tests.support import wait_until
 
 DELIVERY_BOUND = 10.0
+WATCHDOG_ONLY = pytest.mark.skipif(
+    os.environ.get("QQW_FAULT_TARGET") == "worker", reason="needs the watchdog (a respawn, a poison count)"
+)
 RESPAWN_BOUND = 1.0 + RESPAWN_SLACK  # the matrix's respawn cap, then start-up and the handshake
 
 
@@ -75,6 +80,7 @@ def test_internal_error_closes_for_ten_seconds(
     run.assert_clean_end()
 
 
+@WATCHDOG_ONLY
 @fault(
     "process",
     "a slow old-session handler across op 9 / Identify, then a respawn",
@@ -115,6 +121,7 @@ def test_old_session_handler_across_op9_then_respawn(
 QUEUED = 20
 
 
+@WATCHDOG_ONLY
 @fault(
     "process",
     "SIGTERM to the worker with 20 events queued behind a slow handler (0.3 s each)",
@@ -150,6 +157,7 @@ def test_sigterm_with_a_queue_hands_it_on(
     run.assert_clean_end()
 
 
+@WATCHDOG_ONLY
 @fault(
     "process",
     "a poison event: the handler ends the process (os._exit) every time it gets it",
@@ -181,6 +189,7 @@ def test_poison_event_is_skipped_and_the_next_one_handled(
     run.assert_clean_end()
 
 
+@WATCHDOG_ONLY
 def test_sigterm_to_the_watchdog_reports_the_queue_and_never_needs_sigkill(
     sim: FaultSim, supervise: Callable[..., Supervised], timings: Timings, tmp_path: Path
 ) -> None:

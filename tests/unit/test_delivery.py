@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import logging
+
+import pytest
+
 from qqworker.delivery import InFlight, Span
 from qqworker.protocol import Dispatch
 
@@ -65,3 +69,20 @@ def test_unhandled_reports_count_and_range() -> None:
     span = flight.unhandled()
     assert span == Span("A", 3, 9, 3)
     assert span.fields() == {"session_id": "A", "first_seq": 3, "last_seq": 9, "count": 3}
+
+
+def test_abandoned_events_are_one_line_per_session_with_the_range(caplog: pytest.LogCaptureFixture) -> None:
+    from qqworker.delivery import report_abandoned
+
+    with caplog.at_level(logging.WARNING, logger="qqworker.delivery"):
+        report_abandoned([Span("A", 40, 42, 3), Span("B", 7, 7, 1)], "the worker stopped")
+    records = [r for r in caplog.records if r.name == "qqworker.delivery"]
+    assert [r.getMessage() for r in records] == [
+        "3 event(s) of session A (seqs 40-42) were not handled and cannot be replayed (that session can "
+        "no longer be resumed): the worker stopped",
+        "1 event(s) of session B (seqs 7-7) were not handled and cannot be replayed (that session can "
+        "no longer be resumed): the worker stopped",
+    ]
+    first = records[0].__dict__
+    assert first["event"] == "events.abandoned"
+    assert (first["session_id"], first["first_seq"], first["last_seq"], first["count"]) == ("A", 40, 42, 3)

@@ -42,7 +42,8 @@ TOKEN_MARGIN_S = 0.05
 STOP_MARGIN_S = 1.0
 # A successor (started with a session to resume) beats at each change of its oldest unhandled event,
 # for this many changes: the replay is where a poison event strikes again, before any periodic beat.
-REPLAY_WATCH_BEATS = 256
+# 64 beats (~22 KB) fit the 64 KB pipe even if the watchdog reads none of them meanwhile.
+REPLAY_WATCH_BEATS = 64
 
 
 def attempts_text(attempt: int, max_attempts: int) -> str:

@@ -42,7 +42,7 @@ TOKEN_MARGIN_S = 0.05
 STOP_MARGIN_S = 1.0
 # A successor (started with a session to resume) beats at each change of its oldest unhandled event,
 # for this many changes: the replay is where a poison event strikes again, before any periodic beat.
-# 64 beats (~22 KB) fit the 64 KB pipe even if the watchdog reads none of them meanwhile.
+# 64 beats (~25 KB) fit the 64 KB pipe even if the watchdog reads none of them meanwhile.
 REPLAY_WATCH_BEATS = 64
 
 

@@ -75,7 +75,9 @@ class Progress:
     token_url: str | None = None
     ack_rtt_s: float | None = None  # the last gateway heartbeat's round trip (sent -> ACK)
     # When set, (handled, failed, dropped, queued) of the handler dispatcher, read at each beat.
-    delivery_source: Callable[[], tuple[int, int, int, int]] | None = field(default=None, repr=False)
+    totals_source: Callable[[], tuple[int, int, int, int]] | None = field(default=None, repr=False)
+    # When set, read at each beat: the delivery fields of the Beat (oldest_*, stranded).
+    delivery_source: Callable[[], dict[str, Any]] | None = field(default=None, repr=False)
 
     def update(self, **changes: Any) -> None:
         """Sets fields and tells the listener (the pipe beater beats at once on every change)."""
@@ -109,13 +111,14 @@ class Progress:
             api_base=self.api_base,
             token_url=self.token_url,
             ack_rtt_s=self.ack_rtt_s if self.phase is Phase.CONNECTED else None,
-            **self._delivery(),
+            **self._totals(),
+            **(self.delivery_source() if self.delivery_source is not None else {}),
         )
 
-    def _delivery(self) -> dict[str, int]:
-        if self.delivery_source is None:
+    def _totals(self) -> dict[str, int]:
+        if self.totals_source is None:
             return {}
-        handled, failed, dropped, queued = self.delivery_source()
+        handled, failed, dropped, queued = self.totals_source()
         return {
             "events_handled": handled,
             "events_failed": failed,
@@ -147,6 +150,14 @@ class Beat:
     events_failed: int | None = None
     events_dropped: int | None = None
     queued: int | None = None
+    # The oldest event of the session not yet handled (never its content): a child that dies while
+    # the same event stays oldest, again and again, is killed by it (the watchdog's poison check).
+    oldest_seq: int | None = None
+    oldest_type: str | None = None
+    oldest_id: str | None = None
+    # Events of dropped sessions still in a handler: [session_id, first_seq, last_seq, count] each;
+    # no Resume can replay them, so if the child dies now the watchdog reports them abandoned.
+    stranded: list[list[Any]] | None = None
 
     def encode(self, version: int = BEAT_VERSION) -> bytes:
         """The beat as a watchdog speaking `version` can read it."""

@@ -28,6 +28,8 @@ class LogEvent(str, Enum):
     WORKER_STOPPED = "worker.stopped"
     BASE_SWITCHED = "gateway.base_switched"
     HANDLER_IMPORT_FAILED = "handler.import_failed"
+    EVENTS_ABANDONED = "events.abandoned"
+    EVENTS_LOST = "events.lost"
     # watchdog
     WATCHDOG_STARTED = "watchdog.started"
     CHILD_SPAWNED = "child.spawned"
@@ -47,6 +49,7 @@ class LogEvent(str, Enum):
     PUSH_FAILED = "push.failed"
     CHILD_LOG_CLOSED = "child.log_closed"
     WATCHDOG_VERSION_SKEW = "watchdog.version_skew"
+    EVENTS_SKIPPED = "events.skipped"
 
     def __str__(self) -> str:
         return self.value
@@ -84,7 +87,6 @@ EVENT_DOCS: dict[LogEvent, tuple[str, str]] = {
     LogEvent.HANDLER_BACKLOG: ("dropped, queue_size", "the handler queue was full and events were dropped"),
     LogEvent.REPLY_FAILED: ("error, status", "a reply through the REST API failed"),
     LogEvent.FRAME_REJECTED: ("reason, excerpt", "a malformed or unexpected gateway frame was ignored"),
-    LogEvent.WORKER_STOPPED: ("reason", "clean stop"),
     LogEvent.BASE_SWITCHED: (
         "from, to, reason, kind",
         "a wrong-host failure (HTTP 404/410/5xx, a name gone, a TLS name mismatch) moved the worker to "
@@ -95,6 +97,21 @@ EVENT_DOCS: dict[LogEvent, tuple[str, str]] = {
         "attempt, error, delay_s",
         "importing the handler module raised something other than ImportError/SyntaxError/AttributeError "
         "(a server it connects to at import not up yet): retried after `delay_s`, never exit 78",
+    ),
+    LogEvent.WORKER_STOPPED: (
+        "reason, unhandled (+ unhandled_first_seq, unhandled_last_seq)",
+        "clean stop, after waiting (within the stop timeout) for queued and running handlers; what is "
+        "left is counted and stays below the handed seq, for the next start to replay",
+    ),
+    LogEvent.EVENTS_ABANDONED: (
+        "session_id, first_seq, last_seq, count",
+        "events of a session that can no longer be resumed (an Identify anew came while they were in "
+        "a handler) were never handled: the worker stopped, or (logged by the watchdog) died",
+    ),
+    LogEvent.EVENTS_LOST: (
+        "session_id, first_seq, last_seq, reason",
+        "a frame over --max-frame-bytes came again at the same position: its seq is skipped (last_seq "
+        "null: the session was given up and everything from first_seq on is lost)",
     ),
     LogEvent.CHILD_SPAWNED: ("child_pid, resume", "each spawn; `resume` says it was given a session"),
     LogEvent.CHILD_HEARTBEAT_MISSED: ("silent_s", "no pipe heartbeat within the heartbeat timeout"),
@@ -128,5 +145,10 @@ EVENT_DOCS: dict[LogEvent, tuple[str, str]] = {
         "worker_version, watchdog_version, unknown_fields",
         "once: the worker speaks a newer beat format (its code was upgraded); it is supervised on the "
         "fields this watchdog knows; restart the watchdog to use the rest",
+    ),
+    LogEvent.EVENTS_SKIPPED: (
+        "event_type, event_id, seq, session_id, deaths",
+        "a poison event: --poison-after successive children died with it as their oldest unhandled "
+        "event; the next child resumes past it (never its content; counted in the status)",
     ),
 }

@@ -36,7 +36,7 @@ from qqworker.settings import check_url
 
 log = logging.getLogger("qqworker.gateway")
 
-MAX_FRAME_BYTES = 1 << 20  # a larger frame closes the connection (1009) and we reconnect
+MAX_FRAME_BYTES = 1 << 20  # the default --max-frame-bytes: a larger frame closes the link (1009)
 MAX_WAIT_S = 60.0  # upper bound on a single wait even if no timer is due
 TOO_BIG = 1009
 # Our close codes: 4000 keeps the session resumable (as Discord-style gateways read it); 1000 ends it.
@@ -192,7 +192,8 @@ def _closed(conn: GatewayConnection, link: Link) -> Disconnect:
         log_event(
             log,
             LogEvent.FRAME_REJECTED,
-            f"A gateway frame exceeded the {MAX_FRAME_BYTES}-byte limit; reconnecting",
+            f"A gateway frame exceeded the {getattr(link.ws, 'max_message_size', None)}-byte limit; "
+            "reconnecting",
             level=logging.WARNING,
             reason="frame too large",
             excerpt="",

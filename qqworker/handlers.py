@@ -1,11 +1,12 @@
 """Dispatch event handlers, run off the receive path.
 
 `QQ_HANDLER` names a built-in (`log`, `echo`) or `module:function`, sync or async, called as
-`handler(event, reply)`. Events wait in a bounded queue for one of `handler_concurrency` runners, so
-a slow handler can never delay the gateway heartbeat; a full queue drops the event and says so
-(`handler.backlog`, rate-limited, with the count). Sync handlers run on daemon threads; a handler
-that raises is logged (`handler.error`) and the next event goes on. The queue is a plain deque
-with one waiter per idle runner: asyncio.Queue's bookkeeping cost more per event than the rest.
+`handler(event)` or `handler(event, reply)` (checked at load: `signatures.py`). Events wait in a
+bounded queue for one of `handler_concurrency` runners, so a slow handler can never delay the
+gateway heartbeat; a full queue drops the event and says so (`handler.backlog`, rate-limited, with
+the count). Sync handlers run on daemon threads; a handler that raises is logged (`handler.error`)
+and the next event goes on. The queue is a plain deque with one waiter per idle runner:
+asyncio.Queue's bookkeeping cost more per event than the rest.
 """
 
 from __future__ import annotations
@@ -23,11 +24,13 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
+from qqworker.delivery import InFlight, Span
 from qqworker.events import LogEvent
 from qqworker.logs import log_event
 from qqworker.protocol import Dispatch
 from qqworker.rest import RestClient, RestError, reply_route
 from qqworker.settings import ConfigError
+from qqworker.signatures import adapt, is_async
 
 log = logging.getLogger("qqworker.handlers")
 
@@ -148,11 +151,7 @@ def load_handler(spec: str) -> Handler:
             raise ConfigError(f"handler: {module_name!r} has no {attr!r}")
     if not callable(target):
         raise ConfigError(f"handler: {spec!r} is not callable")
-    return target
-
-
-def is_async(fn: Callable[..., Any]) -> bool:
-    return inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(type(fn).__call__)
+    return adapt(target, spec)
 
 
 class DaemonThreads:
@@ -207,6 +206,7 @@ class Dispatcher:
         concurrency: int,
         queue_size: int,
         clock: Callable[[], float] = time.monotonic,
+        session_id: str | None = None,
     ) -> None:
         self.handler = handler
         self.rest = rest
@@ -226,8 +226,13 @@ class Dispatcher:
         self._report_timer: asyncio.TimerHandle | None = None
         self.handled = 0
         self.errors = 0
-        # Seqs queued or running, in arrival (= ascending) order: the first is the oldest unfinished.
-        self._in_flight: dict[int, None] = {}
+        # Events queued or running, per session (delivery.py); `_in_flight` is the current session's.
+        self.inflight = InFlight(session_id)
+        self._in_flight = self.inflight.current
+        self.on_stranded_done: Callable[[], None] | None = None
+        # While set, called each time the oldest unhandled event changes (see Worker: only while a
+        # successor handles its replay, where a poison event would strike before any periodic beat).
+        self.on_oldest: Callable[[], None] | None = None
 
     def start(self) -> None:
         if not self._async:
@@ -237,12 +242,15 @@ class Dispatcher:
         ]
 
     def handed_seq(self, received_seq: int | None) -> int | None:
-        """The seq a successor process may Resume from without losing an event: just below the
-        oldest event still queued or running, else the last seq received. Events finished after
-        that point are delivered again on such a Resume: at least once, never lost."""
-        if self._in_flight:
-            return next(iter(self._in_flight)) - 1
-        return received_seq
+        """The seq a successor process may Resume the current session from without losing an event:
+        just below its oldest event still queued or running, else the last seq received. Events
+        finished after that point are delivered again on such a Resume: at least once, never lost."""
+        return self.inflight.handed_seq(received_seq)
+
+    def session(self, session_id: str | None) -> Span | None:
+        """The gateway session is now `session_id`: events still in flight from another one are
+        stranded (handled, but no Resume can replay them). Returns their span, if any."""
+        return self.inflight.switch(session_id)
 
     def totals(self) -> tuple[int, int, int, int]:
         """(handled, failed, dropped, queued): for the heartbeat, so the watchdog can export them."""
@@ -257,12 +265,22 @@ class Dispatcher:
             return False
         self._pending.append(event)
         if event.seq is not None:
-            self._in_flight[event.seq] = None
+            in_flight = self._in_flight
+            if not in_flight and self.on_oldest is not None:
+                in_flight[event.seq] = event
+                self.on_oldest()
+            else:
+                in_flight[event.seq] = event
         if self._idle:
             waiter = self._idle.pop()
             if not waiter.done():
                 waiter.set_result(None)
         return True
+
+    @property
+    def idle(self) -> bool:
+        """Nothing queued or running."""
+        return not self._pending and not self._busy
 
     async def join(self) -> None:
         """Until every event submitted so far has been handled."""
@@ -340,8 +358,17 @@ class Dispatcher:
             finally:
                 self._busy -= 1
             # Only a finished call releases its seq (a cancelled one, at shutdown, keeps it held).
-            if event.seq is not None:
-                in_flight.pop(event.seq, None)
+            seq = event.seq
+            if seq is not None:
+                if in_flight.get(seq) is event:
+                    if self.on_oldest is not None and in_flight and next(iter(in_flight)) == seq:
+                        del in_flight[seq]
+                        if in_flight:
+                            self.on_oldest()
+                    else:
+                        del in_flight[seq]
+                elif self.inflight.release_stranded(event) and self.on_stranded_done is not None:
+                    self.on_stranded_done()
             if self._joiners and not pending and not self._busy:
                 for joiner in self._joiners:
                     if not joiner.done():

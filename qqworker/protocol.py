@@ -127,7 +127,9 @@ class Disconnect:
     reason: str
     close_code: int | None = None
     refresh_token: bool = False
-    identify_rejected: bool = False  # the platform refused an Identify (op 9 or 49xx before READY)
+    # The platform answered our Identify with op 9 `d: false` (the intents-not-allowed signature, a
+    # 4903 close follows in the field). A 49xx close alone is a platform hiccup, never counted here.
+    identify_rejected: bool = False
     auth_rejected: bool = False  # the platform refused the token (4004)
 
     @classmethod
@@ -138,7 +140,6 @@ class Disconnect:
             reason=reason or rule.meaning,
             close_code=code,
             refresh_token=rule.refresh_token,
-            identify_rejected=before_ready and code is not None and 4900 <= code <= 4913,
             auth_rejected=code == 4004,
         )
 
@@ -289,12 +290,16 @@ class GatewayConnection:
             return self._established(resumed=False, now=now)
         if event_type == "RESUMED":
             return self._established(resumed=True, now=now)
+        # The envelope id names the event (unique per event, the same on a replay); `d.id` names the
+        # object (a channel, a guild), shared by every update to it: only a fallback.
         event_id = frame.get("id")
-        if type(event_id) is not str:
+        if type(event_id) is str:
+            dedupe_key: str | None = event_id
+        else:
             event_id = None
-        message_id = data.get("id") if type(data) is dict else None
-        dedupe_key = message_id if type(message_id) is str else event_id
-        if dedupe_key is not None and not session.first_sighting(f"{event_type}:{dedupe_key}"):
+            message_id = data.get("id") if type(data) is dict else None
+            dedupe_key = f"{event_type}:{message_id}" if type(message_id) is str else None
+        if dedupe_key is not None and not session.first_sighting(dedupe_key):
             return []
         return [Dispatch(event_type, event_id, seq, data)]
 

@@ -15,7 +15,11 @@ from qqworker.closecodes import CloseAction
 from qqworker.exitcodes import ExitCode
 from qqworker.protocol import Disconnect
 
-IDENTIFY_REJECTION_LIMIT = 5  # op 9 / 49xx before READY this many times in a row: intents not allowed
+# Intents not allowed: op 9 after Identify this many times in a row, AND spread over at least this many
+# retry caps of backoff (3 minutes at the default 60 s cap), so a platform hiccup of a few seconds
+# that answers every Identify with op 9 is waited out, never taken for a configuration error.
+IDENTIFY_REJECTION_LIMIT = 5
+IDENTIFY_REJECTION_SPAN_CAPS = 3.0
 STABLE_AFTER_S = 60.0  # a session that lasted this long resets the backoff; shorter ones are flapping
 
 
@@ -44,6 +48,7 @@ class ReconnectPolicy:
         self.max_attempts = max_attempts  # 0: never give up
         self.attempt = 0  # attempts since the last established session, the current one included
         self.identify_rejections = 0
+        self.first_rejection_at: float | None = None
         self.auth_rejections = 0
         self.established_at: float | None = None
 
@@ -54,6 +59,7 @@ class ReconnectPolicy:
     def established(self, now: float) -> None:
         self.attempt = 0
         self.identify_rejections = 0
+        self.first_rejection_at = None
         self.auth_rejections = 0
         self.established_at = now
 
@@ -79,11 +85,17 @@ class ReconnectPolicy:
                 return Decision(Verdict.FATAL, reason="the gateway rejected a freshly fetched token (4004)")
         if disconnect.identify_rejected:
             self.identify_rejections += 1
-            if self.identify_rejections >= IDENTIFY_REJECTION_LIMIT:
+            if self.first_rejection_at is None:
+                self.first_rejection_at = now
+            span = now - self.first_rejection_at
+            if (
+                self.identify_rejections >= IDENTIFY_REJECTION_LIMIT
+                and span >= IDENTIFY_REJECTION_SPAN_CAPS * self.backoff.cap
+            ):
                 return Decision(
                     Verdict.FATAL,
-                    reason=f"Identify rejected {self.identify_rejections} times in a row "
-                    "(are the intents allowed for this bot?)",
+                    reason=f"Identify rejected {self.identify_rejections} times in a row over "
+                    f"{span:.0f}s (are the intents allowed for this bot?)",
                 )
         floor = self.backoff.cap if disconnect.action is CloseAction.BACKOFF else 0.0
         if stable and disconnect.action is CloseAction.RESUME:

@@ -114,6 +114,12 @@ class Settings:
     )
     handler_concurrency: int = _opt(8, "worker", "handler calls running at once", minimum=1)
     handler_queue: int = _opt(1000, "worker", "dispatch events waiting for a handler", minimum=1)
+    max_frame_bytes: int = _opt(
+        1 << 20,
+        "worker",
+        "largest gateway frame taken, bytes; a larger one closes the link (1009) and, replayed, is skipped",
+        minimum=4096,
+    )
     # [watchdog]: supervision
     heartbeat_timeout: float = _opt(30.0, "watchdog", "no pipe beat this long: kill the child", minimum=0.1)
     attempt_grace: float = _opt(15.0, "watchdog", "grace after an announced attempt's deadline", minimum=0.0)
@@ -142,6 +148,12 @@ class Settings:
         secret=True,
     )
     push_interval: float = _opt(20.0, "watchdog", "seconds between two pushes to --push-url", minimum=1.0)
+    poison_after: int = _opt(
+        3,
+        "watchdog",
+        "skip an event (logged, counted) after N successive children died with it oldest unhandled; 0 never",
+        minimum=0,
+    )
     # [logging]
     log_file: str = _opt("", "logging", "also write JSON lines here (reopened on SIGHUP)", env="QQW_LOG_FILE")
     status_file: str = _opt(

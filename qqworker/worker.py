@@ -12,6 +12,8 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import time
+from typing import Any
 
 import aiohttp
 
@@ -20,22 +22,32 @@ from qqworker.backoff import Backoff
 from qqworker.beat import Phase, Progress
 from qqworker.closecodes import CloseAction
 from qqworker.deadlines import within
+from qqworker.delivery import MAX_REPORTED, report_abandoned
 from qqworker.events import LogEvent
 from qqworker.exitcodes import ExitCode
-from qqworker.gateway import Callbacks, drive, open_link
+from qqworker.gateway import TOO_BIG, Callbacks, drive, open_link
 from qqworker.handler_import import load_handler_retrying
 from qqworker.handlers import Dispatcher, Handler
 from qqworker.hostprobe import RESOLVE_TIMEOUT_S, classify, name_failure
 from qqworker.hosts import HostRing, Switch
 from qqworker.logs import log_event
+from qqworker.oversize import Move, OversizeGuard
 from qqworker.protocol import Established, GatewayConnection, Session
 from qqworker.reconnect import Decision, ReconnectPolicy, Verdict
 from qqworker.rest import RestClient, RestError
 from qqworker.settings import ConfigError, Settings
+from qqworker.signatures import adapt
 
 log = logging.getLogger("qqworker.worker")
 TOKEN_MARGIN_S = 0.05
 MIN_PROBE_S = 0.2  # the least time a "do the other names resolve?" check gets
+# A stop waits for queued and running handlers until this long before the watchdog's SIGKILL
+# (--stop-timeout after its SIGTERM): time left to close, report and exit.
+STOP_MARGIN_S = 1.0
+# A successor (started with a session to resume) beats at each change of its oldest unhandled event,
+# for this many changes: the replay is where a poison event strikes again, before any periodic beat.
+# 64 beats (~25 KB) fit the 64 KB pipe even if the watchdog reads none of them meanwhile.
+REPLAY_WATCH_BEATS = 64
 
 
 def attempts_text(attempt: int, max_attempts: int) -> str:
@@ -65,12 +77,18 @@ class Worker:
         self.session = session if session is not None else Session()
         self.progress = progress if progress is not None else Progress()
         # The seq a beat hands on is worked out when the beat is sent, not at every event.
-        self.progress.update(session_id=self.session.session_id, seq_source=self._handed_seq)
+        self.progress.update(
+            session_id=self.session.session_id, seq_source=self._handed_seq, delivery_source=self._delivery
+        )
         self.policy = ReconnectPolicy(
             Backoff(settings.retry_initial, settings.retry_max), settings.max_attempts
         )
         self._handler_spec = handler if handler is not None else settings.handler
         self.stop_reason: str | None = None
+        self._stop_deadline: float | None = None
+        self._stop_again = asyncio.Event()
+        self._watch_left = 0
+        self.oversize = OversizeGuard()
         self._main: asyncio.Task[ExitCode] | None = None
         self._close_code: int | None = None
         self.tokens: TokenManager | None = None
@@ -86,6 +104,9 @@ class Worker:
         """Ends `run()` cleanly (exit 0). Call it on the event loop's thread (e.g. a signal handler)."""
         if self.stop_reason is None:
             self.stop_reason = reason
+            self._stop_deadline = time.monotonic() + max(0.0, self.settings.stop_timeout - STOP_MARGIN_S)
+        else:
+            self._stop_again.set()  # a second request ends the wait for the handlers at once
         if self._main is not None and not self._main.done():
             self._main.cancel()
 
@@ -128,10 +149,18 @@ class Worker:
             http, self.tokens, base=self.bases.current, app_id=s.app_id, timeout_s=s.connect_timeout
         )
         self.dispatcher = Dispatcher(
-            handler, rest=self.rest, concurrency=s.handler_concurrency, queue_size=s.handler_queue
+            handler,
+            rest=self.rest,
+            concurrency=s.handler_concurrency,
+            queue_size=s.handler_queue,
+            session_id=self.session.session_id,
         )
+        self.dispatcher.on_stranded_done = self.progress.update  # the next beat says so
+        if self.session.resumable:
+            self._watch_left = REPLAY_WATCH_BEATS
+            self.dispatcher.on_oldest = self._oldest_changed
         self.dispatcher.start()
-        self.progress.delivery_source = self.dispatcher.totals
+        self.progress.totals_source = self.dispatcher.totals
         # Everything imported and set up so far lives as long as the process: out of the collector's
         # way, so the collections that per-event garbage triggers no longer walk it.
         gc.freeze()
@@ -147,22 +176,24 @@ class Worker:
                 self.stop(reason="cancelled")
                 await asyncio.wait({main})  # its cleanup (closing the connection) is bounded
             code = self._outcome(main)
+            if code is ExitCode.OK and not cancelled:
+                await self._drain()
         finally:
             self.progress.update(phase=Phase.STOPPING)
             await self.dispatcher.close()
             await http.close()
+            self.progress.update()  # a last beat: the handed seq stays below every unhandled event
         if code is ExitCode.OK:
-            log_event(
-                log, LogEvent.WORKER_STOPPED, f"Worker stopped: {self.stop_reason}", reason=self.stop_reason
-            )
+            self._report_stop()
         if cancelled:
             raise asyncio.CancelledError
         return code
 
     async def _load_handler(self) -> Handler | None:
         """The handler (its module's transient import failures retried); None if stopped meanwhile."""
-        if callable(self._handler_spec):
-            return self._handler_spec
+        spec = self._handler_spec
+        if callable(spec):
+            return adapt(spec, getattr(spec, "__name__", "handler"))
         backoff = Backoff(self.settings.retry_initial, self.settings.retry_max)
         self._main = loading = asyncio.create_task(
             load_handler_retrying(self._handler_spec, backoff, self.progress), name="qqworker-handler"
@@ -179,6 +210,52 @@ class Worker:
         if loading.cancelled():
             return None
         return loading.result()
+
+    # Stopping -------------------------------------------------------------------------------
+
+    async def _drain(self) -> None:
+        """A clean stop hands the queue on: waits, up to the stop deadline, for the events queued
+        and running; what is left stays below the handed seq (the next start replays it)."""
+        assert self.dispatcher is not None
+        remaining = (self._stop_deadline or 0.0) - time.monotonic()
+        if remaining <= 0 or self.dispatcher.idle:
+            return
+        self.progress.update(phase=Phase.STOPPING)
+        waits = {
+            asyncio.ensure_future(self.dispatcher.join()),
+            asyncio.ensure_future(self._stop_again.wait()),
+        }
+        try:
+            await asyncio.wait(waits, timeout=remaining, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for wait in waits:
+                wait.cancel()
+            await asyncio.gather(*waits, return_exceptions=True)
+
+    def _report_stop(self) -> None:
+        assert self.dispatcher is not None
+        report_abandoned(self.dispatcher.inflight.stranded(), "the worker stopped")
+        left = self.dispatcher.inflight.unhandled()
+        fields: dict[str, object] = {"unhandled": 0}
+        text = ""
+        if left is not None:
+            fields = {
+                "unhandled": left.count,
+                "unhandled_first_seq": left.first_seq,
+                "unhandled_last_seq": left.last_seq,
+                "session_id": left.session_id,
+            }
+            text = (
+                f"; {left.count} event(s) not handled (seqs {left.first_seq}-{left.last_seq}), "
+                "left for the next start to replay"
+            )
+        log_event(
+            log,
+            LogEvent.WORKER_STOPPED,
+            f"Worker stopped: {self.stop_reason}{text}",
+            reason=self.stop_reason,
+            **fields,
+        )
 
     # The loop --------------------------------------------------------------------------------
 
@@ -267,7 +344,7 @@ class Worker:
             if discovered:
                 self.bases.succeeded()
             stage = "connect"
-            link = await open_link(url, deadline - loop.time())
+            link = await open_link(url, deadline - loop.time(), max_size=self.settings.max_frame_bytes)
         except TokenError as exc:
             decision = self._attempt_failed(attempt, f"{stage}: {exc}", permanent=exc.permanent)
             if stage == "token":
@@ -295,6 +372,7 @@ class Worker:
             established = True
             now = loop.time()
             self.policy.established(now)
+            self.dispatcher.session(out.session_id)
             self.progress.update(
                 phase=Phase.CONNECTED,
                 session_id=out.session_id,
@@ -328,6 +406,9 @@ class Worker:
             raise
         self._close_code = disconnect.close_code
         self._log_closed(disconnect.close_code, disconnect.reason, disconnect.action)
+        if disconnect.close_code == TOO_BIG:
+            self._frame_too_big()
+        self.dispatcher.session(self.session.session_id)  # None: dropped, what was in flight is stranded
         self.progress.update(session_id=self.session.session_id)
         if conn.heartbeat_interval is None:
             self.rest.forget_gateway_url()  # no Hello: this URL may be the problem
@@ -380,6 +461,56 @@ class Worker:
         if self.dispatcher is None:
             return self.session.seq
         return self.dispatcher.handed_seq(self.session.seq)
+
+    def _delivery(self) -> dict[str, Any]:
+        """The beat's delivery fields: the oldest unhandled event, and stranded events if any."""
+        if self.dispatcher is None:
+            return {}
+        inflight = self.dispatcher.inflight
+        fields: dict[str, Any] = {}
+        oldest = inflight.oldest()
+        if oldest is not None:
+            event_id = oldest.id[:128] if oldest.id is not None else None
+            fields.update(oldest_seq=oldest.seq, oldest_type=oldest.type[:128], oldest_id=event_id)
+        stranded = inflight.stranded()
+        if stranded:
+            fields["stranded"] = [
+                [s.session_id, s.first_seq, s.last_seq, s.count] for s in stranded[:MAX_REPORTED]
+            ]
+        return fields
+
+    def _frame_too_big(self) -> None:
+        """A 1009: the same frame again at the same position is skipped, or the session given up."""
+        session = self.session
+        verdict = self.oversize.too_big(session.seq if session.resumable else None)
+        if verdict.move is Move.RESUME:
+            return
+        session_id = session.session_id
+        if verdict.move is Move.SKIP:
+            session.seq = verdict.seq
+            what = f"skipping seq {verdict.lost_first}: the next Resume asks for what follows it"
+        else:
+            session.forget()
+            what = (
+                f"giving up the session: everything from seq {verdict.lost_first} on is lost; Identify anew"
+            )
+        log_event(
+            log,
+            LogEvent.EVENTS_LOST,
+            f"A frame over the {self.settings.max_frame_bytes}-byte limit came again at the same "
+            f"position; {what}",
+            level=logging.ERROR,
+            session_id=session_id,
+            first_seq=verdict.lost_first,
+            last_seq=verdict.lost_last,
+            reason="frame too large",
+        )
+
+    def _oldest_changed(self) -> None:
+        self._watch_left -= 1
+        if self._watch_left <= 0 and self.dispatcher is not None:
+            self.dispatcher.on_oldest = None
+        self.progress.update()  # beats at once (one short non-blocking write)
 
     def _on_control(self, conn: GatewayConnection) -> None:
         if conn.last_ack_at is not None and conn.last_ack_at != self.progress.last_ack_at:

@@ -48,12 +48,16 @@ def exitcodes_table() -> str:
     return "\n".join(rows)
 
 
+# Events whose name does not say who logs them.
+ROLE_OVERRIDES = {LogEvent.EVENTS_SKIPPED: "watchdog", LogEvent.EVENTS_ABANDONED: "worker, watchdog"}
+
+
 def events_table() -> str:
     rows = ["| event | role | extra fields | when |", "| --- | --- | --- | --- |"]
     for event in LogEvent:
         extra, when = EVENT_DOCS[event]
         watchdog_side = event.value.split(".")[0] in ("watchdog", "child", "respawn", "log", "push")
-        role = "watchdog" if watchdog_side else "worker"
+        role = ROLE_OVERRIDES.get(event, "watchdog" if watchdog_side else "worker")
         rows.append(f"| `{event.value}` | {role} | {extra} | {when} |")
     return "\n".join(rows)
 

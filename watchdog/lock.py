@@ -15,6 +15,10 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import time
+
+HOLDER_READ_TRIES = 10
+HOLDER_READ_PAUSE_S = 0.05
 
 
 class AlreadyRunning(Exception):
@@ -38,7 +42,7 @@ def acquire(guarded: str) -> int:
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
-        holder = _read_pid(fd)
+        holder = _holder(fd)
         os.close(fd)
         raise AlreadyRunning(path, holder) from None
     except OSError:
@@ -47,6 +51,17 @@ def acquire(guarded: str) -> int:
     os.ftruncate(fd, 0)
     os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
     return fd
+
+
+def _holder(fd: int) -> int | None:
+    """The holder's pid; it writes it just after taking the lock, so a start racing ours may find the
+    file still empty for a moment: look again, briefly."""
+    for _ in range(HOLDER_READ_TRIES):
+        pid = _read_pid(fd)
+        if pid is not None:
+            return pid
+        time.sleep(HOLDER_READ_PAUSE_S)
+    return None
 
 
 def _read_pid(fd: int) -> int | None:

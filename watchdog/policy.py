@@ -457,3 +457,65 @@ class SupervisionPolicy:
     ) -> Kill:
         self.state = ChildState.KILLING
         return Kill(reason, event, message, fields, force)
+
+
+# Poison events --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Skip:
+    """Hand the next child a seq past this event: it killed `deaths` children in a row."""
+
+    session_id: str
+    seq: int
+    event_type: str | None
+    event_id: str | None
+    deaths: int
+
+    def fields(self) -> dict[str, Any]:
+        return {
+            "session_id": self.session_id,
+            "seq": self.seq,
+            "event_type": self.event_type,
+            "event_id": self.event_id,
+            "deaths": self.deaths,
+        }
+
+
+class PoisonWatch:
+    """Counts successive child deaths with the same oldest unhandled event (from each child's last
+    beat). At `after` in a row, that event is skipped: the next child Resumes past it. A child that
+    ends with another oldest event, or none, resets the count; `after` 0 turns this off. A handler
+    that raises is not a death (`handler.error`) and is never counted."""
+
+    def __init__(self, after: int) -> None:
+        self.after = after
+        self.deaths = 0
+        self.skipped = 0
+        self.last_skipped: Skip | None = None
+        self._key: tuple[str, int, str | None] | None = None
+
+    def child_died(self, beat: Beat | None) -> Skip | None:
+        if self.after <= 0:
+            return None
+        if beat is None or type(beat.session_id) is not str or type(beat.oldest_seq) is not int:
+            self._key, self.deaths = None, 0
+            return None
+        key = (beat.session_id, beat.oldest_seq, beat.oldest_id)
+        if key == self._key:
+            self.deaths += 1
+        else:
+            self._key, self.deaths = key, 1
+        if self.deaths < self.after:
+            return None
+        skip = Skip(
+            beat.session_id, beat.oldest_seq, _short(beat.oldest_type), _short(beat.oldest_id), self.deaths
+        )
+        self._key, self.deaths = None, 0
+        self.skipped += 1
+        self.last_skipped = skip
+        return skip
+
+
+def _short(value: Any, limit: int = 128) -> str | None:
+    return value[:limit] if isinstance(value, str) else None

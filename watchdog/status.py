@@ -108,10 +108,21 @@ def render(status: dict[str, Any], verdict: str, now: float) -> str:
             if last_exit
             else None,
         ),
+        ("skipped events", _skipped(status)),
         ("updated", status.get("updated_at")),
     ]
     lines += [f"  {name:16} {value}" for name, value in rows if value is not None]
     return "\n".join(lines)
+
+
+def _skipped(status: dict[str, Any]) -> str | None:
+    """Poison events skipped so far, and the last one (type, id, seq: never its content)."""
+    count, last = status.get("skipped_events"), status.get("last_skipped")
+    if not count:
+        return None
+    if not isinstance(last, dict):
+        return str(count)
+    return f"{count} (last: {last.get('event_type')} id {last.get('event_id')} seq {last.get('seq')})"
 
 
 def _age(age: Any, updated: Any, now: float) -> str | None:

@@ -27,6 +27,7 @@ from typing import Any
 import psutil
 
 from qqworker.beat import BEAT_VERSION, Beat, Phase
+from qqworker.delivery import Span, report_abandoned
 from qqworker.events import LogEvent
 from qqworker.exitcodes import ExitCode, exit_meaning
 from qqworker.hosts import prefer_hosts
@@ -34,7 +35,7 @@ from qqworker.logs import JsonLinesHandler, log_event, redactor, rfc3339_utc
 from qqworker.settings import Settings
 from watchdog import process
 from watchdog.monitoring import Monitoring, SupervisorView
-from watchdog.policy import Decision, GiveUp, Kill, Respawn, Stop, SupervisionPolicy, Timings
+from watchdog.policy import Decision, GiveUp, Kill, PoisonWatch, Respawn, Stop, SupervisionPolicy, Timings
 from watchdog.relay import LineSplitter, classify, group_output
 from watchdog.sdnotify import Notifier
 from watchdog.status import write_status
@@ -64,6 +65,7 @@ class Supervisor:
         self.clock = clock
         self.notifier = notifier if notifier is not None else Notifier(unset_environment=True)
         self.policy = SupervisionPolicy(Timings.from_settings(settings))
+        self.poison = PoisonWatch(settings.poison_after)
         self.child: process.Child | None = None
         self.generation = 0
         self.resume: tuple[str, int] | None = None
@@ -299,9 +301,30 @@ class Supervisor:
         if self.stop_reason is not None:
             self.policy.child_stopped(exitcode)
             return None
+        last_beat = self.policy.last_beat
         decision = self.policy.child_exited(self.clock(), exitcode)
+        if exitcode != 0:
+            self._after_death(last_beat, respawn=isinstance(decision, Respawn))
         self._write_status(force=True)
         return decision
+
+    def _after_death(self, beat: Beat | None, *, respawn: bool) -> None:
+        """What a dead child's last beat says was lost with it, and whether it died of a poison event."""
+        spans = stranded_spans(beat)
+        if spans:
+            report_abandoned(spans, f"worker generation {self.generation} died", log)
+        skip = self.poison.child_died(beat) if respawn else None
+        if skip is None:
+            return
+        self.resume = (skip.session_id, skip.seq)
+        log_event(
+            log,
+            LogEvent.EVENTS_SKIPPED,
+            f"Skipping event seq {skip.seq} ({skip.event_type}, id {skip.event_id}): {skip.deaths} "
+            f"workers in a row died with it unhandled; the next one resumes after it",
+            level=logging.ERROR,
+            **skip.fields(),
+        )
 
     def _watch(self, child: process.Child) -> None:
         """Until the child has exited and any kill under way is complete."""
@@ -616,6 +639,8 @@ class Supervisor:
             "resumable": self.resume is not None,
             "api_base": self.api_base,
             "token_url": self.token_url,
+            "skipped_events": self.poison.skipped,
+            "last_skipped": self.poison.last_skipped.fields() if self.poison.last_skipped else None,
             "last_exit": self.last_exit,
             "exit_code": self.exit_code,
             "heartbeat_timeout_s": self.settings.heartbeat_timeout,
@@ -641,6 +666,15 @@ class Supervisor:
                     exc,
                     extra={"path": self.settings.status_file, "error": str(exc)},
                 )
+
+
+def stranded_spans(beat: Beat | None) -> list[Span]:
+    """The beat's `stranded` entries that are well formed (a beat is the child's word, not trusted)."""
+    spans = []
+    for entry in (beat.stranded if beat is not None and isinstance(beat.stranded, list) else [])[:4]:
+        if isinstance(entry, list) and len(entry) == 4 and all(type(n) is int for n in entry[1:]):
+            spans.append(Span(entry[0] if isinstance(entry[0], str) else None, *entry[1:]))
+    return spans
 
 
 def _ignore_here(signum: int, frame: Any) -> None:

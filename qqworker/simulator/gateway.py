@@ -231,6 +231,10 @@ class GatewayConnection:
             counters["identifies_ignored"] += 1
             self.stalled = True
             return
+        if sim.outages.active("internal_error"):
+            counters["identifies_failed"] += 1
+            await self.close(Close.INTERNAL_ERROR)
+            return
         if not isinstance(d, dict):
             await self.close(Close.INVALID_PAYLOAD)
             return
@@ -275,6 +279,10 @@ class GatewayConnection:
         if sim.outages.active("no_ready"):
             counters["resumes_ignored"] += 1
             self.stalled = True
+            return
+        if sim.outages.active("internal_error"):
+            counters["resumes_failed"] += 1
+            await self.close(Close.INTERNAL_ERROR)
             return
         if not isinstance(d, dict) or not isinstance(d.get("session_id"), str):
             await self.close(Close.INVALID_PAYLOAD)

@@ -36,6 +36,7 @@ class Close(IntEnum):
     INVALID_INTENT = 4013
     INTENT_NOT_PERMITTED = 4014
     CREATE_SESSION_ERROR = 4903
+    INTERNAL_ERROR = 4901
 
 
 CLOSE_REASONS: dict[int, str] = {
@@ -55,6 +56,7 @@ CLOSE_REASONS: dict[int, str] = {
     4012: "invalid version",
     4013: "invalid intent",
     4014: "disallowed intent",
+    4901: "internal error",
     4902: "reset by resume",
     4903: "create session error",
     4914: "bot offline, sandbox only",

@@ -15,6 +15,7 @@ MODES: dict[str, str] = {
     "token_error": "the token endpoint answers HTTP 500",
     "no_hello": "new gateway connections get no Hello",
     "no_ready": "Identify and Resume get no answer (no READY, no RESUMED)",
+    "internal_error": "Identify and Resume are answered with close 4901 (a platform internal error)",
 }
 MAX_SECONDS = 24 * 3600.0
 

@@ -21,9 +21,14 @@ SESSION = "fake-session-1"
 
 
 class FakeGateway:
-    def __init__(self, after_ready: list[str | bytes], heartbeat_ms: int = 300) -> None:
+    def __init__(
+        self, after_ready: list[str | bytes], heartbeat_ms: int = 300, *, replay: bool = False
+    ) -> None:
         self.after_ready = after_ready
         self.heartbeat_ms = heartbeat_ms
+        # replay: as the platform, a Resume replays every dispatch sent after its seq (bad ones too).
+        self.replay = replay
+        self.sent: list[tuple[int, str]] = []
         self.connections = 0
         self.identifies = 0
         self.resumes = 0
@@ -94,6 +99,11 @@ class FakeGateway:
                 await self._after_ready(ws, first)
             elif op == 6:
                 self.resumes += 1
+                if self.replay:
+                    after = int(frame["d"].get("seq") or 0)
+                    for seq, text in self.sent:
+                        if seq > after and not ws.closed:
+                            await ws.send_str(text)
                 await ws.send_json({"op": 0, "s": self.seq + 1, "t": "RESUMED", "d": ""})
                 self.seq += 1
                 await self._good_dispatch(ws)
@@ -105,6 +115,7 @@ class FakeGateway:
                 if isinstance(frame, bytes):
                     await ws.send_bytes(frame)
                 else:
+                    self._remember(frame)
                     await ws.send_str(frame)
         await self._good_dispatch(ws)
 
@@ -119,7 +130,20 @@ class FakeGateway:
             "author": {"user_openid": "fake-user"},
         }
         event_id = f"C2C_MESSAGE_CREATE:fake{self.seq}"
-        await ws.send_json({"op": 0, "s": self.seq, "t": "C2C_MESSAGE_CREATE", "id": event_id, "d": d})
+        text = json.dumps({"op": 0, "s": self.seq, "t": "C2C_MESSAGE_CREATE", "id": event_id, "d": d})
+        self._remember(text)
+        await ws.send_str(text)
+
+    def _remember(self, text: str) -> None:
+        if not self.replay:
+            return
+        try:
+            seq = json.loads(text).get("s")
+        except ValueError:
+            return
+        if isinstance(seq, int):
+            self.sent.append((seq, text))
+            self.seq = max(self.seq, seq)
 
     # The parts of FaultSim the harness uses ----------------------------------------------------
 

@@ -157,3 +157,23 @@ _SUPERVISION = {
     "grandchild": _grandchild,
     "newer-beats": _newer_beats,
 }
+
+
+async def slow_word(event: Any, reply: Any) -> None:
+    """Holds a "slow" event for a minute (the first process only): an LLM call across a session change."""
+    await log_handler(event, reply)
+    if _content(event) == "slow" and _claim("slow-word"):
+        await asyncio.sleep(60)
+
+
+async def slow_each(event: Any, reply: Any) -> None:
+    """Takes 0.3 s per event and logs it when done, so a `dispatch` line means "handled"."""
+    await asyncio.sleep(0.3)
+    await log_handler(event, reply)
+
+
+def exit_on_poison(event: Any, reply: Any) -> None:
+    """Ends the process on a "poison" event, every time it is delivered (no claim): a poison event."""
+    log_dispatch(event)
+    if _content(event) == "poison":
+        os._exit(3)

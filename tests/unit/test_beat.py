@@ -52,7 +52,7 @@ def test_round_trip_and_garbage() -> None:
 
 def test_the_ack_round_trip_and_the_delivery_totals_ride_on_the_beat() -> None:
     clock = Clock()
-    progress = Progress(clock=clock, delivery_source=lambda: (7, 1, 2, 3))
+    progress = Progress(clock=clock, totals_source=lambda: (7, 1, 2, 3))
     progress.update(phase=Phase.CONNECTED, last_ack_at=99.5, connected_since=90, ack_rtt_s=0.021)
     beat = Beat.decode(progress.beat().encode())
     assert beat.ack_rtt_s == 0.021

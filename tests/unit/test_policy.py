@@ -13,7 +13,9 @@ from watchdog.policy import (
     ChildState,
     GiveUp,
     Kill,
+    PoisonWatch,
     Respawn,
+    Skip,
     Stop,
     SupervisionPolicy,
     Timings,
@@ -516,3 +518,56 @@ def test_a_child_stopped_by_the_watchdog_itself_is_not_counted_as_a_restart() ->
     policy = make()
     policy.child_stopped(0)
     assert policy.state is ChildState.NONE and policy.last_exit == 0 and policy.restarts == 0
+
+
+# Poison events ----------------------------------------------------------------------------------
+
+
+def last_beat(seq: int | None, event_id: str | None = "E:1", session: str | None = "S") -> Beat:
+    return Beat(
+        phase="connected", attempt=0, session_id=session, seq=4,
+        oldest_seq=seq, oldest_type="C2C_MESSAGE_CREATE", oldest_id=event_id,
+    )  # fmt: skip
+
+
+def test_the_same_oldest_event_in_n_successive_deaths_is_skipped_once() -> None:
+    watch = PoisonWatch(3)
+    assert watch.child_died(last_beat(5)) is None
+    assert watch.child_died(last_beat(5)) is None
+    skip = watch.child_died(last_beat(5))
+    assert skip == Skip("S", 5, "C2C_MESSAGE_CREATE", "E:1", 3)
+    assert watch.skipped == 1 and watch.last_skipped == skip
+    # Counting starts over: the next child resumes past it.
+    assert watch.child_died(last_beat(5)) is None
+
+
+def test_another_oldest_event_or_none_resets_the_count() -> None:
+    watch = PoisonWatch(2)
+    assert watch.child_died(last_beat(5)) is None
+    assert watch.child_died(last_beat(6, "E:2")) is None  # progress: another event
+    assert watch.child_died(None) is None  # a death with nothing unhandled
+    assert watch.child_died(last_beat(6, "E:2")) is None
+    assert watch.child_died(last_beat(6, "E:2", session="T")) is None  # another session
+    assert watch.child_died(last_beat(None)) is None
+    assert watch.child_died(last_beat(6, "E:2")) is None
+    assert watch.child_died(last_beat(6, "E:2")) is not None
+    assert watch.skipped == 1
+
+
+def test_poison_after_zero_never_skips() -> None:
+    watch = PoisonWatch(0)
+    assert all(watch.child_died(last_beat(5)) is None for _ in range(10))
+    assert watch.skipped == 0
+
+
+def test_beats_carry_the_delivery_fields_both_ways() -> None:
+    beat = last_beat(5)
+    beat = Beat(**{**beat.__dict__, "stranded": [["A", 40, 41, 2]]})
+    assert Beat.decode(beat.encode()) == beat
+
+
+def test_a_malformed_beat_is_never_a_poison_skip() -> None:
+    watch = PoisonWatch(1)
+    for bad in ({"oldest_seq": "5"}, {"oldest_seq": True}, {"session_id": 7}):
+        beat = Beat(**{**last_beat(5).__dict__, **bad})
+        assert watch.child_died(beat) is None

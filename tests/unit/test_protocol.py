@@ -220,10 +220,16 @@ def test_4004_asks_for_a_fresh_token() -> None:
     assert out.refresh_token and out.auth_rejected and out.reason == "auth failed"
 
 
-def test_49xx_before_ready_is_an_identify_rejection_but_not_after() -> None:
+def test_49xx_alone_is_a_platform_hiccup_not_an_identify_rejection() -> None:
     conn, _ = connect()
-    assert conn.receive_close(4903).identify_rejected
+    assert not conn.receive_close(4903).identify_rejected
     assert not established().receive_close(4903).identify_rejected
+
+
+def test_op9_after_identify_then_4903_is_the_intents_signature() -> None:
+    conn, _ = connect()
+    conn.receive_text(frame(Op.INVALID_SESSION, False), 0.1)
+    assert conn.receive_close(4903).identify_rejected
 
 
 @pytest.mark.parametrize(
@@ -292,3 +298,22 @@ def test_the_heartbeat_round_trip_is_measured_from_send_to_ack() -> None:
     conn.poll(2.0)
     conn.receive_text(frame(Op.HEARTBEAT_ACK), 2.5)
     assert conn.ack_rtt == pytest.approx(0.5)
+
+
+def test_two_updates_to_one_channel_are_two_events() -> None:
+    """CHANNEL_UPDATE's `d.id` names the channel: only the envelope id says which event it is."""
+    conn = established()
+    first = frame(Op.DISPATCH, {"id": "ch-1", "name": "a"}, s=3, t="CHANNEL_UPDATE", id="CHANNEL_UPDATE:e3")
+    second = frame(Op.DISPATCH, {"id": "ch-1", "name": "b"}, s=5, t="CHANNEL_UPDATE", id="CHANNEL_UPDATE:e5")
+    out = conn.receive_text(first, 1) + conn.receive_text(second, 1)
+    assert [(d.seq, d.data["name"]) for d in out if isinstance(d, Dispatch)] == [(3, "a"), (5, "b")]
+    # The same event replayed (its envelope id again, on a Resume) is a duplicate.
+    assert conn.receive_text(second, 1) == []
+
+
+def test_without_an_envelope_id_the_objects_id_dedupes() -> None:
+    conn = established()
+    assert conn.receive_text(frame(Op.DISPATCH, {"id": "m1"}, s=2, t="C2C_MESSAGE_CREATE"), 1)
+    assert conn.receive_text(frame(Op.DISPATCH, {"id": "m1"}, s=3, t="C2C_MESSAGE_CREATE"), 1) == []
+    # The same d.id under another type is another event.
+    assert conn.receive_text(frame(Op.DISPATCH, {"id": "m1"}, s=4, t="GROUP_AT_MESSAGE_CREATE"), 1)

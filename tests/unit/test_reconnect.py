@@ -4,7 +4,13 @@ from qqworker.backoff import Backoff
 from qqworker.closecodes import CloseAction, close_rule
 from qqworker.exitcodes import ExitCode
 from qqworker.protocol import Disconnect
-from qqworker.reconnect import IDENTIFY_REJECTION_LIMIT, STABLE_AFTER_S, ReconnectPolicy, Verdict
+from qqworker.reconnect import (
+    IDENTIFY_REJECTION_LIMIT,
+    IDENTIFY_REJECTION_SPAN_CAPS,
+    STABLE_AFTER_S,
+    ReconnectPolicy,
+    Verdict,
+)
 
 
 def policy(max_attempts: int = 5, initial: float = 1, cap: float = 8) -> ReconnectPolicy:
@@ -99,15 +105,50 @@ def test_4004_refreshes_the_token_once_then_is_fatal() -> None:
     assert p.connection_lost(closed(4004, before_ready=True), now=2).verdict is Verdict.FATAL
 
 
-def test_repeated_identify_rejections_become_fatal() -> None:
-    p = policy(max_attempts=0)
+def test_repeated_identify_rejections_over_minutes_become_fatal() -> None:
+    p = policy(max_attempts=0)  # cap 8 s: the rejections must span 24 s
     rejected = Disconnect(CloseAction.IDENTIFY, "op 9", identify_rejected=True)
+    now = 0.0
     for _ in range(IDENTIFY_REJECTION_LIMIT - 1):
         p.start_attempt()
-        assert p.connection_lost(rejected, now=1).verdict is Verdict.RETRY
+        decision = p.connection_lost(rejected, now=now)
+        assert decision.verdict is Verdict.RETRY and decision.delay_s > 0  # with backoff
+        now += decision.delay_s
+    assert now < IDENTIFY_REJECTION_SPAN_CAPS * 8
+    while now < IDENTIFY_REJECTION_SPAN_CAPS * 8:  # five in a few seconds are not enough
+        p.start_attempt()
+        decision = p.connection_lost(rejected, now=now)
+        assert decision.verdict is Verdict.RETRY
+        now += decision.delay_s
     p.start_attempt()
-    decision = p.connection_lost(rejected, now=1)
+    decision = p.connection_lost(rejected, now=now)
     assert decision.verdict is Verdict.FATAL and "intents" in decision.reason
+
+
+def test_five_identify_rejections_in_six_seconds_are_a_hiccup() -> None:
+    p = ReconnectPolicy(Backoff(2, 60, rand=lambda: 1.0), 0)
+    rejected = Disconnect(CloseAction.IDENTIFY, "op 9", identify_rejected=True)
+    for n in range(20):
+        p.start_attempt()
+        assert p.connection_lost(rejected, now=n * 0.3).verdict is Verdict.RETRY
+
+
+@pytest.mark.parametrize("code", [*range(4900, 4914), 4000, 4006, 4007, 4999, 1011, None])
+def test_transient_closes_before_ready_are_never_fatal(code: int | None) -> None:
+    p = policy(max_attempts=0)
+    now = 0.0
+    for _ in range(200):
+        p.start_attempt()
+        decision = p.connection_lost(closed(code, before_ready=True), now=now)
+        assert decision.verdict is Verdict.RETRY and decision.delay_s > 0
+        now += decision.delay_s + 600
+
+
+@pytest.mark.parametrize("code", [4001, 4002, 4010, 4011, 4012, 4013, 4014, 4914, 4915])
+def test_only_the_permanent_codes_are_fatal(code: int) -> None:
+    p = policy(max_attempts=0)
+    p.start_attempt()
+    assert p.connection_lost(closed(code, before_ready=True), now=0).verdict is Verdict.FATAL
 
 
 def test_a_ready_in_between_forgives_identify_rejections() -> None:

@@ -232,3 +232,25 @@ def test_status_json_cli_shape(tmp_path: Path) -> None:
     )
     assert out.returncode == 3
     assert json.loads(out.stdout)["verdict"].startswith("not running")
+
+
+def test_stranded_spans_take_only_well_formed_entries_from_a_beat() -> None:
+    from qqworker.beat import Beat
+    from qqworker.delivery import Span
+    from watchdog.supervisor import stranded_spans
+
+    beat = Beat(
+        phase="connected", attempt=0, stranded=[["A", 4, 6, 3], ["B", "x", 1, 1], "junk", ["C", 1, 1]]
+    )
+    assert stranded_spans(beat) == [Span("A", 4, 6, 3)]
+    assert stranded_spans(Beat(phase="connected", attempt=0, stranded="nope")) == []  # type: ignore[arg-type]
+    assert stranded_spans(None) == []
+
+
+def test_watchdog_status_shows_skipped_poison_events() -> None:
+    from watchdog.status import render
+
+    last = {"event_type": "C2C_MESSAGE_CREATE", "event_id": "C2C_MESSAGE_CREATE:ab12", "seq": 41}
+    text = render({"state": "running", "skipped_events": 2, "last_skipped": last}, "healthy: connected", 0.0)
+    assert "skipped events   2 (last: C2C_MESSAGE_CREATE id C2C_MESSAGE_CREATE:ab12 seq 41)" in text
+    assert "skipped" not in render({"state": "running", "skipped_events": 0}, "healthy", 0.0)

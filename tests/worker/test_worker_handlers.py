@@ -266,3 +266,55 @@ async def test_totals_for_the_heartbeat_count_handled_failed_dropped_and_queued(
     await dispatcher.join()
     assert dispatcher.totals() == (1, 1, 3, 0)
     await dispatcher.close()
+
+
+async def test_an_old_sessions_event_in_a_handler_never_holds_the_new_sessions_seq(
+    logged: io.StringIO,
+) -> None:
+    """Seq 40 of session A is still running when an Identify anew makes session B (from seq 1)."""
+    release = asyncio.Event()
+
+    async def gated(event: DispatchEvent, reply: Reply) -> None:
+        if event.seq == 40:
+            await release.wait()
+
+    dispatcher = Dispatcher(gated, rest=None, concurrency=2, queue_size=10, session_id="A")
+    changes: list[int] = []
+    dispatcher.on_stranded_done = lambda: changes.append(1)
+    dispatcher.start()
+    try:
+        dispatcher.submit(event(40))
+        await asyncio.sleep(0.01)
+        assert dispatcher.handed_seq(40) == 39
+        dispatcher.session(None)  # dropped (op 9)
+        dispatcher.session("B")  # READY
+        for n in (2, 3):
+            dispatcher.submit(event(n))
+        await asyncio.sleep(0.01)
+        assert dispatcher.handed_seq(3) == 3, "B's seq must not be held back by A's 40"
+        assert [s.fields() for s in dispatcher.inflight.stranded()] == [
+            {"session_id": "A", "first_seq": 40, "last_seq": 40, "count": 1}
+        ]
+        release.set()
+        await asyncio.sleep(0.01)
+        assert dispatcher.inflight.stranded() == [] and changes == [1]
+        assert dispatcher.handled == 3
+    finally:
+        await dispatcher.close()
+
+
+async def test_while_watched_every_change_of_the_oldest_event_is_announced(logged: io.StringIO) -> None:
+    seen: list[int | None] = []
+    dispatcher = Dispatcher(handlers.log_handler, rest=None, concurrency=1, queue_size=10)
+
+    def oldest() -> None:
+        first = dispatcher.inflight.oldest()
+        seen.append(first.seq if first else None)
+
+    dispatcher.on_oldest = oldest
+    dispatcher.start()
+    for n in (5, 6, 7):
+        dispatcher.submit(event(n))
+    await asyncio.wait_for(dispatcher.join(), 5)
+    await dispatcher.close()
+    assert seen == [5, 6, 7], "each event announced as the oldest before its handler ran"

@@ -26,3 +26,14 @@ def echo_sync(event: Any, reply: Any) -> None:
 def leave_a_stuck_thread(event: Any, reply: Any) -> None:
     """Starts a non-daemon thread that outlives any stop, as a stuck DNS lookup in the executor would."""
     threading.Thread(target=time.sleep, args=(60,), name="stuck", daemon=False).start()
+
+
+def event_only(event: Any) -> None:
+    """The one-argument form the contract allows: `f(event)` (logs each as the `log` built-in)."""
+    from qqworker.handlers import log_dispatch
+
+    log_dispatch(event)
+
+
+def three_args(event: Any, reply: Any, extra: Any) -> None:
+    """No accepted form: refused when the handler is loaded."""

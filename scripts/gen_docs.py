@@ -15,6 +15,7 @@ from pathlib import Path
 from qqworker.closecodes import CLOSE_RULES, NO_CLOSE_FRAME, CloseRule, close_rule
 from qqworker.events import EVENT_DOCS, LogEvent
 from qqworker.exitcodes import ExitCode, exit_meaning
+from qqworker.rules import RELATIONS, field_rule
 from qqworker.settings import Settings
 
 README = Path(__file__).resolve().parent.parent / "README.md"
@@ -31,6 +32,14 @@ def settings_table() -> str:
         if f.name == "api_base":
             default = "production or sandbox base"
         rows.append(f"| {flag} | {key} | {env} | {default} | {meta['help']} |")
+    return "\n".join(rows)
+
+
+def settings_rules() -> str:
+    """The rules `Settings.validate` checks, from the same table (qqworker/rules.py)."""
+    rows = ["| setting | rule |", "| --- | --- |"]
+    rows += [f"| `{f.name}` | {field_rule(f)} |" for f in fields(Settings) if field_rule(f)]
+    rows += [f"| `{r.key}` | {r.rule} |" for r in RELATIONS]
     return "\n".join(rows)
 
 
@@ -88,6 +97,7 @@ def closecodes_table() -> str:
 
 BLOCKS = {
     "settings": settings_table,
+    "settings-rules": settings_rules,
     "exitcodes": exitcodes_table,
     "events": events_table,
     "closecodes": closecodes_table,

@@ -97,7 +97,7 @@ def test_precedence_file_then_environment_then_flags(tmp_path: Path) -> None:
         "[worker]\n"
         "retry_max = 9.0\n"
         "[watchdog]\n"
-        "heartbeat_timeout = 7.0\n"
+        "heartbeat_timeout = 12.0\n"
         "[logging]\n"
         'status_file = "from-file.json"\n'
     )
@@ -118,7 +118,7 @@ def test_precedence_file_then_environment_then_flags(tmp_path: Path) -> None:
         sim.stop()
     config = started["config"]
     assert config["retry_max"] == 11.0  # flag over file
-    assert config["heartbeat_timeout"] == 7.0  # file over default
+    assert config["heartbeat_timeout"] == 12.0  # file over default
     assert config["handler"] == "echo"  # file (no env given)
     assert config["intents"] == "public_guild_messages"  # environment over file
     assert config["status_file"] == str(tmp_path / "flag.json")  # flag over environment over file

@@ -1,7 +1,7 @@
 """`python -m watchdog` / `qqwatchdog`: run the supervisor, ask its status, or report on its logs.
 
     python -m watchdog run [--config FILE] [flags]     the supervisor in the foreground
-    python -m watchdog status [--status-file PATH] [--json]   0 healthy, 1 unhealthy, 3 not running
+    python -m watchdog status [--status-file PATH] [--json]   0 healthy, 1 unhealthy or damaged, 3 not running
     python -m watchdog report LOGFILE... [--json]      the outage timeline of a log
 
 A configuration error is one JSON line (`watchdog.stopped`) and exit 78.
@@ -46,7 +46,8 @@ def run_parser() -> argparse.ArgumentParser:
 def status_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="qqwatchdog status",
-        description="The running supervisor's state: exit 0 healthy, 1 running but unhealthy, 3 not running.",
+        description="The running supervisor's state: exit 0 healthy, 1 running but unhealthy (or a damaged "
+        "status file), 3 not running.",
     )
     parser.add_argument("--status-file", metavar="PATH", help="default: $QQW_STATUS_FILE or the config's")
     parser.add_argument("--config", metavar="FILE", help="TOML config file naming the status file")
@@ -88,18 +89,32 @@ def status_path(args: argparse.Namespace) -> str:
 
 
 def cmd_status(argv: Sequence[str]) -> int:
-    from watchdog.status import judge, pid_alive, read_status, render
+    from watchdog.status import damaged_verdict, judge, pid_alive, read_status_file, render
 
     args = status_parser().parse_args(argv)
     path = status_path(args)
-    status = read_status(path)
+    read = read_status_file(path)
+    status = read.status
     now = time.time()
     alive = status is not None and pid_alive(
         status.get("watchdog_pid"), status.get("watchdog_started_at_epoch")
     )
-    code, verdict = judge(status, now, alive)
+    code, verdict = damaged_verdict(read) if read.damage else judge(status, now, alive)
+    if read.bad_fields and not read.damage:
+        verdict += f" (ignored fields of the wrong type: {', '.join(read.bad_fields)})"
     if args.json:
-        print(json.dumps({"exit_code": code, "verdict": verdict, "status_file": path, "status": status}))
+        print(
+            json.dumps(
+                {
+                    "exit_code": code,
+                    "verdict": verdict,
+                    "status_file": path,
+                    "status": status,
+                    "damaged": read.damage,
+                    "bad_fields": read.bad_fields,
+                }
+            )
+        )
     elif status is None:
         print(f"qqwatchdog: {verdict} ({path})")
     else:

@@ -30,6 +30,7 @@ import time
 from typing import Any
 
 from qqworker.beat import Phase, Progress
+from qqworker.events import LogEvent
 from qqworker.exitcodes import ExitCode
 from qqworker.logs import configure_logging, redactor
 from qqworker.settings import Settings
@@ -90,7 +91,7 @@ class Beater:
             log.warning(
                 "The heartbeat pipe is full: %d beat(s) dropped so far (the watchdog is not reading)",
                 self.dropped,
-                extra={"dropped_beats": self.dropped},
+                extra={"event": LogEvent.BEAT_DROPPED.value, "dropped_beats": self.dropped},
             )
 
     def _gone(self, reason: str) -> None:
@@ -137,6 +138,9 @@ async def serve(
         beats.cancel()
         await asyncio.gather(beats, return_exceptions=True)
         loop.remove_signal_handler(signal.SIGTERM)
+        # Stopped and exiting: a late SIGTERM (the watchdog's own after GNU timeout's group-wide one)
+        # must not turn exit 0 into "killed by SIGTERM". The watchdog still has SIGKILL.
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
 def run_child(

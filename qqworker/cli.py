@@ -108,6 +108,10 @@ async def serve(settings: Settings) -> ExitCode:
     finally:
         for sig in (*signals, signal.SIGHUP):
             loop.remove_signal_handler(sig)
+        # Stopped and exiting now: a late stop signal (GNU timeout, or a terminal's Ctrl-C, reaches
+        # the whole process group, and the watchdog sends its own) must not turn exit 0 into -15.
+        for sig in signals:
+            signal.signal(sig, signal.SIG_IGN)
 
 
 def _reopen_log() -> None:

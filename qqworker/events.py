@@ -26,6 +26,8 @@ class LogEvent(str, Enum):
     REPLY_FAILED = "reply.failed"
     FRAME_REJECTED = "gateway.frame_rejected"
     WORKER_STOPPED = "worker.stopped"
+    BEAT_DROPPED = "beat.dropped"
+    DISCOVERY_FALLBACK = "gateway.discovery_fallback"
     # watchdog
     WATCHDOG_STARTED = "watchdog.started"
     CHILD_SPAWNED = "child.spawned"
@@ -42,6 +44,12 @@ class LogEvent(str, Enum):
     WATCHDOG_STOPPING = "watchdog.stopping"
     WATCHDOG_STOPPED = "watchdog.stopped"
     LOG_REOPENED = "log.reopened"
+    BEAT_MALFORMED = "child.beat_malformed"
+    OUTPUT_NO_EOF = "child.output_no_eof"
+    KILL_SURVIVORS = "child.kill_survivors"
+    STATUS_WRITE_FAILED = "watchdog.status_write_failed"
+    # Not written by our code (a static test enforces it): a library's or Python's own line.
+    LIBRARY_LOG = "log"
 
     def __str__(self) -> str:
         return self.value
@@ -79,6 +87,11 @@ EVENT_DOCS: dict[LogEvent, tuple[str, str]] = {
     LogEvent.REPLY_FAILED: ("error, status", "a reply through the REST API failed"),
     LogEvent.FRAME_REJECTED: ("reason, excerpt", "a malformed or unexpected gateway frame was ignored"),
     LogEvent.WORKER_STOPPED: ("reason", "clean stop"),
+    LogEvent.BEAT_DROPPED: (
+        "dropped_beats",
+        "the heartbeat pipe was full (the watchdog is not reading): beats dropped, at most one line per 10 s",
+    ),
+    LogEvent.DISCOVERY_FALLBACK: ("error", "`GET /gateway/bot` failed; the worker tries `GET /gateway`"),
     LogEvent.WATCHDOG_STARTED: ("config (no secrets)", "the watchdog process is up"),
     LogEvent.CHILD_SPAWNED: ("child_pid, resume", "each spawn; `resume` says it was given a session"),
     LogEvent.CHILD_HEARTBEAT_MISSED: ("silent_s", "no pipe heartbeat within the heartbeat timeout"),
@@ -100,4 +113,21 @@ EVENT_DOCS: dict[LogEvent, tuple[str, str]] = {
     LogEvent.WATCHDOG_STOPPING: ("signal, forced", "a stop signal arrived; a second one forces"),
     LogEvent.WATCHDOG_STOPPED: ("reason", "clean stop"),
     LogEvent.LOG_REOPENED: ("path", "the log file was reopened (SIGHUP, logrotate)"),
+    LogEvent.BEAT_MALFORMED: (
+        "excerpt, malformed",
+        "a heartbeat message could not be read (at most one line per 5 s)",
+    ),
+    LogEvent.OUTPUT_NO_EOF: (
+        "child_pid",
+        "the exited worker's output pipe stayed open; the watchdog closed it",
+    ),
+    LogEvent.KILL_SURVIVORS: ("survivors, child_pid", "processes of the worker's tree survived SIGKILL"),
+    LogEvent.STATUS_WRITE_FAILED: (
+        "path, error",
+        "the status file could not be written (once, until it works again)",
+    ),
+    LogEvent.LIBRARY_LOG: (
+        "exc_info (maybe)",
+        "a library's line (websockets, asyncio) or Python's own, in either process: no event of its own",
+    ),
 }

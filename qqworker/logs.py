@@ -67,7 +67,7 @@ class ContractFormatter(JsonFormatter):
             "level": record.levelname,
             "logger": record.name,
             "message": record.getMessage(),
-            "event": str(event) if event is not None else "log",
+            "event": str(event) if event is not None else LogEvent.LIBRARY_LOG.value,
             "role": self.role,
             "pid": record.process or os.getpid(),
             "generation": getattr(record, "generation", self.generation),

@@ -62,6 +62,8 @@ def events_table() -> str:
         extra, when = EVENT_DOCS[event]
         watchdog_side = event.value.split(".")[0] in ("watchdog", "child", "respawn", "log")
         role = "watchdog" if watchdog_side else "worker"
+        if event is LogEvent.LIBRARY_LOG:
+            role = "both"
         rows.append(f"| `{event.value}` | {role} | {extra} | {when} |")
     return "\n".join(rows)
 

@@ -13,6 +13,7 @@ import argparse
 import json
 import logging
 import os
+import signal
 import sys
 import time
 from collections.abc import Sequence
@@ -56,6 +57,9 @@ def status_parser() -> argparse.ArgumentParser:
 
 
 def cmd_run(argv: Sequence[str]) -> int:
+    # Held pending until the supervisor's handlers are in place, so a stop during start-up is a clean
+    # stop with its lines instead of a silent death; the supervisor unblocks them.
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT})
     configure_logging(role="watchdog")
     try:
         args = run_parser().parse_args(argv)

@@ -45,6 +45,10 @@ MAX_WAIT_S = 5.0
 DRAIN_TIMEOUT_S = 2.0  # after the child's exit, how long its output may take to reach EOF
 BAD_BEAT_REPORT_EVERY_S = 5.0
 SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGCHLD)
+STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT}
+# The same stop signal again within this long is the same request, not a "force": GNU timeout signals
+# the pid and then its process group, so one stop arrives as two SIGTERMs microseconds apart.
+FORCE_REPEAT_S = 1.0
 
 
 class Supervisor:
@@ -67,6 +71,7 @@ class Supervisor:
         self.state = "starting"
         self.stop_reason: str | None = None
         self.force_signal: int | None = None
+        self._stop_signal: tuple[int, float] | None = None  # the first stop signal and when it came
         self.exit_code: int | None = None
         self.last_exit: dict[str, Any] | None = None
         self.started_at = rfc3339_utc(time.time())
@@ -92,6 +97,9 @@ class Supervisor:
         previous = {sig: signal.signal(sig, _ignore_here) for sig in SIGNALS}
         old_wakeup = signal.set_wakeup_fd(signal_w, warn_on_full_buffer=False)
         self._sel.register(signal_r, selectors.EVENT_READ, lambda: self._on_signals(signal_r))
+        # `cmd_run` blocked the stop signals from its first line: one sent during start-up was held
+        # pending, and arrives now, through the wake-up pipe, as a clean stop before any spawn.
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
         subreaper = process.become_subreaper()
         log_event(
             log,
@@ -101,6 +109,7 @@ class Supervisor:
             config=self.settings.public_dict(),
             subreaper=subreaper,
         )
+        self._on_signals(signal_r)  # a stop that came during start-up
         try:
             self.exit_code = self._supervise()
         finally:
@@ -364,7 +373,11 @@ class Supervisor:
             log.error(
                 "Processes of the worker's tree survived SIGKILL: %s",
                 kill.survivors,
-                extra={"survivors": kill.survivors, "child_pid": kill.child.pid},
+                extra={
+                    "event": LogEvent.KILL_SURVIVORS.value,
+                    "survivors": kill.survivors,
+                    "child_pid": kill.child.pid,
+                },
             )
 
     def _kill_to_the_end(self, child: process.Child, reason: str) -> None:
@@ -455,7 +468,11 @@ class Supervisor:
                 "Ignored a malformed heartbeat message (%d so far): %s",
                 self._bad_beats,
                 exc,
-                extra={"excerpt": line[:120].decode("utf-8", errors="replace"), "malformed": self._bad_beats},
+                extra={
+                    "event": LogEvent.BEAT_MALFORMED.value,
+                    "excerpt": line[:120].decode("utf-8", errors="replace"),
+                    "malformed": self._bad_beats,
+                },
             )
 
     def _drain(self, child: process.Child) -> None:
@@ -475,7 +492,7 @@ class Supervisor:
             log.warning(
                 "The worker's output did not reach EOF within %.1fs; closing it",
                 DRAIN_TIMEOUT_S * 2,
-                extra={"child_pid": child.pid},
+                extra={"event": LogEvent.OUTPUT_NO_EOF.value, "child_pid": child.pid},
             )
         if not self._beat_eof:
             self._read_beats()
@@ -485,8 +502,25 @@ class Supervisor:
     # Signals ---------------------------------------------------------------------------------
 
     def request_stop(self, sig: int = signal.SIGTERM) -> None:
+        """The first stop signal stops cleanly; a second forces, if it is a distinct signal or comes
+        FORCE_REPEAT_S after the first (a burst of the same signal is one request)."""
         name = signal.Signals(sig).name
+        now = self.clock()
+        if self.stop_reason is not None and self.force_signal is None and self._stop_signal is not None:
+            first, at = self._stop_signal
+            if sig == first and now - at < FORCE_REPEAT_S:
+                log_event(
+                    log,
+                    LogEvent.WATCHDOG_STOPPING,
+                    f"Received {name} again {now - at:.3f}s after the first: the same stop request "
+                    f"(send it again after {FORCE_REPEAT_S:g}s, or the other signal, to force)",
+                    signal=name,
+                    forced=False,
+                    repeated=True,
+                )
+                return
         if self.stop_reason is None:
+            self._stop_signal = (sig, now)
             self.stop_reason = f"received {name}"
             log_event(
                 log,
@@ -572,7 +606,11 @@ class Supervisor:
                     "Cannot write the status file %s: %s",
                     self.settings.status_file,
                     exc,
-                    extra={"path": self.settings.status_file, "error": str(exc)},
+                    extra={
+                        "event": LogEvent.STATUS_WRITE_FAILED.value,
+                        "path": self.settings.status_file,
+                        "error": str(exc),
+                    },
                 )
 
 

@@ -107,7 +107,10 @@ EVENT_DOCS: dict[LogEvent, tuple[str, str]] = {
     ),
     LogEvent.CHILD_KILLED: ("child_pid, reason, signal", "the watchdog ended the child and its tree"),
     LogEvent.CHILD_EXITED: ("child_pid, exitcode, meaning", "the child ended, for any cause"),
-    LogEvent.CHILD_OUTPUT: ("child_pid, text", "a non-JSON line the child printed (a traceback)"),
+    LogEvent.CHILD_OUTPUT: (
+        "child_pid, text; cut, bytes (a line over 1 MiB: its start and its length)",
+        "anything the child printed that its own logger did not write (a traceback, a library's JSON)",
+    ),
     LogEvent.RESPAWN_SCHEDULED: ("delay_s, restarts", "before every respawn sleep"),
     LogEvent.WATCHDOG_GAVE_UP: ("restarts", "its own restart limit reached; exit 69 follows"),
     LogEvent.WATCHDOG_STOPPING: ("signal, forced", "a stop signal arrived; a second one forces"),

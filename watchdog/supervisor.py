@@ -414,16 +414,20 @@ class Supervisor:
         if not lines:
             return
         now = self.clock()
-        for text, event in group_output([classify(line) for line in lines]):
+        for item in group_output([classify(line, child.pid) for line in lines]):
+            text, event = item.text, item.event
             if event is None:
                 first = text.splitlines()[0] if text else ""
+                cut = {} if item.cut_bytes is None else {"cut": True, "bytes": item.cut_bytes}
                 log_event(
                     log,
                     LogEvent.CHILD_OUTPUT,
-                    f"The worker printed: {first[:300]}",
+                    f"The worker printed: {first[:300]}"
+                    + (f" (a {item.cut_bytes}-byte line, cut)" if cut else ""),
                     level=logging.WARNING,
                     child_pid=child.pid,
                     text=text,
+                    **cut,
                 )
                 continue
             self.out.write_line(text)

@@ -101,7 +101,8 @@ class JsonLinesHandler(logging.Handler):
         assert self.file_path
         directory = os.path.dirname(os.path.abspath(self.file_path))
         os.makedirs(directory, exist_ok=True)
-        self._file = open(self.file_path, "a", encoding="utf-8", buffering=1)  # noqa: SIM115
+        # errors: a lone surrogate is written as its escape (still valid JSON), the line is not lost
+        self._file = open(self.file_path, "a", encoding="utf-8", errors="backslashreplace", buffering=1)  # noqa: SIM115
 
     def reopen(self) -> None:
         with self.lock:  # type: ignore[union-attr]
@@ -152,7 +153,10 @@ def configure_logging(
     if _handler is not None:
         root.removeHandler(_handler)
         _handler.close()
-    _handler = JsonLinesHandler(stream or sys.stdout, log_file)
+    stream = stream or sys.stdout
+    if hasattr(stream, "reconfigure"):  # a lone surrogate is written as its escape: see _open_file
+        stream.reconfigure(errors="backslashreplace")
+    _handler = JsonLinesHandler(stream, log_file)
     _handler.setFormatter(ContractFormatter(role, generation))
     root.addHandler(_handler)
     root.setLevel(level)

@@ -18,6 +18,7 @@ from typing import IO, Any
 from pythonjsonlogger.json import JsonFormatter
 
 from qqworker.events import LogEvent
+from qqworker.logfile import open_log_file
 
 REDACTED = "[REDACTED]"
 _CORE_FIELDS = ("timestamp", "level", "logger", "message", "event", "role", "pid", "generation")
@@ -99,15 +100,13 @@ class JsonLinesHandler(logging.Handler):
 
     def _open_file(self) -> None:
         assert self.file_path
-        directory = os.path.dirname(os.path.abspath(self.file_path))
-        os.makedirs(directory, exist_ok=True)
-        # errors: a lone surrogate is written as its escape (still valid JSON), the line is not lost
-        self._file = open(self.file_path, "a", encoding="utf-8", errors="backslashreplace", buffering=1)  # noqa: SIM115
+        self._file = open_log_file(self.file_path)  # refuses a FIFO, a device, a directory: ConfigError
 
     def reopen(self) -> None:
         with self.lock:  # type: ignore[union-attr]
             if self._file is not None:
                 self._file.close()
+                self._file = None  # should the new open fail, stdout goes on alone
             if self.file_path:
                 self._open_file()
 

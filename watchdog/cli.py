@@ -67,6 +67,7 @@ def cmd_run(argv: Sequence[str]) -> int:
         redactor.add(settings.app_secret)
         handler = configure_logging(role="watchdog", log_file=settings.log_file or None)
     except (ConfigError, OSError) as exc:
+        configure_logging(role="watchdog")  # the log file may be what failed: stdout alone
         redactor.add(os.environ.get("QQ_APP_SECRET"))
         reason = f"configuration error: {exc}"
         log_event(

@@ -29,7 +29,7 @@ from qqworker.beat import Beat, Phase
 from qqworker.events import LogEvent
 from qqworker.exitcodes import ExitCode, exit_meaning
 from qqworker.logs import JsonLinesHandler, log_event, rfc3339_utc
-from qqworker.settings import Settings
+from qqworker.settings import ConfigError, Settings
 from watchdog import process
 from watchdog.policy import Decision, GiveUp, Kill, Respawn, Stop, SupervisionPolicy, Timings
 from watchdog.relay import LineSplitter, classify, group_output
@@ -546,7 +546,18 @@ class Supervisor:
             )
 
     def reopen_log(self) -> None:
-        self.out.reopen()
+        try:
+            self.out.reopen()
+        except (OSError, ConfigError) as exc:  # replaced by a FIFO, a directory, no permission...
+            log_event(
+                log,
+                LogEvent.LOG_REOPENED,
+                f"Cannot reopen the log file: {exc}; writing to stdout only",
+                level=logging.ERROR,
+                path=self.out.file_path,
+                error=str(exc),
+            )
+            return
         log_event(
             log,
             LogEvent.LOG_REOPENED,

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from qqworker.backoff import Backoff
 from qqworker.beat import Beat
+from qqworker.reconnect import ReconnectPolicy, Verdict
 from qqworker.rules import INT_MAX, RELATIONS, bounds, field_rule, is_number
 from qqworker.settings import ConfigError, Settings, load_settings, parse_intents
 from watchdog.policy import SupervisionPolicy, Timings
@@ -181,6 +182,13 @@ def assert_no_bad_delay(s: Settings) -> None:
             backoff = Backoff(initial, cap, rand=lambda rand=rand: rand)
             for _ in range(80):  # past the exponent clamp
                 assert_sane_delay(backoff.next_delay(), what)
+    policy_w = ReconnectPolicy(Backoff(s.retry_initial, s.retry_max, rand=lambda: 0.5), s.max_attempts)
+    for _ in range(70):  # the worker's own loop: every retry it schedules has a sane delay
+        policy_w.start_attempt()
+        decision = policy_w.attempt_failed("refused")
+        if decision.verdict is not Verdict.RETRY:
+            break
+        assert_sane_delay(decision.delay_s, "reconnect decision")
     for name in (
         "connect_timeout",
         "heartbeat_interval",

@@ -159,9 +159,7 @@ def run_child(
     log_conn.close()
     for stream in (sys.stdout, sys.stderr):
         if stream is not None:
-            # A lone surrogate (from a frame or a handler) is written as its escape, which keeps a
-            # JSON line valid JSON, instead of failing the write and losing the line.
-            stream.reconfigure(line_buffering=True, errors="backslashreplace")
+            stream.reconfigure(line_buffering=True)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
     die_with_parent()

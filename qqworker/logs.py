@@ -123,7 +123,10 @@ class JsonLinesHandler(logging.Handler):
                 if target is None:
                     continue
                 try:
-                    target.write(line)
+                    try:
+                        target.write(line)
+                    except UnicodeEncodeError:  # a lone surrogate: its escape keeps the JSON line valid
+                        target.write(line.encode("utf-8", "backslashreplace").decode("utf-8"))
                     target.flush()
                 except (BrokenPipeError, ValueError):
                     pass  # a closed stdout must not take the process down; the file may still work
@@ -152,10 +155,7 @@ def configure_logging(
     if _handler is not None:
         root.removeHandler(_handler)
         _handler.close()
-    stream = stream or sys.stdout
-    if hasattr(stream, "reconfigure"):  # a lone surrogate is written as its escape: see _open_file
-        stream.reconfigure(errors="backslashreplace")
-    _handler = JsonLinesHandler(stream, log_file)
+    _handler = JsonLinesHandler(stream or sys.stdout, log_file)
     _handler.setFormatter(ContractFormatter(role, generation))
     root.addHandler(_handler)
     root.setLevel(level)

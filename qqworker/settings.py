@@ -232,6 +232,8 @@ def _convert(f: Any, raw: Any, origin: str) -> Any:
             if text in ("0", "false", "no", "off", ""):
                 return False
             raise ValueError(raw)
+        if kind in (int, float) and isinstance(raw, bool):  # TOML true is no count or delay
+            raise ValueError(raw)
         if kind is int:
             if isinstance(raw, float) and not raw.is_integer():
                 raise ValueError(raw)

@@ -241,3 +241,11 @@ def test_no_accepted_combination_makes_a_bad_delay(data: st.DataObject) -> None:
         assume(False)
         return
     assert_no_bad_delay(s)
+
+
+@pytest.mark.parametrize("toml", ["[worker]\nmax_attempts = true\n", "[watchdog]\nstop_timeout = false\n"])
+def test_a_toml_boolean_is_no_number(tmp_path: Path, toml: str) -> None:
+    config = tmp_path / "qq.toml"
+    config.write_text(toml)
+    with pytest.raises(ConfigError, match="bad value"):
+        load_settings({}, CREDS, str(config))

@@ -59,7 +59,7 @@ def _opt(
     secret: bool = False,
 ) -> Any:
     """One setting. A number is always refused when NaN or infinite; `minimum`/`maximum` bound it
-    (an int without a maximum is still bounded by INT_MAX: see `field_bounds`)."""
+    (an int without a maximum is still bounded by INT_MAX: see `rules.bounds`)."""
     return field(
         default=default,
         metadata={

@@ -37,6 +37,7 @@ from typing import Any
 
 from qqworker import orphans
 from qqworker.beat import MAX_REDACT_CHARS, VERSION_ENV, Phase, Progress
+from qqworker.events import LogEvent
 from qqworker.exitcodes import ExitCode
 from qqworker.logs import configure_logging, redactor
 from qqworker.settings import Settings
@@ -123,7 +124,7 @@ class Beater:
             log.warning(
                 "The heartbeat pipe is full: %d beat(s) dropped so far (the watchdog is not reading)",
                 self.dropped,
-                extra={"dropped_beats": self.dropped},
+                extra={"event": LogEvent.BEAT_DROPPED.value, "dropped_beats": self.dropped},
             )
 
     def _gone(self, reason: str) -> None:
@@ -170,6 +171,9 @@ async def serve(
         beats.cancel()
         await asyncio.gather(beats, return_exceptions=True)
         loop.remove_signal_handler(signal.SIGTERM)
+        # Stopped and exiting: a late SIGTERM (the watchdog's own after GNU timeout's group-wide one)
+        # must not turn exit 0 into "killed by SIGTERM". The watchdog still has SIGKILL.
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
 def watchdog_beat_version() -> int:

@@ -61,7 +61,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(ExitCode.CONFIG)
     redactor.add(settings.app_secret)
     if settings.log_file:
-        configure_logging(role="worker", log_file=settings.log_file)
+        try:
+            configure_logging(role="worker", log_file=settings.log_file)
+        except (ConfigError, OSError) as exc:
+            configure_logging(role="worker")
+            log_event(
+                log,
+                LogEvent.WORKER_FATAL,
+                f"Configuration error: {exc}",
+                level=logging.CRITICAL,
+                reason=str(exc),
+                close_code=None,
+            )
+            return int(ExitCode.CONFIG)
     code = run_loop(serve(settings))
     _exit_despite_stuck_threads(code)
     return code
@@ -108,12 +120,27 @@ async def serve(settings: Settings) -> ExitCode:
     finally:
         for sig in (*signals, signal.SIGHUP):
             loop.remove_signal_handler(sig)
+        # Stopped and exiting now: a late stop signal (GNU timeout, or a terminal's Ctrl-C, reaches
+        # the whole process group, and the watchdog sends its own) must not turn exit 0 into -15.
+        for sig in signals:
+            signal.signal(sig, signal.SIG_IGN)
 
 
 def _reopen_log() -> None:
     handler = current_handler()
     if handler is not None:
-        handler.reopen()
+        try:
+            handler.reopen()
+        except (ConfigError, OSError) as exc:
+            log_event(
+                log,
+                LogEvent.LOG_REOPENED,
+                f"Cannot reopen the log file: {exc}; writing to stdout only",
+                level=logging.ERROR,
+                path=handler.file_path,
+                error=str(exc),
+            )
+            return
         log_event(log, LogEvent.LOG_REOPENED, "Reopened the log file", path=handler.file_path)
 
 

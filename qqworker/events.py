@@ -30,6 +30,8 @@ class LogEvent(str, Enum):
     HANDLER_IMPORT_FAILED = "handler.import_failed"
     EVENTS_ABANDONED = "events.abandoned"
     EVENTS_LOST = "events.lost"
+    BEAT_DROPPED = "beat.dropped"
+    DISCOVERY_FALLBACK = "gateway.discovery_fallback"
     # watchdog
     WATCHDOG_STARTED = "watchdog.started"
     CHILD_SPAWNED = "child.spawned"
@@ -50,6 +52,13 @@ class LogEvent(str, Enum):
     CHILD_LOG_CLOSED = "child.log_closed"
     WATCHDOG_VERSION_SKEW = "watchdog.version_skew"
     EVENTS_SKIPPED = "events.skipped"
+    BEAT_MALFORMED = "child.beat_malformed"
+    OUTPUT_NO_EOF = "child.output_no_eof"
+    KILL_SURVIVORS = "child.kill_survivors"
+    STATUS_WRITE_FAILED = "watchdog.status_write_failed"
+    LOCK_FAILED = "watchdog.lock_failed"
+    # Not written by our code (a static test enforces it): a library's or Python's own line.
+    LIBRARY_LOG = "log"
 
     def __str__(self) -> str:
         return self.value
@@ -113,6 +122,11 @@ EVENT_DOCS: dict[LogEvent, tuple[str, str]] = {
         "a frame over --max-frame-bytes came again at the same position: its seq is skipped (last_seq "
         "null: the session was given up and everything from first_seq on is lost)",
     ),
+    LogEvent.BEAT_DROPPED: (
+        "dropped_beats",
+        "the heartbeat pipe was full (the watchdog is not reading): beats dropped, at most one line per 10 s",
+    ),
+    LogEvent.DISCOVERY_FALLBACK: ("error", "`GET /gateway/bot` failed; the worker tries `GET /gateway`"),
     LogEvent.CHILD_SPAWNED: ("child_pid, resume", "each spawn; `resume` says it was given a session"),
     LogEvent.CHILD_HEARTBEAT_MISSED: ("silent_s", "no pipe heartbeat within the heartbeat timeout"),
     LogEvent.CHILD_ATTEMPT_OVERDUE: ("overdue_s", "an attempt the child announced was not logged in time"),
@@ -127,7 +141,10 @@ EVENT_DOCS: dict[LogEvent, tuple[str, str]] = {
     ),
     LogEvent.CHILD_KILLED: ("child_pid, reason, signal", "the watchdog ended the child and its tree"),
     LogEvent.CHILD_EXITED: ("child_pid, exitcode, meaning", "the child ended, for any cause"),
-    LogEvent.CHILD_OUTPUT: ("child_pid, text", "a non-JSON line the child printed (a traceback)"),
+    LogEvent.CHILD_OUTPUT: (
+        "child_pid, text; cut, bytes (a line over 1 MiB: its start and its length)",
+        "anything the child printed that its own logger did not write (a traceback, a library's JSON)",
+    ),
     LogEvent.RESPAWN_SCHEDULED: ("delay_s, restarts", "before every respawn sleep"),
     LogEvent.WATCHDOG_GAVE_UP: ("restarts", "its own restart limit reached; exit 69 follows"),
     LogEvent.WATCHDOG_STOPPING: ("signal, forced", "a stop signal arrived; a second one forces"),
@@ -150,5 +167,26 @@ EVENT_DOCS: dict[LogEvent, tuple[str, str]] = {
         "event_type, event_id, seq, session_id, deaths",
         "a poison event: --poison-after successive children died with it as their oldest unhandled "
         "event; the next child resumes past it (never its content; counted in the status)",
+    ),
+    LogEvent.BEAT_MALFORMED: (
+        "excerpt, malformed",
+        "a heartbeat message could not be read (at most one line per 5 s)",
+    ),
+    LogEvent.OUTPUT_NO_EOF: (
+        "child_pid",
+        "the exited worker's output pipe stayed open; the watchdog closed it",
+    ),
+    LogEvent.KILL_SURVIVORS: ("survivors, child_pid", "processes of the worker's tree survived SIGKILL"),
+    LogEvent.STATUS_WRITE_FAILED: (
+        "path, error",
+        "the status file could not be written (once, until it works again)",
+    ),
+    LogEvent.LOCK_FAILED: (
+        "path, error",
+        "the run directory's lock file cannot be taken (read-only directory): the watchdog runs unguarded",
+    ),
+    LogEvent.LIBRARY_LOG: (
+        "exc_info (maybe)",
+        "a library's line (websockets, asyncio) or Python's own, in either process: no event of its own",
     ),
 }

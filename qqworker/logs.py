@@ -19,6 +19,7 @@ from typing import IO, Any
 from pythonjsonlogger.json import JsonFormatter
 
 from qqworker.events import LogEvent
+from qqworker.logfile import open_log_file
 
 REDACTED = "[REDACTED]"
 _CORE_FIELDS = ("timestamp", "level", "logger", "message", "event", "role", "pid", "generation")
@@ -110,7 +111,7 @@ class ContractFormatter(JsonFormatter):
             "level": record.levelname,
             "logger": record.name,
             "message": record.getMessage(),
-            "event": str(event) if event is not None else "log",
+            "event": str(event) if event is not None else LogEvent.LIBRARY_LOG.value,
             "role": self.role,
             "pid": record.process or os.getpid(),
             "generation": getattr(record, "generation", self.generation),
@@ -142,14 +143,13 @@ class JsonLinesHandler(logging.Handler):
 
     def _open_file(self) -> None:
         assert self.file_path
-        directory = os.path.dirname(os.path.abspath(self.file_path))
-        os.makedirs(directory, exist_ok=True)
-        self._file = open(self.file_path, "a", encoding="utf-8", buffering=1)  # noqa: SIM115
+        self._file = open_log_file(self.file_path)  # refuses a FIFO, a device, a directory: ConfigError
 
     def reopen(self) -> None:
         with self.lock:  # type: ignore[union-attr]
             if self._file is not None:
                 self._file.close()
+                self._file = None  # should the new open fail, stdout goes on alone
             if self.file_path:
                 self._open_file()
 
@@ -166,7 +166,10 @@ class JsonLinesHandler(logging.Handler):
                 if target is None:
                     continue
                 try:
-                    target.write(line)
+                    try:
+                        target.write(line)
+                    except UnicodeEncodeError:  # a lone surrogate: its escape keeps the JSON line valid
+                        target.write(line.encode("utf-8", "backslashreplace").decode("utf-8"))
                     target.flush()
                 except (BrokenPipeError, ValueError):
                     pass  # a closed stdout must not take the process down; the file may still work

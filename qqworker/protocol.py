@@ -73,6 +73,15 @@ class Session:
         return True
 
 
+def _standard_loads(text: str | bytes | bytearray) -> Any:
+    """What orjson refuses but the JSON standard allows, e.g. an escaped lone surrogate ("\\ud83d"), which
+    a standards-following encoder may send. Only on orjson's failure, so the hot path stays orjson."""
+    try:
+        return json.loads(text)
+    except ValueError:  # not JSON, or not UTF-8 (UnicodeDecodeError)
+        return None
+
+
 def _excerpt(text: str | bytes | bytearray, limit: int = 120) -> str:
     if isinstance(text, str):
         return text[:limit]
@@ -181,7 +190,9 @@ class GatewayConnection:
         try:
             frame = orjson.loads(text)  # invalid UTF-8 fails here too
         except orjson.JSONDecodeError:
-            return [FrameRejected("frame is not JSON", _excerpt(text))]
+            frame = _standard_loads(text)
+            if frame is None:
+                return [FrameRejected("frame is not JSON", _excerpt(text))]
         if type(frame) is not dict or type(op := frame.get("op")) is not int:
             return [FrameRejected("frame has no integer op", _excerpt(text))]
         handler = _HANDLERS.get(op)

@@ -15,6 +15,7 @@ from typing import Any
 import aiohttp
 
 from qqworker.auth import TokenManager
+from qqworker.events import LogEvent
 from qqworker.settings import check_url
 
 log = logging.getLogger("qqworker.rest")
@@ -148,7 +149,11 @@ class RestClient:
         except RestError as exc:
             if exc.status is None or exc.status == 401:
                 raise  # no answer at all, or a stale token: /gateway would fare no better
-            log.info("GET /gateway/bot failed (%s); trying /gateway", exc)
+            log.info(
+                "GET /gateway/bot failed (%s); trying /gateway",
+                exc,
+                extra={"event": LogEvent.DISCOVERY_FALLBACK.value, "error": str(exc)},
+            )
             url = None
         if url is None:
             url = _url_of(await self.request("GET", "/gateway", "gateway discovery (/gateway)"))

@@ -16,6 +16,8 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 from urllib.parse import urlsplit
 
+from qqworker import rules
+
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover
@@ -59,8 +61,11 @@ def _opt(
     env: str | None = None,
     flag: bool = True,
     minimum: float | None = None,
+    maximum: float | None = None,
     secret: bool = False,
 ) -> Any:
+    """One setting. A number is always refused when NaN or infinite; `minimum`/`maximum` bound it
+    (an int without a maximum is still bounded by INT_MAX: see `rules.bounds`)."""
     return field(
         default=default,
         metadata={
@@ -69,6 +74,7 @@ def _opt(
             "env": env,
             "flag": flag,
             "minimum": minimum,
+            "maximum": maximum,
             "secret": secret,
         },
     )
@@ -103,17 +109,21 @@ class Settings:
     )
     handler: str = _opt("log", "qq", "module:function for dispatch events, or log / echo", env="QQ_HANDLER")
     # [worker]: the reconnect loop
-    retry_initial: float = _opt(2.0, "worker", "first reconnect delay, seconds", minimum=0.01)
-    retry_max: float = _opt(60.0, "worker", "reconnect delay cap, seconds", minimum=0.01)
-    max_attempts: int = _opt(100, "worker", "consecutive failed attempts before exit 75; 0 never", minimum=0)
+    retry_initial: float = _opt(2.0, "worker", "first reconnect delay, seconds", minimum=0.01, maximum=3600)
+    retry_max: float = _opt(60.0, "worker", "reconnect delay cap, seconds", minimum=0.01, maximum=86400)
+    max_attempts: int = _opt(
+        100, "worker", "consecutive failed attempts before exit 75; 0 never", minimum=0, maximum=10**6
+    )
     connect_timeout: float = _opt(
-        15.0, "worker", "bound on one attempt up to READY/RESUMED, seconds", minimum=0.1
+        15.0, "worker", "bound on one attempt up to READY/RESUMED, seconds", minimum=0.1, maximum=600
     )
     heartbeat_interval: float = _opt(
-        5.0, "worker", "pipe heartbeat period to the watchdog, seconds", minimum=0.05
+        5.0, "worker", "pipe heartbeat period to the watchdog, seconds", minimum=0.05, maximum=300
     )
-    handler_concurrency: int = _opt(8, "worker", "handler calls running at once", minimum=1)
-    handler_queue: int = _opt(1000, "worker", "dispatch events waiting for a handler", minimum=1)
+    handler_concurrency: int = _opt(8, "worker", "handler calls running at once", minimum=1, maximum=10_000)
+    handler_queue: int = _opt(
+        1000, "worker", "dispatch events waiting for a handler", minimum=1, maximum=10**7
+    )
     max_frame_bytes: int = _opt(
         1 << 20,
         "worker",
@@ -121,19 +131,29 @@ class Settings:
         minimum=4096,
     )
     # [watchdog]: supervision
-    heartbeat_timeout: float = _opt(30.0, "watchdog", "no pipe beat this long: kill the child", minimum=0.1)
-    attempt_grace: float = _opt(15.0, "watchdog", "grace after an announced attempt's deadline", minimum=0.0)
-    respawn_initial: float = _opt(1.0, "watchdog", "first respawn delay, seconds", minimum=0.01)
-    respawn_max: float = _opt(300.0, "watchdog", "respawn delay cap, seconds", minimum=0.01)
-    healthy_after: float = _opt(60.0, "watchdog", "connected this long resets the respawn delay", minimum=0.0)
+    heartbeat_timeout: float = _opt(
+        30.0, "watchdog", "no pipe beat this long: kill the child", minimum=0.1, maximum=3600
+    )
+    attempt_grace: float = _opt(
+        15.0, "watchdog", "grace after an announced attempt's deadline", minimum=0.5, maximum=600
+    )
+    respawn_initial: float = _opt(1.0, "watchdog", "first respawn delay, seconds", minimum=0.01, maximum=3600)
+    respawn_max: float = _opt(300.0, "watchdog", "respawn delay cap, seconds", minimum=0.01, maximum=86400)
+    healthy_after: float = _opt(
+        60.0, "watchdog", "connected this long resets the respawn delay", minimum=0.0, maximum=86400
+    )
     max_restarts: int = _opt(
-        0, "watchdog", "give up (exit 69) after N respawns in the window; 0 never", minimum=0
+        0, "watchdog", "give up (exit 69) after N respawns in the window; 0 never", minimum=0, maximum=10**6
     )
-    restart_window: float = _opt(600.0, "watchdog", "the window for --max-restarts, seconds", minimum=1.0)
+    restart_window: float = _opt(
+        600.0, "watchdog", "the window for --max-restarts, seconds", minimum=1.0, maximum=30 * 86400
+    )
     memory_limit_mb: float = _opt(
-        0.0, "watchdog", "kill and respawn a child above this RSS; 0 off", minimum=0.0
+        0.0, "watchdog", "kill and respawn a child above this RSS; 0 off", minimum=0.0, maximum=1 << 20
     )
-    stop_timeout: float = _opt(10.0, "watchdog", "SIGTERM, then SIGKILL after this long", minimum=0.1)
+    stop_timeout: float = _opt(
+        10.0, "watchdog", "SIGTERM, then SIGKILL after this long", minimum=0.1, maximum=3600
+    )
     http: str = _opt(
         "",
         "watchdog",
@@ -188,15 +208,17 @@ class Settings:
         secret = {f.name for f in fields(self) if f.metadata.get("secret")}
         return {k: v for k, v in asdict(self).items() if k not in secret}
 
-    def validate(self, *, need_credentials: bool = True) -> Settings:
+    def validate(
+        self, *, need_credentials: bool = True, origins: Mapping[str, str] | None = None
+    ) -> Settings:
+        """Every rule at once (qqworker/rules.py); `origins` names where each given value came from."""
         for f in fields(self):
-            minimum = f.metadata.get("minimum")
-            if minimum is not None and getattr(self, f.name) < minimum:
-                raise ConfigError(f"{f.name}: must be at least {minimum}, got {getattr(self, f.name)}")
-        if self.retry_max < self.retry_initial:
-            raise ConfigError(f"retry_max ({self.retry_max}) is below retry_initial ({self.retry_initial})")
-        if self.respawn_max < self.respawn_initial:
-            raise ConfigError(f"respawn_max ({self.respawn_max}) is below respawn_initial")
+            error = rules.field_error(f, getattr(self, f.name), origins)
+            if error:
+                raise ConfigError(error)
+        error = rules.relation_error(self, origins)
+        if error:
+            raise ConfigError(error)
         if need_credentials and not (self.app_id and self.app_secret):
             raise ConfigError("QQ_APP_ID and QQ_APP_SECRET are required (environment or --env-file)")
         self.intents_mask  # noqa: B018 - raises ConfigError on a bad value
@@ -211,7 +233,7 @@ class Settings:
 def parse_intents(value: str | int) -> int:
     text = str(value).strip()
     if text.isdigit():
-        return int(text)
+        return _intents_mask(int(text))
     mask = 0
     for name in filter(None, (part.strip().lower() for part in text.split(","))):
         if name not in INTENT_BITS:
@@ -225,6 +247,21 @@ def parse_intents(value: str | int) -> int:
 def url_list(value: str) -> tuple[str, ...]:
     """An ordered comma-separated list of URLs, blanks dropped."""
     return tuple(part.strip() for part in value.split(",") if part.strip())
+
+
+def _intents_mask(mask: int) -> int:
+    known = 0
+    for bit in INTENT_BITS.values():
+        known |= bit
+    if mask == 0:
+        raise ConfigError("intents: 0 subscribes to nothing (the bot would connect and receive no event)")
+    if mask > rules.INT_MAX:
+        raise ConfigError(f"intents: {mask} is out of range (every known intent bit is below 2**31)")
+    unknown = mask & ~known
+    if unknown:
+        bits = ", ".join(f"1<<{n}" for n in range(unknown.bit_length()) if unknown >> n & 1)
+        raise ConfigError(f"intents: {mask} has unknown bits {bits} (known: {', '.join(INTENT_BITS)})")
+    return mask
 
 
 def is_loopback_host(host: str | None) -> bool:
@@ -261,6 +298,8 @@ def _convert(f: Any, raw: Any, origin: str) -> Any:
                 return True
             if text in ("0", "false", "no", "off", ""):
                 return False
+            raise ValueError(raw)
+        if kind in (int, float) and isinstance(raw, bool):  # TOML true is no count or delay
             raise ValueError(raw)
         if kind is int:
             if isinstance(raw, float) and not raw.is_integer():
@@ -334,10 +373,14 @@ def load_settings(
     environ = os.environ if environ is None else environ
     given = vars(flags) if isinstance(flags, argparse.Namespace) else dict(flags or {})
     values: dict[str, Any] = read_config_file(config_file) if config_file else {}
+    origins = {name: f"config file {config_file}" for name in values}
     for f in fields(Settings):
         env = f.metadata["env"]
         if env and env in environ:
             values[f.name] = _convert(f, environ[env], f"${env}")
+            origins[f.name] = f"${env}"
         if given.get(f.name) is not None:
-            values[f.name] = _convert(f, given[f.name], "--" + f.name.replace("_", "-"))
-    return replace(Settings(), **values).validate(need_credentials=need_credentials)
+            flag = "--" + f.name.replace("_", "-")
+            values[f.name] = _convert(f, given[f.name], flag)
+            origins[f.name] = flag
+    return replace(Settings(), **values).validate(need_credentials=need_credentials, origins=origins)

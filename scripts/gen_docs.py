@@ -15,6 +15,7 @@ from pathlib import Path
 from qqworker.closecodes import CLOSE_RULES, NO_CLOSE_FRAME, CloseRule, close_rule
 from qqworker.events import EVENT_DOCS, LogEvent
 from qqworker.exitcodes import ExitCode, exit_meaning
+from qqworker.rules import RELATIONS, field_rule
 from qqworker.settings import PRODUCTION_APIS, SANDBOX_API, Settings
 
 README = Path(__file__).resolve().parent.parent / "README.md"
@@ -31,6 +32,14 @@ def settings_table() -> str:
         if f.name == "api_base":
             default = f"`{','.join(PRODUCTION_APIS)}` (with `--sandbox`: `{SANDBOX_API}`)"
         rows.append(f"| {flag} | {key} | {env} | {default} | {meta['help']} |")
+    return "\n".join(rows)
+
+
+def settings_rules() -> str:
+    """The rules `Settings.validate` checks, from the same table (qqworker/rules.py)."""
+    rows = ["| setting | rule |", "| --- | --- |"]
+    rows += [f"| `{f.name}` | {field_rule(f)} |" for f in fields(Settings) if field_rule(f)]
+    rows += [f"| `{r.key}` | {r.rule} |" for r in RELATIONS]
     return "\n".join(rows)
 
 
@@ -58,6 +67,8 @@ def events_table() -> str:
         extra, when = EVENT_DOCS[event]
         watchdog_side = event.value.split(".")[0] in ("watchdog", "child", "respawn", "log", "push")
         role = ROLE_OVERRIDES.get(event, "watchdog" if watchdog_side else "worker")
+        if event is LogEvent.LIBRARY_LOG:
+            role = "both"
         rows.append(f"| `{event.value}` | {role} | {extra} | {when} |")
     return "\n".join(rows)
 
@@ -93,6 +104,7 @@ def closecodes_table() -> str:
 
 BLOCKS = {
     "settings": settings_table,
+    "settings-rules": settings_rules,
     "exitcodes": exitcodes_table,
     "events": events_table,
     "closecodes": closecodes_table,

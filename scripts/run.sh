@@ -207,6 +207,8 @@ if [ "$background" = 1 ]; then
     if pid="$(running_pid)"; then
         fail $EX_LOCKED "already running (pid $pid); scripts/run.sh stop first"
     fi
+    rm -f "$PID_FILE"
+    log_start="$(stat -c %s "$BACKGROUND_LOG" 2>/dev/null || echo 0)"
     if [ "${QQW_LOG_FILE:-}" = "$BACKGROUND_LOG" ]; then
         unset QQW_LOG_FILE # stdout already goes there: the same lines twice would be no use
     fi
@@ -222,6 +224,34 @@ if [ "$background" = 1 ]; then
         ours || ! kill -0 "$launcher" 2>/dev/null && break
         sleep 0.1
     done
+    # Up means its watchdog.started line, not merely alive: a start blocked before its first line (a log
+    # file that blocks on open, a hung import) looks alive forever. QQW_START_WAIT: seconds (default 15).
+    came_up=0
+    for _ in $(seq $((${QQW_START_WAIT:-15} * 10))); do
+        # grep without -q reads to the end: an early exit would SIGPIPE tail and fail the pipeline (pipefail)
+        if tail -c "+$((log_start + 1))" "$BACKGROUND_LOG" 2>/dev/null | grep -F '"event": "watchdog.started"' >/dev/null; then
+            came_up=1
+            break
+        fi
+        kill -0 "$launcher" 2>/dev/null || break
+        sleep 0.1
+    done
+    # $launcher is the watchdog's own pid (the detached side execs): it may hang before it could write
+    # the pid file, so it is the one to stop.
+    if [ "$came_up" = 0 ] && kill -0 "$launcher" 2>/dev/null; then
+        pid="$launcher"
+        echo "qqwatchdog: the background watchdog (pid $pid) did not come up within ${QQW_START_WAIT:-15}s" \
+            "(no watchdog.started line); stopping it. Last lines of $BACKGROUND_LOG:" >&2
+        kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
+        for _ in $(seq 20); do
+            kill -0 "$pid" 2>/dev/null || break
+            sleep 0.1
+        done
+        kill -KILL -- "-$pid" 2>/dev/null || kill -KILL "$pid" 2>/dev/null || true
+        ours && rm -f "$PID_FILE"
+        tail -c "+$((log_start + 1))" "$BACKGROUND_LOG" | tail -n 5 >&2 || true
+        exit 1
+    fi
     # A configuration error ends it within a second: report that here rather than leave a dead pid file.
     for _ in $(seq 15); do
         kill -0 "$launcher" 2>/dev/null || break

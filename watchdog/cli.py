@@ -1,7 +1,7 @@
 """`python -m watchdog` / `qqwatchdog`: run the supervisor, ask its status, or report on its logs.
 
     python -m watchdog run [--config FILE] [flags]     the supervisor in the foreground
-    python -m watchdog status [--status-file PATH] [--json]   0 healthy, 1 unhealthy, 3 not running
+    python -m watchdog status [--status-file PATH] [--json]   0 healthy, 1 unhealthy or damaged, 3 not running
     python -m watchdog report LOGFILE... [--json]      the outage timeline of a log
 
 A configuration error is one JSON line (`watchdog.stopped`) and exit 78; another watchdog already
@@ -14,6 +14,7 @@ import argparse
 import json
 import logging
 import os
+import signal
 import sys
 import time
 from collections.abc import Sequence
@@ -47,7 +48,8 @@ def run_parser() -> argparse.ArgumentParser:
 def status_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="qqwatchdog status",
-        description="The running supervisor's state: exit 0 healthy, 1 running but unhealthy, 3 not running.",
+        description="The running supervisor's state: exit 0 healthy, 1 running but unhealthy (or a damaged "
+        "status file), 3 not running.",
     )
     parser.add_argument("--status-file", metavar="PATH", help="default: $QQW_STATUS_FILE or the config's")
     parser.add_argument("--config", metavar="FILE", help="TOML config file naming the status file")
@@ -56,6 +58,9 @@ def status_parser() -> argparse.ArgumentParser:
 
 
 def cmd_run(argv: Sequence[str]) -> int:
+    # Held pending until the supervisor's handlers are in place, so a stop during start-up is a clean
+    # stop with its lines instead of a silent death; the supervisor unblocks them.
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT})
     configure_logging(role="watchdog")
     try:
         args = run_parser().parse_args(argv)
@@ -65,6 +70,7 @@ def cmd_run(argv: Sequence[str]) -> int:
         check_monitoring(settings)
         handler = configure_logging(role="watchdog", log_file=settings.log_file or None)
     except (ConfigError, OSError) as exc:
+        configure_logging(role="watchdog")  # the log file may be what failed: stdout alone
         redactor.add(os.environ.get("QQ_APP_SECRET"))
         reason = f"configuration error: {exc}"
         log_event(
@@ -89,7 +95,11 @@ def cmd_run(argv: Sequence[str]) -> int:
             "watchdog on this run directory would not be refused",
             settings.status_file,
             exc,
-            extra={"path": lock.lock_path(settings.status_file), "error": str(exc)},
+            extra={
+                "event": LogEvent.LOCK_FAILED.value,
+                "path": lock.lock_path(settings.status_file),
+                "error": str(exc),
+            },
         )
     pid_file = os.environ.pop("QQW_PID_FILE", None)  # scripts/run.sh --background asks for it
     pid_lock_fd = None
@@ -145,18 +155,32 @@ def status_path(args: argparse.Namespace) -> str:
 
 
 def cmd_status(argv: Sequence[str]) -> int:
-    from watchdog.status import judge, pid_alive, read_status, render
+    from watchdog.status import damaged_verdict, judge, pid_alive, read_status_file, render
 
     args = status_parser().parse_args(argv)
     path = status_path(args)
-    status = read_status(path)
+    read = read_status_file(path)
+    status = read.status
     now = time.time()
     alive = status is not None and pid_alive(
         status.get("watchdog_pid"), status.get("watchdog_started_at_epoch")
     )
-    code, verdict = judge(status, now, alive)
+    code, verdict = damaged_verdict(read) if read.damage else judge(status, now, alive)
+    if read.bad_fields and not read.damage:
+        verdict += f" (ignored fields of the wrong type: {', '.join(read.bad_fields)})"
     if args.json:
-        print(json.dumps({"exit_code": code, "verdict": verdict, "status_file": path, "status": status}))
+        print(
+            json.dumps(
+                {
+                    "exit_code": code,
+                    "verdict": verdict,
+                    "status_file": path,
+                    "status": status,
+                    "damaged": read.damage,
+                    "bad_fields": read.bad_fields,
+                }
+            )
+        )
     elif status is None:
         print(f"qqwatchdog: {verdict} ({path})")
     else:

@@ -18,6 +18,7 @@ import gzip
 import json
 import re
 import sys
+import zlib
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -74,11 +75,11 @@ def parse_time(value: Any) -> datetime | None:
         text = text[:-1] + "+00:00"
     try:
         moment = datetime.fromisoformat(text)
-    except ValueError:
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=timezone.utc)
+        return moment.astimezone(timezone.utc)
+    except (ValueError, OverflowError):  # not a time, or a year 1 / 9999 one an offset pushes out of range
         return None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)
-    return moment.astimezone(timezone.utc)
 
 
 def error_cause(error: Any) -> str:
@@ -162,6 +163,7 @@ class Report:
     outages: list[Outage] = field(default_factory=list)
     skipped_lines: int = 0  # filled in by the file reader
     files: list[str] = field(default_factory=list)
+    damaged: list[str] = field(default_factory=list)  # files (or their tails) that could not be read
 
     def listed(self, min_duration: float = 0.0) -> list[Outage]:
         """The outages worth listing: long enough, or still going on at the end of the log."""
@@ -184,6 +186,7 @@ class Report:
             "files": self.files,
             "records": self.records,
             "skipped_lines": self.skipped_lines,
+            "damaged": self.damaged,
             "first": _iso(self.first) if self.first else None,
             "last": _iso(self.last) if self.last else None,
             "span_s": round(span, 3),
@@ -223,6 +226,8 @@ def build_report(records: Iterable[dict[str, Any]]) -> Report:
         report.first = moment if report.first is None else min(report.first, moment)
         report.last = moment if report.last is None else max(report.last, moment)
         event = record.get("event")
+        if not isinstance(event, str):  # a list or an object would not even hash
+            event = None
         if record.get("role") == "watchdog":
             watchdog_seen = True
 
@@ -406,11 +411,22 @@ def render_text(report: Report, tz: tzinfo | None = None, min_duration: float = 
 class LogSource:
     path: Path
     skipped: int = 0
+    damage: str | None = None  # why reading stopped early, and how much had been read
 
     def lines(self) -> Iterator[str]:
-        opener = gzip.open if _is_gzip(self.path) else open
-        with opener(self.path, "rt", encoding="utf-8", errors="replace") as fh:
-            yield from fh
+        """The file's lines; a damaged file (a truncated or corrupt .gz, an unreadable one) ends at the
+        damage, which `damage` describes, instead of ending the report."""
+        self.damage = None
+        count = 0
+        try:
+            opener = gzip.open if _is_gzip(self.path) else open
+            with opener(self.path, "rt", encoding="utf-8", errors="replace") as fh:
+                for line in fh:
+                    count += 1
+                    yield line
+        except (OSError, EOFError, zlib.error) as exc:  # gzip.BadGzipFile is an OSError
+            what = "could not be read" if count == 0 else f"is damaged after {count} line{'s' * (count != 1)}"
+            self.damage = f"{self.path} {what} ({type(exc).__name__}: {exc}); read {count} lines of it"
 
     def records(self) -> Iterator[dict[str, Any]]:
         for line in self.lines():
@@ -448,6 +464,7 @@ def read_logs(paths: Iterable[str | Path]) -> Report:
     for index, source in enumerate(sources):
         first = source.first_time()
         source.skipped = 0
+        source.damage = None
         dated.append((first or datetime.max.replace(tzinfo=timezone.utc), index, source))
     dated.sort(key=lambda item: (item[0], item[1]))
     ordered = [source for _, _, source in dated]
@@ -459,6 +476,7 @@ def read_logs(paths: Iterable[str | Path]) -> Report:
     report = build_report(all_records())
     report.skipped_lines = sum(s.skipped for s in ordered)
     report.files = [str(s.path) for s in ordered]
+    report.damaged = [s.damage for s in ordered if s.damage]
     return report
 
 
@@ -483,10 +501,11 @@ def main(argv: list[str] | None = None) -> int:
     if missing:
         print(f"report: no such file: {', '.join(missing)}", file=sys.stderr)
         return 66  # EX_NOINPUT
-    try:
-        report = read_logs(args.logfiles)
-    except (OSError, EOFError) as exc:
-        print(f"report: cannot read the logs: {exc}", file=sys.stderr)
+    report = read_logs(args.logfiles)
+    for damage in report.damaged:
+        print(f"report: skipped the rest of a damaged file: {damage}", file=sys.stderr)
+    if report.records == 0 and len(report.damaged) == len(args.logfiles):
+        print("report: no file could be read", file=sys.stderr)
         return 66
     if args.json:
         print(json.dumps(report.to_dict(args.min_duration), ensure_ascii=False))

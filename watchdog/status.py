@@ -3,15 +3,23 @@
 The file never holds a secret: only states, pids, counters, ages and exit codes. It is replaced
 with write-to-temporary + rename, so a reader sees the old or the new file, never half of one.
 Exit codes of `watchdog status`: 0 healthy, 1 running but unhealthy, 3 not running.
+
+A status file that exists but cannot be understood (empty, truncated, binary, not an object, a
+directory, a key field of the wrong type) is "damaged": exit 1, never 3. The supervisor rewrites its
+file every few seconds and atomically, so a damaged one means something is wrong; and since the
+watchdog's pid cannot be read from it, "not running" would be a guess that could make a script start
+a second watchdog. A wrong-typed field that the verdict does not rest on is ignored, and named.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import tempfile
 import time
+from dataclasses import dataclass, field
 from typing import Any
 
 import psutil
@@ -19,6 +27,32 @@ import psutil
 from qqworker.logs import rfc3339_utc
 
 HEALTHY, UNHEALTHY, NOT_RUNNING = 0, 1, 3
+MAX_STATUS_BYTES = 1 << 20  # the real file is about 1 KB
+_NUMBER = (int, float)
+# The fields `judge` and `render` read, and their types (None is always allowed). Any other field is
+# passed through untouched. A bad type in a KEY field makes the whole file damaged.
+FIELD_TYPES: dict[str, tuple[type, ...]] = {
+    "state": (str,),
+    "watchdog_pid": (int,),
+    "watchdog_started_at_epoch": _NUMBER,
+    "started_at": (str,),
+    "child_pid": (int,),
+    "generation": (int,),
+    "restarts": (int,),
+    "phase": (str,),
+    "attempt": (int,),
+    "last_beat_age_s": _NUMBER,
+    "connected_since": (str,),
+    "resumable": (bool,),
+    "last_exit": (dict,),
+    "exit_code": (int,),
+    "heartbeat_timeout_s": _NUMBER,
+    "stale_after_s": _NUMBER,
+    "updated_at": (str,),
+    "updated_at_epoch": _NUMBER,
+}
+KEY_FIELDS = ("state", "watchdog_pid", "updated_at_epoch")
+LAST_EXIT_TYPES: dict[str, tuple[type, ...]] = {"exitcode": (int,), "meaning": (str,), "at": (str,)}
 
 
 def write_status(path: str, status: dict[str, Any]) -> None:
@@ -35,6 +69,85 @@ def write_status(path: str, status: dict[str, Any]) -> None:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+
+
+@dataclass
+class StatusRead:
+    """What `read_status_file` found: no file, a damaged one (`damage` says why), or a status."""
+
+    path: str
+    status: dict[str, Any] | None = None
+    damage: str | None = None
+    bad_fields: list[str] = field(default_factory=list)
+
+    @property
+    def missing(self) -> bool:
+        return self.status is None and self.damage is None
+
+
+def _typed(value: Any, types: tuple[type, ...]) -> bool:
+    if value is None:
+        return True
+    if isinstance(value, bool) and bool not in types:
+        return False  # JSON true is not a pid or an age
+    if isinstance(value, float) and not math.isfinite(value):  # json reads NaN and Infinity
+        return False
+    return isinstance(value, types)
+
+
+def check_fields(status: dict[str, Any]) -> list[str]:
+    """Drops (in place) every known field of a wrong type; returns their names."""
+    bad = [name for name, types in FIELD_TYPES.items() if name in status and not _typed(status[name], types)]
+    for name in bad:
+        status[name] = None
+    last_exit = status.get("last_exit")
+    if isinstance(last_exit, dict):
+        for name, types in LAST_EXIT_TYPES.items():
+            if name in last_exit and not _typed(last_exit[name], types):
+                bad.append(f"last_exit.{name}")
+                last_exit[name] = None
+    return bad
+
+
+def read_status_file(path: str) -> StatusRead:
+    """Reads and checks a status file; never raises."""
+    result = StatusRead(path)
+    try:
+        with open(path, "rb") as fh:
+            data = fh.read(MAX_STATUS_BYTES + 1)
+    except FileNotFoundError:
+        return result
+    except OSError as exc:
+        result.damage = f"cannot be read: {exc.strerror or exc}"
+        return result
+    if not data.strip():
+        result.damage = "empty"
+    elif len(data) > MAX_STATUS_BYTES:
+        result.damage = f"larger than {MAX_STATUS_BYTES} bytes"
+    else:
+        try:
+            parsed = json.loads(data.decode("utf-8"))
+        except UnicodeDecodeError:
+            result.damage = "not UTF-8 text (binary?)"
+        except ValueError as exc:
+            result.damage = f"not JSON (truncated?): {exc}"
+        else:
+            if isinstance(parsed, dict):
+                result.bad_fields = check_fields(parsed)
+                broken = [name for name in KEY_FIELDS if name in result.bad_fields]
+                if broken:
+                    result.damage = (
+                        f"key field{'s' * (len(broken) > 1)} of the wrong type: {', '.join(broken)}"
+                    )
+                else:
+                    result.status = parsed
+            else:
+                result.damage = f"not a JSON object (a JSON {type(parsed).__name__})"
+    return result
+
+
+def damaged_verdict(read: StatusRead) -> tuple[int, str]:
+    return UNHEALTHY, f"damaged status file ({read.damage}): cannot tell whether the watchdog runs"
 
 
 def read_status(path: str) -> dict[str, Any] | None:

@@ -32,7 +32,7 @@ from qqworker.events import LogEvent
 from qqworker.exitcodes import ExitCode, exit_meaning
 from qqworker.hosts import prefer_hosts
 from qqworker.logs import JsonLinesHandler, log_event, redactor, rfc3339_utc
-from qqworker.settings import Settings
+from qqworker.settings import ConfigError, Settings
 from watchdog import process
 from watchdog.monitoring import Monitoring, SupervisorView
 from watchdog.policy import Decision, GiveUp, Kill, PoisonWatch, Respawn, Stop, SupervisionPolicy, Timings
@@ -49,6 +49,10 @@ MAX_WAIT_S = 5.0
 DRAIN_TIMEOUT_S = 2.0  # after the child's exit, how long its output may take to reach EOF
 BAD_BEAT_REPORT_EVERY_S = 5.0
 SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGCHLD)
+STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT}
+# The same stop signal again within this long is the same request, not a "force": GNU timeout signals
+# the pid and then its process group, so one stop arrives as two SIGTERMs microseconds apart.
+FORCE_REPEAT_S = 1.0
 
 
 class Supervisor:
@@ -75,6 +79,7 @@ class Supervisor:
         self.state = "starting"
         self.stop_reason: str | None = None
         self.force_signal: int | None = None
+        self._stop_signal: tuple[int, float] | None = None  # the first stop signal and when it came
         self.exit_code: int | None = None
         self.last_exit: dict[str, Any] | None = None
         self.started_at = rfc3339_utc(time.time())
@@ -110,6 +115,9 @@ class Supervisor:
         previous = {sig: signal.signal(sig, _ignore_here) for sig in SIGNALS}
         old_wakeup = signal.set_wakeup_fd(signal_w, warn_on_full_buffer=False)
         self._sel.register(signal_r, selectors.EVENT_READ, lambda: self._on_signals(signal_r))
+        # `cmd_run` blocked the stop signals from its first line: one sent during start-up was held
+        # pending, and arrives now, through the wake-up pipe, as a clean stop before any spawn.
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
         subreaper = process.become_subreaper()
         log_event(
             log,
@@ -123,6 +131,7 @@ class Supervisor:
             token_url=self.token_url,
             **self.monitoring.describe(),
         )
+        self._on_signals(signal_r)  # a stop that came during start-up
         try:
             self.exit_code = self._supervise()
         finally:
@@ -418,7 +427,11 @@ class Supervisor:
             log.error(
                 "Processes of the worker's tree survived SIGKILL: %s",
                 kill.survivors,
-                extra={"survivors": kill.survivors, "child_pid": kill.child.pid},
+                extra={
+                    "event": LogEvent.KILL_SURVIVORS.value,
+                    "survivors": kill.survivors,
+                    "child_pid": kill.child.pid,
+                },
             )
 
     def _kill_to_the_end(self, child: process.Child, reason: str) -> None:
@@ -460,16 +473,20 @@ class Supervisor:
         if not lines:
             return
         now = self.clock()
-        for text, event in group_output([classify(line) for line in lines]):
+        for item in group_output([classify(line, child.pid) for line in lines]):
+            text, event = item.text, item.event
             if event is None:
                 first = text.splitlines()[0] if text else ""
+                cut = {} if item.cut_bytes is None else {"cut": True, "bytes": item.cut_bytes}
                 log_event(
                     log,
                     LogEvent.CHILD_OUTPUT,
-                    f"The worker printed: {first[:300]}",
+                    f"The worker printed: {first[:300]}"
+                    + (f" (a {item.cut_bytes}-byte line, cut)" if cut else ""),
                     level=logging.WARNING,
                     child_pid=child.pid,
                     text=text,
+                    **cut,
                 )
                 continue
             self.out.write_line(text)
@@ -539,7 +556,11 @@ class Supervisor:
                 "Ignored a malformed heartbeat message (%d so far): %s",
                 self._bad_beats,
                 exc,
-                extra={"excerpt": line[:120].decode("utf-8", errors="replace"), "malformed": self._bad_beats},
+                extra={
+                    "event": LogEvent.BEAT_MALFORMED.value,
+                    "excerpt": line[:120].decode("utf-8", errors="replace"),
+                    "malformed": self._bad_beats,
+                },
             )
 
     def _drain(self, child: process.Child) -> None:
@@ -559,7 +580,7 @@ class Supervisor:
             log.warning(
                 "The worker's output did not reach EOF within %.1fs; closing it",
                 DRAIN_TIMEOUT_S * 2,
-                extra={"child_pid": child.pid},
+                extra={"event": LogEvent.OUTPUT_NO_EOF.value, "child_pid": child.pid},
             )
         if not self._beat_eof:
             self._read_beats()
@@ -569,8 +590,25 @@ class Supervisor:
     # Signals ---------------------------------------------------------------------------------
 
     def request_stop(self, sig: int = signal.SIGTERM) -> None:
+        """The first stop signal stops cleanly; a second forces, if it is a distinct signal or comes
+        FORCE_REPEAT_S after the first (a burst of the same signal is one request)."""
         name = signal.Signals(sig).name
+        now = self.clock()
+        if self.stop_reason is not None and self.force_signal is None and self._stop_signal is not None:
+            first, at = self._stop_signal
+            if sig == first and now - at < FORCE_REPEAT_S:
+                log_event(
+                    log,
+                    LogEvent.WATCHDOG_STOPPING,
+                    f"Received {name} again {now - at:.3f}s after the first: the same stop request "
+                    f"(send it again after {FORCE_REPEAT_S:g}s, or the other signal, to force)",
+                    signal=name,
+                    forced=False,
+                    repeated=True,
+                )
+                return
         if self.stop_reason is None:
+            self._stop_signal = (sig, now)
             self.stop_reason = f"received {name}"
             log_event(
                 log,
@@ -592,7 +630,18 @@ class Supervisor:
             )
 
     def reopen_log(self) -> None:
-        self.out.reopen()
+        try:
+            self.out.reopen()
+        except (OSError, ConfigError) as exc:  # replaced by a FIFO, a directory, no permission...
+            log_event(
+                log,
+                LogEvent.LOG_REOPENED,
+                f"Cannot reopen the log file: {exc}; writing to stdout only",
+                level=logging.ERROR,
+                path=self.out.file_path,
+                error=str(exc),
+            )
+            return
         log_event(
             log,
             LogEvent.LOG_REOPENED,
@@ -664,7 +713,11 @@ class Supervisor:
                     "Cannot write the status file %s: %s",
                     self.settings.status_file,
                     exc,
-                    extra={"path": self.settings.status_file, "error": str(exc)},
+                    extra={
+                        "event": LogEvent.STATUS_WRITE_FAILED.value,
+                        "path": self.settings.status_file,
+                        "error": str(exc),
+                    },
                 )
 
 

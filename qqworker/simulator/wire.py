@@ -18,7 +18,14 @@ _PACK_LONG = struct.Struct("!BBQ").pack
 
 
 def dumps(obj: Any) -> str:
-    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False)
+    """Compact JSON, UTF-8 as is; a lone surrogate (which UTF-8 cannot carry) is sent as its escape."""
+    text = json.dumps(obj, separators=(",", ":"), ensure_ascii=False)
+    if not text.isascii():
+        try:
+            text.encode()
+        except UnicodeEncodeError:
+            return json.dumps(obj, separators=(",", ":"))
+    return text
 
 
 def json_response(obj: Any, status: int = 200) -> web.Response:

@@ -97,7 +97,7 @@ def test_precedence_file_then_environment_then_flags(tmp_path: Path) -> None:
         "[worker]\n"
         "retry_max = 9.0\n"
         "[watchdog]\n"
-        "heartbeat_timeout = 7.0\n"
+        "heartbeat_timeout = 12.0\n"
         "[logging]\n"
         'status_file = "from-file.json"\n'
     )
@@ -118,8 +118,58 @@ def test_precedence_file_then_environment_then_flags(tmp_path: Path) -> None:
         sim.stop()
     config = started["config"]
     assert config["retry_max"] == 11.0  # flag over file
-    assert config["heartbeat_timeout"] == 7.0  # file over default
+    assert config["heartbeat_timeout"] == 12.0  # file over default
     assert config["handler"] == "echo"  # file (no env given)
     assert config["intents"] == "public_guild_messages"  # environment over file
     assert config["status_file"] == str(tmp_path / "flag.json")  # flag over environment over file
     assert "app_secret" not in config and SECRET not in json.dumps(started)
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "toml", "named"),
+    [
+        (["--heartbeat-timeout", "nan"], {}, None, "heartbeat_timeout: must be a finite number"),
+        (["--retry-max", "inf"], {}, None, "retry_max: must be a finite number"),
+        ([], {}, "[watchdog]\nheartbeat_timeout = nan\n", "heartbeat_timeout: must be a finite number"),
+        ([], {}, "[worker]\nretry_max = inf\n", "retry_max: must be a finite number"),
+        ([], {"QQ_INTENTS": "0"}, None, "intents: 0 subscribes to nothing"),
+        (
+            [],
+            {"QQ_INTENTS": "99999999999999999999999"},
+            None,
+            "intents: 99999999999999999999999 is out of range",
+        ),
+        (
+            ["--heartbeat-timeout", "0.5"],
+            {},
+            None,
+            "heartbeat_timeout: 0.5 (from --heartbeat-timeout) breaks",
+        ),
+        (["--memory-limit-mb", "30"], {}, None, "memory_limit_mb: 30.0 (from --memory-limit-mb) breaks"),
+        (["--attempt-grace", "0"], {}, None, "attempt_grace: must be at least 0.5"),
+    ],
+)
+def test_a_broken_rule_is_one_line_and_exit_78_from_flag_environment_and_file(
+    tmp_path: Path, args: list[str], env: dict[str, str], toml: str | None, named: str
+) -> None:
+    if toml is not None:
+        (tmp_path / "qq.toml").write_text(toml)
+        args = ["--config", "qq.toml", *args]
+    message = the_error(run_launcher(tmp_path, *args, **env))
+    assert named in message, message
+    if toml is not None:
+        assert "(from config file " in message and "qq.toml)" in message
+
+
+def test_the_worker_alone_applies_the_same_rules(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("QQ_", "QQW_"))}
+    env.update(QQ_APP_ID="102000001", QQ_APP_SECRET=SECRET, QQ_API_BASE="http://127.0.0.1:9")
+    result = subprocess.run(
+        [str(ROOT / ".venv" / "bin" / "python"), "-m", "qqworker", "--connect-timeout", "nan"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=30,
+    )  # fmt: skip
+    assert result.returncode == 78, result.stdout + result.stderr
+    (line,) = [json.loads(text) for text in result.stdout.splitlines()]
+    assert line["event"] == "worker.fatal"
+    assert "connect_timeout: must be a finite number" in line["reason"]
+    assert "(from --connect-timeout)" in line["reason"]

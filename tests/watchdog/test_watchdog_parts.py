@@ -17,7 +17,7 @@ import pytest
 from qqworker.beat import Beat, Phase, Progress
 from qqworker.child import Beater
 from watchdog.process import Child, TreeKill
-from watchdog.relay import LineSplitter, classify, group_output
+from watchdog.relay import CutLine, LineSplitter, classify, group_output
 from watchdog.status import HEALTHY, NOT_RUNNING, UNHEALTHY, judge, pid_alive, read_status, write_status
 
 # Lines -------------------------------------------------------------------------------------------
@@ -34,13 +34,24 @@ def test_lines_are_never_torn_across_chunks() -> None:
 
 
 def test_an_endless_line_is_cut_so_memory_stays_bounded() -> None:
-    splitter = LineSplitter(max_line=10)
-    assert splitter.feed(b"x" * 25) == [b"x" * 25]
+    splitter = LineSplitter(max_line=10, excerpt=4)
+    assert splitter.feed(b"x" * 25) == []  # cut: its start is kept, the rest only counted
+    assert splitter.feed(b"y" * 30) == []
+    (cut,) = splitter.feed(b"z\nnext\n")[:1]
+    assert isinstance(cut, CutLine) and cut == b"xxxx" and cut.size == 56
     assert splitter.cut == 1
+    splitter.feed(b"w" * 11)
+    (last,) = splitter.flush()
+    assert isinstance(last, CutLine) and last.size == 11 and splitter.flush() == []
 
 
 def test_classify_tells_contract_lines_from_other_output() -> None:
-    assert classify(b'{"event": "gateway.connecting", "attempt": 1}').event == "gateway.connecting"
+    line = b'{"event": "gateway.connecting", "role": "worker", "pid": 42, "attempt": 1}'
+    assert classify(line).event == "gateway.connecting"
+    assert classify(line, child_pid=42).event == "gateway.connecting"
+    assert classify(line, child_pid=43).event is None  # another process's line (a handler's subprocess)
+    assert classify(b'{"event": "gateway.connecting", "level": "info"}', 42).event is None  # structlog-style
+    assert classify(b'{"event": "x", "role": "watchdog", "pid": 42}', 42).event is None
     assert classify(b"Traceback (most recent call last):").event is None
     assert classify(b'{"not": "an event line"}').event is None
     assert classify(b"{broken json").event is None
@@ -48,8 +59,14 @@ def test_classify_tells_contract_lines_from_other_output() -> None:
 
 
 def test_consecutive_plain_lines_become_one_output_record() -> None:
-    items = [classify(x) for x in (b"Traceback:", b"  File x", b'{"event": "e"}', b"", b"tail")]
-    assert group_output(items) == [("Traceback:\n  File x", None), ('{"event": "e"}', "e"), ("tail", None)]
+    own = b'{"event": "e", "role": "worker", "pid": 1}'
+    items = [classify(x, 1) for x in (b"Traceback:", b"  File x", own, b"", b"tail", CutLine(b"long"))]
+    assert [(g.text, g.event) for g in group_output(items)] == [
+        ("Traceback:\n  File x", None),
+        (own.decode(), "e"),
+        ("tail", None),
+        ("long", None),
+    ]
 
 
 # Status ------------------------------------------------------------------------------------------

@@ -36,6 +36,17 @@ def _print() -> None:
     sys.stderr.flush()
 
 
+def _foreign_json() -> None:
+    """JSON lines that look like contract lines but are not the worker logger's own."""
+    print('{"event": "gateway.connecting", "level": "info", "logger": "structlog.lib"}', flush=True)
+    print('{"event": "gateway.connecting", "role": "worker", "pid": 1, "note": "another pid"}', flush=True)
+
+
+def _big_line() -> None:
+    sys.stdout.write("x" * (5 << 20) + "\n")
+    sys.stdout.flush()
+
+
 def _stall() -> None:
     """The next reconnect attempt awaits forever without a log line: the original incident."""
     import qqworker.worker as worker
@@ -87,6 +98,8 @@ COMMANDS: dict[str, Callable[[], None]] = {
     "silent": _silent,
     "closepipe": _close_beat_pipe,
     "exit3": _exit(3),
+    "foreignjson": _foreign_json,
+    "bigline": _big_line,
 }
 
 

@@ -58,15 +58,18 @@ class Watchdog:
         sim: SimulatorProcess | None,
         *,
         env: dict[str, str] | None = None,
+        prefix: tuple[str, ...] = (),
         **overrides: Any,
     ) -> None:
+        """`prefix`: a command the watchdog runs under, e.g. ("timeout", "5"); `pid` is then its pid."""
         self.tmp_path = tmp_path
         self.status_file = tmp_path / "status.json"
         base = sim.env() if sim is not None else dict(os.environ, PYTHONUNBUFFERED="1")
         base.update(QQ_HANDLER=HANDLER, QQW_TEST_MARKER=str(tmp_path / "marker"))
         base.update(env or {})
         self.env = base
-        args = [PYTHON, "-m", "watchdog", "run", *flags(**overrides), "--status-file", str(self.status_file)]
+        args = [*prefix, PYTHON, "-m", "watchdog", "run", *flags(**overrides)]
+        args += ["--status-file", str(self.status_file)]
         self.process = LineProcess(args, env=base)
         self.sim = sim
 

@@ -42,6 +42,8 @@ class LogEvent(str, Enum):
     WATCHDOG_STOPPING = "watchdog.stopping"
     WATCHDOG_STOPPED = "watchdog.stopped"
     LOG_REOPENED = "log.reopened"
+    SESSION_IGNORED = "watchdog.session_ignored"
+    SESSION_UNSAVED = "watchdog.session_unsaved"
 
     def __str__(self) -> str:
         return self.value
@@ -79,7 +81,10 @@ EVENT_DOCS: dict[LogEvent, tuple[str, str]] = {
     LogEvent.REPLY_FAILED: ("error, status", "a reply through the REST API failed"),
     LogEvent.FRAME_REJECTED: ("reason, excerpt", "a malformed or unexpected gateway frame was ignored"),
     LogEvent.WORKER_STOPPED: ("reason", "clean stop"),
-    LogEvent.WATCHDOG_STARTED: ("config (no secrets)", "the watchdog process is up"),
+    LogEvent.WATCHDOG_STARTED: (
+        "config (no secrets), resumed_from",
+        "the watchdog process is up; `resumed_from`: the persisted session it hands to its first worker",
+    ),
     LogEvent.CHILD_SPAWNED: ("child_pid, resume", "each spawn; `resume` says it was given a session"),
     LogEvent.CHILD_HEARTBEAT_MISSED: ("silent_s", "no pipe heartbeat within the heartbeat timeout"),
     LogEvent.CHILD_ATTEMPT_OVERDUE: ("overdue_s", "an attempt the child announced was not logged in time"),
@@ -100,4 +105,12 @@ EVENT_DOCS: dict[LogEvent, tuple[str, str]] = {
     LogEvent.WATCHDOG_STOPPING: ("signal, forced", "a stop signal arrived; a second one forces"),
     LogEvent.WATCHDOG_STOPPED: ("reason", "clean stop"),
     LogEvent.LOG_REOPENED: ("path", "the log file was reopened (SIGHUP, logrotate)"),
+    LogEvent.SESSION_IGNORED: (
+        "path, reason",
+        "at start: the persisted session (`QQW_STATE_FILE`) was not used: too old, another app id's, damaged",
+    ),
+    LogEvent.SESSION_UNSAVED: (
+        "path, error",
+        "the persisted session could not be written (once per failure run)",
+    ),
 }

@@ -34,6 +34,7 @@ from watchdog import process
 from watchdog.policy import Decision, GiveUp, Kill, Respawn, Stop, SupervisionPolicy, Timings
 from watchdog.relay import LineSplitter, classify, group_output
 from watchdog.sdnotify import Notifier
+from watchdog.session_store import SessionFile, resumed_from
 from watchdog.status import write_status
 
 log = logging.getLogger("watchdog")
@@ -81,6 +82,8 @@ class Supervisor:
         self._status_every = min(5.0, max(0.5, settings.heartbeat_interval))
         self._next_status = self._next_rss = self._next_tree = float("-inf")
         self._status_failed = False
+        self.session_file = SessionFile(settings.state_file, settings.app_id)
+        self.resumed_from: dict[str, Any] | None = None
 
     # The loop ---------------------------------------------------------------------------------
 
@@ -93,14 +96,31 @@ class Supervisor:
         old_wakeup = signal.set_wakeup_fd(signal_w, warn_on_full_buffer=False)
         self._sel.register(signal_r, selectors.EVENT_READ, lambda: self._on_signals(signal_r))
         subreaper = process.become_subreaper()
+        restored = self.session_file.restore(self.settings.resume_max_age)
+        self.resumed_from = resumed_from(restored)
+        if restored.session is not None:
+            assert restored.session.session_id is not None and restored.session.seq is not None
+            self.resume = (restored.session.session_id, restored.session.seq)
         log_event(
             log,
             LogEvent.WATCHDOG_STARTED,
             f"Watchdog started (heartbeat timeout {self.settings.heartbeat_timeout:g}s, "
-            f"attempt grace {self.settings.attempt_grace:g}s, start method {process.START_METHOD})",
+            f"attempt grace {self.settings.attempt_grace:g}s, start method {process.START_METHOD})"
+            + (f"; resuming the persisted session ({restored.reason})" if self.resume else ""),
             config=self.settings.public_dict(),
             subreaper=subreaper,
+            resumed_from=self.resumed_from,
         )
+        if restored.session is None and not restored.quiet:
+            log_event(
+                log,
+                LogEvent.SESSION_IGNORED,
+                f"Ignoring the persisted session in {self.settings.state_file}: {restored.reason}; "
+                "the worker identifies anew",
+                level=logging.WARNING,
+                path=self.settings.state_file,
+                reason=restored.reason,
+            )
         try:
             self.exit_code = self._supervise()
         finally:
@@ -113,6 +133,7 @@ class Supervisor:
             self._sel.close()
             os.close(signal_r)
             os.close(signal_w)
+            self.session_file.stop()
             self._write_status(force=True)
             self.notifier.close()
         return self.exit_code
@@ -442,6 +463,12 @@ class Supervisor:
                 self.resume = (beat.session_id, beat.seq)
             elif beat.session_id is None and beat.seq is None:
                 self.resume = None  # the worker dropped its session: the next child identifies
+            self.session_file.observe(
+                session_id=beat.session_id,
+                seq=beat.seq,
+                api_base=getattr(beat, "api_base", None),
+                connected=beat.phase == Phase.CONNECTED.value,
+            )
             previous = self.policy.phase
             self._apply(child, self.policy.beat(now, beat))
             if self.policy.phase is not previous:
@@ -549,6 +576,7 @@ class Supervisor:
             "last_beat_age_s": round(now - policy.last_beat_at, 3) if beat is not None else None,
             "connected_since": _wall(policy.connected_since, now, wall_now) if connected else None,
             "resumable": self.resume is not None,
+            "resumed_from": self.resumed_from,
             "last_exit": self.last_exit,
             "exit_code": self.exit_code,
             "heartbeat_timeout_s": self.settings.heartbeat_timeout,

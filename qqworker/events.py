@@ -68,7 +68,10 @@ EVENT_DOCS: dict[LogEvent, tuple[str, str]] = {
     LogEvent.TOKEN_FETCHED: ("expires_in", "an access token was obtained"),
     LogEvent.TOKEN_FAILED: ("error", "a token request failed"),
     LogEvent.GATEWAY_CONNECTING: ("attempt, url", "before every connection attempt, the first included"),
-    LogEvent.GATEWAY_CONNECTED: ("attempt, session_id, resumed", "READY or RESUMED received"),
+    LogEvent.GATEWAY_CONNECTED: (
+        "attempt, session_id, resumed, reason",
+        "READY or RESUMED received; `reason` says why a new session (e.g. the platform refused the Resume)",
+    ),
     LogEvent.GATEWAY_CLOSED: ("close_code, reason, action", "the connection ended for any cause"),
     LogEvent.ACK_TIMEOUT: ("missed", "heartbeats went unacknowledged; the connection is dropped"),
     LogEvent.RECONNECT_SCHEDULED: ("attempt, delay_s, max_attempts", "before every backoff sleep"),

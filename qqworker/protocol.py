@@ -129,17 +129,23 @@ class Disconnect:
     refresh_token: bool = False
     identify_rejected: bool = False  # the platform refused an Identify (op 9 or 49xx before READY)
     auth_rejected: bool = False  # the platform refused the token (4004)
+    # The platform refused our Resume (op 9, 4006/4007, 49xx before RESUMED): Identify anew at once.
+    resume_refused: bool = False
 
     @classmethod
-    def from_rule(cls, rule: CloseRule, reason: str, *, before_ready: bool) -> Disconnect:
+    def from_rule(
+        cls, rule: CloseRule, reason: str, *, before_ready: bool, resuming: bool = False
+    ) -> Disconnect:
         code = rule.code
+        refused = before_ready and resuming and rule.action is CloseAction.IDENTIFY and not rule.refresh_token
         return cls(
             action=rule.action,
             reason=reason or rule.meaning,
             close_code=code,
             refresh_token=rule.refresh_token,
-            identify_rejected=before_ready and code is not None and 4900 <= code <= 4913,
+            identify_rejected=before_ready and not refused and code is not None and 4900 <= code <= 4913,
             auth_rejected=code == 4004,
+            resume_refused=refused,
         )
 
 
@@ -197,7 +203,9 @@ class GatewayConnection:
             return self._close(self.disconnect)
         rule = close_rule(code)
         before_ready = self.phase is not ConnPhase.ESTABLISHED
-        return self._close(Disconnect.from_rule(rule, reason, before_ready=before_ready))
+        return self._close(
+            Disconnect.from_rule(rule, reason, before_ready=before_ready, resuming=self.resuming)
+        )
 
     def poll(self, now: float) -> list[Output]:
         """Timers: sends the heartbeat when due and declares the link dead after missed ACKs."""
@@ -320,10 +328,12 @@ class GatewayConnection:
             self.disconnect = Disconnect(CloseAction.RESUME, "invalid session (op 9), resumable")
         else:
             self.session.forget()
+            refused = self.resuming and self.phase is ConnPhase.AWAIT_READY
             self.disconnect = Disconnect(
                 CloseAction.IDENTIFY,
                 "invalid session (op 9): identify anew",
                 identify_rejected=not self.resuming,
+                resume_refused=refused,
             )
         return [self.disconnect]
 

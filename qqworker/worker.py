@@ -43,6 +43,15 @@ def seconds_text(delay: float) -> str:
     return f"{delay:.1f}s" if delay >= 1 or delay == 0 else f"{delay:.2f}s"
 
 
+def connected_reason(resumed: bool, refused: str | None) -> str:
+    """`gateway.connected`'s `reason`: why this connection resumed, or why it is a new session."""
+    if resumed:
+        return "resumed the session"
+    if refused is not None:
+        return f"the platform refused the Resume ({refused}): a new session, events since are not replayed"
+    return "no session to resume: a new session"
+
+
 def describe_error(exc: BaseException) -> str:
     text = str(exc)
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
@@ -72,6 +81,8 @@ class Worker:
         self.tokens: TokenManager | None = None
         self.rest: RestClient | None = None
         self.dispatcher: Dispatcher | None = None
+        # Why the next READY is a new session although we had one (the platform refused the Resume).
+        self._resume_refused: str | None = None
 
     # Public API ------------------------------------------------------------------------------
 
@@ -252,16 +263,19 @@ class Worker:
                 connected_since=now,
                 heartbeat_interval_s=conn.heartbeat_interval,
             )
+            reason, self._resume_refused = connected_reason(out.resumed, self._resume_refused), None
             log_event(
                 log,
                 LogEvent.GATEWAY_CONNECTED,
                 f"{'Resumed' if out.resumed else 'Identified'} session {out.session_id} "
-                f"({attempts_text(attempt, self.settings.max_attempts)})",
+                f"({attempts_text(attempt, self.settings.max_attempts)})"
+                + ("" if out.resumed else f": {reason}"),
                 attempt=attempt,
                 session_id=out.session_id,
                 resumed=out.resumed,
                 seq=out.seq,
                 heartbeat_interval_s=conn.heartbeat_interval,
+                reason=reason,
             )
 
         try:
@@ -277,6 +291,8 @@ class Worker:
             self._log_closed(None, "the worker is stopping", CloseAction.RESUME)
             raise
         self._close_code = disconnect.close_code
+        if disconnect.resume_refused:
+            self._resume_refused = disconnect.reason
         self._log_closed(disconnect.close_code, disconnect.reason, disconnect.action)
         self.progress.update(session_id=self.session.session_id)
         if conn.heartbeat_interval is None:

@@ -26,6 +26,7 @@ class LogEvent(str, Enum):
     REPLY_FAILED = "reply.failed"
     FRAME_REJECTED = "gateway.frame_rejected"
     WORKER_STOPPED = "worker.stopped"
+    DEDUPE_IGNORED = "dedupe.ignored"
     # watchdog
     WATCHDOG_STARTED = "watchdog.started"
     CHILD_SPAWNED = "child.spawned"
@@ -84,6 +85,10 @@ EVENT_DOCS: dict[LogEvent, tuple[str, str]] = {
     LogEvent.REPLY_FAILED: ("error, status", "a reply through the REST API failed"),
     LogEvent.FRAME_REJECTED: ("reason, excerpt", "a malformed or unexpected gateway frame was ignored"),
     LogEvent.WORKER_STOPPED: ("reason", "clean stop"),
+    LogEvent.DEDUPE_IGNORED: (
+        "path, reason",
+        "a resumed worker could not use its predecessor's dedupe window (damaged, another session's)",
+    ),
     LogEvent.WATCHDOG_STARTED: (
         "config (no secrets), resumed_from",
         "the watchdog process is up; `resumed_from`: the persisted session it hands to its first worker",

@@ -215,7 +215,7 @@ class Dispatcher:
         self.handled = 0
         self.errors = 0
         # Seqs queued or running, in arrival (= ascending) order: the first is the oldest unfinished.
-        self._in_flight: dict[int, None] = {}
+        self._in_flight: dict[int, DispatchEvent] = {}
 
     def start(self) -> None:
         if not self._async:
@@ -232,6 +232,10 @@ class Dispatcher:
             return next(iter(self._in_flight)) - 1
         return received_seq
 
+    def unfinished(self) -> list[DispatchEvent]:
+        """Events queued or running (or cancelled while running): not handled yet."""
+        return [*self._in_flight.values(), *(e for e in self._pending if e.seq is None)]
+
     def submit(self, event: DispatchEvent) -> bool:
         """Never blocks: queues the event, or drops it (and reports the drop) when the queue is full."""
         if len(self._pending) >= self.queue_size:
@@ -241,7 +245,7 @@ class Dispatcher:
             return False
         self._pending.append(event)
         if event.seq is not None:
-            self._in_flight[event.seq] = None
+            self._in_flight[event.seq] = event
         if self._idle:
             waiter = self._idle.pop()
             if not waiter.done():

@@ -72,6 +72,29 @@ class Session:
             seen.discard(order.popleft())
         return True
 
+    def recent_keys(self) -> list[str]:
+        """The dedupe window's keys, oldest first (what a successor process needs to go on dropping
+        duplicates: see qqworker/seen_store.py)."""
+        return list(self._seen_order)
+
+    def window_mark(self) -> tuple[int, str | None]:
+        """Changes whenever a key is added (keys never repeat): a cheap "anything new?" test."""
+        order = self._seen_order
+        return len(order), (order[-1] if order else None)
+
+    def remember(self, keys: list[str]) -> None:
+        """Takes keys a predecessor had seen (oldest first) into the window."""
+        for key in keys[-DEDUPE_WINDOW:]:
+            self.first_sighting(key)
+
+
+def event_key(event_type: str, event_id: str | None, data: Any) -> str | None:
+    """The dedupe window's key of an event (the one place it is made): its type and the message id
+    (`d.id`), else the gateway's event id; None: nothing to dedupe on."""
+    message_id = data.get("id") if type(data) is dict else None
+    key = message_id if type(message_id) is str else event_id
+    return None if key is None else f"{event_type}:{key}"
+
 
 def _excerpt(text: str | bytes | bytearray, limit: int = 120) -> str:
     if isinstance(text, str):
@@ -297,9 +320,8 @@ class GatewayConnection:
         event_id = frame.get("id")
         if type(event_id) is not str:
             event_id = None
-        message_id = data.get("id") if type(data) is dict else None
-        dedupe_key = message_id if type(message_id) is str else event_id
-        if dedupe_key is not None and not session.first_sighting(f"{event_type}:{dedupe_key}"):
+        dedupe_key = event_key(event_type, event_id, data)
+        if dedupe_key is not None and not session.first_sighting(dedupe_key):
             return []
         return [Dispatch(event_type, event_id, seq, data)]
 

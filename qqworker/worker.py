@@ -104,6 +104,7 @@ class Worker:
             app_id=s.app_id,
             intents=s.intents_mask,
             resume=self.session.resumable,
+            known_event_ids=self.session.window_mark()[0],
         )
         try:
             handler = self._handler_spec if callable(self._handler_spec) else load_handler(self._handler_spec)

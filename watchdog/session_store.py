@@ -13,17 +13,15 @@ the session may be handed to the first worker, and why not. `SessionKeeper` deci
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import math
-import os
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from qqworker.atomic import write_atomic
 from qqworker.events import LogEvent
 from qqworker.logs import log_event, rfc3339_utc
 
@@ -152,30 +150,6 @@ def load(path: str, *, app_id: str, now: float, max_age_s: float) -> Verdict:
     if data is not None and len(data) > MAX_FILE_BYTES:
         return Verdict(None, f"damaged: larger than {MAX_FILE_BYTES} bytes")
     return judge(data, app_id=app_id, now=now, max_age_s=max_age_s)
-
-
-def write_atomic(path: str, data: bytes, *, prefix: str = ".qqwatchdog-session-") -> None:
-    """Temporary file in the same directory, fsync, rename over `path`, fsync the directory: after a
-    crash at any moment the file is the old one or the new one, whole. Mode 0600 (mkstemp's)."""
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, mode=0o700, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=prefix, dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    with contextlib.suppress(OSError):
-        dir_fd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
 
 
 class SessionKeeper:

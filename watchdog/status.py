@@ -106,10 +106,21 @@ def render(status: dict[str, Any], verdict: str, now: float) -> str:
             if last_exit
             else None,
         ),
+        ("resumed from", _resumed_from(status.get("resumed_from"))),
         ("updated", status.get("updated_at")),
     ]
     lines += [f"  {name:16} {value}" for name, value in rows if value is not None]
     return "\n".join(lines)
+
+
+def _resumed_from(origin: Any) -> str | None:
+    """This watchdog's start resumed a persisted session: a restart of the watchdog itself."""
+    if not isinstance(origin, dict):
+        return None
+    how = "a clean stop" if origin.get("clean_stop") else "a watchdog that died without stopping"
+    age = origin.get("age_s")
+    since = f", last connected {age:.1f}s before this start" if isinstance(age, (int, float)) else ""
+    return f"session {origin.get('session_id')} at seq {origin.get('seq')}, after {how}{since}"
 
 
 def _age(age: Any, updated: Any, now: float) -> str | None:

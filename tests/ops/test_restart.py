@@ -139,6 +139,13 @@ def test_run_sh_restart_resumes_the_session_and_loses_no_event(tmp_path: Path) -
         assert_no_secret([state_file.read_text(), seen_file.read_text()], [sim.info["app_secret"]])
         status = sh(["bash", RUN, "status", "--json"], env, tmp_path)
         assert json.loads(status.stdout)["status"]["resumed_from"]["session_id"] == session["session_id"]
+        human = sh(["bash", RUN, "status"], env, tmp_path).stdout
+        assert f"resumed from     session {session['session_id']} at seq" in human and "clean stop" in human
+        # The report shows both restarts as their own kind of gap, each resumed, and no outage.
+        report = sh([PYTHON, "-m", "watchdog", "report", "--json", str(log)], env, tmp_path)
+        data = json.loads(report.stdout)
+        assert [(r["clean"], r["resumed"]) for r in data["restarts"]] == [(True, True), (True, True)]
+        assert data["outages"] == [] and all(r["duration_s"] is not None for r in data["restarts"])
     finally:
         sh(["bash", RUN, "stop"], env, tmp_path)
         sim.stop()

@@ -5,6 +5,9 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
+import threading
+import time
+from collections.abc import Callable
 
 
 def write_atomic(path: str, data: bytes, *, prefix: str = ".qqwatchdog-session-") -> None:
@@ -29,3 +32,55 @@ def write_atomic(path: str, data: bytes, *, prefix: str = ".qqwatchdog-session-"
             os.fsync(dir_fd)
         finally:
             os.close(dir_fd)
+
+
+class LatestWriter:
+    """Writes the newest content handed to it to `path` (atomically) on a daemon thread, so the caller
+    never waits for the disk (a supervision loop must not hang on fsync on a dying disk); a content
+    superseded before its turn is skipped. `failure` is the last write's error, None once one works."""
+
+    def __init__(self, path: str, *, write: Callable[[str, bytes], None] = write_atomic) -> None:
+        self.path = path
+        self._write = write
+        self._cond = threading.Condition()
+        self._pending: bytes | None = None
+        self._busy = False
+        self._thread: threading.Thread | None = None
+        self.failure: str | None = None
+        self.written = 0
+
+    def put(self, data: bytes) -> None:
+        with self._cond:
+            self._pending = data
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="qqwatchdog-state-write", daemon=True)
+                self._thread.start()
+            self._cond.notify_all()
+
+    def flush(self, timeout: float) -> bool:
+        """Waits (at most `timeout`) until everything handed over is written or has failed."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while self._pending is not None or self._busy:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                self._cond.wait(remaining)
+        return True
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while self._pending is None:
+                    self._cond.wait()
+                data, self._pending, self._busy = self._pending, None, True
+            try:
+                self._write(self.path, data)
+                failure = None
+            except OSError as exc:
+                failure = exc.strerror or str(exc) or type(exc).__name__
+            with self._cond:
+                self.failure = failure
+                self.written += failure is None
+                self._busy = False
+                self._cond.notify_all()

@@ -21,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from qqworker.atomic import write_atomic
+from qqworker.atomic import LatestWriter, write_atomic
 from qqworker.events import LogEvent
 from qqworker.logs import log_event, rfc3339_utc
 
@@ -34,6 +34,7 @@ FUTURE_TOLERANCE_S = 300.0
 # to the truth when the watchdog dies without a word (SIGKILL, power loss).
 REFRESH_EVERY_S = 5.0
 MAX_FILE_BYTES = 64 * 1024
+STOP_FLUSH_S = 2.0  # at the stop, the last write may take this long
 
 
 @dataclass(frozen=True)
@@ -206,11 +207,19 @@ class SessionFile:
     """The supervisor's side: restores at start, writes as beats come, and once more at the stop.
     A write that fails (full disk, read-only) is said once per failure run and never stops anything."""
 
-    def __init__(self, path: str, app_id: str, *, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        path: str,
+        app_id: str,
+        *,
+        clock: Callable[[], float] = time.time,
+        write: Callable[[str, bytes], None] = write_atomic,
+    ) -> None:
         self.path = path
         self.app_id = app_id
         self.clock = clock
         self.keeper = SessionKeeper(app_id)
+        self.writer = LatestWriter(path, write=write)
         self._failing = False
 
     def restore(self, max_age_s: float) -> Verdict:
@@ -229,29 +238,35 @@ class SessionFile:
                 session_id=session_id, seq=seq, api_base=api_base, connected=connected, now=self.clock()
             )
             if stored is not None:
-                self._write(stored)
+                self.writer.put(stored.encode())
+            self._report()
 
-    def stop(self) -> None:
-        if self.path:
-            self._write(self.keeper.final(self.clock()))
-
-    def _write(self, stored: StoredSession) -> None:
-        try:
-            write_atomic(self.path, stored.encode())
-        except OSError as exc:
-            if not self._failing:
-                self._failing = True
-                log_event(
-                    log,
-                    LogEvent.SESSION_UNSAVED,
-                    f"Cannot write the persisted session {self.path}: {exc.strerror or exc} "
-                    "(a restart of the watchdog would start a new session)",
-                    level=logging.ERROR,
-                    path=self.path,
-                    error=str(exc),
-                )
+    def stop(self, timeout: float = STOP_FLUSH_S) -> None:
+        """The last write, waited for (bounded: a hung disk must not keep the watchdog from exiting)."""
+        if not self.path:
             return
-        self._failing = False
+        self.writer.put(self.keeper.final(self.clock()).encode())
+        if not self.writer.flush(timeout):
+            self.writer.failure = f"not written within {timeout:g}s (the disk is not answering)"
+            self._failing = False  # said even if an earlier failure was
+        self._report()
+
+    def _report(self) -> None:
+        """The writer thread's outcome, said here on the supervisor's thread: once per failure run."""
+        failure = self.writer.failure
+        if failure is None:
+            self._failing = False
+        elif not self._failing:
+            self._failing = True
+            log_event(
+                log,
+                LogEvent.SESSION_UNSAVED,
+                f"Cannot write the persisted session {self.path}: {failure} "
+                "(a restart of the watchdog would start a new session)",
+                level=logging.ERROR,
+                path=self.path,
+                error=failure,
+            )
 
 
 def resumed_from(verdict: Verdict) -> dict[str, Any] | None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import os
 import stat
+import threading
+import time
 
 import pytest
 
@@ -207,7 +209,31 @@ def test_session_file_round_trip_and_failure_is_said_once(tmp_path, caplog) -> N
     assert SessionFile("", APP).restore(1800).quiet  # off
     blocked = SessionFile(str(tmp_path / "state.json" / "x"), APP)  # a file where a directory must be
     with caplog.at_level("ERROR", logger="watchdog"):
-        blocked.observe(session_id="s", seq=1, api_base=None, connected=True)
-        blocked.observe(session_id="s", seq=2, api_base=None, connected=True)
-    assert [r.getMessage() for r in caplog.records].count(caplog.records[0].getMessage()) == 1
+        for seq in (1, 2, 3):
+            blocked.observe(session_id="s", seq=seq, api_base=None, connected=True)
+            assert blocked.writer.flush(5)
+        blocked.stop()
     assert len(caplog.records) == 1 and "Cannot write the persisted session" in caplog.records[0].getMessage()
+
+
+def test_a_hung_disk_never_blocks_the_supervisor_and_the_stop_is_bounded(caplog) -> None:
+    release = threading.Event()
+    calls: list[bytes] = []
+
+    def hanging_write(path: str, data: bytes) -> None:
+        calls.append(data)
+        release.wait(10)
+
+    f = SessionFile("/nowhere/state.json", APP, write=hanging_write)
+    started = time.monotonic()
+    for seq in range(50):
+        f.observe(session_id="s", seq=seq, api_base=None, connected=True)
+    assert time.monotonic() - started < 0.5  # never waited for the disk
+    with caplog.at_level("ERROR", logger="watchdog"):
+        f.stop(timeout=0.2)
+    assert time.monotonic() - started < 2
+    assert "not written within 0.2s" in caplog.records[-1].getMessage()
+    release.set()
+    assert f.writer.flush(5)
+    # Superseded contents were skipped: at most the one taken first, then only the newest (the final one).
+    assert len(calls) <= 2 and json.loads(calls[-1])["clean_stop"] is True

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import tempfile
 import threading
 import time
 from collections.abc import Callable
+
+BLOCKED_HERE = {signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGCHLD, signal.SIGUSR1, signal.SIGUSR2}
 
 
 def write_atomic(path: str, data: bytes, *, prefix: str = ".qqwatchdog-session-") -> None:
@@ -69,6 +72,9 @@ class LatestWriter:
         return True
 
     def _run(self) -> None:
+        # Signals are the main thread's business: one delivered here would find no Python handler
+        # waiting (e.g. a SIGTERM while the watchdog exits, with the default action restored).
+        signal.pthread_sigmask(signal.SIG_BLOCK, BLOCKED_HERE)
         while True:
             with self._cond:
                 while self._pending is None:

@@ -17,11 +17,12 @@ import contextlib
 import json
 import logging
 import os
+import signal
 import threading
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from qqworker.atomic import write_atomic
+from qqworker.atomic import BLOCKED_HERE, write_atomic
 from qqworker.protocol import DEDUPE_WINDOW, Session, event_key
 
 log = logging.getLogger("qqworker.seen")
@@ -155,6 +156,7 @@ def _in_daemon_thread(fn: Callable[..., Any], *args: Any) -> asyncio.Future[Any]
             future.set_exception(error) if error is not None else future.set_result(result)
 
     def target() -> None:
+        signal.pthread_sigmask(signal.SIG_BLOCK, BLOCKED_HERE)  # signals stay the loop's business
         try:
             result, error = fn(*args), None
         except BaseException as exc:

@@ -138,12 +138,16 @@ if [ "${1:-}" = "restart" ]; then
     restart=1
 fi
 
+exists_unreaped() { # the process runs (an exited one, a zombie its new parent has not reaped yet, does not)
+    kill -0 "$1" 2>/dev/null && [ "$(sed -n 's/^State:[[:space:]]*\([A-Z]\).*/\1/p' "/proc/$1/status" 2>/dev/null)" != Z ]
+}
+
 elapsed() { # elapsed START END: seconds between two $EPOCHREALTIME values, 3 decimals
     awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", b - a }'
 }
 
 report_restart_gap() { # the stop began, the old one was gone, where the new run's lines begin, how long to wait
-    local began="$1" stopped="$2" offset="$3" wait_s="$4" line="" waited=0 how
+    local began="$1" stopped="$2" offset="$3" wait_s="$4" line="" waited=0 how stamp at
     while ((waited < wait_s * 20)); do
         line="$(tail -c "+$((offset + 1))" "$BACKGROUND_LOG" 2>/dev/null | grep -m1 '"event": "gateway.connected"' || true)"
         [ -n "$line" ] && break
@@ -159,7 +163,10 @@ report_restart_gap() { # the stop began, the old one was gone, where the new run
     *'"resumed": true'*) how="resumed the session: events sent meanwhile are replayed" ;;
     *) how="a NEW session: the platform did not resume the old one (see the reason in the log)" ;;
     esac
-    echo "qqwatchdog: restart: connected again $(elapsed "$began" "$EPOCHREALTIME")s after the stop began ($(elapsed "$stopped" "$EPOCHREALTIME")s after the old watchdog exited); $how"
+    # When it connected is the line's own timestamp (this script may only notice it later).
+    stamp="$(sed -n 's/.*"timestamp": "\([^"]*\)".*/\1/p' <<<"$line")"
+    at="$(date -d "$stamp" +%s.%N 2>/dev/null || echo "$EPOCHREALTIME")"
+    echo "qqwatchdog: restart: connected again $(elapsed "$began" "$at")s after the stop began ($(elapsed "$stopped" "$at")s after the old watchdog exited); $how"
 }
 
 # --- arguments -------------------------------------------------------------------------------------------
@@ -259,7 +266,7 @@ if [ "$background" = 1 ]; then
         stop_began="$EPOCHREALTIME"
         kill -TERM "$pid"
         waited=0
-        while kill -0 "$pid" 2>/dev/null; do
+        while exists_unreaped "$pid"; do
             if ((waited >= restart_timeout * 20)); then
                 echo "qqwatchdog: pid $pid still running after ${restart_timeout}s; sending SIGKILL to its process group" >&2
                 kill -KILL -- "-$pid" 2>/dev/null || kill -KILL "$pid" 2>/dev/null || true

@@ -280,3 +280,17 @@ def test_resume_max_age_zero_never_resumes(tmp_path: Path, max_age: str) -> None
             assert wd.stop(10) == 0
     finally:
         sim.stop()
+
+
+def test_the_systemd_unit_keeps_the_state_file_where_a_restart_finds_it() -> None:
+    """systemd removes RuntimeDirectory (/run/qqwatchdog) at every stop: the state file must live in the
+    StateDirectory (/var/lib/qqwatchdog), which survives `systemctl restart` and a reboot."""
+    unit: dict[str, list[str]] = {}
+    for line in (ROOT / "scripts" / "qqwatchdog.service").read_text().splitlines():
+        if "=" in line and not line.startswith(("#", "[")):
+            key, value = line.split("=", 1)
+            unit.setdefault(key.strip(), []).append(value.strip())
+    (state,) = [v.split("=", 1)[1] for v in unit["Environment"] if v.startswith("QQW_STATE_FILE=")]
+    (directory,) = unit["StateDirectory"]
+    assert state.startswith(f"/var/lib/{directory}/")
+    assert not any(state.startswith(f"/run/{d}/") for d in unit["RuntimeDirectory"])

@@ -153,7 +153,7 @@ def test_run_sh_restart_resumes_the_session_and_loses_no_event(tmp_path: Path) -
 
 def watchdog(sim: SimulatorProcess, tmp_path: Path, *extra: str, **env: str) -> LineProcess:
     args = [PYTHON, "-m", "watchdog", "run", *FAST, "--status-file", str(tmp_path / "status.json"), *extra]
-    return LineProcess(args, env=sim.env(QQ_HANDLER="log", **env))
+    return LineProcess(args, env=sim.env(**{"QQ_HANDLER": "log", **env}))
 
 
 def test_a_sigkilled_watchdog_started_again_resumes_and_hands_no_event_twice(tmp_path: Path) -> None:
@@ -294,3 +294,41 @@ def test_the_systemd_unit_keeps_the_state_file_where_a_restart_finds_it() -> Non
     (directory,) = unit["StateDirectory"]
     assert state.startswith(f"/var/lib/{directory}/")
     assert not any(state.startswith(f"/run/{d}/") for d in unit["RuntimeDirectory"])
+
+
+def test_events_running_at_a_clean_stop_are_run_again_and_those_finished_behind_them_are_not(
+    tmp_path: Path,
+) -> None:
+    """The handed seq stops short of the event still running at the stop, so the Resume replays it and the
+    three that finished after it; the dedupe window (handled events only) lets through just the first."""
+    sim = SimulatorProcess()
+    journal = tmp_path / "journal.txt"
+    journal.touch()
+    env = {"QQ_HANDLER": "tests.ops.restart_handlers:journal", "QQW_TEST_JOURNAL": str(journal)}
+
+    def notes() -> list[str]:
+        return journal.read_text().splitlines()
+
+    wd = watchdog(sim, tmp_path, **env)
+    try:
+        wait_count(wd.records, "gateway.connected", 1)
+        sim.control("/_sim/events", {"type": "C2C_MESSAGE_CREATE", "d": {"content": "slow"}})
+        send(sim, 3)
+        wait_until(lambda: sum(n.startswith("done") for n in notes()) == 3, 15, "the three quick events")
+        assert wd.stop(10) == 0
+        (slow,) = [
+            n.split()[1] for n in notes() if n.startswith("start") and f"done {n.split()[1]}" not in notes()
+        ]
+        wd = watchdog(sim, tmp_path, **env)
+        (connected,) = wait_count(wd.records, "gateway.connected", 1)
+        assert connected["resumed"] is True
+        wait_until(lambda: f"done {slow}" in notes(), 15, "the interrupted event to run again")
+        time.sleep(0.5)  # a duplicate of the others would show by now
+        assert sim.state()["counters"]["replayed"] >= 4  # the slow one and the three behind it
+        done = Counter(n.split()[1] for n in notes() if n.startswith("done"))
+        assert len(done) == 4 and set(done.values()) == {1}, done
+        started = Counter(n.split()[1] for n in notes() if n.startswith("start"))
+        assert started[slow] == 2 and sorted(started.values()) == [1, 1, 1, 2]
+    finally:
+        wd.stop(10)
+        sim.stop()

@@ -463,9 +463,9 @@ class Supervisor:
                 self.resume = (beat.session_id, beat.seq)
             elif beat.session_id is None and beat.seq is None:
                 self.resume = None  # the worker dropped its session: the next child identifies
-            self.session_file.observe(
-                session_id=beat.session_id,
-                seq=beat.seq,
+            self.session_file.observe(  # what the next child would be handed, for the next watchdog
+                session_id=self.resume[0] if self.resume else None,
+                seq=self.resume[1] if self.resume else None,
                 api_base=getattr(beat, "api_base", None),
                 connected=beat.phase == Phase.CONNECTED.value,
             )

@@ -90,17 +90,25 @@ def handled_keys(session: Session, unfinished: Iterable[Any]) -> list[str]:
 
 
 class SeenKeeper:
-    """Writes the handled keys of `session` to `path` when they change (at most every SAVE_EVERY_S)."""
+    """Writes the handled keys of `session` to `path` when they change (at most every SAVE_EVERY_S),
+    one write at a time and in order, so an older content can never land after a newer one."""
 
     def __init__(
-        self, path: str, app_id: str, session: Session, unfinished: Callable[[], Iterable[Any]]
+        self,
+        path: str,
+        app_id: str,
+        session: Session,
+        unfinished: Callable[[], Iterable[Any]],
+        *,
+        write: Callable[[str, bytes], None] = write_atomic,
     ) -> None:
         self.path = path
         self.app_id = app_id
         self.session = session
         self.unfinished = unfinished
+        self._write = write
         self._saved_mark: tuple[Any, ...] | None = None
-        self._busy = False
+        self._inflight: asyncio.Future[Any] | None = None  # the write under way, on its thread
         self.failed: str | None = None  # the last write error, once said
         self.saves = 0
 
@@ -116,29 +124,49 @@ class SeenKeeper:
         return encode(self.app_id, self.session.session_id, handled_keys(self.session, self.unfinished()))
 
     async def save(self, timeout: float | None = None) -> None:
-        if self._busy:
-            return
+        """Writes what changed, waiting at most `timeout` (None: as long as it takes) in all."""
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
+        previous = self._inflight
+        if previous is not None:
+            # A write under way (its waiter was cancelled, e.g. at the stop) finishes first.
+            await asyncio.wait({previous}, timeout=None if deadline is None else deadline - loop.time())
+            if not previous.done():
+                self._failed("the previous write is still under way (the disk is not answering)")
+                return
+            self._settled(previous)
         data = self.snapshot()
         if data is None:
             return
-        self._busy = True
-        try:
-            await asyncio.wait_for(asyncio.shield(_in_daemon_thread(write_atomic, self.path, data)), timeout)
+        self._inflight = current = _in_daemon_thread(self._write, self.path, data)
+        await asyncio.wait({current}, timeout=None if deadline is None else deadline - loop.time())
+        if not current.done():
+            self._failed(f"not written within {timeout:g}s (the disk is not answering)")
+            return
+        self._settled(current)
+
+    def _settled(self, future: asyncio.Future[Any]) -> None:
+        """A write's outcome, taken once."""
+        if future is not self._inflight:
+            return
+        self._inflight = None
+        error = future.exception()
+        if error is None:
             self.saves += 1
             self.failed = None
-        except (OSError, asyncio.TimeoutError) as exc:
+        else:
             self._saved_mark = None  # try again next time
-            error = str(exc) or type(exc).__name__
-            if self.failed is None:
-                log.warning(
-                    "Cannot write the dedupe window %s: %s (a successor may see some events twice)",
-                    self.path,
-                    error,
-                    extra={"path": self.path, "error": error},
-                )
-            self.failed = error
-        finally:
-            self._busy = False
+            self._failed(str(error) or type(error).__name__)
+
+    def _failed(self, error: str) -> None:
+        if self.failed is None:
+            log.warning(
+                "Cannot write the dedupe window %s: %s (a successor may see some events twice)",
+                self.path,
+                error,
+                extra={"path": self.path, "error": error},
+            )
+        self.failed = error
 
     async def run(self) -> None:
         while True:

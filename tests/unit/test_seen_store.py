@@ -6,7 +6,9 @@ import asyncio
 import json
 import os
 import stat
+import threading
 
+from qqworker.atomic import write_atomic
 from qqworker.protocol import DEDUPE_WINDOW, Dispatch, Session, event_key
 from qqworker.seen_store import SeenKeeper, decode, encode, handled_keys, load, seen_path
 
@@ -126,3 +128,50 @@ def test_keeper_survives_a_failing_write_and_retries(tmp_path, caplog) -> None:
         asyncio.run(scenario())
     assert keeper.saves == 0 and keeper.failed
     assert len(caplog.records) == 1 and "Cannot write the dedupe window" in caplog.records[0].getMessage()
+
+
+def test_a_write_cut_short_by_the_stop_lands_before_the_final_one_never_after(tmp_path) -> None:
+    """The periodic save is cancelled at the stop while its thread still writes: the final save waits
+    for that write, then writes the newer content, so the file ends with the newest."""
+    path = str(tmp_path / "w.json")
+    s = session_with("a")
+    release = threading.Event()
+    order: list[list[str]] = []
+
+    def slow_first_write(target: str, data: bytes) -> None:
+        if not order:
+            release.wait(5)
+        order.append(json.loads(data)["keys"])
+        write_atomic(target, data)
+
+    keeper = SeenKeeper(path, APP, s, lambda: [], write=slow_first_write)
+
+    async def scenario() -> None:
+        periodic = asyncio.create_task(keeper.save())
+        await asyncio.sleep(0.05)
+        periodic.cancel()  # the stop: its write goes on in its thread
+        s.first_sighting("C2C_MESSAGE_CREATE:b")
+        asyncio.get_running_loop().call_later(0.1, release.set)
+        await keeper.save(timeout=5)
+
+    asyncio.run(scenario())
+    assert order == [["C2C_MESSAGE_CREATE:a"], ["C2C_MESSAGE_CREATE:a", "C2C_MESSAGE_CREATE:b"]]
+    assert load(path, app_id=APP, session_id="s-1")[0] == order[-1]
+
+
+def test_the_final_save_is_bounded_when_the_disk_hangs(tmp_path, caplog) -> None:
+    release = threading.Event()
+    keeper = SeenKeeper(
+        str(tmp_path / "w.json"), APP, session_with("a"), lambda: [], write=lambda p, d: release.wait(5)
+    )
+
+    async def scenario() -> float:
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        await keeper.save(timeout=0.2)
+        return loop.time() - started
+
+    with caplog.at_level("WARNING", logger="qqworker.seen"):
+        took = asyncio.run(scenario())
+    release.set()
+    assert took < 1 and keeper.failed and "not written within 0.2s" in keeper.failed

@@ -83,12 +83,20 @@ def test_run_sh_restart_resumes_the_session_and_loses_no_event(tmp_path: Path) -
     log = run_dir / "qqwatchdog.log"
     env = background_env(sim, run_dir)
     state_file = Path(env["QQW_STATE_FILE"])
+    # The credentials come from an env file given by a relative path: restart, run from elsewhere with
+    # no credentials in its environment, must find it through the saved (absolute) options.
+    (tmp_path / "bot.env").write_text(
+        f"QQ_APP_ID={env.pop('QQ_APP_ID')}\nQQ_APP_SECRET={env.pop('QQ_APP_SECRET')}\n"
+    )
+    (tmp_path / "bot.env").chmod(0o600)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
 
     def logged() -> list[dict[str, Any]]:
         return records(log)
 
     try:
-        started = sh(["bash", RUN, "--background", *FAST], env, tmp_path)
+        started = sh(["bash", RUN, "--background", "--env-file", "bot.env", *FAST], env, tmp_path)
         assert started.returncode == 0, started.stdout + started.stderr
         wait_count(logged, "gateway.connected", 1)
         send(sim, 3)
@@ -108,13 +116,13 @@ def test_run_sh_restart_resumes_the_session_and_loses_no_event(tmp_path: Path) -
 
         send(sim, 4)  # while nothing runs: kept by the platform for the session's Resume
         # Not running: restart starts it with the options saved at the --background start.
-        first = sh(["bash", RUN, "restart"], env, tmp_path)
+        first = sh(["bash", RUN, "restart"], env, elsewhere)
         assert first.returncode == 0, first.stdout + first.stderr
         connected = wait_count(logged, "gateway.connected", 2)
         assert connected[1]["resumed"] is True and connected[1]["session_id"] == session["session_id"]
         wait_count(logged, "dispatch", 7)
 
-        again = sh(["bash", RUN, "restart"], env, tmp_path)
+        again = sh(["bash", RUN, "restart"], env, elsewhere)
         assert again.returncode == 0, again.stdout + again.stderr
         assert "restart: stopped pid" in again.stdout and "resumed the session" in again.stdout, again.stdout
         gap = re.search(r"connected again ([0-9.]+)s after the stop began", again.stdout)
@@ -134,7 +142,10 @@ def test_run_sh_restart_resumes_the_session_and_loses_no_event(tmp_path: Path) -
         spawned = of(recs, "child.spawned")
         assert [s["resume"] for s in spawned] == [False, True, True]
         # The saved options are those of the first start, with the paths made absolute.
-        assert "--retry-initial" in (run_dir / "qqwatchdog.args").read_text()
+        saved_args = (run_dir / "qqwatchdog.args").read_text().split("\0")
+        assert saved_args[:2] == ["--env-file", str(tmp_path / "bot.env")] and "--retry-initial" in saved_args
+        assert stat.S_IMODE((run_dir / "qqwatchdog.args").stat().st_mode) == 0o600
+        assert sim.info["app_secret"] not in (run_dir / "qqwatchdog.args").read_text()
         assert_no_secret([state_file.read_text(), seen_file.read_text()], [sim.info["app_secret"]])
         status = sh(["bash", RUN, "status", "--json"], env, tmp_path)
         assert json.loads(status.stdout)["status"]["resumed_from"]["session_id"] == session["session_id"]
@@ -330,3 +341,12 @@ def test_events_running_at_a_clean_stop_are_run_again_and_those_finished_behind_
     finally:
         wd.stop(10)
         sim.stop()
+
+
+def test_restart_without_a_background_start_says_so(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("QQ_", "QQW_"))}
+    env["QQW_RUN_DIR"] = str(tmp_path / "run")
+    result = sh(["bash", RUN, "restart"], env, tmp_path)
+    assert result.returncode == 1 and "no saved start options" in result.stderr, result.stderr
+    bad = sh(["bash", RUN, "restart", "--frobnicate"], env, tmp_path)
+    assert bad.returncode == 2 and "unknown option --frobnicate" in bad.stderr

@@ -164,12 +164,20 @@ async def serve(
     progress.on_change = beater.send
     loop.add_signal_handler(signal.SIGTERM, worker.stop, "received SIGTERM")
     beats = asyncio.create_task(beater.run(), name="qqworker-beat")
+    seen = seen_keeper(settings, worker)
+    saves = asyncio.create_task(seen.run(), name="qqworker-seen") if seen is not None else None
     try:
         return int(await worker.run())
     finally:
         progress.on_change = None
         beats.cancel()
-        await asyncio.gather(beats, return_exceptions=True)
+        if saves is not None:
+            saves.cancel()
+        await asyncio.gather(beats, *([saves] if saves else []), return_exceptions=True)
+        if seen is not None:  # what was handled up to the stop, for the successor
+            from qqworker.seen_store import FINAL_SAVE_TIMEOUT_S
+
+            await seen.save(timeout=FINAL_SAVE_TIMEOUT_S)
         loop.remove_signal_handler(signal.SIGTERM)
         # Stopped and exiting: a late SIGTERM (the watchdog's own after GNU timeout's group-wide one)
         # must not turn exit 0 into "killed by SIGTERM". The watchdog still has SIGKILL.
@@ -182,6 +190,40 @@ def watchdog_beat_version() -> int:
         return max(1, int(os.environ.pop(VERSION_ENV, "1")))
     except ValueError:
         return 1
+
+
+def seen_keeper(settings: Settings, worker: Any) -> Any:
+    """The dedupe window's writer (qqworker/seen_store.py), when a state file is configured."""
+    if not settings.state_file:
+        return None
+    from qqworker.seen_store import SeenKeeper, seen_path
+
+    def unfinished() -> list[Any]:
+        return worker.dispatcher.unfinished() if worker.dispatcher is not None else []
+
+    return SeenKeeper(seen_path(settings.state_file), settings.app_id, worker.session, unfinished)
+
+
+def restore_seen(settings: Settings, session: Any) -> None:
+    """Takes the predecessor's handled event keys into a resumed session's dedupe window."""
+    if not settings.state_file or session is None:
+        return
+    from qqworker.events import LogEvent
+    from qqworker.logs import log_event
+    from qqworker.seen_store import load, seen_path
+
+    path = seen_path(settings.state_file)
+    keys, problem = load(path, app_id=settings.app_id, session_id=session.session_id)
+    if problem is not None:
+        log_event(
+            log,
+            LogEvent.DEDUPE_IGNORED,
+            f"Ignoring the dedupe window {path}: {problem}; replayed events may reach the handler twice",
+            level=logging.WARNING,
+            path=path,
+            reason=problem,
+        )
+    session.remember(keys)
 
 
 def run_child(
@@ -228,6 +270,7 @@ def run_child(
     from qqworker.protocol import Session
 
     session = None if resume is None else Session(session_id=resume[0], seq=resume[1])
+    restore_seen(settings, session)
     try:
         code = asyncio.run(serve(settings, session, beat_fd, parent_pid, progress, beater))
     finally:

@@ -253,6 +253,7 @@ class Demo:
             QQ_HANDLER="echo",
             QQW_LOG_FILE=str(self.log_file),
             QQW_STATUS_FILE=str(self.status_file),
+            QQW_STATE_FILE="",  # a fresh simulator each time: a session of the last demo means nothing to it
         )
         args = [sys.executable, "-m", "watchdog", "run"]
         for flag, value in DEMO_TIMINGS.items():

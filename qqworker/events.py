@@ -32,6 +32,8 @@ class LogEvent(str, Enum):
     EVENTS_LOST = "events.lost"
     BEAT_DROPPED = "beat.dropped"
     DISCOVERY_FALLBACK = "gateway.discovery_fallback"
+    DEDUPE_IGNORED = "dedupe.ignored"
+    DEDUPE_UNSAVED = "dedupe.unsaved"
     # watchdog
     WATCHDOG_STARTED = "watchdog.started"
     CHILD_SPAWNED = "child.spawned"
@@ -57,6 +59,8 @@ class LogEvent(str, Enum):
     KILL_SURVIVORS = "child.kill_survivors"
     STATUS_WRITE_FAILED = "watchdog.status_write_failed"
     LOCK_FAILED = "watchdog.lock_failed"
+    SESSION_IGNORED = "watchdog.session_ignored"
+    SESSION_UNSAVED = "watchdog.session_unsaved"
     # Not written by our code (a static test enforces it): a library's or Python's own line.
     LIBRARY_LOG = "log"
 
@@ -84,7 +88,10 @@ EVENT_DOCS: dict[LogEvent, tuple[str, str]] = {
     LogEvent.TOKEN_FETCHED: ("expires_in", "an access token was obtained"),
     LogEvent.TOKEN_FAILED: ("error", "a token request failed"),
     LogEvent.GATEWAY_CONNECTING: ("attempt, url", "before every connection attempt, the first included"),
-    LogEvent.GATEWAY_CONNECTED: ("attempt, session_id, resumed", "READY or RESUMED received"),
+    LogEvent.GATEWAY_CONNECTED: (
+        "attempt, session_id, resumed, reason",
+        "READY or RESUMED received; `reason` says why a new session (e.g. the platform refused the Resume)",
+    ),
     LogEvent.GATEWAY_CLOSED: ("close_code, reason, action", "the connection ended for any cause"),
     LogEvent.ACK_TIMEOUT: ("missed", "heartbeats went unacknowledged; the connection is dropped"),
     LogEvent.RECONNECT_SCHEDULED: ("attempt, delay_s, max_attempts", "before every backoff sleep"),
@@ -101,7 +108,10 @@ EVENT_DOCS: dict[LogEvent, tuple[str, str]] = {
         "a wrong-host failure (HTTP 404/410/5xx, a name gone, a TLS name mismatch) moved the worker to "
         "the next API base (`kind` api_base) or token URL (`kind` token_url)",
     ),
-    LogEvent.WATCHDOG_STARTED: ("config (no secrets), api_base, token_url", "the watchdog process is up"),
+    LogEvent.WATCHDOG_STARTED: (
+        "config (no secrets), api_base, token_url, resumed_from",
+        "the watchdog process is up; `resumed_from`: the persisted session it hands to its first worker",
+    ),
     LogEvent.HANDLER_IMPORT_FAILED: (
         "attempt, error, delay_s",
         "importing the handler module raised something other than ImportError/SyntaxError/AttributeError "
@@ -127,6 +137,14 @@ EVENT_DOCS: dict[LogEvent, tuple[str, str]] = {
         "the heartbeat pipe was full (the watchdog is not reading): beats dropped, at most one line per 10 s",
     ),
     LogEvent.DISCOVERY_FALLBACK: ("error", "`GET /gateway/bot` failed; the worker tries `GET /gateway`"),
+    LogEvent.DEDUPE_UNSAVED: (
+        "path, error",
+        "the dedupe window could not be written (once per failure run): a successor may see events twice",
+    ),
+    LogEvent.DEDUPE_IGNORED: (
+        "path, reason",
+        "a resumed worker could not use its predecessor's dedupe window (damaged, another session's)",
+    ),
     LogEvent.CHILD_SPAWNED: ("child_pid, resume", "each spawn; `resume` says it was given a session"),
     LogEvent.CHILD_HEARTBEAT_MISSED: ("silent_s", "no pipe heartbeat within the heartbeat timeout"),
     LogEvent.CHILD_ATTEMPT_OVERDUE: ("overdue_s", "an attempt the child announced was not logged in time"),
@@ -188,5 +206,13 @@ EVENT_DOCS: dict[LogEvent, tuple[str, str]] = {
     LogEvent.LIBRARY_LOG: (
         "exc_info (maybe)",
         "a library's line (websockets, asyncio) or Python's own, in either process: no event of its own",
+    ),
+    LogEvent.SESSION_IGNORED: (
+        "path, reason",
+        "at start: the persisted session (`QQW_STATE_FILE`) was not used: too old, another app id's, damaged",
+    ),
+    LogEvent.SESSION_UNSAVED: (
+        "path, error",
+        "the persisted session could not be written (once per failure run)",
     ),
 }

@@ -256,6 +256,10 @@ class Dispatcher:
         """(handled, failed, dropped, queued): for the heartbeat, so the watchdog can export them."""
         return self.handled, self.errors, self.dropped, len(self._pending)
 
+    def unfinished(self) -> list[DispatchEvent]:
+        """Events queued or running (or cancelled while running): not handled yet."""
+        return [*self._in_flight.values(), *(e for e in self._pending if e.seq is None)]
+
     def submit(self, event: DispatchEvent) -> bool:
         """Never blocks: queues the event, or drops it (and reports the drop) when the queue is full."""
         if len(self._pending) >= self.queue_size:

@@ -72,6 +72,31 @@ class Session:
             seen.discard(order.popleft())
         return True
 
+    def recent_keys(self) -> list[str]:
+        """The dedupe window's keys, oldest first (what a successor process needs to go on dropping
+        duplicates: see qqworker/seen_store.py)."""
+        return list(self._seen_order)
+
+    def window_mark(self) -> tuple[int, str | None]:
+        """Changes whenever a key is added (keys never repeat): a cheap "anything new?" test."""
+        order = self._seen_order
+        return len(order), (order[-1] if order else None)
+
+    def remember(self, keys: list[str]) -> None:
+        """Takes keys a predecessor had seen (oldest first) into the window."""
+        for key in keys[-DEDUPE_WINDOW:]:
+            self.first_sighting(key)
+
+
+def event_key(event_type: str, event_id: str | None, data: Any) -> str | None:
+    """The dedupe window's key of an event (the one place it is made). The envelope id names the event
+    (unique per event, the same on a replay); `d.id` names the object (a channel, a guild), shared by
+    every update to it, so it is only the fallback, with the type. None: nothing to dedupe on."""
+    if event_id is not None:
+        return event_id
+    message_id = data.get("id") if type(data) is dict else None
+    return f"{event_type}:{message_id}" if type(message_id) is str else None
+
 
 def _standard_loads(text: str | bytes | bytearray) -> Any:
     """What orjson refuses but the JSON standard allows, e.g. an escaped lone surrogate ("\\ud83d"), which
@@ -140,16 +165,22 @@ class Disconnect:
     # 4903 close follows in the field). A 49xx close alone is a platform hiccup, never counted here.
     identify_rejected: bool = False
     auth_rejected: bool = False  # the platform refused the token (4004)
+    # The platform refused our Resume (op 9, 4006/4007, 49xx before RESUMED): Identify anew at once.
+    resume_refused: bool = False
 
     @classmethod
-    def from_rule(cls, rule: CloseRule, reason: str, *, before_ready: bool) -> Disconnect:
+    def from_rule(
+        cls, rule: CloseRule, reason: str, *, before_ready: bool, resuming: bool = False
+    ) -> Disconnect:
         code = rule.code
+        refused = before_ready and resuming and rule.action is CloseAction.IDENTIFY and not rule.refresh_token
         return cls(
             action=rule.action,
             reason=reason or rule.meaning,
             close_code=code,
             refresh_token=rule.refresh_token,
             auth_rejected=code == 4004,
+            resume_refused=refused,
         )
 
 
@@ -211,7 +242,9 @@ class GatewayConnection:
             return self._close(self.disconnect)
         rule = close_rule(code)
         before_ready = self.phase is not ConnPhase.ESTABLISHED
-        return self._close(Disconnect.from_rule(rule, reason, before_ready=before_ready))
+        return self._close(
+            Disconnect.from_rule(rule, reason, before_ready=before_ready, resuming=self.resuming)
+        )
 
     def poll(self, now: float) -> list[Output]:
         """Timers: sends the heartbeat when due and declares the link dead after missed ACKs."""
@@ -301,15 +334,10 @@ class GatewayConnection:
             return self._established(resumed=False, now=now)
         if event_type == "RESUMED":
             return self._established(resumed=True, now=now)
-        # The envelope id names the event (unique per event, the same on a replay); `d.id` names the
-        # object (a channel, a guild), shared by every update to it: only a fallback.
         event_id = frame.get("id")
-        if type(event_id) is str:
-            dedupe_key: str | None = event_id
-        else:
+        if type(event_id) is not str:
             event_id = None
-            message_id = data.get("id") if type(data) is dict else None
-            dedupe_key = f"{event_type}:{message_id}" if type(message_id) is str else None
+        dedupe_key = event_key(event_type, event_id, data)
         if dedupe_key is not None and not session.first_sighting(dedupe_key):
             return []
         return [Dispatch(event_type, event_id, seq, data)]
@@ -341,10 +369,12 @@ class GatewayConnection:
             self.disconnect = Disconnect(CloseAction.RESUME, "invalid session (op 9), resumable")
         else:
             self.session.forget()
+            refused = self.resuming and self.phase is ConnPhase.AWAIT_READY
             self.disconnect = Disconnect(
                 CloseAction.IDENTIFY,
                 "invalid session (op 9): identify anew",
                 identify_rejected=not self.resuming,
+                resume_refused=refused,
             )
         return [self.disconnect]
 

@@ -97,6 +97,12 @@ class ReconnectPolicy:
                     reason=f"Identify rejected {self.identify_rejections} times in a row over "
                     f"{span:.0f}s (are the intents allowed for this bot?)",
                 )
+        if disconnect.resume_refused:
+            # The session is gone on the platform's side: nothing to wait for, a fresh Identify now.
+            # It cannot loop: the session is dropped, the next attempt Identifies and is never refused so.
+            if self.max_attempts and self.attempt >= self.max_attempts:
+                return Decision(Verdict.GIVE_UP, attempt=self.attempt, reason=disconnect.reason)
+            return Decision(Verdict.RETRY, 0.0, self.attempt + 1, disconnect.reason)
         floor = self.backoff.cap if disconnect.action is CloseAction.BACKOFF else 0.0
         if stable and disconnect.action is CloseAction.RESUME:
             # The normal 30-minute cycle (op 7 / 4009) or a dropped link: resume at once. A session

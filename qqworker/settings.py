@@ -174,10 +174,22 @@ class Settings:
         "skip an event (logged, counted) after N successive children died with it oldest unhandled; 0 never",
         minimum=0,
     )
+    resume_max_age: float = _opt(
+        1800.0,
+        "watchdog",
+        "resume a persisted session last connected up to this long ago, seconds; 0 never",
+        minimum=0.0,
+    )
     # [logging]
     log_file: str = _opt("", "logging", "also write JSON lines here (reopened on SIGHUP)", env="QQW_LOG_FILE")
     status_file: str = _opt(
         "./run/qqwatchdog.status.json", "logging", "the watchdog's state file", env="QQW_STATUS_FILE"
+    )
+    state_file: str = _opt(
+        "./run/qqwatchdog.session.json",
+        "logging",
+        "the persisted resumable session (mode 0600, no secret or token); empty: off",
+        env="QQW_STATE_FILE",
     )
 
     # Derived values ------------------------------------------------------------------------

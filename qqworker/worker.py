@@ -59,6 +59,15 @@ def seconds_text(delay: float) -> str:
     return f"{delay:.1f}s" if delay >= 1 or delay == 0 else f"{delay:.2f}s"
 
 
+def connected_reason(resumed: bool, refused: str | None) -> str:
+    """`gateway.connected`'s `reason`: why this connection resumed, or why it is a new session."""
+    if resumed:
+        return "resumed the session"
+    if refused is not None:
+        return f"the platform refused the Resume ({refused}): a new session, events since are not replayed"
+    return "no session to resume: a new session"
+
+
 def describe_error(exc: BaseException) -> str:
     text = str(exc)
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
@@ -97,6 +106,8 @@ class Worker:
         self.bases = HostRing("api_base", settings.api_bases)
         self.token_urls = HostRing("token_url", settings.token_urls)
         self.progress.update(api_base=self.bases.current, token_url=self.token_urls.current)
+        # Why the next READY is a new session although we had one (the platform refused the Resume).
+        self._resume_refused: str | None = None
 
     # Public API ------------------------------------------------------------------------------
 
@@ -126,6 +137,7 @@ class Worker:
             token_url=self.token_urls.current,
             api_bases=list(self.bases.urls),
             token_urls=list(self.token_urls.urls),
+            known_event_ids=self.session.window_mark()[0],
         )
         try:
             handler = await self._load_handler()
@@ -380,16 +392,19 @@ class Worker:
                 connected_since=now,
                 heartbeat_interval_s=conn.heartbeat_interval,
             )
+            reason, self._resume_refused = connected_reason(out.resumed, self._resume_refused), None
             log_event(
                 log,
                 LogEvent.GATEWAY_CONNECTED,
                 f"{'Resumed' if out.resumed else 'Identified'} session {out.session_id} "
-                f"({attempts_text(attempt, self.settings.max_attempts)})",
+                f"({attempts_text(attempt, self.settings.max_attempts)})"
+                + ("" if out.resumed else f": {reason}"),
                 attempt=attempt,
                 session_id=out.session_id,
                 resumed=out.resumed,
                 seq=out.seq,
                 heartbeat_interval_s=conn.heartbeat_interval,
+                reason=reason,
             )
 
         try:
@@ -405,6 +420,8 @@ class Worker:
             self._log_closed(None, "the worker is stopping", CloseAction.RESUME)
             raise
         self._close_code = disconnect.close_code
+        if disconnect.resume_refused:
+            self._resume_refused = disconnect.reason
         self._log_closed(disconnect.close_code, disconnect.reason, disconnect.action)
         if disconnect.close_code == TOO_BIG:
             self._frame_too_big()

@@ -6,6 +6,10 @@
 #   scripts/run.sh --background [...]          the same, detached (setsid), pid in run/qqwatchdog.pid,
 #                                              output appended to run/qqwatchdog.log
 #   scripts/run.sh stop [--timeout S]          SIGTERM the background watchdog, wait, report
+#   scripts/run.sh restart [--timeout S] [--wait S]   stop the background watchdog and start it again with the
+#                                              options it was started with (run/qqwatchdog.args); it resumes
+#                                              the persisted session; reports the gap (waits up to --wait S,
+#                                              default 30, for the worker to be connected again)
 #   scripts/run.sh status [--json]             python -m watchdog status
 #   scripts/run.sh install                     only create / refresh .venv (before a first systemd start)
 #
@@ -115,6 +119,58 @@ cmd_stop() {
     echo "qqwatchdog: stopped pid $pid after $((waited / 10)).$((waited % 10))s; log: $BACKGROUND_LOG"
 }
 
+# restart: the options the background watchdog was started with, saved by --background in the run directory
+# (NUL-separated, so any argument survives), replace this command line; the run goes on as --background.
+restart=0 restart_timeout=30 restart_wait=30
+if [ "${1:-}" = "restart" ]; then
+    shift
+    while [ $# -gt 0 ]; do
+        case "$1" in
+        --timeout) restart_timeout="${2:?--timeout needs seconds}" && shift 2 ;;
+        --timeout=*) restart_timeout="${1#*=}" && shift ;;
+        --wait) restart_wait="${2:?--wait needs seconds}" && shift 2 ;;
+        --wait=*) restart_wait="${1#*=}" && shift ;;
+        *) fail 2 "restart: unknown option $1 (it restarts with the options of the last --background start)" ;;
+        esac
+    done
+    ARGS_FILE="$(abs_path "${QQW_RUN_DIR:-$ROOT/run}")/qqwatchdog.args"
+    [ -f "$ARGS_FILE" ] || fail 1 "restart: no saved start options ($ARGS_FILE); start it once with scripts/run.sh --background [options]"
+    mapfile -d '' -t saved <"$ARGS_FILE"
+    set -- --background "${saved[@]}"
+    restart=1
+fi
+
+exists_unreaped() { # the process runs (an exited one, a zombie its new parent has not reaped yet, does not)
+    kill -0 "$1" 2>/dev/null && [ "$(sed -n 's/^State:[[:space:]]*\([A-Z]\).*/\1/p' "/proc/$1/status" 2>/dev/null)" != Z ]
+}
+
+elapsed() { # elapsed START END: seconds between two $EPOCHREALTIME values, 3 decimals
+    awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", b - a }'
+}
+
+report_restart_gap() { # the stop began, the old one was gone, where the new run's lines begin, how long to wait
+    local began="$1" stopped="$2" offset="$3" wait_s="$4" line="" waited=0 how stamp at
+    while ((waited < wait_s * 20)); do
+        line="$(tail -c "+$((offset + 1))" "$BACKGROUND_LOG" 2>/dev/null | grep -m1 '"event": "gateway.connected"' || true)"
+        [ -n "$line" ] && break
+        running_pid >/dev/null || break
+        sleep 0.05
+        waited=$((waited + 1))
+    done
+    if [ -z "$line" ]; then
+        echo "qqwatchdog: restart: the old watchdog was gone for $(elapsed "$stopped" "$EPOCHREALTIME")s so far; the worker is not connected yet (see $BACKGROUND_LOG)" >&2
+        return 0
+    fi
+    case "$line" in
+    *'"resumed": true'*) how="resumed the session: events sent meanwhile are replayed" ;;
+    *) how="a NEW session: the platform did not resume the old one (see the reason in the log)" ;;
+    esac
+    # When it connected is the line's own timestamp (this script may only notice it later).
+    stamp="$(sed -n 's/.*"timestamp": "\([^"]*\)".*/\1/p' <<<"$line")"
+    at="$(date -d "$stamp" +%s.%N 2>/dev/null || echo "$EPOCHREALTIME")"
+    echo "qqwatchdog: restart: connected again $(elapsed "$began" "$at")s after the stop began ($(elapsed "$stopped" "$at")s after the old watchdog exited); $how"
+}
+
 # --- arguments -------------------------------------------------------------------------------------------
 command="run"
 case "${1:-}" in
@@ -135,11 +191,11 @@ if [ "$command" = "run" ]; then
         --env-file=*) env_file="$(abs_path "${1#*=}")" && shift ;;
         --duration) duration="${2:?--duration needs seconds}" && shift 2 ;;
         --duration=*) duration="${1#*=}" && shift ;;
-        --config | --log-file | --status-file)
+        --config | --log-file | --status-file | --state-file)
             [ "$1" = "--config" ] && config_flag=1
             pass+=("$1" "$(abs_path "${2:?$1 needs a path}")") && shift 2
             ;;
-        --config=* | --log-file=* | --status-file=*)
+        --config=* | --log-file=* | --status-file=* | --state-file=*)
             [[ "$1" == --config=* ]] && config_flag=1
             pass+=("${1%%=*}=$(abs_path "${1#*=}")") && shift
             ;;
@@ -155,7 +211,7 @@ fi
 if [ -n "$env_file" ]; then
     load_env_file "$env_file"
 fi
-for var in QQW_LOG_FILE QQW_STATUS_FILE QQW_RUN_DIR; do
+for var in QQW_LOG_FILE QQW_STATUS_FILE QQW_STATE_FILE QQW_RUN_DIR; do
     if [ -n "${!var:-}" ]; then
         export "$var=$(abs_path "${!var}")"
     fi
@@ -204,11 +260,37 @@ fi
 
 if [ "$background" = 1 ]; then
     mkdir -p "$RUN_DIR"
+    stop_began=""
     if pid="$(running_pid)"; then
-        fail $EX_LOCKED "already running (pid $pid); scripts/run.sh stop first"
+        [ "$restart" = 1 ] || fail $EX_LOCKED "already running (pid $pid); scripts/run.sh stop first (or restart)"
+        # Everything slow (the venv, the checks) is done: only the stop and the start are left in the gap.
+        # The stopping watchdog saves the session; the new one resumes it.
+        stop_began="$EPOCHREALTIME"
+        kill -TERM "$pid"
+        waited=0
+        while exists_unreaped "$pid"; do
+            if ((waited >= restart_timeout * 20)); then
+                echo "qqwatchdog: pid $pid still running after ${restart_timeout}s; sending SIGKILL to its process group" >&2
+                kill -KILL -- "-$pid" 2>/dev/null || kill -KILL "$pid" 2>/dev/null || true
+                sleep 0.2
+                break
+            fi
+            sleep 0.05
+            waited=$((waited + 1))
+        done
+        stopped_at="$EPOCHREALTIME"
+        echo "qqwatchdog: restart: stopped pid $pid in $(elapsed "$stop_began" "$stopped_at")s"
     fi
     rm -f "$PID_FILE"
-    log_start="$(stat -c %s "$BACKGROUND_LOG" 2>/dev/null || echo 0)"
+    # The options of this start, for `restart` (paths already absolute; the secret is never among them).
+    ARGS_FILE="$RUN_DIR/qqwatchdog.args"
+    saved=("${pass[@]}")
+    [ -z "$env_file" ] || saved=(--env-file "$env_file" "${saved[@]}")
+    (umask 077 && { [ ${#saved[@]} -eq 0 ] || printf '%s\0' "${saved[@]}"; } >"$ARGS_FILE.tmp" &&
+        mv -f "$ARGS_FILE.tmp" "$ARGS_FILE")
+    log_offset=0
+    [ -f "$BACKGROUND_LOG" ] && log_offset="$(stat -c %s "$BACKGROUND_LOG")"
+    log_start="$log_offset"
     if [ "${QQW_LOG_FILE:-}" = "$BACKGROUND_LOG" ]; then
         unset QQW_LOG_FILE # stdout already goes there: the same lines twice would be no use
     fi
@@ -259,7 +341,10 @@ if [ "$background" = 1 ]; then
     done
     if ours && pid="$(running_pid)"; then
         echo "qqwatchdog: started in the background, pid $pid; log: $BACKGROUND_LOG"
-        echo "qqwatchdog: scripts/run.sh status | scripts/run.sh stop | python -m watchdog report $BACKGROUND_LOG*"
+        if [ -n "$stop_began" ]; then
+            report_restart_gap "$stop_began" "$stopped_at" "$log_offset" "$restart_wait"
+        fi
+        echo "qqwatchdog: scripts/run.sh status | scripts/run.sh stop | scripts/run.sh restart | python -m watchdog report $BACKGROUND_LOG*"
         exit 0
     fi
     code=0

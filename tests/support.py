@@ -8,9 +8,11 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import urllib.request
@@ -194,6 +196,7 @@ class SimulatorProcess:
             raise AssertionError(f"unexpected first simulator line: {first.text}")
         self.info: dict[str, Any] = first.record
         self.control_url: str = self.info.get("control_url") or self.info["api_base"]
+        self.state_file = private_state_file()
 
     def control(self, path: str, body: dict[str, Any] | None = None, timeout: float = 10) -> Any:
         data = None if body is None else json.dumps(body).encode()
@@ -211,11 +214,18 @@ class SimulatorProcess:
         return self.control("/_sim/state")
 
     def env(self, **overrides: str) -> dict[str, str]:
-        """The environment a worker or watchdog needs to talk to this simulator."""
-        return client_env(self.info, **overrides)
+        """The environment a worker or watchdog needs to talk to this simulator; the persisted
+        session goes to a file of this simulator's own (its sessions mean nothing to another one)."""
+        return client_env(self.info, **{"QQW_STATE_FILE": str(self.state_file), **overrides})
 
     def stop(self) -> None:
         self.process.stop(10)
+        shutil.rmtree(self.state_file.parent, ignore_errors=True)
+
+
+def private_state_file() -> Path:
+    """A QQW_STATE_FILE path in a fresh temporary directory (tests must not share the default ./run one)."""
+    return Path(tempfile.mkdtemp(prefix="qqsim-state-")) / "qqwatchdog.session.json"
 
 
 def assert_no_secret(outputs: Iterable[str], secrets: Iterable[str]) -> None:

@@ -155,6 +155,37 @@ class Outage:
 
 
 @dataclass
+class Restart:
+    """A restart of the watchdog itself: from its stop (or, killed, its last line) to the next connection.
+    Its own kind of gap: a requested stop is not an outage, but the bot was away meanwhile."""
+
+    start: datetime
+    clean: bool  # False: the previous run ended without a stop line (killed, host down)
+    started: datetime | None = None  # the new watchdog's first line
+    end: datetime | None = None  # connected again; None: not (yet) in the log
+    resumed: bool | None = None  # the first connection resumed the old session
+    resumed_from: dict[str, Any] | None = None  # watchdog.started's (the persisted session it used)
+    reason: str | None = None  # gateway.connected's, when not resumed
+
+    @property
+    def duration_s(self) -> float | None:
+        return None if self.end is None else max(0.0, (self.end - self.start).total_seconds())
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "start": _iso(self.start),
+            "started": _iso(self.started) if self.started else None,
+            "end": _iso(self.end) if self.end else None,
+            "duration_s": None if self.duration_s is None else round(self.duration_s, 3),
+            "clean": self.clean,
+            "resumed": self.resumed,
+            "resumed_from": self.resumed_from,
+            "reason": self.reason,
+            "summary": restart_line(self),
+        }
+
+
+@dataclass
 class Report:
     records: int = 0
     first: datetime | None = None
@@ -164,6 +195,7 @@ class Report:
     skipped_lines: int = 0  # filled in by the file reader
     files: list[str] = field(default_factory=list)
     damaged: list[str] = field(default_factory=list)  # files (or their tails) that could not be read
+    restarts: list[Restart] = field(default_factory=list)
 
     def listed(self, min_duration: float = 0.0) -> list[Outage]:
         """The outages worth listing: long enough, or still going on at the end of the log."""
@@ -197,6 +229,7 @@ class Report:
             "outages_not_listed": len(self.outages) - len(listed),
             "min_duration_s": min_duration,
             "outages": [o.to_dict() for o in listed],
+            "restarts": [r.to_dict() for r in self.restarts],
         }
 
 
@@ -210,6 +243,8 @@ def build_report(records: Iterable[dict[str, Any]]) -> Report:
     # While starting: the bot has not been connected since this time, after this many attempts.
     starting_since: datetime | None = None
     starting_attempts = 0
+    stop_began: datetime | None = None  # this run's first stop line
+    restart: Restart | None = None  # waiting for its first connection
 
     def open_outage(at: datetime) -> Outage:
         nonlocal current, state
@@ -231,11 +266,29 @@ def build_report(records: Iterable[dict[str, Any]]) -> Report:
         if record.get("role") == "watchdog":
             watchdog_seen = True
 
+        if event == E.WATCHDOG_STARTED and previous is not None:
+            clean = stop_began is not None and state == "stopped"
+            resumed_from = record.get("resumed_from")
+            restart = Restart(
+                start=stop_began if clean and stop_began is not None else previous,
+                clean=clean,
+                started=moment,
+                resumed_from=resumed_from if isinstance(resumed_from, dict) else None,
+            )
+            report.restarts.append(restart)
+        if event == E.WATCHDOG_STARTED:
+            stop_began = None
+        elif event in (E.WATCHDOG_STOPPING, E.WATCHDOG_STOPPED) and stop_began is None:
+            stop_began = moment
         if event == E.WATCHDOG_STARTED and state == "online" and previous is not None:
             # The previous run ended without a stop line (killed, host down): offline since its last line.
             outage = open_outage(previous)
             outage.causes["log ended without a stop line (process killed or host down)"] += 1
         previous = moment
+        if event == E.GATEWAY_CONNECTED and restart is not None:
+            restart.end, restart.resumed = moment, record.get("resumed") is True
+            restart.reason = None if restart.resumed else str(record.get("reason") or "") or None
+            restart = None
         if event in (E.WATCHDOG_STARTED, E.WORKER_STARTED) and state == "stopped":
             state = "unknown"
         if state == "unknown":
@@ -368,6 +421,24 @@ def summary_line(outage: Outage, tz: tzinfo | None = None) -> str:
     return ", ".join(parts)
 
 
+def restart_line(restart: Restart, tz: tzinfo | None = None) -> str:
+    """`watchdog restart 03:00:00 → 03:00:02, 1.9s, clean stop, resumed session s1 (seq 42)`."""
+    tz = tz or timezone.utc
+    start = restart.start.astimezone(tz)
+    end = _clock(restart.end.astimezone(tz), start) if restart.end else "(not connected again)"
+    parts = [f"watchdog restart {_clock(start)} → {end}"]
+    if restart.duration_s is not None:
+        parts.append(format_duration(restart.duration_s))
+    parts.append("clean stop" if restart.clean else "the previous watchdog died without a stop line")
+    origin = restart.resumed_from or {}
+    if restart.resumed:
+        parts.append(f"resumed session {origin.get('session_id', '?')} (seq {origin.get('seq', '?')})")
+    elif restart.end is not None:
+        why = "" if not restart.reason else f": {restart.reason}"
+        parts.append(("persisted session not resumed" if origin else "new session") + why)
+    return ", ".join(parts)
+
+
 def render_text(report: Report, tz: tzinfo | None = None, min_duration: float = 0.0) -> str:
     tz = tz or timezone.utc
     zone = "UTC" if tz is timezone.utc else "local time"
@@ -380,6 +451,10 @@ def render_text(report: Report, tz: tzinfo | None = None, min_duration: float = 
         + (f" ({report.skipped_lines} non-JSON skipped)" if report.skipped_lines else "")
         + f", {report.connections} connection{'s' if report.connections != 1 else ''}",
     ]
+    if report.restarts:
+        n = len(report.restarts)
+        lines.append(f"{n} watchdog restart{'s' if n != 1 else ''}")
+        lines += ["  " + restart_line(r, tz) for r in report.restarts]
     if not report.outages:
         lines.append("no outage: connected throughout" if report.connections else "never connected")
         return "\n".join(lines)

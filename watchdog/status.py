@@ -222,6 +222,7 @@ def render(status: dict[str, Any], verdict: str, now: float) -> str:
             else None,
         ),
         ("skipped events", _skipped(status)),
+        ("resumed from", _resumed_from(status.get("resumed_from"))),
         ("updated", status.get("updated_at")),
     ]
     lines += [f"  {name:16} {value}" for name, value in rows if value is not None]
@@ -236,6 +237,16 @@ def _skipped(status: dict[str, Any]) -> str | None:
     if not isinstance(last, dict):
         return str(count)
     return f"{count} (last: {last.get('event_type')} id {last.get('event_id')} seq {last.get('seq')})"
+
+
+def _resumed_from(origin: Any) -> str | None:
+    """This watchdog's start resumed a persisted session: a restart of the watchdog itself."""
+    if not isinstance(origin, dict):
+        return None
+    how = "a clean stop" if origin.get("clean_stop") else "a watchdog that died without stopping"
+    age = origin.get("age_s")
+    since = f", last connected {age:.1f}s before this start" if isinstance(age, (int, float)) else ""
+    return f"session {origin.get('session_id')} at seq {origin.get('seq')}, after {how}{since}"
 
 
 def _age(age: Any, updated: Any, now: float) -> str | None:

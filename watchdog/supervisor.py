@@ -38,6 +38,7 @@ from watchdog.monitoring import Monitoring, SupervisorView
 from watchdog.policy import Decision, GiveUp, Kill, PoisonWatch, Respawn, Stop, SupervisionPolicy, Timings
 from watchdog.relay import LineSplitter, classify, group_output
 from watchdog.sdnotify import Notifier
+from watchdog.session_store import SessionFile, resumed_from
 from watchdog.status import write_status
 
 log = logging.getLogger("watchdog")
@@ -96,6 +97,8 @@ class Supervisor:
         self._status_failed = False
         self.monitoring = Monitoring(settings, self._sel, out, self._view, clock)
         self._skew_reported = False
+        self.session_file = SessionFile(settings.state_file, settings.app_id)
+        self.resumed_from: dict[str, Any] | None = None
 
     # The loop ---------------------------------------------------------------------------------
 
@@ -119,18 +122,37 @@ class Supervisor:
         # pending, and arrives now, through the wake-up pipe, as a clean stop before any spawn.
         signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
         subreaper = process.become_subreaper()
+        restored = self.session_file.restore(self.settings.resume_max_age)
+        self.resumed_from = resumed_from(restored)
+        if restored.session is not None:
+            assert restored.session.session_id is not None and restored.session.seq is not None
+            self.resume = (restored.session.session_id, restored.session.seq)
+            if restored.session.api_base in self.settings.api_bases:  # a base the last run moved to
+                self.api_base = restored.session.api_base
         log_event(
             log,
             LogEvent.WATCHDOG_STARTED,
             f"Watchdog started (heartbeat timeout {self.settings.heartbeat_timeout:g}s, "
             f"attempt grace {self.settings.attempt_grace:g}s, start method {process.START_METHOD}; "
-            f"API base {self.api_base}, token endpoint {self.token_url})",
+            f"API base {self.api_base}, token endpoint {self.token_url})"
+            + (f"; resuming the persisted session ({restored.reason})" if self.resume else ""),
             config=self.settings.public_dict(),
             subreaper=subreaper,
             api_base=self.api_base,
             token_url=self.token_url,
+            resumed_from=self.resumed_from,
             **self.monitoring.describe(),
         )
+        if restored.session is None and not restored.quiet:
+            log_event(
+                log,
+                LogEvent.SESSION_IGNORED,
+                f"Ignoring the persisted session in {self.settings.state_file}: {restored.reason}; "
+                "the worker identifies anew",
+                level=logging.WARNING,
+                path=self.settings.state_file,
+                reason=restored.reason,
+            )
         self._on_signals(signal_r)  # a stop that came during start-up
         try:
             self.exit_code = self._supervise()
@@ -145,6 +167,7 @@ class Supervisor:
             self._sel.close()
             os.close(signal_r)
             os.close(signal_w)
+            self.session_file.stop()
             self._write_status(force=True)
             self.notifier.close()
         return self.exit_code
@@ -528,6 +551,12 @@ class Supervisor:
             if beat.token_url:
                 self.token_url = beat.token_url
             self.monitoring.monitor.on_beat(beat)
+            self.session_file.observe(  # what the next child would be handed, for the next watchdog
+                session_id=self.resume[0] if self.resume else None,
+                seq=self.resume[1] if self.resume else None,
+                api_base=getattr(beat, "api_base", None),
+                connected=beat.phase == Phase.CONNECTED.value,
+            )
             previous = self.policy.phase
             self._apply(child, self.policy.beat(now, beat))
             if self.policy.phase is not previous:
@@ -690,6 +719,7 @@ class Supervisor:
             "token_url": self.token_url,
             "skipped_events": self.poison.skipped,
             "last_skipped": self.poison.last_skipped.fields() if self.poison.last_skipped else None,
+            "resumed_from": self.resumed_from,
             "last_exit": self.last_exit,
             "exit_code": self.exit_code,
             "heartbeat_timeout_s": self.settings.heartbeat_timeout,

@@ -174,6 +174,11 @@ class GatewayConnection:
             elif kind is WSMsgType.PONG:
                 continue
             else:  # CLOSE, CLOSING, CLOSED, ERROR
+                if kind is WSMsgType.CLOSE:
+                    # Any client close keeps the session resumable for the resume window, whatever its code
+                    # (as the platform does: replay after a restart is seen in the field); counted so that
+                    # tests can see what a client sent.
+                    self.sim.state.client_closes[msg.data if isinstance(msg.data, int) else 0] += 1
                 break
 
     async def handle_text(self, data: Any) -> None:

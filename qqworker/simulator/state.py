@@ -111,6 +111,7 @@ class SimState:
         self.reply_keys: dict[tuple[str, int], None] = {}  # an ordered set, oldest first
         self.counters: Counter[str] = Counter()
         self.closes: Counter[int] = Counter()
+        self.client_closes: Counter[int] = Counter()  # close codes the clients sent
 
     def new_session(self, intents: int, shard: list[int]) -> Session:
         session = Session(intents, shard, self.replay_limit)
@@ -144,4 +145,5 @@ class SimState:
             "replies": [r.describe() for r in self.replies],
             "counters": dict(sorted(counters.items())),
             "closes": {str(code): n for code, n in sorted(self.closes.items())},
+            "client_closes": {str(code): n for code, n in sorted(self.client_closes.items())},
         }

@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+import shutil
 import threading
 from typing import Any
 
 from aiohttp import WSMsgType, web
+
+from tests.support import private_state_file
 
 APP_ID = "102000077"
 APP_SECRET = "fakeGatewaySecret000000000000000"
@@ -33,6 +36,7 @@ class FakeGateway:
         self.identifies = 0
         self.resumes = 0
         self.seq = 1
+        self.state_file = private_state_file()
         self._loop = asyncio.new_event_loop()
         self._runner: web.AppRunner | None = None
         started = threading.Event()
@@ -156,6 +160,7 @@ class FakeGateway:
             QQ_APP_SECRET=APP_SECRET,
             QQ_API_BASE=self.info["api_base"],
             QQ_TOKEN_URL=self.info["token_url"],
+            QQW_STATE_FILE=str(self.state_file),  # its sessions mean nothing to another gateway
             PYTHONUNBUFFERED="1",
         )
         env.update(overrides)
@@ -173,6 +178,7 @@ class FakeGateway:
             asyncio.run_coroutine_threadsafe(stop(), self._loop).result(10)
             self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(5)
+        shutil.rmtree(self.state_file.parent, ignore_errors=True)
 
 
 def _json(body: Any) -> web.Response:

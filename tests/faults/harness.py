@@ -13,6 +13,7 @@ import contextlib
 import itertools
 import json
 import os
+import shutil
 import threading
 import time
 import urllib.request
@@ -25,7 +26,7 @@ import psutil
 
 from qqworker.simulator.client_env import client_env
 from tests.faults.results import CaseResult
-from tests.support import PYTHON, LineProcess, assert_no_secret, wait_until
+from tests.support import PYTHON, LineProcess, assert_no_secret, private_state_file, wait_until
 
 DOWN_EVENTS = frozenset(
     {"gateway.closed", "gateway.ack_timeout", "reconnect.failed", "child.killed", "child.exited"}
@@ -127,6 +128,7 @@ class FaultSim:
         self.info: dict[str, Any] = self.process.records()[0]
         self.control_url: str = self.info.get("control_url") or self.info["api_base"]
         self.port = int(self.info["api_base"].rsplit(":", 1)[1].rstrip("/"))
+        self.state_file = private_state_file()
 
     def _request(self, url: str, body: dict[str, Any] | None, timeout: float) -> Any:
         data = None if body is None else json.dumps(body).encode()
@@ -181,10 +183,11 @@ class FaultSim:
         return answer.get("access_token") if isinstance(answer, dict) else None
 
     def env(self, **overrides: str) -> dict[str, str]:
-        return client_env(self.info, **overrides)
+        return client_env(self.info, **{"QQW_STATE_FILE": str(self.state_file), **overrides})
 
     def stop(self) -> None:
         self.process.stop(10)
+        shutil.rmtree(self.state_file.parent, ignore_errors=True)
 
 
 class TreeWatcher:

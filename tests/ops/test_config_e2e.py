@@ -26,6 +26,7 @@ def run_launcher(tmp_path: Path, *args: str, **env: str) -> subprocess.Completed
         QQ_API_BASE="http://127.0.0.1:9",
         QQ_TOKEN_URL="http://127.0.0.1:9/token",
         QQW_STATUS_FILE=str(tmp_path / "status.json"),
+        QQW_STATE_FILE=str(tmp_path / "session.json"),
     )
     full_env.update(env)
     proc = subprocess.Popen(

@@ -15,7 +15,16 @@ from typing import Any
 import pytest
 
 from qqworker.logs import ContractFormatter
-from watchdog.report import build_report, error_cause, format_duration, main, read_logs, summary_line
+from watchdog.report import (
+    build_report,
+    error_cause,
+    format_duration,
+    main,
+    read_logs,
+    render_text,
+    restart_line,
+    summary_line,
+)
 
 DAY = datetime(2025, 3, 14, tzinfo=timezone.utc)
 
@@ -168,6 +177,71 @@ def test_clean_stop_and_restart_are_not_an_outage() -> None:
     log.add("watchdog.stopped", "watchdog", reason="SIGTERM")
     log.at("07:00:00").start().connect()
     assert build_report(log.records).outages == []
+
+
+def clean_stop(log: Log) -> Log:
+    log.add("watchdog.stopping", "watchdog", signal="SIGTERM", forced=False)
+    log.after(0.5).add("gateway.closed", close_code=None, reason="the worker is stopping", action="resume")
+    log.add("child.exited", "watchdog", child_pid=101, exitcode=0, meaning="stopped on request")
+    return log.add("watchdog.stopped", "watchdog", reason="received SIGTERM")
+
+
+def restarted(log: Log, resumed_from: dict[str, Any] | None) -> Log:
+    log.add("watchdog.started", "watchdog", config={}, resumed_from=resumed_from)
+    return log.spawn(resume=resumed_from is not None)
+
+
+def test_a_watchdog_restart_is_its_own_kind_of_gap_not_an_outage() -> None:
+    log = Log(DAY).at("06:00:00").start().connect()
+    clean_stop(log.at("06:05:00"))
+    restarted(log.after(0.4), {"session_id": "s1", "seq": 42, "age_s": 0.9, "clean_stop": True})
+    log.after(0.2).connect(resumed=True)
+    report = build_report(log.records)
+    assert report.outages == []
+    (restart,) = report.restarts
+    assert restart.clean and restart.resumed and restart.start == DAY.replace(hour=6, minute=5)
+    assert restart.duration_s == pytest.approx(1.4)
+    assert restart.resumed_from is not None and restart.resumed_from["seq"] == 42
+    text = render_text(report)
+    assert "1 watchdog restart\n" in text and "no outage" in text
+    assert "watchdog restart 06:05:00 → 06:05:01, 1.4s, clean stop, resumed session s1 (seq 42)" in text
+    data = report.to_dict()
+    assert data["restarts"][0]["duration_s"] == 1.4 and data["restarts"][0]["resumed"] is True
+
+
+def test_a_killed_watchdogs_restart_is_listed_too_with_its_outage() -> None:
+    log = Log(DAY).at("06:00:00").start().connect()
+    log.at("06:10:00").add("dispatch", event_type="X", event_id="1", seq=2)  # last line, then SIGKILL
+    restarted(log.at("06:10:30"), {"session_id": "s1", "seq": 1, "age_s": 30.0, "clean_stop": False})
+    log.after(0.5).connect(resumed=True)
+    report = build_report(log.records)
+    (restart,) = report.restarts
+    assert not restart.clean and restart.start == DAY.replace(hour=6, minute=10)
+    assert "died without a stop line" in restart_line(restart)
+    assert len(report.outages) == 1  # and the time offline is an outage as before
+
+
+def test_a_restart_whose_resume_was_refused_says_why() -> None:
+    log = Log(DAY).at("06:00:00").start().connect()
+    clean_stop(log.at("06:05:00"))
+    restarted(log.after(1), {"session_id": "s1", "seq": 3, "age_s": 1.0, "clean_stop": True})
+    log.add("gateway.connecting", attempt=1, url="wss://gw")
+    log.after(0.3).add("gateway.closed", close_code=4006, reason="invalid session", action="identify")
+    log.after(0.1).add(
+        "gateway.connected",
+        attempt=2,
+        session_id="s2",
+        resumed=False,
+        reason="the platform refused the Resume",
+    )
+    (restart,) = build_report(log.records).restarts
+    assert restart.resumed is False
+    assert "persisted session not resumed: the platform refused the Resume" in restart_line(restart)
+    # Without a persisted session the first connection is simply a new one.
+    log2 = Log(DAY).at("06:00:00").start().connect()
+    clean_stop(log2.at("06:05:00"))
+    restarted(log2.after(1), None).connect()
+    assert "new session" in restart_line(build_report(log2.records).restarts[0])
 
 
 def test_an_outage_still_going_at_the_end() -> None:

@@ -317,3 +317,27 @@ def test_without_an_envelope_id_the_objects_id_dedupes() -> None:
     assert conn.receive_text(frame(Op.DISPATCH, {"id": "m1"}, s=3, t="C2C_MESSAGE_CREATE"), 1) == []
     # The same d.id under another type is another event.
     assert conn.receive_text(frame(Op.DISPATCH, {"id": "m1"}, s=4, t="GROUP_AT_MESSAGE_CREATE"), 1)
+
+
+def test_a_refused_resume_is_said_so_whatever_form_the_refusal_takes() -> None:
+    # op 9 to our Resume
+    session = Session(session_id="old", seq=3)
+    conn, _ = connect(session)
+    (out,) = conn.receive_text(frame(Op.INVALID_SESSION, False), 0.1)
+    assert out.resume_refused and not session.resumable
+    # 4006 / 4007 / 4902 closing the Resume before RESUMED: refused, and not an Identify rejection
+    for code in (4006, 4007, 4902):
+        conn, _ = connect(Session(session_id="old", seq=3))
+        out = conn.receive_close(code)
+        assert out.resume_refused and not out.identify_rejected and out.action is CloseAction.IDENTIFY, code
+
+
+def test_only_a_resume_can_be_refused() -> None:
+    conn, _ = connect()  # an Identify
+    out = conn.receive_text(frame(Op.INVALID_SESSION, False), 0.1)[0]
+    assert not out.resume_refused and out.identify_rejected
+    assert not established(Session(session_id="old", seq=3)).receive_close(4006).resume_refused  # after READY
+    conn, _ = connect(Session(session_id="old", seq=3))
+    assert not conn.receive_close(4009).resume_refused  # resume again, not a refusal
+    conn, _ = connect(Session(session_id="old", seq=3))
+    assert not conn.receive_close(4004).resume_refused  # a stale token: a new token, not a new session

@@ -168,3 +168,26 @@ def test_every_decision_has_a_reason() -> None:
     assert p.attempt_failed("timed out").reason == "timed out"
     p.start_attempt()
     assert p.connection_lost(closed(4900, before_ready=True), now=0).reason == "platform internal error"
+
+
+def test_a_refused_resume_identifies_at_once_without_backoff_or_counting_a_rejection() -> None:
+    p = policy(max_attempts=10)
+    for _ in range(3):  # earlier failures have grown the backoff
+        p.start_attempt()
+        p.attempt_failed("refused")
+    p.start_attempt()
+    refused = Disconnect.from_rule(close_rule(4902), "", before_ready=True, resuming=True)
+    decision = p.connection_lost(refused, 10.0)
+    assert decision.verdict is Verdict.RETRY and decision.delay_s == 0.0
+    assert p.identify_rejections == 0
+    # The same code to an Identify backs off (a platform hiccup: never counted as a rejection either).
+    p.start_attempt()
+    decision = p.connection_lost(closed(4902, before_ready=True), 11.0)
+    assert decision.verdict is Verdict.RETRY and decision.delay_s > 0 and p.identify_rejections == 0
+
+
+def test_a_refused_resume_still_respects_max_attempts() -> None:
+    p = policy(max_attempts=1)
+    p.start_attempt()
+    refused = Disconnect.from_rule(close_rule(4006), "", before_ready=True, resuming=True)
+    assert p.connection_lost(refused, 1.0).verdict is Verdict.GIVE_UP

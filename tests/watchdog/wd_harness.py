@@ -66,6 +66,8 @@ class Watchdog:
         self.status_file = tmp_path / "status.json"
         base = sim.env() if sim is not None else dict(os.environ, PYTHONUNBUFFERED="1")
         base.update(QQ_HANDLER=HANDLER, QQW_TEST_MARKER=str(tmp_path / "marker"))
+        # A state file of this test's own, never the shared ./run one (no simulator: sim.env() sets one).
+        base.setdefault("QQW_STATE_FILE", str(tmp_path / "qqwatchdog.session.json"))
         base.update(env or {})
         self.env = base
         args = [*prefix, PYTHON, "-m", "watchdog", "run", *flags(**overrides)]

@@ -329,6 +329,26 @@ class SupervisionPolicy:
             return KEEP
         return self._check(now)
 
+    def paused(self, now: float, gap_s: float) -> None:
+        """The watchdog itself did not run for `gap_s` up to `now` (host suspend, SIGSTOP of the group):
+        the child was not watched meanwhile, so nothing it owed falls due during the gap. Every deadline
+        moves on by the gap, and the heartbeat window starts afresh now."""
+        if self.state is not ChildState.RUNNING or gap_s <= 0:
+            return
+        self.spawned_at += gap_s
+        self.last_beat_at = max(self.last_beat_at + gap_s, now)
+        if self.beats_closed_at is not None:
+            self.beats_closed_at += gap_s
+        if self._episode_deadline is not None:
+            self._episode_deadline += gap_s
+        self._episode_due += gap_s
+        for duty in self._duties:
+            duty.deadline += gap_s
+            duty.due += gap_s
+            duty.not_before += gap_s
+        # Lines seen before the gap keep settling the duties they settled, at their shifted time.
+        self._logs = deque(((t + gap_s, i, e) for t, i, e in self._logs), maxlen=RECENT_LOGS)
+
     def child_stopped(self, exitcode: int | None) -> None:
         """The child ended because the watchdog itself is stopping: no respawn, nothing counted."""
         self.state = ChildState.NONE
@@ -432,3 +452,17 @@ class SupervisionPolicy:
     ) -> Kill:
         self.state = ChildState.KILLING
         return Kill(reason, event, message, fields, force)
+
+
+PAUSE_MIN_S = 1.0  # below this, an oversleep is scheduling noise on a loaded host, not a pause
+PAUSE_FRACTION = 0.25  # ... and also below this share of the heartbeat timeout
+
+
+def pause_gap(asked_s: float, slept_s: float, heartbeat_timeout: float) -> float | None:
+    """The watchdog asked to wait `asked_s` and came back after `slept_s`: the part of it that was a pause
+    of the watchdog itself (None: an ordinary wake-up). Far longer than asked means the process, or the
+    machine, was not running (SIGSTOP, a suspended VM or laptop)."""
+    over = slept_s - max(0.0, asked_s)
+    if over > max(PAUSE_MIN_S, PAUSE_FRACTION * heartbeat_timeout):
+        return over
+    return None

@@ -26,6 +26,9 @@ class LogEvent(str, Enum):
     REPLY_FAILED = "reply.failed"
     FRAME_REJECTED = "gateway.frame_rejected"
     WORKER_STOPPED = "worker.stopped"
+    LOG_DROPPED = "log.dropped"
+    LOG_SINK_FAILED = "log.sink_failed"
+    LOG_SINK_RECOVERED = "log.sink_recovered"
     # watchdog
     WATCHDOG_STARTED = "watchdog.started"
     CHILD_SPAWNED = "child.spawned"
@@ -42,6 +45,7 @@ class LogEvent(str, Enum):
     WATCHDOG_STOPPING = "watchdog.stopping"
     WATCHDOG_STOPPED = "watchdog.stopped"
     LOG_REOPENED = "log.reopened"
+    WATCHDOG_PAUSED = "watchdog.paused"
 
     def __str__(self) -> str:
         return self.value
@@ -79,6 +83,17 @@ EVENT_DOCS: dict[LogEvent, tuple[str, str]] = {
     LogEvent.REPLY_FAILED: ("error, status", "a reply through the REST API failed"),
     LogEvent.FRAME_REJECTED: ("reason, excerpt", "a malformed or unexpected gateway frame was ignored"),
     LogEvent.WORKER_STOPPED: ("reason", "clean stop"),
+    LogEvent.LOG_DROPPED: (
+        "sink, lines, since",
+        "a stalled or failing sink accepts lines again: how many it lost, since when (also said at once on "
+        "the other sinks)",
+    ),
+    LogEvent.LOG_SINK_FAILED: (
+        "sink, error",
+        "writes to a sink fail (ENOSPC, EIO, EPIPE, ...): said on the other sinks; it is retried every few "
+        "seconds and neither process dies of it",
+    ),
+    LogEvent.LOG_SINK_RECOVERED: ("sink, error", "a failing sink accepts writes again"),
     LogEvent.WATCHDOG_STARTED: ("config (no secrets)", "the watchdog process is up"),
     LogEvent.CHILD_SPAWNED: ("child_pid, resume", "each spawn; `resume` says it was given a session"),
     LogEvent.CHILD_HEARTBEAT_MISSED: ("silent_s", "no pipe heartbeat within the heartbeat timeout"),
@@ -100,4 +115,9 @@ EVENT_DOCS: dict[LogEvent, tuple[str, str]] = {
     LogEvent.WATCHDOG_STOPPING: ("signal, forced", "a stop signal arrived; a second one forces"),
     LogEvent.WATCHDOG_STOPPED: ("reason", "clean stop"),
     LogEvent.LOG_REOPENED: ("path", "the log file was reopened (SIGHUP, logrotate)"),
+    LogEvent.WATCHDOG_PAUSED: (
+        "gap_s",
+        "the watchdog itself was not running for far longer than it slept (host suspend, SIGSTOP): "
+        "deadlines restart from now, the child is not blamed",
+    ),
 }

@@ -31,7 +31,7 @@ from typing import Any
 
 from qqworker.beat import Phase, Progress
 from qqworker.exitcodes import ExitCode
-from qqworker.logs import configure_logging, redactor
+from qqworker.logs import configure_logging, pump_outputs, redactor
 from qqworker.settings import Settings
 
 log = logging.getLogger("qqworker.child")
@@ -130,9 +130,12 @@ async def serve(
     progress.on_change = beater.send
     loop.add_signal_handler(signal.SIGTERM, worker.stop, "received SIGTERM")
     beats = asyncio.create_task(beater.run(), name="qqworker-beat")
+    pump = pump_outputs(loop)
     try:
         return int(await worker.run())
     finally:
+        if pump is not None:
+            pump.close()
         progress.on_change = None
         beats.cancel()
         await asyncio.gather(beats, return_exceptions=True)
@@ -163,7 +166,13 @@ def run_child(
         sys.exit(int(ExitCode.OK))
 
     redactor.add(settings.app_secret)
-    configure_logging(role="worker", generation=generation, stream=sys.stdout)
+    configure_logging(
+        role="worker",
+        generation=generation,
+        stream=sys.stdout,
+        buffer_bytes=settings.log_buffer_kb * 1024,
+        retry_s=settings.log_retry,
+    )
     beat_fd = os.dup(beat_conn.fileno())
     beat_conn.close()
     # The session handed over is in the very first beat, so a child killed early passes it on.

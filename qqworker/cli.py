@@ -20,7 +20,7 @@ from typing import Any, NoReturn
 
 from qqworker.events import LogEvent
 from qqworker.exitcodes import ExitCode
-from qqworker.logs import configure_logging, current_handler, log_event, redactor
+from qqworker.logs import configure_logging, current_handler, log_event, pump_outputs, redactor
 from qqworker.settings import ConfigError, Settings, add_setting_flags, load_settings
 from qqworker.worker import Worker
 
@@ -60,8 +60,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         return int(ExitCode.CONFIG)
     redactor.add(settings.app_secret)
-    if settings.log_file:
-        configure_logging(role="worker", log_file=settings.log_file)
+    configure_logging(
+        role="worker",
+        log_file=settings.log_file or None,
+        buffer_bytes=settings.log_buffer_kb * 1024,
+        retry_s=settings.log_retry,
+    )
     code = run_loop(serve(settings))
     _exit_despite_stuck_threads(code)
     return code
@@ -103,11 +107,14 @@ async def serve(settings: Settings) -> ExitCode:
     for sig in signals:
         loop.add_signal_handler(sig, worker.stop, f"received {sig.name}")
     loop.add_signal_handler(signal.SIGHUP, _reopen_log)
+    pump = pump_outputs(loop)
     try:
         return await worker.run()
     finally:
         for sig in (*signals, signal.SIGHUP):
             loop.remove_signal_handler(sig)
+        if pump is not None:
+            pump.close()
 
 
 def _reopen_log() -> None:

@@ -19,7 +19,7 @@ from typing import IO, Any
 from pythonjsonlogger.json import JsonFormatter
 
 from qqworker.events import LogEvent
-from qqworker.outputs import Output, Outputs
+from qqworker.outputs import AsyncioPump, Output, Outputs
 from qqworker.sinks import DEFAULT_MAX_BYTES, DEFAULT_RETRY_S, Notice, SinkBuffer, SinkSet
 
 REDACTED = "[REDACTED]"
@@ -219,3 +219,8 @@ def log_event(
 ) -> None:
     """One contract log line: a readable sentence plus the event and its fields."""
     logger.log(level, message, extra={"event": event.value, **fields})
+
+
+def pump_outputs(loop: Any) -> AsyncioPump | None:
+    """Lets this asyncio loop write the stalled sinks when they are writable, and retry failing ones."""
+    return AsyncioPump(_handler.outputs, loop) if _handler is not None else None

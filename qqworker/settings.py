@@ -113,6 +113,16 @@ class Settings:
     status_file: str = _opt(
         "./run/qqwatchdog.status.json", "logging", "the watchdog's state file", env="QQW_STATUS_FILE"
     )
+    log_buffer_kb: int = _opt(
+        1024,
+        "logging",
+        "per output (stdout, the log file): KiB of lines held while it is stalled or failing; "
+        "beyond, lines are dropped and counted (log.dropped)",
+        minimum=4,
+    )
+    log_retry: float = _opt(
+        5.0, "logging", "a failing output (ENOSPC, EIO, EPIPE) is retried this often, seconds", minimum=0.1
+    )
 
     # Derived values ------------------------------------------------------------------------
 

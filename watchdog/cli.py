@@ -60,7 +60,12 @@ def cmd_run(argv: Sequence[str]) -> int:
         args = run_parser().parse_args(argv)
         settings = load_settings(args, os.environ, args.config)
         redactor.add(settings.app_secret)
-        handler = configure_logging(role="watchdog", log_file=settings.log_file or None)
+        handler = configure_logging(
+            role="watchdog",
+            log_file=settings.log_file or None,
+            buffer_bytes=settings.log_buffer_kb * 1024,
+            retry_s=settings.log_retry,
+        )
     except (ConfigError, OSError) as exc:
         redactor.add(os.environ.get("QQ_APP_SECRET"))
         reason = f"configuration error: {exc}"

@@ -31,7 +31,7 @@ from qqworker.exitcodes import ExitCode, exit_meaning
 from qqworker.logs import JsonLinesHandler, log_event, rfc3339_utc
 from qqworker.settings import Settings
 from watchdog import process
-from watchdog.policy import Decision, GiveUp, Kill, Respawn, Stop, SupervisionPolicy, Timings
+from watchdog.policy import Decision, GiveUp, Kill, Respawn, Stop, SupervisionPolicy, Timings, pause_gap
 from watchdog.relay import LineSplitter, classify, group_output
 from watchdog.sdnotify import Notifier
 from watchdog.status import write_status
@@ -81,6 +81,7 @@ class Supervisor:
         self._status_every = min(5.0, max(0.5, settings.heartbeat_interval))
         self._next_status = self._next_rss = self._next_tree = float("-inf")
         self._status_failed = False
+        self._writing: dict[int, Any] = {}  # stalled output fds registered for EVENT_WRITE
 
     # The loop ---------------------------------------------------------------------------------
 
@@ -92,6 +93,7 @@ class Supervisor:
         previous = {sig: signal.signal(sig, _ignore_here) for sig in SIGNALS}
         old_wakeup = signal.set_wakeup_fd(signal_w, warn_on_full_buffer=False)
         self._sel.register(signal_r, selectors.EVENT_READ, lambda: self._on_signals(signal_r))
+        self.out.outputs.watched = True  # a stalled output is written when the loop sees it writable
         subreaper = process.become_subreaper()
         log_event(
             log,
@@ -118,9 +120,44 @@ class Supervisor:
         return self.exit_code
 
     def _poll(self, timeout: float) -> None:
-        """One turn: waits up to `timeout` for a pipe or a signal, then handles what came."""
-        for key, _ in self._sel.select(max(0.0, timeout)):
+        """One turn: waits up to `timeout` for a pipe, a signal or a stalled output; handles what came."""
+        self._watch_outputs()
+        asked = max(0.0, timeout)
+        before = self.clock()
+        ready = self._sel.select(asked)
+        gap = pause_gap(asked, self.clock() - before, self.settings.heartbeat_timeout)
+        if gap is not None:
+            self._paused(gap)  # before any beat or line read now is judged
+        for key, _ in ready:
             key.data()
+
+    def _watch_outputs(self) -> None:
+        """EVENT_WRITE for exactly the outputs that are stalled with lines pending."""
+        outputs = self.out.outputs
+        wanted = dict(outputs.writers())
+        for fd in list(self._writing):
+            if wanted.get(fd) is not self._writing[fd]:
+                self._unregister(fd)
+                del self._writing[fd]
+        for fd, output in wanted.items():
+            if fd in self._writing:
+                continue
+            try:
+                self._sel.register(fd, selectors.EVENT_WRITE, lambda o=output: outputs.flush(o))
+            except (KeyError, ValueError, OSError):  # not pollable: its retry covers it
+                continue
+            self._writing[fd] = output
+
+    def _paused(self, gap: float) -> None:
+        log_event(
+            log,
+            LogEvent.WATCHDOG_PAUSED,
+            f"The watchdog itself was not running for {gap:.1f}s (host suspend, SIGSTOP): the worker's "
+            "heartbeat window and deadlines start again from now",
+            level=logging.WARNING,
+            gap_s=round(gap, 3),
+        )
+        self.policy.paused(self.clock(), gap)
 
     def _on_signals(self, fd: int) -> None:
         try:
@@ -308,6 +345,7 @@ class Supervisor:
 
     def _housekeeping(self, now: float) -> None:
         self.notifier.ping_if_due(now)
+        self.out.outputs.retry_due(now)
         if now >= self._next_status:
             self._write_status()
 
@@ -325,6 +363,9 @@ class Supervisor:
         ping = self.notifier.next_ping_delay(now)
         if ping is not None:
             times.append(now + ping)
+        retry = self.out.outputs.next_retry()
+        if retry is not None:
+            times.append(retry)
         return max(now, min(times))
 
     # Decisions and kills ----------------------------------------------------------------------
@@ -555,6 +596,7 @@ class Supervisor:
             "stale_after_s": round(3 * self._status_every + 5, 3),
             "updated_at": rfc3339_utc(wall_now),
             "updated_at_epoch": round(wall_now, 3),
+            "sinks": self.out.sinks(),
         }
 
     def _write_status(self, *, force: bool = False) -> None:

@@ -157,26 +157,36 @@ class SinkBuffer:
             self._queue.popleft()
             self._offset = 0
             self.written += 1
-        if self.state is SinkState.FAILING:
-            error = self.error
-            self.state, self.since, self.error, self.retry_at = SinkState.OK, None, None, None
-            self._say(
-                Notice(
-                    LogEvent.LOG_SINK_RECOVERED,
-                    self.name,
-                    f"The {self.name} output works again (it failed with: {error})",
-                    {"sink": self.name, "error": error},
-                ),
-                here=True,
-            )
-        self.state, self.since, self.error, self.retry_at = SinkState.OK, None, None, None
         if self._lost:
             self._report_loss()
+        if self.state is SinkState.FAILING:
+            # A full disk takes the last bytes of a page and fails again: only a queue written out
+            # (or a write that would merely block) ends the failure, so the sink does not flap.
+            if self.pending_bytes == 0:
+                self._recovered(SinkState.OK)
+            return
+        self.state, self.since, self.error, self.retry_at = SinkState.OK, None, None, None
+
+    def _recovered(self, state: SinkState) -> None:
+        error = self.error
+        self.state, self.error, self.retry_at = state, None, None
+        self.since = self.wall() if state is SinkState.STALLED else None
+        self._say(
+            Notice(
+                LogEvent.LOG_SINK_RECOVERED,
+                self.name,
+                f"The {self.name} output works again (it failed with: {error})",
+                {"sink": self.name, "error": error},
+            ),
+            here=True,
+        )
 
     def blocked(self) -> None:
         """A write would block: stalled (from now, unless it already was), waiting to be writable."""
         if self.state is SinkState.OK:
             self.state, self.since = SinkState.STALLED, self.wall()
+        elif self.state is SinkState.FAILING:
+            self._recovered(SinkState.STALLED)  # it takes writes again, just slowly
 
     def failed(self, error: str) -> None:
         """A write (or the reopen before it) failed: said once per episode, retried after retry_s."""

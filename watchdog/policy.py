@@ -190,6 +190,7 @@ class SupervisionPolicy:
         # Recent attempt and outcome lines, to settle a duty whose beat came after them.
         self._logs: deque[tuple[float, int, LogEvent]] = deque(maxlen=RECENT_LOGS)
         self._log_index = 0
+        self._woke_at = float("-inf")  # the end of the last pause of the watchdog itself
 
     def child_spawned(self, now: float) -> None:
         self._reset_child(now)
@@ -263,7 +264,9 @@ class SupervisionPolicy:
                 self.backoff.reset()
         if beat.ack_age_s is not None and beat.heartbeat_interval_s:
             limit = ACK_STALE_INTERVALS * beat.heartbeat_interval_s + self.t.attempt_grace
-            if beat.ack_age_s > limit:
+            # An ACK missed while everything was paused is no evidence: its window starts at the wake-up.
+            ack_age = min(beat.ack_age_s, max(0.0, now - self._woke_at))
+            if ack_age > limit:
                 return self._kill(
                     "ack stale",
                     LogEvent.CHILD_ACK_STALE,
@@ -332,10 +335,11 @@ class SupervisionPolicy:
     def paused(self, now: float, gap_s: float) -> None:
         """The watchdog itself did not run for `gap_s` up to `now` (host suspend, SIGSTOP of the group):
         the child was not watched meanwhile, so nothing it owed falls due during the gap. Every deadline
-        moves on by the gap, and the heartbeat window starts afresh now."""
+        moves on by the gap, and the heartbeat and gateway-ACK windows start afresh now."""
         if self.state is not ChildState.RUNNING or gap_s <= 0:
             return
         self.spawned_at += gap_s
+        self._woke_at = now
         self.last_beat_at = max(self.last_beat_at + gap_s, now)
         if self.beats_closed_at is not None:
             self.beats_closed_at += gap_s

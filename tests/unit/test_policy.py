@@ -565,6 +565,20 @@ def test_a_stuck_attempt_is_still_killed_after_a_pause() -> None:
     is_kill(policy.tick(1.0 + 25.0 + BOUND + 0.1), LogEvent.CHILD_ATTEMPT_OVERDUE)
 
 
+def test_an_ack_missed_during_the_pause_is_judged_from_the_wake_up() -> None:
+    policy = make()
+    connect_cleanly(policy, 1.0)
+    policy.paused(70.0, 60.0)
+    # Its first beat after the wake-up: the last ACK is from before the pause.
+    assert policy.beat(70.1, connected(10.0, ack_age=65.0)) is KEEP
+    limit = 3 * 45.0 + T.attempt_grace
+    assert policy.beat(70.0 + limit - 1, connected(10.0, ack_age=65.0 + limit)) is KEEP
+    # ... but an ACK that then stays away is stale again.
+    is_kill(
+        policy.beat(70.0 + limit + 1, connected(10.0, ack_age=65.0 + limit + 1)), LogEvent.CHILD_ACK_STALE
+    )
+
+
 def test_a_pause_without_a_running_child_changes_nothing() -> None:
     policy = SupervisionPolicy(T)
     policy.paused(100.0, 50.0)

@@ -125,8 +125,22 @@ def test_a_failing_sink_keeps_what_fits_and_counts_the_rest() -> None:
     out = drain(sink)
     events = [json.loads(x)["event"] for x in out if x.startswith(b"{")]
     assert out[:5] == [line(i) for i in range(5)]
-    assert events == ["log.sink_recovered", "log.dropped"]
+    assert events == ["log.dropped", "log.sink_recovered"]
     check_accounting(sink)
+
+
+def test_partial_progress_while_failing_is_no_recovery() -> None:
+    sink, _ = make(max_bytes=1000)
+    for i in range(5):
+        sink.offer(line(i))
+    sink.failed("ENOSPC: No space left on device")
+    sink.wrote(4)  # the last bytes of a page, then ENOSPC again
+    sink.failed("ENOSPC: No space left on device")
+    assert sink.state is SinkState.FAILING
+    assert [n.event for n in sink.take_notices()] == [LogEvent.LOG_SINK_FAILED]
+    sink.blocked()  # a write that would block is no error: it works again, slowly
+    assert sink.state is SinkState.STALLED and sink.retry_at is None
+    assert [n.event for n in sink.take_notices()] == [LogEvent.LOG_SINK_RECOVERED]
 
 
 def test_a_huge_line_into_an_empty_buffer_is_taken() -> None:
@@ -164,8 +178,8 @@ def test_a_sink_set_says_one_sinks_trouble_on_the_others() -> None:
     sinks.settle()
     file_lines = drain(file)
     events = [json.loads(x) for x in file_lines if x.startswith(b"{")]
-    assert [e["event"] for e in events] == ["log.sink_failed", "log.sink_recovered", "log.dropped"]
-    assert events[0]["sink"] == "stdout" and events[2]["lines"] == 5
+    assert [e["event"] for e in events] == ["log.sink_failed", "log.dropped", "log.sink_recovered"]
+    assert events[0]["sink"] == "stdout" and events[1]["lines"] == 5
     assert len([x for x in file_lines if x.startswith(b"line")]) == 15
     for sink in (stdout, file):
         check_accounting(sink)

@@ -169,6 +169,11 @@ def test_stdout_never_read(
         )
         status = _status(run)
         assert status["sinks"]["stdout"]["state"] == "stalled", status["sinks"]
+        shown = subprocess.run(
+            [PYTHON, "-m", "watchdog", "status", "--status-file", str(run.status_file)],
+            cwd=ROOT, capture_output=True, text=True, timeout=30,
+        ).stdout  # fmt: skip
+        assert "output stdout    stalled since" in shown and "dropped" in shown, shown
         assert status["sinks"]["file"] == {**status["sinks"]["file"], "state": "ok", "dropped": 0}
         first = int(log.records("child.spawned")[-1]["child_pid"])
         mark = log.mark()

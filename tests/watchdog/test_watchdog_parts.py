@@ -232,3 +232,21 @@ def test_status_json_cli_shape(tmp_path: Path) -> None:
     )
     assert out.returncode == 3
     assert json.loads(out.stdout)["verdict"].startswith("not running")
+
+
+def test_status_render_shows_each_output_state_and_its_losses() -> None:
+    from watchdog.status import render
+
+    status = {
+        "state": "running",
+        "sinks": {
+            "stdout": {"state": "stalled", "since": "2026-01-01T00:00:00.000Z", "error": None,
+                       "produced": 900, "written": 300, "dropped": 550, "pending": 50},
+            "file": {"state": "failing", "since": "2026-01-01T00:00:01.000Z", "error": "ENOSPC: No space",
+                     "produced": 900, "written": 10, "dropped": 0, "pending": 890},
+        },
+    }  # fmt: skip
+    text = render(status, "healthy: connected", 0.0)
+    assert "output stdout    stalled since 2026-01-01T00:00:00.000Z, 550 line(s) dropped of 900" in text
+    assert "output file      failing since 2026-01-01T00:00:01.000Z: ENOSPC: No space" in text
+    assert "output" not in render({"state": "running"}, "x", 0.0)

@@ -362,3 +362,46 @@ def test_terminal_closed(sim: FaultSim, timings: Timings, record: CaseResult, tm
         kill_session(proc.pid)
         with contextlib.suppress(subprocess.TimeoutExpired):
             proc.wait(5)
+
+
+@fault(
+    "process",
+    "worker run alone, its stdout never read",
+    "gateway heartbeats and handlers go on, log file complete, drops counted exactly",
+)
+def test_worker_alone_stdout_never_read(
+    sim: FaultSim, supervise: Callable[..., Supervised], record: CaseResult, tmp_path: Path
+) -> None:
+    reader = StuckReader(tmp_path / "stdout.fifo")
+    log = FileLines(tmp_path / "worker.log")
+    try:
+        run = supervise(
+            sim,
+            alone=True,
+            prefix=stdout_to(reader.path),
+            extra_flags=["--log-file", str(log.path), *SMALL_BUFFER],
+            env_overrides={"QQ_HANDLER": "echo"},
+        )
+        log.wait("gateway.connected", START_TIMEOUT)
+        before = sim_counters(sim)
+        seqs: list[int] = []
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < 5.0:
+            seqs += sim.say("hello", 40)
+            time.sleep(0.2)
+        after = sim_counters(sim)
+        for counter in ("heartbeats", "acks"):
+            assert after.get(counter, 0) >= before.get(counter, 0) + 10, (counter, before, after)
+        wait_until(lambda: sim.state()["replies_received"] >= len(seqs), 20, "every event answered")
+        assert not set(seqs) - {int(r["seq"]) for r in log.records("dispatch")}
+        reader.drain()
+        notice = wait_until(lambda: reader.records("log.dropped"), 10, "log.dropped on stdout")[0]
+        record.measure("stdout_dropped_lines", notice["lines"], None)
+        assert notice["sink"] == "stdout" and notice["lines"] > 0
+        run.assert_clean_end()
+        time.sleep(0.3)
+        written = reader.records()
+        lost = sum(r["lines"] for r in written if r["event"] == "log.dropped" and r["sink"] == "stdout")
+        assert len(written) + lost == len(log.records()), (len(written), lost, len(log.records()))
+    finally:
+        reader.close()

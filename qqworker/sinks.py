@@ -97,6 +97,15 @@ class SinkBuffer:
         self.pending_bytes += len(line)
         return True
 
+    def offer_written(self, line: bytes, count: int) -> None:
+        """A line the shell wrote at once into an idle sink (the hot path): `count` of its bytes went."""
+        if count >= len(line):
+            self.produced += 1
+            self.written += 1
+            return
+        self.offer(line)
+        self.wrote(count)
+
     def push(self, line: bytes) -> None:
         """Queue a line about this sink itself (its own `log.dropped`): never dropped, one over the bound."""
         self.produced += 1

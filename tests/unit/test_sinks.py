@@ -143,6 +143,16 @@ def test_partial_progress_while_failing_is_no_recovery() -> None:
     assert [n.event for n in sink.take_notices()] == [LogEvent.LOG_SINK_RECOVERED]
 
 
+def test_a_line_written_at_once_is_counted_and_its_rest_queued() -> None:
+    sink, _ = make()
+    sink.offer_written(line(1), 9)
+    assert (sink.produced, sink.written, sink.pending_lines) == (1, 1, 0)
+    sink.offer_written(line(2), 3)
+    assert sink.chunk() == line(2)[3:]
+    assert drain(sink) == [line(2)[3:]] and sink.written == 2
+    check_accounting(sink)
+
+
 def test_a_huge_line_into_an_empty_buffer_is_taken() -> None:
     sink, _ = make(max_bytes=10)
     big = b"x" * 500 + b"\n"
@@ -192,7 +202,9 @@ def test_accounting_is_exact_under_any_mix_of_offers_partial_writes_stalls_and_e
         sink, clock = make(max_bytes=rng.randint(20, 400))
         for step in range(400):
             roll = rng.random()
-            if roll < 0.5:
+            if roll < 0.2 and not sink.pending_bytes and sink.state is SinkState.OK:
+                sink.offer_written(line(step), rng.randint(0, 9))  # the hot path, sometimes partial
+            elif roll < 0.5:
                 sink.offer(line(step))
             elif roll < 0.8 and sink.pending_bytes:
                 sink.wrote(rng.randint(1, len(sink.chunk())))

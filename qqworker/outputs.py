@@ -137,6 +137,7 @@ class Output:
                 buffer.blocked()
                 return
             buffer.wrote(count)
+        buffer.usable()
 
     def _write(self, data: bytes) -> int:
         if self.stream is not None:

@@ -16,6 +16,7 @@ say about itself (it failed, it recovered, it lost lines) is said on the other s
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections import deque
 from collections.abc import Callable
@@ -145,7 +146,7 @@ class SinkBuffer:
             return b""
         parts = [self._queue[0][self._offset :]]
         size = len(parts[0])
-        for line in list(self._queue)[1:]:
+        for line in itertools.islice(self._queue, 1, None):
             if size + len(line) > limit:
                 break
             parts.append(line)
@@ -189,6 +190,11 @@ class SinkBuffer:
             ),
             here=True,
         )
+
+    def usable(self) -> None:
+        """A retry found the sink usable (reopened, nothing left to write): the failure is over."""
+        if self.state is SinkState.FAILING and not self.pending_bytes:
+            self._recovered(SinkState.OK)
 
     def blocked(self) -> None:
         """A write would block: stalled (from now, unless it already was), waiting to be writable."""

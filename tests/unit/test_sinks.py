@@ -153,6 +153,14 @@ def test_a_line_written_at_once_is_counted_and_its_rest_queued() -> None:
     check_accounting(sink)
 
 
+def test_a_sink_that_failed_with_nothing_queued_recovers_when_usable_again() -> None:
+    sink, _ = make()
+    sink.failed("EBADF: Bad file descriptor")  # e.g. fd 1 closed at start-up
+    sink.usable()
+    assert sink.state is SinkState.OK and sink.retry_at is None
+    assert json.loads(drain(sink)[0])["event"] == "log.sink_recovered"
+
+
 def test_a_huge_line_into_an_empty_buffer_is_taken() -> None:
     sink, _ = make(max_bytes=10)
     big = b"x" * 500 + b"\n"

@@ -405,3 +405,40 @@ def test_worker_alone_stdout_never_read(
         assert len(written) + lost == len(log.records()), (len(written), lost, len(log.records()))
     finally:
         reader.close()
+
+
+@fault(
+    "process",
+    "watchdog alone stopped (SIGSTOP) while events flow: the worker's log pipe fills",
+    "worker keeps its link and answers, counts its pipe's loss, not killed after the pause",
+)
+def test_watchdog_stopped_worker_pipe_full(
+    sim: FaultSim, supervise: Callable[..., Supervised], timings: Timings, record: CaseResult
+) -> None:
+    run = supervise(sim, extra_flags=SMALL_BUFFER, env_overrides={"QQ_HANDLER": "echo"})
+    run.connected()
+    time.sleep(0.5)
+    mark = run.mark()
+    before = sim_counters(sim)
+    replies = sim.state()["replies_received"]
+    os.kill(run.process.pid, signal.SIGSTOP)
+    seqs: list[int] = []
+    try:
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < 1.5 * timings.heartbeat_timeout:
+            seqs += sim.say("hello", 40)
+            time.sleep(0.1)
+        # While its supervisor is stopped the worker goes on: it is heartbeating and answering.
+        after = sim_counters(sim)
+        assert after.get("acks", 0) >= before.get("acks", 0) + 5, (before, after)
+        wait_until(lambda: sim.state()["replies_received"] >= replies + len(seqs), 15, "answers, meanwhile")
+    finally:
+        os.kill(run.process.pid, signal.SIGCONT)
+    run.wait("watchdog.paused", 5, after=mark)
+    _, dropped = run.wait("log.dropped", 10, after=mark, role="worker", sink="stdout")
+    record.measure("worker_stdout_dropped_lines", dropped["lines"], None)
+    shown = {int(r["seq"]) for r in run.process.records("dispatch")}
+    assert len(set(seqs) - shown) <= dropped["lines"], "lines missing beyond those counted as dropped"
+    events = {ln.event for ln in run.process.lines[mark:]}
+    assert not events & {"child.killed", "child.heartbeat_missed", "child.ack_stale"}, events
+    run.assert_clean_end()

@@ -96,6 +96,9 @@ def _exit_despite_stuck_threads(code: int, grace_s: float = THREAD_GRACE_S) -> N
         t.is_alive() and not t.daemon and t is not threading.current_thread() for t in threading.enumerate()
     ):
         sys.stdout.flush()
+        handler = current_handler()
+        if handler is not None:
+            handler.flush()  # a stalled stdout's last lines get their bounded chance
         os._exit(code)
 
 

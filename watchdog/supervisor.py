@@ -6,10 +6,12 @@ give up (69) or stop (78). It also owns the process's signals (SIGTERM/SIGINT st
 forces, SIGHUP reopens the log file, SIGCHLD wakes it), the status file and the systemd
 notifications.
 
-One thread and one `selectors` loop: the two pipes, and the signal wake-up pipe (`signal.set_wakeup_fd`:
-the kernel-level handler writes the signal's number there). Every wait is bounded by the next thing
-due: a policy deadline, the status file, a systemd ping, a kill under way. No asyncio here: it would
-load ssl and cost the supervisor a third more memory for nothing it needs.
+One thread and one `selectors` loop: the two pipes, the signal wake-up pipe (`signal.set_wakeup_fd`:
+the kernel-level handler writes the signal's number there) and, while one is stalled, an output's fd
+(EVENT_WRITE: its own lines wait in its bounded buffer, nothing else does). Every wait is bounded by the
+next thing due: a policy deadline, the status file, a systemd ping, a kill under way, a failing output's
+retry. A wait that comes back far later than asked is a pause of the watchdog itself (`watchdog.paused`).
+No asyncio here: it would load ssl and cost the supervisor a third more memory for nothing it needs.
 """
 
 from __future__ import annotations

@@ -20,7 +20,7 @@ from pythonjsonlogger.json import JsonFormatter
 
 from qqworker.events import LogEvent
 from qqworker.outputs import AsyncioPump, Output, Outputs
-from qqworker.sinks import DEFAULT_MAX_BYTES, DEFAULT_RETRY_S, Notice, SinkBuffer, SinkSet
+from qqworker.sinks import DEFAULT_MAX_BYTES, DEFAULT_RETRY_S, Notice, SinkBuffer, SinkSet, SinkState
 
 REDACTED = "[REDACTED]"
 _CORE_FIELDS = ("timestamp", "level", "logger", "message", "event", "role", "pid", "generation")
@@ -120,10 +120,9 @@ class JsonLinesHandler(logging.Handler):
         """SIGHUP: the log file again at its path (a failing one is retried at once)."""
         with self.outputs.lock:
             if self._file is not None:
-                self._file.close()
-                self._file.connect()
-                if self._file.fd >= 0 and self._file.buffer.state.value == "failing":
-                    self._file.buffer.retry_at = self._file.buffer.clock()
+                buffer = self._file.buffer
+                if self._file.connect() and buffer.state is SinkState.FAILING:
+                    buffer.retry_at = buffer.clock()  # reopened: its queue is written now, not at the retry
             self.outputs.flush()
 
     def emit(self, record: logging.LogRecord) -> None:

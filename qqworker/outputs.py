@@ -65,6 +65,7 @@ class Output:
         self.path = path
         self.stream = stream  # a stream without an fd (tests): written as text, never blocks
         self.fd = -1
+        self._fresh = False  # just (re)opened: a retry need not reopen it again
 
     def open(self) -> None:
         """Raises OSError; `connect` is the variant that makes it a condition of the sink."""
@@ -74,6 +75,7 @@ class Output:
             self.fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
         elif self.source_fd is not None:
             self.fd = private_fd(self.source_fd)
+        self._fresh = True
 
     def connect(self) -> bool:
         try:
@@ -117,8 +119,10 @@ class Output:
         if buffer.state is SinkState.FAILING:
             if not buffer.retry_due(now):
                 return
-            if self.stream is None and (self.fd < 0 or self.path is not None) and not self.connect():
+            reopen = self.fd < 0 or (self.path is not None and not self._fresh)
+            if self.stream is None and reopen and not self.connect():
                 return
+        self._fresh = False
         while buffer.pending_bytes:
             data = buffer.chunk()
             try:

@@ -203,7 +203,7 @@ def test_stdout_never_read(
         notice = wait_until(lambda: reader.records("log.dropped"), 10, "log.dropped on stdout")[0]
         assert notice["sink"] == "stdout" and notice["lines"] > 0
         assert log.wait("log.dropped", 5, sink="stdout")["lines"] == notice["lines"]
-        record.measure("stdout_dropped_lines", dropped, None)
+        record.measure("stdout_dropped", dropped, None, unit="lines")
         run.assert_clean_end()
         time.sleep(0.3)
         # Exact accounting: every line produced for stdout was written to it or counted as dropped;
@@ -396,7 +396,7 @@ def test_worker_alone_stdout_never_read(
         assert not set(seqs) - {int(r["seq"]) for r in log.records("dispatch")}
         reader.drain()
         notice = wait_until(lambda: reader.records("log.dropped"), 10, "log.dropped on stdout")[0]
-        record.measure("stdout_dropped_lines", notice["lines"], None)
+        record.measure("stdout_dropped", notice["lines"], None, unit="lines")
         assert notice["sink"] == "stdout" and notice["lines"] > 0
         run.assert_clean_end()
         time.sleep(0.3)
@@ -436,7 +436,7 @@ def test_watchdog_stopped_worker_pipe_full(
         os.kill(run.process.pid, signal.SIGCONT)
     run.wait("watchdog.paused", 5, after=mark)
     _, dropped = run.wait("log.dropped", 10, after=mark, role="worker", sink="stdout")
-    record.measure("worker_stdout_dropped_lines", dropped["lines"], None)
+    record.measure("worker_stdout_dropped", dropped["lines"], None, unit="lines")
     shown = {int(r["seq"]) for r in run.process.records("dispatch")}
     assert len(set(seqs) - shown) <= dropped["lines"], "lines missing beyond those counted as dropped"
     events = {ln.event for ln in run.process.lines[mark:]}

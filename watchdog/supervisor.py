@@ -84,6 +84,9 @@ class Supervisor:
         self._next_status = self._next_rss = self._next_tree = float("-inf")
         self._status_failed = False
         self._writing: dict[int, Any] = {}  # stalled output fds registered for EVENT_WRITE
+        # The clock as the loop last saw it, or the end of the wait it is in: a reading far past it means the
+        # watchdog itself was not running (a pause), wherever in the loop the pause caught it.
+        self._seen_at: float | None = None
 
     # The loop ---------------------------------------------------------------------------------
 
@@ -125,13 +128,24 @@ class Supervisor:
         """One turn: waits up to `timeout` for a pipe, a signal or a stalled output; handles what came."""
         self._watch_outputs()
         asked = max(0.0, timeout)
-        before = self.clock()
+        self._now()
+        self._seen_at = self.clock() + asked
         ready = self._sel.select(asked)
-        gap = pause_gap(asked, self.clock() - before, self.settings.heartbeat_timeout)
-        if gap is not None:
-            self._paused(gap)  # before any beat or line read now is judged
+        self._now()  # a pause is applied before any beat or line read now is judged
         for key, _ in ready:
             key.data()
+
+    def _now(self) -> float:
+        """The clock, for the loop's judgements: a reading far beyond the last one (or beyond the end of
+        the wait in progress) was a pause of the watchdog itself, and is taken as one first."""
+        now = self.clock()
+        if self._seen_at is not None:
+            gap = pause_gap(0.0, now - self._seen_at, self.settings.heartbeat_timeout)
+            if gap is not None:
+                self._seen_at = now
+                self._paused(gap)
+        self._seen_at = now
+        return now
 
     def _watch_outputs(self) -> None:
         """EVENT_WRITE for exactly the outputs that are stalled with lines pending."""
@@ -320,7 +334,7 @@ class Supervisor:
         """Until the child has exited and any kill under way is complete."""
         stop_kill_started = False
         while True:
-            now = self.clock()
+            now = self._now()
             self._step_kill(now)
             if child.exitcode is not None and self._kill is None:
                 return
@@ -443,7 +457,7 @@ class Supervisor:
     def _relay(self, child: process.Child, lines: list[bytes]) -> None:
         if not lines:
             return
-        now = self.clock()
+        now = self._now()
         for text, event in group_output([classify(line) for line in lines]):
             if event is None:
                 first = text.splitlines()[0] if text else ""
@@ -469,7 +483,7 @@ class Supervisor:
             return
         except OSError:
             data = b""
-        now = self.clock()
+        now = self._now()
         if not data:
             self._unregister(child.beat_fd)
             self._beat_eof = True

@@ -72,7 +72,10 @@ class Output:
         self.close()
         if self.path is not None:
             os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
-            self.fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            # O_NONBLOCK: no effect on a regular file; a FIFO given as the log file neither blocks the open
+            # (ENXIO without a reader: failing, retried) nor the writes (stalled, like stdout).
+            flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC | os.O_NONBLOCK
+            self.fd = os.open(self.path, flags, 0o644)
         elif self.source_fd is not None:
             self.fd = private_fd(self.source_fd)
         self._fresh = True

@@ -115,6 +115,29 @@ def test_a_log_file_whose_directory_vanished_is_retried_reopened_and_recovers(tm
     assert "two" in events and "log.sink_recovered" in events
 
 
+def test_a_fifo_as_the_log_file_stalls_like_stdout_and_never_blocks(tmp_path: Path) -> None:
+    fifo = tmp_path / "log.fifo"
+    os.mkfifo(fifo)
+    r = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        handler = configure_logging(
+            "watchdog",
+            log_file=str(fifo),
+            stream=open(os.devnull, "w"),  # noqa: SIM115
+            buffer_bytes=8192,
+        )
+        t0 = time.monotonic()
+        for i in range(2000):
+            handler.write_line(json.dumps({"event": "dispatch", "i": i, "pad": "x" * 100}))
+        assert time.monotonic() - t0 < 2.0
+        file = handler.outputs.sinks.get("file")
+        assert file is not None and file.state is SinkState.STALLED and file.dropped > 0
+        assert handler.outputs.sinks.get("stdout").dropped == 0  # type: ignore[union-attr]
+        assert [fd for fd, _ in handler.outputs.writers()] == [handler._file.fd]  # type: ignore[union-attr]
+    finally:
+        os.close(r)
+
+
 def test_the_asyncio_pump_writes_a_stalled_pipe_when_it_drains(pipe: tuple[int, int]) -> None:
     r, w = pipe
     handler = handler_on(w)

@@ -115,7 +115,7 @@ def sim_counters(sim: FaultSim) -> dict[str, int]:
     return sim.state()["counters"]
 
 
-def events_flowing(sim: FaultSim, stop: threading.Event, every_s: float = 0.25, count: int = 10) -> list[int]:
+def events_flowing(sim: FaultSim, stop: threading.Event, every_s: float = 0.25, count: int = 25) -> list[int]:
     """Dispatches `count` echo events every `every_s` until `stop`; the seqs, for the test to check."""
     seqs: list[int] = []
     while not stop.is_set():
@@ -165,7 +165,7 @@ def test_stdout_never_read(
         # The pipe (64 KiB) and the 16 KiB buffer fill within a few seconds of events; then, mid-stall,
         # a frozen child must still be found and replaced.
         wait_until(
-            lambda: (s := _status(run)) and s["sinks"]["stdout"]["dropped"] > 0, 10, "stdout dropping lines"
+            lambda: (s := _status(run)) and s["sinks"]["stdout"]["dropped"] > 0, 15, "stdout dropping lines"
         )
         status = _status(run)
         assert status["sinks"]["stdout"]["state"] == "stalled", status["sinks"]

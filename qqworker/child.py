@@ -39,7 +39,7 @@ from qqworker import orphans
 from qqworker.beat import MAX_REDACT_CHARS, VERSION_ENV, Phase, Progress
 from qqworker.events import LogEvent
 from qqworker.exitcodes import ExitCode
-from qqworker.logs import configure_logging, redactor
+from qqworker.logs import configure_logging, pump_outputs, redactor
 from qqworker.settings import Settings
 
 log = logging.getLogger("qqworker.child")
@@ -166,9 +166,12 @@ async def serve(
     beats = asyncio.create_task(beater.run(), name="qqworker-beat")
     seen = seen_keeper(settings, worker)
     saves = asyncio.create_task(seen.run(), name="qqworker-seen") if seen is not None else None
+    pump = pump_outputs(loop)
     try:
         return int(await worker.run())
     finally:
+        if pump is not None:
+            pump.close()
         progress.on_change = None
         beats.cancel()
         if saves is not None:
@@ -251,7 +254,13 @@ def run_child(
     orphans.guard(parent_pid, settings.stop_timeout)
 
     redactor.add(settings.app_secret)
-    configure_logging(role="worker", generation=generation, stream=sys.stdout)
+    configure_logging(
+        role="worker",
+        generation=generation,
+        stream=sys.stdout,
+        buffer_bytes=settings.log_buffer_kb * 1024,
+        retry_s=settings.log_retry,
+    )
     beat_fd = os.dup(beat_conn.fileno())
     beat_conn.close()
     # The session handed over is in the very first beat, so a child killed early passes it on.

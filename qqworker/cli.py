@@ -20,7 +20,7 @@ from typing import Any, NoReturn
 
 from qqworker.events import LogEvent
 from qqworker.exitcodes import ExitCode
-from qqworker.logs import configure_logging, current_handler, log_event, redactor
+from qqworker.logs import configure_logging, current_handler, log_event, pump_outputs, redactor
 from qqworker.settings import ConfigError, Settings, add_setting_flags, load_settings
 from qqworker.worker import Worker
 
@@ -60,20 +60,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         return int(ExitCode.CONFIG)
     redactor.add(settings.app_secret)
-    if settings.log_file:
-        try:
-            configure_logging(role="worker", log_file=settings.log_file)
-        except (ConfigError, OSError) as exc:
-            configure_logging(role="worker")
-            log_event(
-                log,
-                LogEvent.WORKER_FATAL,
-                f"Configuration error: {exc}",
-                level=logging.CRITICAL,
-                reason=str(exc),
-                close_code=None,
-            )
-            return int(ExitCode.CONFIG)
+    outputs = {"buffer_bytes": settings.log_buffer_kb * 1024, "retry_s": settings.log_retry}
+    try:
+        configure_logging(role="worker", log_file=settings.log_file or None, **outputs)
+    except (ConfigError, OSError) as exc:
+        configure_logging(role="worker", **outputs)
+        log_event(
+            log,
+            LogEvent.WORKER_FATAL,
+            f"Configuration error: {exc}",
+            level=logging.CRITICAL,
+            reason=str(exc),
+            close_code=None,
+        )
+        return int(ExitCode.CONFIG)
     code = run_loop(serve(settings))
     _exit_despite_stuck_threads(code)
     return code
@@ -104,6 +104,9 @@ def _exit_despite_stuck_threads(code: int, grace_s: float = THREAD_GRACE_S) -> N
         t.is_alive() and not t.daemon and t is not threading.current_thread() for t in threading.enumerate()
     ):
         sys.stdout.flush()
+        handler = current_handler()
+        if handler is not None:
+            handler.flush()  # a stalled stdout's last lines get their bounded chance
         os._exit(code)
 
 
@@ -115,6 +118,7 @@ async def serve(settings: Settings) -> ExitCode:
     for sig in signals:
         loop.add_signal_handler(sig, worker.stop, f"received {sig.name}")
     loop.add_signal_handler(signal.SIGHUP, _reopen_log)
+    pump = pump_outputs(loop)
     try:
         return await worker.run()
     finally:
@@ -124,6 +128,8 @@ async def serve(settings: Settings) -> ExitCode:
         # the whole process group, and the watchdog sends its own) must not turn exit 0 into -15.
         for sig in signals:
             signal.signal(sig, signal.SIG_IGN)
+        if pump is not None:
+            pump.close()
 
 
 def _reopen_log() -> None:

@@ -34,6 +34,9 @@ class LogEvent(str, Enum):
     DISCOVERY_FALLBACK = "gateway.discovery_fallback"
     DEDUPE_IGNORED = "dedupe.ignored"
     DEDUPE_UNSAVED = "dedupe.unsaved"
+    LOG_DROPPED = "log.dropped"
+    LOG_SINK_FAILED = "log.sink_failed"
+    LOG_SINK_RECOVERED = "log.sink_recovered"
     # watchdog
     WATCHDOG_STARTED = "watchdog.started"
     CHILD_SPAWNED = "child.spawned"
@@ -61,6 +64,7 @@ class LogEvent(str, Enum):
     LOCK_FAILED = "watchdog.lock_failed"
     SESSION_IGNORED = "watchdog.session_ignored"
     SESSION_UNSAVED = "watchdog.session_unsaved"
+    WATCHDOG_PAUSED = "watchdog.paused"
     # Not written by our code (a static test enforces it): a library's or Python's own line.
     LIBRARY_LOG = "log"
 
@@ -145,6 +149,17 @@ EVENT_DOCS: dict[LogEvent, tuple[str, str]] = {
         "path, reason",
         "a resumed worker could not use its predecessor's dedupe window (damaged, another session's)",
     ),
+    LogEvent.LOG_DROPPED: (
+        "sink, lines, since",
+        "a stalled or failing sink accepts lines again: how many it lost, since when (also said at once on "
+        "the other sinks)",
+    ),
+    LogEvent.LOG_SINK_FAILED: (
+        "sink, error",
+        "writes to a sink fail (ENOSPC, EIO, EPIPE, ...): said on the other sinks; it is retried every few "
+        "seconds and neither process dies of it",
+    ),
+    LogEvent.LOG_SINK_RECOVERED: ("sink, error", "a failing sink accepts writes again"),
     LogEvent.CHILD_SPAWNED: ("child_pid, resume", "each spawn; `resume` says it was given a session"),
     LogEvent.CHILD_HEARTBEAT_MISSED: ("silent_s", "no pipe heartbeat within the heartbeat timeout"),
     LogEvent.CHILD_ATTEMPT_OVERDUE: ("overdue_s", "an attempt the child announced was not logged in time"),
@@ -174,7 +189,7 @@ EVENT_DOCS: dict[LogEvent, tuple[str, str]] = {
     ),
     LogEvent.CHILD_LOG_CLOSED: (
         "closed_s",
-        "the child closed its output (fds 1 and 2) and is still running: killed and respawned",
+        "the child closed its output (every fd of the log pipe) and is still running: killed and respawned",
     ),
     LogEvent.WATCHDOG_VERSION_SKEW: (
         "worker_version, watchdog_version, unknown_fields",
@@ -214,5 +229,10 @@ EVENT_DOCS: dict[LogEvent, tuple[str, str]] = {
     LogEvent.SESSION_UNSAVED: (
         "path, error",
         "the persisted session could not be written (once per failure run)",
+    ),
+    LogEvent.WATCHDOG_PAUSED: (
+        "gap_s",
+        "the watchdog itself was not running for far longer than it slept (host suspend, SIGSTOP): "
+        "deadlines restart from now, the child is not blamed",
     ),
 }

@@ -1,4 +1,4 @@
-"""Opening the log file (QQW_LOG_FILE / --log-file) without ever blocking, and only if it is a file.
+"""The log file (QQW_LOG_FILE / --log-file) must be a file: what is checked before it is opened.
 
 A FIFO's open() for writing blocks until a reader comes, which hung the watchdog before its first line;
 a directory or a device is no log file either. Anything but a regular file (or a path that does not
@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import stat
-from typing import IO
 
 from qqworker.settings import ConfigError
 
@@ -33,28 +32,15 @@ def _refuse(path: str, mode: int) -> ConfigError:
     )
 
 
-def open_log_file(path: str) -> IO[str]:
-    """The file, opened for appending, line buffered; a lone surrogate is written as its escape."""
+def refuse_unless_regular(path: str) -> None:
+    """ConfigError when `path` exists and is not a regular file (a path not there yet is fine: the
+    log output creates it). The output itself opens it O_NONBLOCK, so should a FIFO appear after this
+    check, the open fails (ENXIO) or returns at once and never blocks (qqworker/outputs.py)."""
     try:
         mode = os.stat(path).st_mode
     except FileNotFoundError:
-        pass
+        return
     except OSError as exc:
         raise ConfigError(f"log_file: cannot use {path}: {exc.strerror or exc}") from None
-    else:
-        if not stat.S_ISREG(mode):
-            raise _refuse(path, mode)
-    directory = os.path.dirname(os.path.abspath(path))
-    try:
-        os.makedirs(directory, exist_ok=True)
-        # O_NONBLOCK: should a FIFO appear between the check and here, open() fails (ENXIO) or returns
-        # at once, instead of blocking; the fstat below refuses it either way.
-        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NONBLOCK | os.O_CLOEXEC, 0o644)
-    except OSError as exc:
-        raise ConfigError(f"log_file: cannot open {path}: {exc.strerror or exc}") from None
-    mode = os.fstat(fd).st_mode
     if not stat.S_ISREG(mode):
-        os.close(fd)
         raise _refuse(path, mode)
-    os.set_blocking(fd, True)
-    return open(fd, "a", encoding="utf-8", errors="backslashreplace", buffering=1)

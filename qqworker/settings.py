@@ -191,6 +191,16 @@ class Settings:
         "the persisted resumable session (mode 0600, no secret or token); empty: off",
         env="QQW_STATE_FILE",
     )
+    log_buffer_kb: int = _opt(
+        1024,
+        "logging",
+        "per output (stdout, the log file): KiB of lines held while it is stalled or failing; "
+        "beyond, lines are dropped and counted (log.dropped)",
+        minimum=4,
+    )
+    log_retry: float = _opt(
+        5.0, "logging", "a failing output (ENOSPC, EIO, EPIPE) is retried this often, seconds", minimum=0.1
+    )
 
     # Derived values ------------------------------------------------------------------------
 

@@ -286,8 +286,6 @@ if [ "$background" = 1 ]; then
     ARGS_FILE="$RUN_DIR/qqwatchdog.args"
     saved=("${pass[@]}")
     [ -z "$env_file" ] || saved=(--env-file "$env_file" "${saved[@]}")
-    (umask 077 && { [ ${#saved[@]} -eq 0 ] || printf '%s\0' "${saved[@]}"; } >"$ARGS_FILE.tmp" &&
-        mv -f "$ARGS_FILE.tmp" "$ARGS_FILE")
     log_offset=0
     [ -f "$BACKGROUND_LOG" ] && log_offset="$(stat -c %s "$BACKGROUND_LOG")"
     log_start="$log_offset"
@@ -340,6 +338,10 @@ if [ "$background" = 1 ]; then
         sleep 0.1
     done
     if ours && pid="$(running_pid)"; then
+        # Saved once it runs (a refused or failed start leaves the running one's options in place); a
+        # private temporary name, so two starts at once never share it.
+        (umask 077 && { [ ${#saved[@]} -eq 0 ] || printf '%s\0' "${saved[@]}"; } >"$ARGS_FILE.$$.tmp" &&
+            mv -f "$ARGS_FILE.$$.tmp" "$ARGS_FILE")
         echo "qqwatchdog: started in the background, pid $pid; log: $BACKGROUND_LOG"
         if [ -n "$stop_began" ]; then
             report_restart_gap "$stop_began" "$stopped_at" "$log_offset" "$restart_wait"

@@ -68,7 +68,12 @@ def cmd_run(argv: Sequence[str]) -> int:
         redactor.add(settings.app_secret)
         redactor.add(settings.push_url)
         check_monitoring(settings)
-        handler = configure_logging(role="watchdog", log_file=settings.log_file or None)
+        handler = configure_logging(
+            role="watchdog",
+            log_file=settings.log_file or None,
+            buffer_bytes=settings.log_buffer_kb * 1024,
+            retry_s=settings.log_retry,
+        )
     except (ConfigError, OSError) as exc:
         configure_logging(role="watchdog")  # the log file may be what failed: stdout alone
         redactor.add(os.environ.get("QQ_APP_SECRET"))

@@ -193,6 +193,7 @@ class SupervisionPolicy:
         # Recent attempt and outcome lines, to settle a duty whose beat came after them.
         self._logs: deque[tuple[float, int, LogEvent]] = deque(maxlen=RECENT_LOGS)
         self._log_index = 0
+        self._woke_at = float("-inf")  # the end of the last pause of the watchdog itself
 
     def child_spawned(self, now: float) -> None:
         self._reset_child(now)
@@ -270,7 +271,9 @@ class SupervisionPolicy:
                 self.backoff.reset()
         if beat.ack_age_s is not None and beat.heartbeat_interval_s:
             limit = ACK_STALE_INTERVALS * beat.heartbeat_interval_s + self.t.attempt_grace
-            if beat.ack_age_s > limit:
+            # An ACK missed while everything was paused is no evidence: its window starts at the wake-up.
+            ack_age = min(beat.ack_age_s, max(0.0, now - self._woke_at))
+            if ack_age > limit:
                 return self._kill(
                     "ack stale",
                     LogEvent.CHILD_ACK_STALE,
@@ -342,6 +345,27 @@ class SupervisionPolicy:
         if self.state is not ChildState.RUNNING:
             return KEEP
         return self._check(now)
+
+    def paused(self, now: float, gap_s: float) -> None:
+        """The watchdog itself did not run for `gap_s` up to `now` (host suspend, SIGSTOP of the group):
+        the child was not watched meanwhile, so nothing it owed falls due during the gap. Every deadline
+        moves on by the gap, and the heartbeat and gateway-ACK windows start afresh now."""
+        if self.state is not ChildState.RUNNING or gap_s <= 0:
+            return
+        self.spawned_at += gap_s
+        self._woke_at = now
+        self.last_beat_at = max(self.last_beat_at + gap_s, now)
+        if self.beats_closed_at is not None:
+            self.beats_closed_at += gap_s
+        if self._episode_deadline is not None:
+            self._episode_deadline += gap_s
+        self._episode_due += gap_s
+        for duty in self._duties:
+            duty.deadline += gap_s
+            duty.due += gap_s
+            duty.not_before += gap_s
+        # Lines seen before the gap keep settling the duties they settled, at their shifted time.
+        self._logs = deque(((t + gap_s, i, e) for t, i, e in self._logs), maxlen=RECENT_LOGS)
 
     def child_stopped(self, exitcode: int | None) -> None:
         """The child ended because the watchdog itself is stopping: no respawn, nothing counted."""
@@ -519,3 +543,17 @@ class PoisonWatch:
 
 def _short(value: Any, limit: int = 128) -> str | None:
     return value[:limit] if isinstance(value, str) else None
+
+
+PAUSE_MIN_S = 1.0  # below this, an oversleep is scheduling noise on a loaded host, not a pause
+PAUSE_FRACTION = 0.25  # ... and also below this share of the heartbeat timeout
+
+
+def pause_gap(asked_s: float, slept_s: float, heartbeat_timeout: float) -> float | None:
+    """The watchdog asked to wait `asked_s` and came back after `slept_s`: the part of it that was a pause
+    of the watchdog itself (None: an ordinary wake-up). Far longer than asked means the process, or the
+    machine, was not running (SIGSTOP, a suspended VM or laptop)."""
+    over = slept_s - max(0.0, asked_s)
+    if over > max(PAUSE_MIN_S, PAUSE_FRACTION * heartbeat_timeout):
+        return over
+    return None

@@ -225,6 +225,11 @@ def render(status: dict[str, Any], verdict: str, now: float) -> str:
         ("resumed from", _resumed_from(status.get("resumed_from"))),
         ("updated", status.get("updated_at")),
     ]
+    sinks = status.get("sinks")
+    if isinstance(sinks, dict):
+        rows += [
+            (f"output {name}", sink_text(sink)) for name, sink in sinks.items() if isinstance(sink, dict)
+        ]
     lines += [f"  {name:16} {value}" for name, value in rows if value is not None]
     return "\n".join(lines)
 
@@ -247,6 +252,20 @@ def _resumed_from(origin: Any) -> str | None:
     age = origin.get("age_s")
     since = f", last connected {age:.1f}s before this start" if isinstance(age, (int, float)) else ""
     return f"session {origin.get('session_id')} at seq {origin.get('seq')}, after {how}{since}"
+
+
+def sink_text(sink: dict[str, Any]) -> str:
+    """`ok`, `stalled since T` or `failing since T: error`, and what it lost."""
+    state = str(sink.get("state"))
+    text = state
+    if state != "ok" and sink.get("since"):
+        text += f" since {sink['since']}"
+    if state == "failing" and sink.get("error"):
+        text += f": {sink['error']}"
+    dropped = sink.get("dropped")
+    if isinstance(dropped, int) and dropped:
+        text += f", {dropped} line(s) dropped of {sink.get('produced')}"
+    return text
 
 
 def _age(age: Any, updated: Any, now: float) -> str | None:

@@ -7,10 +7,12 @@ forces, SIGHUP reopens the log file, SIGCHLD wakes it), the status file and the 
 notifications.
 
 One thread and one `selectors` loop: the two pipes, the signal wake-up pipe (`signal.set_wakeup_fd`:
-the kernel-level handler writes the signal's number there) and, with `--http`, the endpoints' sockets
-(`watchdog.monitoring`). Every wait is bounded by the next thing
-due: a policy deadline, the status file, a systemd ping, a kill under way. No asyncio here: it would
-load ssl and cost the supervisor a third more memory for nothing it needs.
+the kernel-level handler writes the signal's number there), with `--http` the endpoints' sockets
+(`watchdog.monitoring`) and, while one is stalled, an output's fd (EVENT_WRITE: its own lines wait in its
+bounded buffer, nothing else does). Every wait is bounded by the next thing due: a policy deadline, the
+status file, a systemd ping, a kill under way, a failing output's retry. A wait that comes back far later
+than asked is a pause of the watchdog itself (`watchdog.paused`). No asyncio here: it would load ssl and
+cost the supervisor a third more memory for nothing it needs.
 """
 
 from __future__ import annotations
@@ -32,10 +34,20 @@ from qqworker.events import LogEvent
 from qqworker.exitcodes import ExitCode, exit_meaning
 from qqworker.hosts import prefer_hosts
 from qqworker.logs import JsonLinesHandler, log_event, redactor, rfc3339_utc
-from qqworker.settings import ConfigError, Settings
+from qqworker.settings import Settings
 from watchdog import process
 from watchdog.monitoring import Monitoring, SupervisorView
-from watchdog.policy import Decision, GiveUp, Kill, PoisonWatch, Respawn, Stop, SupervisionPolicy, Timings
+from watchdog.policy import (
+    Decision,
+    GiveUp,
+    Kill,
+    PoisonWatch,
+    Respawn,
+    Stop,
+    SupervisionPolicy,
+    Timings,
+    pause_gap,
+)
 from watchdog.relay import LineSplitter, classify, group_output
 from watchdog.sdnotify import Notifier
 from watchdog.session_store import SessionFile, resumed_from
@@ -99,6 +111,10 @@ class Supervisor:
         self._skew_reported = False
         self.session_file = SessionFile(settings.state_file, settings.app_id)
         self.resumed_from: dict[str, Any] | None = None
+        self._writing: dict[int, Any] = {}  # stalled output fds registered for EVENT_WRITE
+        # The clock as the loop last saw it, or the end of the wait it is in: a reading far past it means the
+        # watchdog itself was not running (a pause), wherever in the loop the pause caught it.
+        self._seen_at: float | None = None
 
     # The loop ---------------------------------------------------------------------------------
 
@@ -121,6 +137,7 @@ class Supervisor:
         # `cmd_run` blocked the stop signals from its first line: one sent during start-up was held
         # pending, and arrives now, through the wake-up pipe, as a clean stop before any spawn.
         signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
+        self.out.outputs.watched = True  # a stalled output is written when the loop sees it writable
         subreaper = process.become_subreaper()
         restored = self.session_file.restore(self.settings.resume_max_age)
         self.resumed_from = resumed_from(restored)
@@ -173,9 +190,55 @@ class Supervisor:
         return self.exit_code
 
     def _poll(self, timeout: float) -> None:
-        """One turn: waits up to `timeout` for a pipe or a signal, then handles what came."""
-        for key, _ in self._sel.select(max(0.0, timeout)):
+        """One turn: waits up to `timeout` for a pipe, a signal or a stalled output; handles what came."""
+        self._watch_outputs()
+        asked = max(0.0, timeout)
+        self._now()
+        self._seen_at = self.clock() + asked
+        ready = self._sel.select(asked)
+        self._now()  # a pause is applied before any beat or line read now is judged
+        for key, _ in ready:
             key.data()
+
+    def _now(self) -> float:
+        """The clock, for the loop's judgements: a reading far beyond the last one (or beyond the end of
+        the wait in progress) was a pause of the watchdog itself, and is taken as one first."""
+        now = self.clock()
+        if self._seen_at is not None:
+            gap = pause_gap(0.0, now - self._seen_at, self.settings.heartbeat_timeout)
+            if gap is not None:
+                self._seen_at = now
+                self._paused(gap)
+        self._seen_at = now
+        return now
+
+    def _watch_outputs(self) -> None:
+        """EVENT_WRITE for exactly the outputs that are stalled with lines pending."""
+        outputs = self.out.outputs
+        wanted = dict(outputs.writers())
+        for fd in list(self._writing):
+            if wanted.get(fd) is not self._writing[fd]:
+                self._unregister(fd)
+                del self._writing[fd]
+        for fd, output in wanted.items():
+            if fd in self._writing:
+                continue
+            try:
+                self._sel.register(fd, selectors.EVENT_WRITE, lambda o=output: outputs.flush(o))
+            except (KeyError, ValueError, OSError):  # not pollable: its retry covers it
+                continue
+            self._writing[fd] = output
+
+    def _paused(self, gap: float) -> None:
+        log_event(
+            log,
+            LogEvent.WATCHDOG_PAUSED,
+            f"The watchdog itself was not running for {gap:.1f}s (host suspend, SIGSTOP): the worker's "
+            "heartbeat window and deadlines start again from now",
+            level=logging.WARNING,
+            gap_s=round(gap, 3),
+        )
+        self.policy.paused(self.clock(), gap)
 
     def _on_signals(self, fd: int) -> None:
         try:
@@ -362,7 +425,7 @@ class Supervisor:
         """Until the child has exited and any kill under way is complete."""
         stop_kill_started = False
         while True:
-            now = self.clock()
+            now = self._now()
             self._step_kill(now)
             if child.exitcode is not None and self._kill is None:
                 return
@@ -390,6 +453,7 @@ class Supervisor:
     def _housekeeping(self, now: float) -> None:
         self.notifier.ping_if_due(now)
         self.monitoring.tick(now)
+        self.out.outputs.retry_due(now)
         if now >= self._next_status:
             self._write_status()
 
@@ -410,6 +474,9 @@ class Supervisor:
         monitoring = self.monitoring.next_wake()
         if monitoring is not None:
             times.append(monitoring)
+        retry = self.out.outputs.next_retry()
+        if retry is not None:
+            times.append(retry)
         return max(now, min(times))
 
     # Decisions and kills ----------------------------------------------------------------------
@@ -495,7 +562,7 @@ class Supervisor:
     def _relay(self, child: process.Child, lines: list[bytes]) -> None:
         if not lines:
             return
-        now = self.clock()
+        now = self._now()
         for item in group_output([classify(line, child.pid) for line in lines]):
             text, event = item.text, item.event
             if event is None:
@@ -526,7 +593,7 @@ class Supervisor:
             return
         except OSError:
             data = b""
-        now = self.clock()
+        now = self._now()
         if not data:
             self._unregister(child.beat_fd)
             self._beat_eof = True
@@ -659,16 +726,16 @@ class Supervisor:
             )
 
     def reopen_log(self) -> None:
-        try:
-            self.out.reopen()
-        except (OSError, ConfigError) as exc:  # replaced by a FIFO, a directory, no permission...
+        error = self.out.reopen()
+        if error is not None:  # replaced by a FIFO, a directory, no permission...: retried as it fails
             log_event(
                 log,
                 LogEvent.LOG_REOPENED,
-                f"Cannot reopen the log file: {exc}; writing to stdout only",
+                f"Cannot reopen the log file: {error}; stdout goes on, the file is retried every "
+                f"{self.settings.log_retry:g}s",
                 level=logging.ERROR,
                 path=self.out.file_path,
-                error=str(exc),
+                error=error,
             )
             return
         log_event(
@@ -726,6 +793,7 @@ class Supervisor:
             "stale_after_s": round(3 * self._status_every + 5, 3),
             "updated_at": rfc3339_utc(wall_now),
             "updated_at_epoch": round(wall_now, 3),
+            "sinks": self.out.sinks(),
         }
 
     def _write_status(self, *, force: bool = False) -> None:

@@ -97,10 +97,15 @@ async def outage(request: web.Request) -> web.Response:
         if seconds == 0 and isinstance(mode, str):
             await sim.end_outage(mode)
         else:
-            await sim.outage(mode, seconds)
+            # Asked over the main port, `refuse` would drop the very connection that carries this request:
+            # that one is spared, answered, then closed (Connection: close).
+            await sim.outage(mode, seconds, spare=request.transport)
     except ValueError as exc:
         return _bad(str(exc))
-    return json_response({"outages": sim.outages.describe()})
+    response = json_response({"outages": sim.outages.describe()})
+    if mode == "refuse" and seconds != 0:
+        response.force_close()
+    return response
 
 
 async def revoke_tokens(request: web.Request) -> web.Response:

@@ -77,6 +77,7 @@ class Simulator:
         self.tokens = TokenStore(self.options.token_ttl_s)
         self.events = EventFactory(Identities(self.options.bot_id, self.options.bot_name))
         self.outages = Outages(self.spawn, self._outage_started, self._outage_ended)
+        self._spare: asyncio.BaseTransport | None = None  # the connection a refuse outage must not drop
         self._tasks: set[asyncio.Task[Any]] = set()
         self._held: set[HeldConnection] = set()
         self._runner: web.AppRunner | None = None
@@ -277,7 +278,9 @@ class Simulator:
         if self._runner is not None and self._runner.server is not None:
             for handler in self._runner.server.connections:
                 transport = handler.transport
-                if transport is not None and transport.get_extra_info("sockname")[1] == self.port:
+                if transport is None or transport is self._spare:
+                    continue
+                if transport.get_extra_info("sockname")[1] == self.port:
                     transport.abort()
 
     async def _listen_main_again(self) -> None:
@@ -336,9 +339,14 @@ class Simulator:
             await asyncio.gather(*(c.reconnect(close_code) for c in conns), return_exceptions=True)
         return len(conns)
 
-    async def outage(self, mode: str, seconds: float) -> None:
-        """Start an outage mode for `seconds`; it ends by itself."""
-        self.outages.start(mode, seconds)
+    async def outage(self, mode: str, seconds: float, *, spare: asyncio.BaseTransport | None = None) -> None:
+        """Start an outage mode for `seconds`; it ends by itself. `spare`: the connection of the request
+        that asked for it, which a `refuse` leaves open so that the request is answered."""
+        self._spare = spare
+        try:
+            self.outages.start(mode, seconds)
+        finally:
+            self._spare = None
 
     async def end_outage(self, mode: str | None = None) -> None:
         """End one outage mode now, or all of them."""

@@ -9,6 +9,7 @@ again, so each case shows one fault and one recovery.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import sys
@@ -120,9 +121,15 @@ async def _print_token(reply: Any) -> None:
 
 
 async def _close_output(reply: Any) -> None:
-    """fds 1 and 2 closed (a daemonising library, a careless handler): nothing can be logged any more."""
-    os.close(1)
-    os.close(2)
+    """Every descriptor of the log pipe closed, as a daemonising library that closes all fds would:
+    fds 1 and 2, and the worker's own non-blocking description of the same pipe (qqworker/outputs.py),
+    so nothing can be logged any more and the watchdog's end reads EOF."""
+    pipe = os.fstat(1).st_ino
+    for name in os.listdir("/proc/self/fd"):
+        fd = int(name)
+        with contextlib.suppress(OSError):
+            if os.fstat(fd).st_ino == pipe and fd > 0:
+                os.close(fd)
 
 
 async def _grandchild(reply: Any) -> None:

@@ -158,7 +158,9 @@ def test_handler_prints_its_token(start: Callable[..., Supervised], sim: FaultSi
 
 
 @fault(
-    "process", "handler closes fds 1 and 2", "detect ≤ min(heartbeat, stop timeout) + 2 s; respawned, resumed"
+    "process",
+    "handler closes every fd of its output pipe (1, 2 and the logger's own)",
+    "detect ≤ min(heartbeat, stop timeout) + 2 s; respawned, resumed",
 )
 def test_handler_closes_its_output(
     start: Callable[..., Supervised], sim: FaultSim, timings: Timings, record: CaseResult

@@ -4,6 +4,7 @@ that did not come up."""
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import subprocess
@@ -12,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from qqworker.logfile import open_log_file
+from qqworker.logs import JsonLinesHandler
 from qqworker.settings import ConfigError
 from tests.support import PYTHON, ROOT
 
@@ -22,10 +23,11 @@ SECRET = "logfileTestSecret000000000000000"
 
 def test_a_regular_or_new_file_opens_for_appending(tmp_path: Path) -> None:
     path = tmp_path / "sub" / "qqw.log"
-    with open_log_file(str(path)) as fh:
-        fh.write("one \ud83d\n")
-    with open_log_file(str(path)) as fh:
-        fh.write("two\n")
+    for line in ("one \ud83d", "two"):
+        handler = JsonLinesHandler(io.StringIO(), str(path))
+        handler.write_line(line)
+        handler.flush()
+        handler.close()
     assert path.read_text() == "one \\ud83d\ntwo\n"
 
 
@@ -47,7 +49,7 @@ def test_anything_but_a_regular_file_is_refused_at_once(tmp_path: Path, kind: st
     thread.join(5)
     if reader is not None:
         os.close(reader)
-    assert not thread.is_alive(), "open_log_file blocked"
+    assert not thread.is_alive(), "opening the log file blocked"
     (error,) = outcome
     assert isinstance(error, ConfigError) and str(error).startswith(f"log_file: {path} is ")
     assert "not a regular file" in str(error)
@@ -55,7 +57,7 @@ def test_anything_but_a_regular_file_is_refused_at_once(tmp_path: Path, kind: st
 
 def _refusal(path: str) -> BaseException:
     try:
-        open_log_file(path).close()
+        JsonLinesHandler(io.StringIO(), path).close()
     except BaseException as exc:  # the test inspects it
         return exc
     return AssertionError("accepted")

@@ -186,3 +186,23 @@ async def test_stop_during_outages_is_prompt(http: aiohttp.ClientSession):
     assert time.monotonic() - started < 3
     writer.close()
     await gw.closed()
+
+
+async def test_refuse_asked_over_the_main_port_is_answered_first(http: aiohttp.ClientSession):
+    async with Simulator(heartbeat_interval_ms=5000) as sim:
+        token = await fetch_token(http, sim)
+        gw, _ = await ready(sim, token)
+        # The main port serves /_sim/* too; the request's own connection must get its answer.
+        resp = await http.post(
+            f"http://127.0.0.1:{sim.port}/_sim/outage", json={"mode": "refuse", "seconds": 1}
+        )
+        assert resp.status == 200, await resp.text()
+        assert set((await resp.json())["outages"]) == {"refuse"}
+        assert resp.headers.get("Connection", "").lower() == "close"
+        assert (await gw.closed())[0] == 1006, "the other connections on the main port are still dropped"
+        with pytest.raises(ConnectionRefusedError):
+            await asyncio.open_connection("127.0.0.1", sim.port)
+        await over(sim)
+        reader, writer = await raw_request(sim, GET_GATEWAY)
+        assert (await asyncio.wait_for(reader.readline(), STEP)).startswith(b"HTTP/1.1 "), "listening again"
+        writer.close()

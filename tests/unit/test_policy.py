@@ -19,6 +19,7 @@ from watchdog.policy import (
     Stop,
     SupervisionPolicy,
     Timings,
+    pause_gap,
 )
 
 T = Timings(
@@ -571,3 +572,92 @@ def test_a_malformed_beat_is_never_a_poison_skip() -> None:
     for bad in ({"oldest_seq": "5"}, {"oldest_seq": True}, {"session_id": 7}):
         beat = Beat(**{**last_beat(5).__dict__, **bad})
         assert watch.child_died(beat) is None
+
+
+# A paused supervisor -----------------------------------------------------------------------------
+
+
+def test_a_pause_of_the_watchdog_gives_the_child_a_fresh_heartbeat_window() -> None:
+    policy = make()
+    assert policy.beat(10.0, connected()) is KEEP
+    # The whole group stopped at 12 and continued at 72 (twice the timeout): not the child's fault.
+    policy.paused(72.0, 60.0)
+    assert policy.tick(72.0) is KEEP
+    assert policy.next_deadline() == pytest.approx(72.0 + T.heartbeat_timeout)
+    assert policy.tick(101.9) is KEEP
+    # ... but a child that then stays silent is killed, for its silence since the wake-up.
+    kill = is_kill(policy.tick(102.1), LogEvent.CHILD_HEARTBEAT_MISSED)
+    assert kill.fields["silent_s"] == pytest.approx(30.1)
+
+
+def test_without_the_pause_the_same_silence_is_a_kill() -> None:
+    policy = make()
+    assert policy.beat(10.0, connected()) is KEEP
+    is_kill(policy.tick(72.0), LogEvent.CHILD_HEARTBEAT_MISSED)
+
+
+def test_a_pause_moves_attempt_deadlines_on_by_the_gap() -> None:
+    policy = make()
+    fail_attempt(policy, 0.0, attempt=1, delay=2.0)
+    deadline = policy.next_deadline()
+    assert deadline == pytest.approx(2.01 + BOUND)
+    policy.paused(50.0, 45.0)
+    assert policy.tick(50.0) is KEEP
+    assert policy.next_deadline() == pytest.approx(deadline + 45.0)
+    # The attempt it announced, logged after the wake-up, settles the moved duty.
+    assert policy.beat(50.1, connecting(2, 0.0)) is KEEP
+    assert policy.log_event(50.1, LogEvent.GATEWAY_CONNECTING) is KEEP
+    assert policy.log_event(50.2, LogEvent.GATEWAY_CONNECTED) is KEEP
+    assert policy.beat(50.2, connected(0.0, 0.0)) is KEEP
+    assert policy.tick(deadline + 45.0 + 1.0) is KEEP
+
+
+def test_a_stuck_attempt_is_still_killed_after_a_pause() -> None:
+    policy = make()
+    assert policy.beat(1.0, connecting(1, 0.0)) is KEEP
+    policy.paused(31.0, 25.0)
+    assert policy.beat(31.0, connecting(1, 5.0)) is KEEP
+    is_kill(policy.tick(1.0 + 25.0 + BOUND + 0.1), LogEvent.CHILD_ATTEMPT_OVERDUE)
+
+
+def test_an_ack_missed_during_the_pause_is_judged_from_the_wake_up() -> None:
+    policy = make()
+    connect_cleanly(policy, 1.0)
+    policy.paused(70.0, 60.0)
+    # Its first beat after the wake-up: the last ACK is from before the pause.
+    assert policy.beat(70.1, connected(10.0, ack_age=65.0)) is KEEP
+    limit = 3 * 45.0 + T.attempt_grace
+    assert policy.beat(70.0 + limit - 1, connected(10.0, ack_age=65.0 + limit)) is KEEP
+    # ... but an ACK that then stays away is stale again.
+    is_kill(
+        policy.beat(70.0 + limit + 1, connected(10.0, ack_age=65.0 + limit + 1)), LogEvent.CHILD_ACK_STALE
+    )
+
+
+def test_a_pause_without_a_running_child_changes_nothing() -> None:
+    policy = SupervisionPolicy(T)
+    policy.paused(100.0, 50.0)
+    assert policy.next_deadline() is None and policy.tick(100.0) is KEEP
+
+
+@pytest.mark.parametrize(
+    ("asked", "slept", "gap"),
+    [
+        (5.0, 5.02, None),  # an ordinary wake-up
+        (0.0, 0.9, None),  # scheduling noise on a loaded host
+        (5.0, 12.0, None),  # 7 s late: under a quarter of the 30 s timeout
+        (5.0, 13.0, 8.0),
+        (0.5, 60.5, 60.0),  # SIGSTOP for a minute
+        (-1.0, 9.0, 9.0),  # a negative wait is no wait
+    ],
+)
+def test_pause_gap_is_an_oversleep_far_beyond_what_was_asked(
+    asked: float, slept: float, gap: float | None
+) -> None:
+    found = pause_gap(asked, slept, T.heartbeat_timeout)
+    assert found == (None if gap is None else pytest.approx(gap))
+
+
+def test_pause_gap_has_a_floor_for_short_heartbeat_timeouts() -> None:
+    assert pause_gap(0.1, 1.0, 2.0) is None
+    assert pause_gap(0.1, 1.2, 2.0) == pytest.approx(1.1)

@@ -271,3 +271,21 @@ def test_watchdog_status_shows_skipped_poison_events() -> None:
     text = render({"state": "running", "skipped_events": 2, "last_skipped": last}, "healthy: connected", 0.0)
     assert "skipped events   2 (last: C2C_MESSAGE_CREATE id C2C_MESSAGE_CREATE:ab12 seq 41)" in text
     assert "skipped" not in render({"state": "running", "skipped_events": 0}, "healthy", 0.0)
+
+
+def test_status_render_shows_each_output_state_and_its_losses() -> None:
+    from watchdog.status import render
+
+    status = {
+        "state": "running",
+        "sinks": {
+            "stdout": {"state": "stalled", "since": "2026-01-01T00:00:00.000Z", "error": None,
+                       "produced": 900, "written": 300, "dropped": 550, "pending": 50},
+            "file": {"state": "failing", "since": "2026-01-01T00:00:01.000Z", "error": "ENOSPC: No space",
+                     "produced": 900, "written": 10, "dropped": 0, "pending": 890},
+        },
+    }  # fmt: skip
+    text = render(status, "healthy: connected", 0.0)
+    assert "output stdout    stalled since 2026-01-01T00:00:00.000Z, 550 line(s) dropped of 900" in text
+    assert "output file      failing since 2026-01-01T00:00:01.000Z: ENOSPC: No space" in text
+    assert "output" not in render({"state": "running"}, "x", 0.0)

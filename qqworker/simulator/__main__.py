@@ -53,6 +53,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--token-ttl", type=int, default=_DEFAULTS.token_ttl_s, metavar="S")
     p.add_argument("--allow-remote", action="store_true", help="allow a non-loopback --host")
+    p.add_argument(
+        "--no-pong", action="store_true", help="never answer WebSocket pings (clients must fall back to ACKs)"
+    )
     p.add_argument("--log-level", default="WARNING", help="stderr log level (default WARNING)")
     return p.parse_args(argv)
 
@@ -72,6 +75,7 @@ async def serve(args: argparse.Namespace) -> int:
         allowed_intents=args.allowed_intents,
         intent_reject_code=args.intent_reject_code,
         token_ttl_s=args.token_ttl,
+        answer_pings=not args.no_pong,
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

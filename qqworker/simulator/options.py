@@ -39,6 +39,8 @@ class SimOptions:
     close_timeout_s: float = 2.0
     send_timeout_s: float = 10.0
     max_replies_kept: int = 1000
+    # Answer WebSocket pings (the edge most likely does); False tests a client's fallback to ACKs alone.
+    answer_pings: bool = True
 
     @property
     def idle_timeout_s(self) -> float | None:

@@ -26,6 +26,8 @@ class LogEvent(str, Enum):
     REPLY_FAILED = "reply.failed"
     FRAME_REJECTED = "gateway.frame_rejected"
     WORKER_STOPPED = "worker.stopped"
+    PINGS_IGNORED = "gateway.pings_ignored"
+    NETWORK_BACK = "reconnect.network_back"
     # watchdog
     WATCHDOG_STARTED = "watchdog.started"
     CHILD_SPAWNED = "child.spawned"
@@ -68,7 +70,11 @@ EVENT_DOCS: dict[LogEvent, tuple[str, str]] = {
     LogEvent.GATEWAY_CONNECTING: ("attempt, url", "before every connection attempt, the first included"),
     LogEvent.GATEWAY_CONNECTED: ("attempt, session_id, resumed", "READY or RESUMED received"),
     LogEvent.GATEWAY_CLOSED: ("close_code, reason, action", "the connection ended for any cause"),
-    LogEvent.ACK_TIMEOUT: ("missed", "heartbeats went unacknowledged; the connection is dropped"),
+    LogEvent.ACK_TIMEOUT: (
+        "missed, evidence, silent_s, limit_s",
+        "the link is dead (`evidence`: `missed_acks`, `no_pong` for an unanswered WebSocket ping, or "
+        "`silence`); the connection is dropped",
+    ),
     LogEvent.RECONNECT_SCHEDULED: ("attempt, delay_s, max_attempts", "before every backoff sleep"),
     LogEvent.RECONNECT_FAILED: ("attempt, error", "an attempt did not reach READY/RESUMED"),
     LogEvent.RECONNECT_GAVE_UP: ("attempts", "maximum attempts reached; exit 75 follows"),
@@ -79,6 +85,15 @@ EVENT_DOCS: dict[LogEvent, tuple[str, str]] = {
     LogEvent.REPLY_FAILED: ("error, status", "a reply through the REST API failed"),
     LogEvent.FRAME_REJECTED: ("reason, excerpt", "a malformed or unexpected gateway frame was ignored"),
     LogEvent.WORKER_STOPPED: ("reason", "clean stop"),
+    LogEvent.PINGS_IGNORED: (
+        "acks_without_pong",
+        "once per process: the gateway answers no WebSocket ping; liveness falls back to heartbeat ACKs",
+    ),
+    LogEvent.NETWORK_BACK: (
+        "probes, failed, waited_s, delay_s, target",
+        "after a local failure (no route, link down, DNS down, no TCP answer) a probe connected: the backoff "
+        "sleep is cut short",
+    ),
     LogEvent.WATCHDOG_STARTED: ("config (no secrets)", "the watchdog process is up"),
     LogEvent.CHILD_SPAWNED: ("child_pid, resume", "each spawn; `resume` says it was given a session"),
     LogEvent.CHILD_HEARTBEAT_MISSED: ("silent_s", "no pipe heartbeat within the heartbeat timeout"),

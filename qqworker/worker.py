@@ -24,7 +24,9 @@ from qqworker.events import LogEvent
 from qqworker.exitcodes import ExitCode
 from qqworker.gateway import Callbacks, drive, open_link
 from qqworker.handlers import Dispatcher, Handler, load_handler
+from qqworker.liveness import PingsIgnored
 from qqworker.logs import log_event
+from qqworker.netpath import local_failure, probe_target, tcp_probe, wait_for_path
 from qqworker.protocol import Established, GatewayConnection, Session
 from qqworker.reconnect import Decision, ReconnectPolicy, Verdict
 from qqworker.rest import RestClient
@@ -72,6 +74,8 @@ class Worker:
         self.tokens: TokenManager | None = None
         self.rest: RestClient | None = None
         self.dispatcher: Dispatcher | None = None
+        self._path_down: str | None = None  # the last attempt failed before reaching the platform: why
+        self._pings_ignored = False  # a connection found that the gateway answers no WebSocket ping
 
     # Public API ------------------------------------------------------------------------------
 
@@ -178,6 +182,7 @@ class Worker:
             if decision.refresh_token and self.tokens is not None:
                 self.tokens.invalidate()
             await self._wait(decision)
+            self._path_down = None
 
     async def _wait(self, decision: Decision) -> None:
         loop = asyncio.get_running_loop()
@@ -193,7 +198,29 @@ class Worker:
             max_attempts=self.settings.max_attempts,
             reason=decision.reason,
         )
-        await asyncio.sleep(delay)
+        if self._path_down is None or delay <= 0:
+            await asyncio.sleep(delay)
+            return
+        # The failure never reached the platform: watch the path and go as soon as it is back.
+        host, port = probe_target(self._probe_url())
+        report = await wait_for_path(delay, lambda: tcp_probe(host, port))
+        if report.back:
+            log_event(
+                log,
+                LogEvent.NETWORK_BACK,
+                f"The network is back ({host}:{port} answered after {report.failed} failed probes): "
+                f"reconnecting now instead of in {seconds_text(max(0.0, delay - report.waited_s))}",
+                probes=report.probes,
+                failed=report.failed,
+                waited_s=round(report.waited_s, 3),
+                delay_s=delay,
+                target=f"{host}:{port}",
+                cause=self._path_down,
+            )
+
+    def _probe_url(self) -> str:
+        cached = self.rest.cached_gateway_url if self.rest is not None else None
+        return cached or self.settings.rest_base
 
     async def _attempt(self, attempt: int) -> Decision:
         """One connection attempt and, when it succeeds, the whole connection; then what next."""
@@ -225,18 +252,26 @@ class Worker:
             stage = "connect"
             link = await open_link(url, deadline - loop.time())
         except TokenError as exc:
+            self._path_down = None if exc.permanent else local_failure(exc)
             return self._attempt_failed(attempt, f"{stage}: {exc}", permanent=exc.permanent)
-        except asyncio.TimeoutError:
-            if stage == "connect":
+        except asyncio.TimeoutError as exc:
+            self._path_down = local_failure(exc)
+            if stage == "connect" and self._path_down is None:  # the path, not the URL, was the problem
                 self.rest.forget_gateway_url()
             return self._attempt_failed(attempt, f"{stage}: the attempt timed out after {timeout:g}s")
         except Exception as exc:  # network errors, handshake refusals, bad answers, bad URLs
-            if stage == "connect":
+            self._path_down = local_failure(exc)
+            if stage == "connect" and self._path_down is None:
                 self.rest.forget_gateway_url()
             return self._attempt_failed(attempt, f"{stage}: {describe_error(exc)}")
 
         conn = GatewayConnection(
-            token=token, intents=self.settings.intents_mask, session=self.session, now=loop.time()
+            token=token,
+            intents=self.settings.intents_mask,
+            session=self.session,
+            now=loop.time(),
+            liveness=True,
+            pings=not self._pings_ignored,
         )
         established = False
 
@@ -269,7 +304,10 @@ class Worker:
                 link,
                 conn,
                 Callbacks(
-                    established=on_established, dispatch=self.dispatcher.submit, control=self._on_control
+                    established=on_established,
+                    dispatch=self.dispatcher.submit,
+                    control=self._on_control,
+                    pings_ignored=self._on_pings_ignored,
                 ),
                 deadline=deadline,
             )
@@ -294,6 +332,19 @@ class Worker:
         if self.dispatcher is None:
             return self.session.seq
         return self.dispatcher.handed_seq(self.session.seq)
+
+    def _on_pings_ignored(self, out: PingsIgnored) -> None:
+        if self._pings_ignored:
+            return
+        self._pings_ignored = True
+        log_event(
+            log,
+            LogEvent.PINGS_IGNORED,
+            f"The gateway answered {out.acks_without_pong} heartbeats but no WebSocket ping: liveness "
+            "falls back to heartbeat ACKs and receive silence (a dead link takes longer to notice)",
+            level=logging.WARNING,
+            acks_without_pong=out.acks_without_pong,
+        )
 
     def _on_control(self, conn: GatewayConnection) -> None:
         if conn.last_ack_at is not None and conn.last_ack_at != self.progress.last_ack_at:

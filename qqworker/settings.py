@@ -90,12 +90,12 @@ class Settings:
         15.0, "worker", "bound on one attempt up to READY/RESUMED, seconds", minimum=0.1
     )
     heartbeat_interval: float = _opt(
-        5.0, "worker", "pipe heartbeat period to the watchdog, seconds", minimum=0.05
+        1.0, "worker", "pipe heartbeat period to the watchdog, seconds", minimum=0.05
     )
     handler_concurrency: int = _opt(8, "worker", "handler calls running at once", minimum=1)
     handler_queue: int = _opt(1000, "worker", "dispatch events waiting for a handler", minimum=1)
     # [watchdog]: supervision
-    heartbeat_timeout: float = _opt(30.0, "watchdog", "no pipe beat this long: kill the child", minimum=0.1)
+    heartbeat_timeout: float = _opt(5.0, "watchdog", "no pipe beat this long: kill the child", minimum=0.1)
     attempt_grace: float = _opt(15.0, "watchdog", "grace after an announced attempt's deadline", minimum=0.0)
     respawn_initial: float = _opt(1.0, "watchdog", "first respawn delay, seconds", minimum=0.01)
     respawn_max: float = _opt(300.0, "watchdog", "respawn delay cap, seconds", minimum=0.01)

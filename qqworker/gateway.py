@@ -164,6 +164,7 @@ class _Driver:
                     self._settle(_closed(conn, self.link))
             elif isinstance(out, Established):
                 callbacks.established(out)
+                self._wake.set()  # the liveness timers start now: the wait must be recomputed
             elif isinstance(out, FrameRejected):
                 log_event(
                     log,

@@ -164,6 +164,7 @@ class Link:
             self.close()
             raise
         self.ports: list[int] = []
+        self._local_rule_moved = False
 
     def forward(self, port: int) -> None:
         """127.0.0.1:port in the worker namespace reaches 127.0.0.1:port in the simulator's, over the veth."""
@@ -186,6 +187,21 @@ class Link:
     def set_link(self, up: bool) -> None:
         """The worker's own interface goes down (or up): its SYNs have no route, its sockets go quiet."""
         self.worker.ip("link", "set", "eth0", "up" if up else "down")
+
+    def set_unreachable(self, on: bool) -> None:
+        """A "network is unreachable" for the worker's connections to the simulator: its connects fail at
+        once with ENETUNREACH (the seed incident's error), its established sockets' packets go nowhere.
+        The worker connects to 127.0.0.1:PORT, which the local table would route before any other
+        rule, so that table's rule moves behind the `unreachable` policy rules (pref 5) once."""
+        if on and not self._local_rule_moved:
+            self.worker.ip("rule", "add", "pref", "10", "lookup", "local")
+            self.worker.ip("rule", "del", "pref", "0")
+            self._local_rule_moved = True
+        for port in self.ports:
+            self.worker.ip(
+                "rule", "add" if on else "del", "pref", "5", "to", "127.0.0.1/32",
+                "ipproto", "tcp", "dport", str(port), "unreachable",
+            )  # fmt: skip
 
     def drop_all(self) -> None:
         """Every packet between the two namespaces is dropped (a black hole on the path)."""

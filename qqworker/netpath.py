@@ -20,6 +20,7 @@ from qqworker.deadlines import within
 from qqworker.link import NoPathTimeout, tcp_connect
 
 PROBE_INTERVAL_S = 1.0
+DEAD_LINK = "dead_link"  # the connection went silent or was lost without a close frame
 PROBE_TIMEOUT_S = 1.0
 # Our own side has no way out: the kernel says so at once, nothing was sent.
 LOCAL_ERRNOS = frozenset(
@@ -90,9 +91,12 @@ async def wait_for_path(
     probe: Callable[[], Awaitable[None]],
     *,
     interval: float = PROBE_INTERVAL_S,
+    down_first: bool = False,
 ) -> ProbeReport:
     """Sleeps `delay`, probing every `interval` (the first one after `interval`: the attempt that just
-    failed was the first look); returns early when a probe succeeds."""
+    failed was the first look); returns early when a probe succeeds. With `down_first` (the link went
+    silent: the path may be fine and the server the problem), only a success after a failed probe ends
+    the sleep early: the full backoff stands unless the path was seen down and then back."""
     loop = asyncio.get_running_loop()
     start = loop.time()
     end = start + delay
@@ -113,5 +117,7 @@ async def wait_for_path(
             error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
             if loop.time() >= end:
                 return ProbeReport(False, probes, failed, loop.time() - start, error)
+            continue
+        if down_first and not failed:
             continue
         return ProbeReport(True, probes, failed, loop.time() - start, error)

@@ -26,7 +26,7 @@ from qqworker.gateway import Callbacks, drive, open_link
 from qqworker.handlers import Dispatcher, Handler, load_handler
 from qqworker.liveness import PingsIgnored
 from qqworker.logs import log_event
-from qqworker.netpath import local_failure, probe_target, tcp_probe, wait_for_path
+from qqworker.netpath import DEAD_LINK, local_failure, probe_target, tcp_probe, wait_for_path
 from qqworker.protocol import Established, GatewayConnection, Session
 from qqworker.reconnect import Decision, ReconnectPolicy, Verdict
 from qqworker.rest import RestClient
@@ -203,7 +203,9 @@ class Worker:
             return
         # The failure never reached the platform: watch the path and go as soon as it is back.
         host, port = probe_target(self._probe_url())
-        report = await wait_for_path(delay, lambda: tcp_probe(host, port))
+        report = await wait_for_path(
+            delay, lambda: tcp_probe(host, port), down_first=self._path_down == DEAD_LINK
+        )
         if report.back:
             log_event(
                 log,
@@ -320,6 +322,8 @@ class Worker:
         if conn.heartbeat_interval is None:
             self.rest.forget_gateway_url()  # no Hello: this URL may be the problem
         decision = self.policy.connection_lost(disconnect, loop.time())
+        if established and disconnect.close_code is None and disconnect.action is CloseAction.RESUME:
+            self._path_down = DEAD_LINK  # no word from the server: watch the path while waiting
         if not established:
             code = "" if disconnect.close_code is None else f" (close {disconnect.close_code})"
             self._log_failed(attempt, f"closed before READY{code}: {disconnect.reason}")

@@ -6,11 +6,15 @@
 * the worker's RSS before and after 100,000 events;
 * recovery: a frozen child (SIGSTOP) until a new child is connected, and the gateway reachable again
   until connected, with the longest log silence during a 60 s outage;
+* recovery over a real link (network namespaces, root; bench/netrecovery.py), production defaults and
+  Hello 41250 ms: a dead link until noticed, and the network back after 60 s "unreachable" (5 runs)
+  or a 60 s black hole until connected (`--only recovery` runs just the recovery figures);
 * the watchdog against supervisord, both supervising the same worker over the same 60 s idle: RSS, CPU;
 * the `multiprocess` start methods (python -m watchdog.start_methods);
 * a pyinstrument profile of the worker's hot path (full run, or --profile).
 
     .venv/bin/python scripts/bench.py [--json] [--quick] [--no-peers] [--[no-]profile] [--update-readme]
+    .venv/bin/python scripts/bench.py --only recovery [--json] [--quick]
 
 First use creates .bench/venv (git-ignored) with qq-botpy, supervisor and pyinstrument from PyPI.
 Every figure is printed with the settings it was measured with; --json ends with one JSON object.
@@ -39,6 +43,7 @@ sys.path.insert(0, str(ROOT))
 import psutil  # noqa: E402
 
 from bench import env as bench_env  # noqa: E402
+from bench import netrecovery  # noqa: E402
 from bench.procs import Proc  # noqa: E402
 
 PY = sys.executable
@@ -420,6 +425,14 @@ def rows(figures: dict[str, Any], settings: dict[str, str]) -> list[tuple[str, s
          f"after {settings['warmup']}"),
         ("frozen child (SIGSTOP) → new child connected", num("freeze_to_connected_s", "{:.2f} s"),
          settings["recovery"]),
+        ("dead link (established connection's packets dropped) → noticed (goal ≤ 15 s)",
+         num("dead_link_detect_s", "{:.2f} s"), f"evidence {f.get('dead_link_evidence') or '—'}; "
+         f"{settings.get('netrecovery', '')}"),
+        ("network back after \"unreachable\" → connected (goal ≤ 2 s, p95)",
+         num("network_back_unreachable_s", "{:.2f} s"),
+         f"median {num('network_back_unreachable_median_s', '{:.2f}')} s; {settings.get('netrecovery', '')}"),
+        ("network back after a black hole → connected (goal ≤ 5 s)",
+         num("network_back_blackhole_s", "{:.2f} s"), settings.get("netrecovery", "")),
         ("gateway reachable again → connected", num("network_back_to_connected_s", "{:.2f} s"),
          f"retry delay in effect {num('last_retry_delay_s', '{:.1f}')} s; {settings['recovery']}"),
         (f"longest log silence, {settings['outage']} outage until connected again",
@@ -499,6 +512,31 @@ def ratio(a: float | None, b: float | None) -> float | None:
     return None if a is None or not b else a / b
 
 
+def net_runs(plan: Plan) -> int:
+    return 2 if plan is QUICK else 5
+
+
+def net_outage_s(plan: Plan) -> float:
+    return 20.0 if plan is QUICK else 60.0  # longer than the dead-link detection (~12 s) either way
+
+
+def only_recovery(plan: Plan, settings: dict[str, str]) -> int:
+    """Just the recovery figures (the freeze and refuse outage, then the real-link ones)."""
+    figures: dict[str, Any] = {}
+    say(f"bench: recovery ({settings['recovery']}), {plan.outage_s:g} s outage then a frozen child")
+    figures.update(recovery(plan))
+    say(f"  network back → connected {figures['network_back_to_connected_s']:.2f} s; "
+        f"freeze → connected {figures['freeze_to_connected_s']:.2f} s")  # fmt: skip
+    say(f"bench: recovery over a real link ({settings['netrecovery']})")
+    figures.update(netrecovery.measure(WORK, net_runs(plan), net_outage_s(plan), say))
+    for label, value, how in rows(figures, settings):
+        if label.startswith(("frozen", "dead link", "network back", "gateway reachable", "longest")):
+            say(f"  {label}: {value}  ({how})")
+    if ARGS.json:
+        print(json.dumps({k: (round(v, 4) if isinstance(v, float) else v) for k, v in figures.items()}))
+    return 0
+
+
 def main() -> int:
     if ARGS.check_readme:
         return check_readme()
@@ -515,12 +553,16 @@ def main() -> int:
                       "separate processes; worker defaults, handler bench.noop:handle",
         "warmup": f"{plan.rounds} × {plan.events:,} events of warm-up",
         "growth": f"{plan.growth_events:,}",
-        "recovery": "watchdog " + (" ".join(plan.freeze_flags) or "defaults (heartbeat 5 s / timeout 30 s, "
+        "recovery": "watchdog " + (" ".join(plan.freeze_flags) or "defaults (heartbeat 1 s / timeout 5 s, "
                                    "retry 2–60 s, stop timeout 10 s, respawn from 1 s)"),
+        "netrecovery": f"production defaults, Hello {netrecovery.HELLO_MS} ms, network namespaces; "
+                       f"{net_outage_s(plan):g} s outages, {net_runs(plan)} unreachable runs",
         "outage": f"{plan.outage_s:g} s",
         "idle": f"{plan.idle_s:g} s idle, both supervising `python -m qqworker` connected to one simulator; "
                 "supervisor process alone",
     }  # fmt: skip
+    if ARGS.only == "recovery":
+        return only_recovery(plan, settings)
 
     say(f"bench: throughput, {plan.rounds} × {plan.events:,} events per client")
     worker = throughput("worker", plan, bench_py, growth=True)
@@ -553,6 +595,9 @@ def main() -> int:
         f"{figures['network_back_to_connected_s']:.2f} s; "
         f"freeze → connected {figures['freeze_to_connected_s']:.2f} s"
     )
+
+    say(f"bench: recovery over a real link ({settings['netrecovery']})")
+    figures.update(netrecovery.measure(WORK, net_runs(plan), net_outage_s(plan), say))
 
     say(f"bench: supervisors idle for {plan.idle_s:g} s")
     figures["supervisord_idle_rss_mb"] = figures["supervisord_idle_cpu_s"] = None
@@ -616,6 +661,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--no-profile", action="store_true", help="skip the pyinstrument profile")
     parser.add_argument(
         "--update-readme", action="store_true", help="write docs/bench-results.json and the README table"
+    )
+    parser.add_argument(
+        "--only", choices=("recovery",), help="run only these figures (never writes the README or results)"
     )
     return parser.parse_args(argv)
 

@@ -101,3 +101,25 @@ def test_tcp_probe_on_loopback_listener_and_refusal() -> None:
         await tcp_probe("127.0.0.1", port)  # refused: the path is there, the service is not
 
     asyncio.run(main())
+
+
+def test_after_a_dead_link_only_a_path_seen_down_then_back_cuts_the_sleep() -> None:
+    async def main() -> None:
+        async def healthy() -> None:
+            return None
+
+        report = await wait_for_path(0.3, healthy, interval=0.05, down_first=True)
+        assert not report.back and report.failed == 0 and report.probes >= 4  # full backoff kept
+        assert report.waited_s >= 0.29
+
+        outcomes = iter([TimeoutError(), None])
+
+        async def flaky() -> None:
+            outcome = next(outcomes, None)
+            if outcome is not None:
+                raise outcome
+
+        report = await wait_for_path(5.0, flaky, interval=0.05, down_first=True)
+        assert report.back and report.failed == 1 and report.waited_s < 1.0
+
+    asyncio.run(main())

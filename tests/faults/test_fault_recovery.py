@@ -7,6 +7,8 @@ black hole ≤ 5 s. The short half-open and unreachable rows run by default; the
 
 from __future__ import annotations
 
+import os
+import subprocess
 import time
 from collections.abc import Callable, Iterator
 
@@ -18,6 +20,7 @@ from tests.faults.conftest import fault
 from tests.faults.harness import FaultSim, Supervised, Timings, assert_outcome, outage
 from tests.faults.results import CaseResult
 from tests.faults.test_fault_links import DETECTORS
+from tests.support import PYTHON
 
 _D = Settings()
 PRODUCTION = Timings(
@@ -178,3 +181,42 @@ def test_production_timings_mirror_the_defaults() -> None:
     """The rows above pass no flag: the bounds they check are computed from these values."""
     assert PRODUCTION.flags() == []
     assert (PRODUCTION.heartbeat_interval, PRODUCTION.heartbeat_timeout) == (1.0, 5.0)
+
+
+@pytest.mark.slow
+@fault(
+    "process",
+    "CPU hog: one busy process per core beside the worker for 30 s (QQW_CPU_HOG_S for longer), "
+    "production defaults",
+    "no kill, no dead-link verdict, no reconnect",
+)
+def test_cpu_hog_production(supervise: Callable[..., Supervised], record: CaseResult) -> None:
+    duration = float(os.environ.get("QQW_CPU_HOG_S", "30"))
+    sim = FaultSim(PRODUCTION)
+    try:
+        run = supervise(sim, timings=PRODUCTION)
+        run.connected()
+        time.sleep(SETTLE_S)
+        mark = run.mark()
+        hogs = [subprocess.Popen([PYTHON, "-c", "while True: pass"]) for _ in range(os.cpu_count() or 2)]
+        try:
+            time.sleep(duration)
+        finally:
+            for hog in hogs:
+                hog.kill()
+                hog.wait(10)
+        time.sleep(2.0)
+        lines = [ln.record for ln in run.process.lines[mark:] if ln.record is not None]
+        bad = [r for r in lines if r.get("event") in BAD_UNDER_LOAD]
+        record.measure("hog_s", duration, None)
+        record.measure("kills_and_drops", float(len(bad)), 0.0, unit="")
+        assert not bad, f"false verdicts under a CPU hog: {bad[:3]}"
+        run.assert_clean_end()
+    finally:
+        sim.stop()
+
+
+BAD_UNDER_LOAD = (
+    "child.heartbeat_missed", "child.killed", "child.attempt_overdue", "child.ack_stale",
+    "gateway.ack_timeout", "gateway.closed", "gateway.connected",
+)  # fmt: skip

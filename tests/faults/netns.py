@@ -166,8 +166,9 @@ class Link:
         self.ports: list[int] = []
         self._local_rule_moved = False
 
-    def forward(self, port: int) -> None:
-        """127.0.0.1:port in the worker namespace reaches 127.0.0.1:port in the simulator's, over the veth."""
+    def forward(self, port: int, *, sim_side: bool = True) -> None:
+        """127.0.0.1:port in the worker namespace reaches 127.0.0.1:port in the simulator's, over the veth.
+        Without `sim_side` it reaches SIM_ADDR:port instead (where a test's own relay listens)."""
         self.worker.iptables(
             "-t", "nat", "-A", "OUTPUT", "-p", "tcp", "-d", "127.0.0.1", "--dport", str(port),
             "-j", "DNAT", "--to-destination", f"{SIM_ADDR}:{port}",
@@ -176,10 +177,11 @@ class Link:
             "-t", "nat", "-A", "POSTROUTING", "-p", "tcp", "-d", SIM_ADDR,
             "-j", "SNAT", "--to-source", WORKER_ADDR,
         )  # fmt: skip
-        self.sim.iptables(
-            "-t", "nat", "-A", "PREROUTING", "-i", "eth0", "-p", "tcp", "-d", SIM_ADDR, "--dport", str(port),
-            "-j", "DNAT", "--to-destination", f"127.0.0.1:{port}",
-        )  # fmt: skip
+        if sim_side:
+            self.sim.iptables(
+                "-t", "nat", "-A", "PREROUTING", "-i", "eth0", "-p", "tcp", "-d", SIM_ADDR,
+                "--dport", str(port), "-j", "DNAT", "--to-destination", f"127.0.0.1:{port}",
+            )  # fmt: skip
         self.ports.append(port)
 
     # Faults ------------------------------------------------------------------------------------

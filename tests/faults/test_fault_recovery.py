@@ -17,6 +17,7 @@ import pytest
 from qqworker.settings import Settings
 from tests.faults import netns
 from tests.faults.conftest import fault
+from tests.faults.delay import DelayRelay
 from tests.faults.harness import FaultSim, Supervised, Timings, assert_outcome, outage
 from tests.faults.results import CaseResult
 from tests.faults.test_fault_links import DETECTORS
@@ -220,3 +221,48 @@ BAD_UNDER_LOAD = (
     "child.heartbeat_missed", "child.killed", "child.attempt_overdue", "child.ack_stale",
     "gateway.ack_timeout", "gateway.closed", "gateway.connected",
 )  # fmt: skip
+
+
+@pytest.mark.slow
+@fault(
+    "link",
+    "2 s added round trip (a delay relay, 1 s each way) + 5 % loss (iptables statistic) + tbf 1 mbit "
+    "for 60 s (QQW_LATENCY_RUN_S for longer), production defaults",
+    "no false dead-link verdict, every event delivered",
+)
+def test_latency_and_loss_raise_no_false_verdict(
+    link: netns.Link, supervise: Callable[..., Supervised], record: CaseResult
+) -> None:
+    duration = float(os.environ.get("QQW_LATENCY_RUN_S", "60"))
+    sim = FaultSim(PRODUCTION, prefix=link.sim.prefix(), call=link.sim.call)
+    relay: DelayRelay | None = None
+    try:
+        link.forward(sim.port, sim_side=False)
+        relay = link.sim.call(DelayRelay, (netns.SIM_ADDR, sim.port), ("127.0.0.1", sim.port), 0.0)
+        run = supervise(sim, prefix=link.worker.prefix(), timings=PRODUCTION)
+        run.connected()
+        time.sleep(SETTLE_S)
+        mark = run.mark()
+        relay.delay_s = 1.0
+        link.loss(0.05)
+        link.slow("1mbit", burst="32kb", latency="2s")
+        seqs: list[int] = []
+        end = time.monotonic() + duration
+        while time.monotonic() < end:
+            seqs.extend(sim.events(3))
+            time.sleep(5.0)
+        missing = run.wait_seqs(seqs, 30)
+        link.clear_filters()
+        link.unslow()
+        lines = [ln.record for ln in run.process.lines[mark:] if ln.record is not None]
+        verdicts = ("gateway.ack_timeout", "gateway.closed", "child.killed")
+        bad = [r for r in lines if r.get("event") in verdicts]
+        record.measure("run_s", duration, None)
+        record.measure("false_verdicts", float(len(bad)), 0.0, unit="")
+        assert not bad, f"a healthy but slow, lossy link was declared dead: {bad[:3]}"
+        assert not missing, f"events lost on the slow, lossy link: {sorted(missing)[:10]}"
+        run.assert_clean_end()
+    finally:
+        if relay is not None:
+            relay.close()
+        sim.stop()

@@ -93,7 +93,10 @@ async def drive(link: Link, conn: GatewayConnection, callbacks: Callbacks, *, de
     finally:
         # Cancelled (stop) or done: close, waiting at most the link's close timeout.
         decision = driver.decision
-        await link.shut(CLOSE_KEEP_SESSION if decision is None else close_code_for(decision))
+        if driver.link_dead:
+            link.abort()  # a closing handshake over a dead link would only wait out its timeout
+        else:
+            await link.shut(CLOSE_KEEP_SESSION if decision is None else close_code_for(decision))
 
 
 class _Driver:
@@ -105,6 +108,7 @@ class _Driver:
         self.callbacks = callbacks
         self.loop = asyncio.get_running_loop()
         self.decision: Disconnect | None = None
+        self.link_dead = False  # the protocol declared the link dead (AckTimeout)
         self._wake = asyncio.Event()  # set when the next wake-up may have come sooner, or at the end
 
     async def run(self, deadline: float) -> Disconnect:
@@ -178,6 +182,7 @@ class _Driver:
                 if not self.link.send_ping():
                     self._settle(_closed(conn, self.link))
             elif isinstance(out, AckTimeout):
+                self.link_dead = True
                 log_event(
                     log,
                     LogEvent.ACK_TIMEOUT,

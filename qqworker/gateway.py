@@ -231,4 +231,8 @@ def _closed(conn: GatewayConnection, link: Link) -> Disconnect:
         return conn.receive_close(rcvd.code, rcvd.reason)
     if sent is not None:  # the protocol failed the connection (a frame that broke RFC 6455)
         return conn.receive_close(None, f"WebSocket protocol error: {sent.reason or sent.code}")
+    error = link.lost_error
+    if error is not None:  # e.g. ETIMEDOUT: TCP keepalive or TCP_USER_TIMEOUT gave up on the peer
+        why = f"{type(error).__name__}: {error}"
+        return conn.receive_close(None, f"connection lost without a close frame ({why})")
     return conn.receive_close(None, "connection lost without a close frame")

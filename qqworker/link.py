@@ -56,6 +56,7 @@ class Link(asyncio.Protocol):
         self._fragments: list[bytes | bytearray] = []
         self._fragmented_text = False
         self._on_pong: Callable[[], None] = lambda: None
+        self.lost_error: Exception | None = None  # why the TCP connection ended, when the kernel said
 
     def listen(
         self, on_message: OnMessage, on_close: Callable[[], None], on_pong: Callable[[], None] | None = None
@@ -167,6 +168,7 @@ class Link(asyncio.Protocol):
         # None: the transport closes itself (the WebSocket never writes after the peer's EOF).
 
     def connection_lost(self, exc: Exception | None) -> None:
+        self.lost_error = exc
         self.ws.receive_eof()  # idempotent; the protocol is CLOSED from here on
         if not self.handshake_done.done():
             self.handshake_done.set_result(None)

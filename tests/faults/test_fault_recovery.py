@@ -266,3 +266,27 @@ def test_latency_and_loss_raise_no_false_verdict(
         if relay is not None:
             relay.close()
         sim.stop()
+
+
+@pytest.mark.slow
+@fault(
+    "link",
+    "half-open, production defaults, a gateway that answers no WebSocket ping (`--no-pong`)",
+    "detect ≤ 35 s (TCP_USER_TIMEOUT 30 s, the kernel's backstop)",
+)
+def test_half_open_without_pongs(
+    link: netns.Link, supervise: Callable[..., Supervised], record: CaseResult
+) -> None:
+    sim = FaultSim(PRODUCTION, extra=["--no-pong"], prefix=link.sim.prefix(), call=link.sim.call)
+    try:
+        link.forward(sim.port)
+        run = supervise(sim, prefix=link.worker.prefix(), timings=PRODUCTION)
+        result = outage(
+            run, sim,
+            inject=link.half_open, restore=None, detect_events=DETECTORS, settle_s=SETTLE_S, timeout=90.0,
+        )  # fmt: skip
+        assert run.process.records("gateway.ack_timeout") == [] or result.detected["evidence"] != "no_pong"
+        _bounds(record, result, detect=35.0, recover=PRODUCTION.retry_initial + 3.0)
+        run.assert_clean_end()
+    finally:
+        sim.stop()

@@ -517,11 +517,11 @@ def ratio(a: float | None, b: float | None) -> float | None:
 
 
 def net_runs(plan: Plan) -> int:
-    return 2 if plan is QUICK else 5
+    return 2 if ARGS.quick else 5
 
 
 def net_outage_s(plan: Plan) -> float:
-    return 20.0 if plan is QUICK else 60.0  # longer than the dead-link detection (~12 s) either way
+    return 20.0 if ARGS.quick else 60.0  # longer than the dead-link detection (~12 s) either way
 
 
 def only_recovery(plan: Plan, settings: dict[str, str]) -> int:
@@ -600,7 +600,7 @@ def main() -> int:
         f"freeze → connected {figures['freeze_to_connected_s']:.2f} s"
     )
 
-    if plan is QUICK:  # about a minute more: the smoke run leaves it to `--only recovery --quick`
+    if ARGS.quick:  # about a minute more: the smoke run leaves it to `--only recovery --quick`
         figures.update(dict.fromkeys(netrecovery.KEYS))
     else:
         say(f"bench: recovery over a real link ({settings['netrecovery']})")

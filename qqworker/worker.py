@@ -76,6 +76,7 @@ class Worker:
         self.dispatcher: Dispatcher | None = None
         self._path_down: str | None = None  # the last attempt failed before reaching the platform: why
         self._pings_ignored = False  # a connection found that the gateway answers no WebSocket ping
+        self._probes: tuple[int, int] | None = None  # (probes, failed) of the wait before this attempt
 
     # Public API ------------------------------------------------------------------------------
 
@@ -206,6 +207,7 @@ class Worker:
         report = await wait_for_path(
             delay, lambda: tcp_probe(host, port), down_first=self._path_down == DEAD_LINK
         )
+        self._probes = (report.probes, report.failed)  # counted on the next gateway.connecting line
         if report.back:
             log_event(
                 log,
@@ -243,7 +245,9 @@ class Worker:
             attempt=attempt,
             url=url or f"{self.settings.rest_base}/gateway/bot",
             resume=self.session.resumable,
+            **({} if self._probes is None else {"probes": self._probes[0], "probes_failed": self._probes[1]}),
         )
+        self._probes = None
         stage = "token"
         try:
             # The request's own timeout comes first, so that it is logged as auth.token_failed.

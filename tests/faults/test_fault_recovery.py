@@ -34,6 +34,8 @@ PRODUCTION = Timings(
 DEAD_LINK_BOUND_S = 15.0
 BACK_UNREACHABLE_S = 2.0
 BACK_BLACKHOLE_S = 5.0
+HOG_S = float(os.environ.get("QQW_CPU_HOG_S", "30"))
+LATENCY_RUN_S = float(os.environ.get("QQW_LATENCY_RUN_S", "60"))
 SETTLE_S = 4.0  # past the first WebSocket ping and its pong: the worker knows the gateway answers pings
 
 
@@ -115,6 +117,7 @@ def test_unreachable_production(
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(300)
 @fault(
     "link",
     "network unreachable for 90 s, production defaults",
@@ -127,6 +130,7 @@ def test_unreachable_90s_production(
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(240)
 @fault(
     "link",
     "black hole (every packet dropped both ways) for 60 s, production defaults",
@@ -185,6 +189,7 @@ def test_production_timings_mirror_the_defaults() -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(HOG_S + 120)
 @fault(
     "process",
     "CPU hog: one busy process per core beside the worker for 30 s (QQW_CPU_HOG_S for longer), "
@@ -192,7 +197,7 @@ def test_production_timings_mirror_the_defaults() -> None:
     "no kill, no dead-link verdict, no reconnect",
 )
 def test_cpu_hog_production(supervise: Callable[..., Supervised], record: CaseResult) -> None:
-    duration = float(os.environ.get("QQW_CPU_HOG_S", "30"))
+    duration = HOG_S
     sim = FaultSim(PRODUCTION)
     try:
         run = supervise(sim, timings=PRODUCTION)
@@ -224,6 +229,7 @@ BAD_UNDER_LOAD = (
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(LATENCY_RUN_S + 150)
 @fault(
     "link",
     "2 s added round trip (a delay relay, 1 s each way) + 5 % loss (iptables statistic) + tbf 1 mbit "
@@ -233,7 +239,7 @@ BAD_UNDER_LOAD = (
 def test_latency_and_loss_raise_no_false_verdict(
     link: netns.Link, supervise: Callable[..., Supervised], record: CaseResult
 ) -> None:
-    duration = float(os.environ.get("QQW_LATENCY_RUN_S", "60"))
+    duration = LATENCY_RUN_S
     sim = FaultSim(PRODUCTION, prefix=link.sim.prefix(), call=link.sim.call)
     relay: DelayRelay | None = None
     try:

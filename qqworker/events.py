@@ -37,6 +37,8 @@ class LogEvent(str, Enum):
     LOG_DROPPED = "log.dropped"
     LOG_SINK_FAILED = "log.sink_failed"
     LOG_SINK_RECOVERED = "log.sink_recovered"
+    PINGS_IGNORED = "gateway.pings_ignored"
+    NETWORK_BACK = "reconnect.network_back"
     # watchdog
     WATCHDOG_STARTED = "watchdog.started"
     CHILD_SPAWNED = "child.spawned"
@@ -97,7 +99,11 @@ EVENT_DOCS: dict[LogEvent, tuple[str, str]] = {
         "READY or RESUMED received; `reason` says why a new session (e.g. the platform refused the Resume)",
     ),
     LogEvent.GATEWAY_CLOSED: ("close_code, reason, action", "the connection ended for any cause"),
-    LogEvent.ACK_TIMEOUT: ("missed", "heartbeats went unacknowledged; the connection is dropped"),
+    LogEvent.ACK_TIMEOUT: (
+        "missed, evidence, silent_s, limit_s",
+        "the link is dead (`evidence`: `missed_acks`, `no_pong` for an unanswered WebSocket ping, or "
+        "`silence`); the connection is dropped",
+    ),
     LogEvent.RECONNECT_SCHEDULED: ("attempt, delay_s, max_attempts", "before every backoff sleep"),
     LogEvent.RECONNECT_FAILED: ("attempt, error", "an attempt did not reach READY/RESUMED"),
     LogEvent.RECONNECT_GAVE_UP: ("attempts", "maximum attempts reached; exit 75 follows"),
@@ -160,6 +166,15 @@ EVENT_DOCS: dict[LogEvent, tuple[str, str]] = {
         "seconds and neither process dies of it",
     ),
     LogEvent.LOG_SINK_RECOVERED: ("sink, error", "a failing sink accepts writes again"),
+    LogEvent.PINGS_IGNORED: (
+        "acks_without_pong",
+        "once per process: the gateway answers no WebSocket ping; liveness falls back to heartbeat ACKs",
+    ),
+    LogEvent.NETWORK_BACK: (
+        "probes, failed, waited_s, delay_s, target",
+        "after a local failure (no route, link down, DNS down, no TCP answer) a probe connected: the backoff "
+        "sleep is cut short",
+    ),
     LogEvent.CHILD_SPAWNED: ("child_pid, resume", "each spawn; `resume` says it was given a session"),
     LogEvent.CHILD_HEARTBEAT_MISSED: ("silent_s", "no pipe heartbeat within the heartbeat timeout"),
     LogEvent.CHILD_ATTEMPT_OVERDUE: ("overdue_s", "an attempt the child announced was not logged in time"),

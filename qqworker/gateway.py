@@ -4,8 +4,8 @@ Opens the WebSocket (`link.open_link`, bounded by the attempt's deadline), then 
 the link receives to the protocol object and carries out what it returns, synchronously, in the
 link's `data_received`. `drive` itself only waits for the next timer: the next heartbeat or, before
 READY, the attempt's deadline (`next_wakeup()`, never more than MAX_WAIT_S away), so a silent link
-always comes back to `poll()`, which sends heartbeats and declares a link without ACKs dead.
-websockets' own pings are off: the gateway's heartbeat ACK is the liveness check.
+always comes back to `poll()`, which sends heartbeats and WebSocket pings (liveness.py) and declares
+a link dead on missed ACKs, an unanswered ping or receive silence.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from qqworker.deadlines import deadline_scope
 from qqworker.events import LogEvent
 from qqworker.link import Link
 from qqworker.link import open_link as open_websocket
+from qqworker.liveness import PingsIgnored, SendPing
 from qqworker.logs import log_event
 from qqworker.protocol import (
     AckTimeout,
@@ -53,6 +54,8 @@ class Callbacks:
     dispatch: Callable[[Dispatch], None]
     # After every frame but an event (Hello, ACK, READY...): the last ACK time may have moved.
     control: Callable[[GatewayConnection], None]
+    # The server answers no WebSocket ping (called once per connection at most).
+    pings_ignored: Callable[[PingsIgnored], None] = lambda out: None
 
 
 def wake_at(conn: GatewayConnection, deadline: float, now: float) -> float:
@@ -90,7 +93,10 @@ async def drive(link: Link, conn: GatewayConnection, callbacks: Callbacks, *, de
     finally:
         # Cancelled (stop) or done: close, waiting at most the link's close timeout.
         decision = driver.decision
-        await link.shut(CLOSE_KEEP_SESSION if decision is None else close_code_for(decision))
+        if driver.link_dead:
+            link.abort()  # a closing handshake over a dead link would only wait out its timeout
+        else:
+            await link.shut(CLOSE_KEEP_SESSION if decision is None else close_code_for(decision))
 
 
 class _Driver:
@@ -102,11 +108,12 @@ class _Driver:
         self.callbacks = callbacks
         self.loop = asyncio.get_running_loop()
         self.decision: Disconnect | None = None
+        self.link_dead = False  # the protocol declared the link dead (AckTimeout)
         self._wake = asyncio.Event()  # set when the next wake-up may have come sooner, or at the end
 
     async def run(self, deadline: float) -> Disconnect:
         conn = self.conn
-        self.link.listen(self._on_message, self._on_close)
+        self.link.listen(self._on_message, self._on_close, self._on_pong)
         while self.decision is None:
             now = self.loop.time()
             self._carry_out(conn.poll(now))
@@ -137,6 +144,9 @@ class _Driver:
         if conn.phase is not ConnPhase.ESTABLISHED:
             self._wake.set()
 
+    def _on_pong(self) -> None:
+        self.conn.receive_pong(self.loop.time())
+
     def _on_close(self) -> None:
         self._settle(_closed(self.conn, self.link))
 
@@ -158,6 +168,7 @@ class _Driver:
                     self._settle(_closed(conn, self.link))
             elif isinstance(out, Established):
                 callbacks.established(out)
+                self._wake.set()  # the liveness timers start now: the wait must be recomputed
             elif isinstance(out, FrameRejected):
                 log_event(
                     log,
@@ -167,16 +178,34 @@ class _Driver:
                     reason=out.reason,
                     excerpt=out.excerpt,
                 )
+            elif isinstance(out, SendPing):
+                if not self.link.send_ping():
+                    self._settle(_closed(conn, self.link))
             elif isinstance(out, AckTimeout):
+                self.link_dead = True
                 log_event(
                     log,
                     LogEvent.ACK_TIMEOUT,
-                    f"{out.missed} heartbeats went unacknowledged: the link is dead, dropping it",
+                    f"{_evidence_text(out)}: the link is dead, dropping it",
                     level=logging.WARNING,
                     missed=out.missed,
+                    evidence=out.evidence,
+                    silent_s=None if out.silent_s is None else round(out.silent_s, 3),
+                    limit_s=None if out.limit_s is None else round(out.limit_s, 3),
                 )
+            elif isinstance(out, PingsIgnored):
+                callbacks.pings_ignored(out)
             elif isinstance(out, Disconnect):
                 self._settle(conn.receive_close(None))  # returns the decision already taken
+
+
+def _evidence_text(out: AckTimeout) -> str:
+    silent = "" if out.silent_s is None else f"nothing received for {out.silent_s:.1f}s"
+    if out.evidence == "no_pong":
+        return f"A WebSocket ping went unanswered ({silent}, limit {out.limit_s:g}s)"
+    if out.evidence == "silence":
+        return f"The gateway went silent ({silent}, limit {out.limit_s:g}s)"
+    return f"{out.missed} heartbeats went unacknowledged ({silent})"
 
 
 def _end(conn: GatewayConnection, reason: str) -> Disconnect:
@@ -203,4 +232,8 @@ def _closed(conn: GatewayConnection, link: Link) -> Disconnect:
         return conn.receive_close(rcvd.code, rcvd.reason)
     if sent is not None:  # the protocol failed the connection (a frame that broke RFC 6455)
         return conn.receive_close(None, f"WebSocket protocol error: {sent.reason or sent.code}")
+    error = link.lost_error
+    if error is not None:  # e.g. ETIMEDOUT: TCP keepalive or TCP_USER_TIMEOUT gave up on the peer
+        why = f"{type(error).__name__}: {error}"
+        return conn.receive_close(None, f"connection lost without a close frame ({why})")
     return conn.receive_close(None, "connection lost without a close frame")

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import socket
 from collections.abc import Callable
 
 from websockets.client import ClientProtocol
@@ -24,6 +26,11 @@ from websockets.uri import parse_uri
 from qqworker.deadlines import within
 
 CLOSE_TIMEOUT_S = 1.0  # the closing handshake; a half-open link must not hold the loop
+TCP_TRY_S = 2.0  # one SYN try; a fresh one after this, so a path that comes back is used at once
+# The kernel's own backstop on the gateway socket (the WebSocket pings of liveness.py notice first):
+# an idle link is probed after 5 s, and data left unacknowledged for 30 s aborts the connection.
+TCP_KEEPALIVE = (5, 3, 3)  # TCP_KEEPIDLE s, TCP_KEEPINTVL s, TCP_KEEPCNT
+TCP_USER_TIMEOUT_MS = 30_000
 
 OnMessage = Callable[[bytes | bytearray, bool], None]  # (payload, is_text)
 
@@ -48,9 +55,15 @@ class Link(asyncio.Protocol):
         self._close_reported = False
         self._fragments: list[bytes | bytearray] = []
         self._fragmented_text = False
+        self._on_pong: Callable[[], None] = lambda: None
+        self.lost_error: Exception | None = None  # why the TCP connection ended, when the kernel said
 
-    def listen(self, on_message: OnMessage, on_close: Callable[[], None]) -> None:
+    def listen(
+        self, on_message: OnMessage, on_close: Callable[[], None], on_pong: Callable[[], None] | None = None
+    ) -> None:
         self._on_message, self._on_close = on_message, on_close
+        if on_pong is not None:
+            self._on_pong = on_pong
         held, self._held = self._held, []
         for data, text in held:
             on_message(data, text)
@@ -77,6 +90,14 @@ class Link(asyncio.Protocol):
         if self.ws.state is not State.OPEN:
             return False
         self.ws.send_text(text.encode())
+        self._flush()
+        return True
+
+    def send_ping(self) -> bool:
+        """Writes one WebSocket ping (any pong answers it: `on_pong`); False when no longer open."""
+        if self.ws.state is not State.OPEN:
+            return False
+        self.ws.send_ping(os.urandom(4))
         self._flush()
         return True
 
@@ -120,6 +141,9 @@ class Link(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            set_tcp_liveness(sock)
 
     def data_received(self, data: bytes) -> None:
         ws = self.ws
@@ -144,6 +168,7 @@ class Link(asyncio.Protocol):
         # None: the transport closes itself (the WebSocket never writes after the peer's EOF).
 
     def connection_lost(self, exc: Exception | None) -> None:
+        self.lost_error = exc
         self.ws.receive_eof()  # idempotent; the protocol is CLOSED from here on
         if not self.handshake_done.done():
             self.handshake_done.set_result(None)
@@ -165,13 +190,61 @@ class Link(asyncio.Protocol):
             if frame.fin:
                 data, self._fragments = b"".join(self._fragments), []
                 self._on_message(data, self._fragmented_text)
-        # PING, PONG and CLOSE: the protocol has already answered them.
+        elif opcode is Opcode.PONG:
+            self._on_pong()
+        # PING and CLOSE: the protocol has already answered them.
 
     def _report_close(self) -> None:
         if self._on_close is None or self._close_reported or self.ws.state is State.OPEN:
             return
         self._close_reported = True
         self._on_close()
+
+
+def set_tcp_liveness(sock: socket.socket) -> None:
+    """TCP keepalive and TCP_USER_TIMEOUT where the platform has them (Linux has all four)."""
+    options = [(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)]
+    for name, value in zip(("TCP_KEEPIDLE", "TCP_KEEPINTVL", "TCP_KEEPCNT"), TCP_KEEPALIVE, strict=True):
+        if hasattr(socket, name):
+            options.append((socket.IPPROTO_TCP, getattr(socket, name), value))
+    if hasattr(socket, "TCP_USER_TIMEOUT"):
+        options.append((socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, TCP_USER_TIMEOUT_MS))
+    for level, option, value in options:
+        with contextlib.suppress(OSError):
+            sock.setsockopt(level, option, value)
+
+
+async def tcp_connect(host: str, port: int) -> socket.socket:
+    """A connected TCP socket. Each address gets short SYN tries (TCP_TRY_S) over and over, rather than
+    one long connect: the kernel backs its SYN retransmits off (1, 2, 4, 8 s), so a path that comes
+    back mid-attempt would wait for the next one. The caller's deadline ends the tries; when every
+    address fails at once (unreachable, refused) the first error is raised."""
+    loop = asyncio.get_running_loop()
+    infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    while True:
+        errors: list[OSError] = []
+        for family, kind, proto, _, address in infos:
+            sock = socket.socket(family, kind, proto)
+            sock.setblocking(False)
+            try:
+                await within(TCP_TRY_S, loop.sock_connect(sock, address))
+            except asyncio.TimeoutError:
+                sock.close()
+                continue
+            except OSError as exc:
+                sock.close()
+                errors.append(exc)
+                continue
+            except BaseException:
+                sock.close()
+                raise
+            return sock
+        if len(errors) == len(infos):
+            raise errors[0]
+
+
+class NoPathTimeout(TimeoutError):
+    """The attempt's time ran out before TCP connected: nothing reached the server (a black hole)."""
 
 
 async def open_link(url: str, timeout: float, *, max_size: int, user_agent: str) -> Link:
@@ -181,15 +254,26 @@ async def open_link(url: str, timeout: float, *, max_size: int, user_agent: str)
     protocol = ClientProtocol(uri, extensions=enable_client_permessage_deflate(None), max_size=max_size)
     loop = asyncio.get_running_loop()
     opened: list[Link] = []
+    tcp_connected = False
+
+    async def tcp() -> Link:
+        nonlocal tcp_connected
+        sock = await tcp_connect(uri.host, uri.port)
+        tcp_connected = True
+        try:
+            _, made = await loop.create_connection(
+                lambda: Link(protocol),
+                sock=sock,
+                ssl=True if uri.secure else None,
+                server_hostname=uri.host if uri.secure else None,
+            )
+        except BaseException:
+            sock.close()
+            raise
+        return made
 
     async def handshake() -> Link:
-        _, link = await loop.create_connection(
-            lambda: Link(protocol),
-            uri.host,
-            uri.port,
-            ssl=True if uri.secure else None,
-            server_hostname=uri.host if uri.secure else None,
-        )
+        link = await tcp()
         opened.append(link)
         request = protocol.connect()
         request.headers["User-Agent"] = user_agent
@@ -206,8 +290,10 @@ async def open_link(url: str, timeout: float, *, max_size: int, user_agent: str)
             raise ConnectionError("the connection closed during the WebSocket handshake")
         # Past the handshake the link may already be closing (a close frame in the same read):
         # that is the server's answer, and listen() reports it.
-    except BaseException:
+    except BaseException as exc:
         for link in opened:
             link.abort()
+        if isinstance(exc, asyncio.TimeoutError) and not tcp_connected:
+            raise NoPathTimeout(f"no TCP connection to {uri.host}:{uri.port} within {timeout:g}s") from exc
         raise
     return link

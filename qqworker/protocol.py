@@ -18,6 +18,7 @@ from typing import Any
 import orjson
 
 from qqworker.closecodes import CloseAction, CloseRule, close_rule
+from qqworker.liveness import LinkDead, Liveness, PingsIgnored, SendPing, clamp_heartbeat
 
 
 class Op(IntEnum):
@@ -150,7 +151,13 @@ class FrameRejected:
 
 @dataclass(frozen=True)
 class AckTimeout:
+    """The link is declared dead. `evidence`: "missed_acks" (heartbeats unacknowledged), "no_pong" (a
+    WebSocket ping left without anything received) or "silence" (nothing received for too long)."""
+
     missed: int
+    evidence: str = "missed_acks"
+    silent_s: float | None = field(default=None, compare=False)
+    limit_s: float | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)
@@ -184,7 +191,7 @@ class Disconnect:
         )
 
 
-Output = Send | Established | Dispatch | FrameRejected | AckTimeout | Disconnect
+Output = Send | Established | Dispatch | FrameRejected | AckTimeout | Disconnect | SendPing | PingsIgnored
 
 
 class GatewayConnection:
@@ -196,7 +203,11 @@ class GatewayConnection:
         session: Session,
         now: float,
         shard: tuple[int, int] = (0, 1),
+        liveness: bool = False,
+        pings: bool = True,
     ) -> None:
+        """`liveness`: once established, also watch the link with WebSocket pings (unless `pings` is
+        False: the server is known to ignore them) and receive silence (see liveness.py)."""
         self.token = token
         self.intents = intents
         self.session = session
@@ -206,11 +217,15 @@ class GatewayConnection:
         self.next_heartbeat_at: float | None = None
         self.unacked = 0
         self.last_ack_at: float | None = None
-        self.heartbeat_sent_at: float | None = None
         self.ack_rtt: float | None = None  # the last heartbeat's round trip, for monitoring
         self.opened_at = now
         self.resuming = False
         self.disconnect: Disconnect | None = None
+        self.last_rx_at = now  # any frame, pongs included
+        self.last_heartbeat_sent_at: float | None = None
+        self._liveness_wanted = liveness
+        self._pings = pings
+        self.live: Liveness | None = None
 
     # Inputs ----------------------------------------------------------------------------------
 
@@ -218,6 +233,7 @@ class GatewayConnection:
         """One text message: its payload as received (UTF-8 bytes) or already decoded."""
         if self.phase is ConnPhase.CLOSED:
             return []
+        self.last_rx_at = now
         try:
             frame = orjson.loads(text)  # invalid UTF-8 fails here too
         except orjson.JSONDecodeError:
@@ -230,6 +246,12 @@ class GatewayConnection:
         if handler is None:
             return [FrameRejected(f"unknown opcode {op}", _excerpt(text))]
         return handler(self, frame, now)
+
+    def receive_pong(self, now: float) -> None:
+        """A WebSocket pong arrived."""
+        self.last_rx_at = now
+        if self.live is not None:
+            self.live.pong(now)
 
     def receive_binary(self, data: bytes | bytearray) -> list[Output]:
         if self.phase is ConnPhase.CLOSED:
@@ -247,25 +269,52 @@ class GatewayConnection:
         )
 
     def poll(self, now: float) -> list[Output]:
-        """Timers: sends the heartbeat when due and declares the link dead after missed ACKs."""
-        if self.phase is ConnPhase.CLOSED or self.next_heartbeat_at is None or now < self.next_heartbeat_at:
+        """Timers: sends the heartbeat when due and declares the link dead after missed ACKs; with
+        liveness, also sends pings and declares the link dead on an unanswered ping or silence."""
+        if self.phase is ConnPhase.CLOSED or self.next_heartbeat_at is None:
             return []
-        assert self.heartbeat_interval is not None
-        if self.unacked >= MISSED_ACKS_LIMIT:
-            missed = self.unacked
-            self.disconnect = Disconnect(
-                CloseAction.RESUME, f"{missed} heartbeats went unacknowledged (half-open link)"
-            )
-            self.phase = ConnPhase.CLOSED
-            return [AckTimeout(missed), self.disconnect]
-        self.unacked += 1
-        self.heartbeat_sent_at = now
-        # Anchor to the schedule, not to `now`, so a late poll does not stretch every interval.
-        self.next_heartbeat_at = max(self.next_heartbeat_at + self.heartbeat_interval, now)
-        return [Send({"op": Op.HEARTBEAT, "d": self.session.seq})]
+        out: list[Output] = []
+        if now >= self.next_heartbeat_at:
+            assert self.heartbeat_interval is not None
+            if self.unacked >= MISSED_ACKS_LIMIT:
+                missed = self.unacked
+                limit = missed * self.heartbeat_interval
+                return self._dead(
+                    AckTimeout(missed, "missed_acks", now - self.last_rx_at, limit),
+                    f"{missed} heartbeats went unacknowledged (half-open link)",
+                )
+            self.unacked += 1
+            # Anchor to the schedule, not to `now`, so a late poll does not stretch every interval.
+            self.next_heartbeat_at = max(self.next_heartbeat_at + self.heartbeat_interval, now)
+            self.last_heartbeat_sent_at = now
+            out.append(Send({"op": Op.HEARTBEAT, "d": self.session.seq}))
+        live = self.live
+        if live is not None:
+            verdict = live.poll(now, self.last_rx_at)
+            if type(verdict) is LinkDead:
+                what = "a WebSocket ping went unanswered" if verdict.evidence == "no_pong" else "silence"
+                return self._dead(
+                    AckTimeout(self.unacked, verdict.evidence, verdict.silent_s, verdict.limit_s),
+                    f"{what}: nothing received for {verdict.silent_s:.1f}s (half-open link)",
+                )
+            if verdict is not None:
+                out.append(verdict)
+        return out
 
     def next_wakeup(self) -> float | None:
-        return None if self.phase is ConnPhase.CLOSED else self.next_heartbeat_at
+        if self.phase is ConnPhase.CLOSED:
+            return None
+        wake = self.next_heartbeat_at
+        if self.live is not None:
+            live_wake = self.live.next_wakeup(self.last_rx_at)
+            if wake is None or live_wake < wake:
+                wake = live_wake
+        return wake
+
+    def _dead(self, timeout: AckTimeout, reason: str) -> list[Output]:
+        self.disconnect = Disconnect(CloseAction.RESUME, reason)
+        self.phase = ConnPhase.CLOSED
+        return [timeout, self.disconnect]
 
     # Opcode handlers -------------------------------------------------------------------------
 
@@ -276,7 +325,15 @@ class GatewayConnection:
         data = frame.get("d") if isinstance(frame.get("d"), dict) else {}
         interval_ms = data.get("heartbeat_interval")
         if isinstance(interval_ms, (int, float)) and not isinstance(interval_ms, bool) and interval_ms > 0:
-            self.heartbeat_interval = interval_ms / 1000
+            self.heartbeat_interval = clamp_heartbeat(interval_ms / 1000)
+            if self.heartbeat_interval != interval_ms / 1000:
+                out.append(
+                    FrameRejected(
+                        f"Hello heartbeat_interval {interval_ms} ms is out of range: "
+                        f"using {self.heartbeat_interval:g} s",
+                        json.dumps(frame)[:120],
+                    )
+                )
         else:
             self.heartbeat_interval = DEFAULT_HEARTBEAT_INTERVAL_S
             out.append(FrameRejected("Hello without a usable heartbeat_interval", json.dumps(frame)[:120]))
@@ -347,14 +404,20 @@ class GatewayConnection:
             return [FrameRejected("READY/RESUMED outside the handshake", "")]
         self.phase = ConnPhase.ESTABLISHED
         self.last_ack_at = now
+        if self._liveness_wanted and self.heartbeat_interval is not None:
+            self.live = Liveness(self.heartbeat_interval, now, pings=self._pings)
         assert self.session.session_id is not None
         return [Established(self.session.session_id, resumed, self.session.seq)]
 
     def _on_heartbeat_ack(self, frame: dict[str, Any], now: float) -> list[Output]:
         self.unacked = 0
         self.last_ack_at = now
-        if self.heartbeat_sent_at is not None:
-            self.ack_rtt = now - self.heartbeat_sent_at
+        if self.last_heartbeat_sent_at is not None:
+            self.ack_rtt = now - self.last_heartbeat_sent_at
+        if self.live is not None:
+            ignored = self.live.heartbeat_acked(self.last_heartbeat_sent_at)
+            if ignored is not None:
+                return [ignored]
         return []
 
     def _on_heartbeat_request(self, frame: dict[str, Any], now: float) -> list[Output]:

@@ -118,7 +118,7 @@ class Settings:
         15.0, "worker", "bound on one attempt up to READY/RESUMED, seconds", minimum=0.1, maximum=600
     )
     heartbeat_interval: float = _opt(
-        5.0, "worker", "pipe heartbeat period to the watchdog, seconds", minimum=0.05, maximum=300
+        1.0, "worker", "pipe heartbeat period to the watchdog, seconds", minimum=0.05, maximum=300
     )
     handler_concurrency: int = _opt(8, "worker", "handler calls running at once", minimum=1, maximum=10_000)
     handler_queue: int = _opt(
@@ -132,7 +132,7 @@ class Settings:
     )
     # [watchdog]: supervision
     heartbeat_timeout: float = _opt(
-        30.0, "watchdog", "no pipe beat this long: kill the child", minimum=0.1, maximum=3600
+        5.0, "watchdog", "no pipe beat this long: kill the child", minimum=0.1, maximum=3600
     )
     attempt_grace: float = _opt(
         15.0, "watchdog", "grace after an announced attempt's deadline", minimum=0.5, maximum=600

@@ -30,7 +30,9 @@ from qqworker.handler_import import load_handler_retrying
 from qqworker.handlers import Dispatcher, Handler
 from qqworker.hostprobe import RESOLVE_TIMEOUT_S, classify, name_failure
 from qqworker.hosts import HostRing, Switch
+from qqworker.liveness import PingsIgnored
 from qqworker.logs import log_event
+from qqworker.netpath import DEAD_LINK, local_failure, probe_target, tcp_probe, wait_for_path
 from qqworker.oversize import Move, OversizeGuard
 from qqworker.protocol import Established, GatewayConnection, Session
 from qqworker.reconnect import Decision, ReconnectPolicy, Verdict
@@ -108,6 +110,9 @@ class Worker:
         self.progress.update(api_base=self.bases.current, token_url=self.token_urls.current)
         # Why the next READY is a new session although we had one (the platform refused the Resume).
         self._resume_refused: str | None = None
+        self._path_down: str | None = None  # the last attempt failed before reaching the platform: why
+        self._pings_ignored = False  # a connection found that the gateway answers no WebSocket ping
+        self._probes: tuple[int, int] | None = None  # (probes, failed) of the wait before this attempt
 
     # Public API ------------------------------------------------------------------------------
 
@@ -307,6 +312,7 @@ class Worker:
             if decision.refresh_token and self.tokens is not None:
                 self.tokens.invalidate()
             await self._wait(decision)
+            self._path_down = None
 
     async def _wait(self, decision: Decision) -> None:
         loop = asyncio.get_running_loop()
@@ -322,7 +328,32 @@ class Worker:
             max_attempts=self.settings.max_attempts,
             reason=decision.reason,
         )
-        await asyncio.sleep(delay)
+        if self._path_down is None or delay <= 0:
+            await asyncio.sleep(delay)
+            return
+        # The failure never reached the platform: watch the path and go as soon as it is back.
+        host, port = probe_target(self._probe_url())
+        report = await wait_for_path(
+            delay, lambda: tcp_probe(host, port), down_first=self._path_down == DEAD_LINK
+        )
+        self._probes = (report.probes, report.failed)  # counted on the next gateway.connecting line
+        if report.back:
+            log_event(
+                log,
+                LogEvent.NETWORK_BACK,
+                f"The network is back ({host}:{port} answered after {report.failed} failed probes): "
+                f"reconnecting now instead of in {seconds_text(max(0.0, delay - report.waited_s))}",
+                probes=report.probes,
+                failed=report.failed,
+                waited_s=round(report.waited_s, 3),
+                delay_s=delay,
+                target=f"{host}:{port}",
+                cause=self._path_down,
+            )
+
+    def _probe_url(self) -> str:
+        cached = self.rest.cached_gateway_url if self.rest is not None else None
+        return cached or self.settings.rest_base
 
     async def _attempt(self, attempt: int) -> Decision:
         """One connection attempt and, when it succeeds, the whole connection; then what next."""
@@ -343,7 +374,9 @@ class Worker:
             attempt=attempt,
             url=url or f"{self.bases.current}/gateway/bot",
             resume=self.session.resumable,
+            **({} if self._probes is None else {"probes": self._probes[0], "probes_failed": self._probes[1]}),
         )
+        self._probes = None
         stage = "token"
         try:
             # The request's own timeout comes first, so that it is logged as auth.token_failed.
@@ -358,16 +391,19 @@ class Worker:
             stage = "connect"
             link = await open_link(url, deadline - loop.time(), max_size=self.settings.max_frame_bytes)
         except TokenError as exc:
+            self._path_down = None if exc.permanent else local_failure(exc)
             decision = self._attempt_failed(attempt, f"{stage}: {exc}", permanent=exc.permanent)
             if stage == "token":
                 await self._maybe_switch(self.token_urls, exc, exc.status, deadline)
             return decision
-        except asyncio.TimeoutError:
-            if stage == "connect":
+        except asyncio.TimeoutError as exc:
+            self._path_down = local_failure(exc)
+            if stage == "connect" and self._path_down is None:  # the path, not the URL, was the problem
                 self.rest.forget_gateway_url()
             return self._attempt_failed(attempt, f"{stage}: the attempt timed out after {timeout:g}s")
         except Exception as exc:  # network errors, handshake refusals, bad answers, bad URLs
-            if stage == "connect":
+            self._path_down = local_failure(exc)
+            if stage == "connect" and self._path_down is None:
                 self.rest.forget_gateway_url()
             decision = self._attempt_failed(attempt, f"{stage}: {describe_error(exc)}")
             if stage == "discovery" and isinstance(exc, RestError):
@@ -375,7 +411,12 @@ class Worker:
             return decision
 
         conn = GatewayConnection(
-            token=token, intents=self.settings.intents_mask, session=self.session, now=loop.time()
+            token=token,
+            intents=self.settings.intents_mask,
+            session=self.session,
+            now=loop.time(),
+            liveness=True,
+            pings=not self._pings_ignored,
         )
         established = False
 
@@ -412,7 +453,10 @@ class Worker:
                 link,
                 conn,
                 Callbacks(
-                    established=on_established, dispatch=self.dispatcher.submit, control=self._on_control
+                    established=on_established,
+                    dispatch=self.dispatcher.submit,
+                    control=self._on_control,
+                    pings_ignored=self._on_pings_ignored,
                 ),
                 deadline=deadline,
             )
@@ -430,6 +474,8 @@ class Worker:
         if conn.heartbeat_interval is None:
             self.rest.forget_gateway_url()  # no Hello: this URL may be the problem
         decision = self.policy.connection_lost(disconnect, loop.time())
+        if established and disconnect.close_code is None and disconnect.action is CloseAction.RESUME:
+            self._path_down = DEAD_LINK  # no word from the server: watch the path while waiting
         if not established:
             code = "" if disconnect.close_code is None else f" (close {disconnect.close_code})"
             self._log_failed(attempt, f"closed before READY{code}: {disconnect.reason}")
@@ -528,6 +574,19 @@ class Worker:
         if self._watch_left <= 0 and self.dispatcher is not None:
             self.dispatcher.on_oldest = None
         self.progress.update()  # beats at once (one short non-blocking write)
+
+    def _on_pings_ignored(self, out: PingsIgnored) -> None:
+        if self._pings_ignored:
+            return
+        self._pings_ignored = True
+        log_event(
+            log,
+            LogEvent.PINGS_IGNORED,
+            f"The gateway answered {out.acks_without_pong} heartbeats but no WebSocket ping: liveness "
+            "falls back to heartbeat ACKs and receive silence (a dead link takes longer to notice)",
+            level=logging.WARNING,
+            acks_without_pong=out.acks_without_pong,
+        )
 
     def _on_control(self, conn: GatewayConnection) -> None:
         if conn.last_ack_at is not None and conn.last_ack_at != self.progress.last_ack_at:

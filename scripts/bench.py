@@ -6,11 +6,15 @@
 * the worker's RSS before and after 100,000 events;
 * recovery: a frozen child (SIGSTOP) until a new child is connected, and the gateway reachable again
   until connected, with the longest log silence during a 60 s outage;
+* recovery over a real link (network namespaces, root; bench/netrecovery.py), production defaults and
+  Hello 41250 ms: a dead link until noticed, and the network back after 60 s "unreachable" (5 runs)
+  or a 60 s black hole until connected (`--only recovery` runs just the recovery figures);
 * the watchdog against supervisord, both supervising the same worker over the same 60 s idle: RSS, CPU;
 * the `multiprocess` start methods (python -m watchdog.start_methods);
 * a pyinstrument profile of the worker's hot path (full run, or --profile).
 
     .venv/bin/python scripts/bench.py [--json] [--quick] [--no-peers] [--[no-]profile] [--update-readme]
+    .venv/bin/python scripts/bench.py --only recovery [--json] [--quick]
 
 First use creates .bench/venv (git-ignored) with qq-botpy, supervisor and pyinstrument from PyPI.
 Every figure is printed with the settings it was measured with; --json ends with one JSON object.
@@ -40,6 +44,7 @@ sys.path.insert(0, str(ROOT))
 import psutil  # noqa: E402
 
 from bench import env as bench_env  # noqa: E402
+from bench import netrecovery  # noqa: E402
 from bench.procs import Proc  # noqa: E402
 
 PY = sys.executable
@@ -494,6 +499,17 @@ def rows(figures: dict[str, Any], settings: dict[str, str]) -> list[tuple[str, s
         value = f.get(key)
         return "—" if value is None else fmt.format(value)
 
+    # Results saved before the real-link figures existed render as they were.
+    net = [
+        ("dead link (established connection's packets dropped) → noticed (goal ≤ 15 s)",
+         num("dead_link_detect_s", "{:.2f} s"), f"evidence {f.get('dead_link_evidence') or '—'}; "
+         f"{settings.get('netrecovery', '')}"),
+        ("network back after \"unreachable\" → connected (goal ≤ 2 s, p95)",
+         num("network_back_unreachable_s", "{:.2f} s"),
+         f"median {num('network_back_unreachable_median_s', '{:.2f}')} s; {settings.get('netrecovery', '')}"),
+        ("network back after a black hole → connected (goal ≤ 5 s)",
+         num("network_back_blackhole_s", "{:.2f} s"), settings.get("netrecovery", "")),
+    ] if "dead_link_detect_s" in f else []  # fmt: skip
     return [
         ("dispatch events/s: worker (listen loop → no-op handler)", num("events_per_s"),
          settings["throughput"]),
@@ -513,6 +529,7 @@ def rows(figures: dict[str, Any], settings: dict[str, str]) -> list[tuple[str, s
          f"after {settings['warmup']}"),
         ("frozen child (SIGSTOP) → new child connected", num("freeze_to_connected_s", "{:.2f} s"),
          settings["recovery"]),
+        *net,
         ("gateway reachable again → connected", num("network_back_to_connected_s", "{:.2f} s"),
          f"retry delay in effect {num('last_retry_delay_s', '{:.1f}')} s; {settings['recovery']}"),
         (f"longest log silence, {settings['outage']} outage until connected again",
@@ -608,6 +625,31 @@ def ratio(a: float | None, b: float | None) -> float | None:
     return None if a is None or not b else a / b
 
 
+def net_runs(plan: Plan) -> int:
+    return 2 if ARGS.quick else 5
+
+
+def net_outage_s(plan: Plan) -> float:
+    return 20.0 if ARGS.quick else 60.0  # longer than the dead-link detection (~12 s) either way
+
+
+def only_recovery(plan: Plan, settings: dict[str, str]) -> int:
+    """Just the recovery figures (the freeze and refuse outage, then the real-link ones)."""
+    figures: dict[str, Any] = {}
+    say(f"bench: recovery ({settings['recovery']}), {plan.outage_s:g} s outage then a frozen child")
+    figures.update(recovery(plan))
+    say(f"  network back → connected {figures['network_back_to_connected_s']:.2f} s; "
+        f"freeze → connected {figures['freeze_to_connected_s']:.2f} s")  # fmt: skip
+    say(f"bench: recovery over a real link ({settings['netrecovery']})")
+    figures.update(netrecovery.measure(WORK, net_runs(plan), net_outage_s(plan), say))
+    for label, value, how in rows(figures, settings):
+        if label.startswith(("frozen", "dead link", "network back", "gateway reachable", "longest")):
+            say(f"  {label}: {value}  ({how})")
+    if ARGS.json:
+        print(json.dumps({k: (round(v, 4) if isinstance(v, float) else v) for k, v in figures.items()}))
+    return 0
+
+
 def main() -> int:
     if ARGS.check_readme:
         return check_readme()
@@ -626,13 +668,17 @@ def main() -> int:
                       "separate processes; worker defaults, handler bench.noop:handle",
         "warmup": f"{plan.rounds} × {plan.events:,} events of warm-up",
         "growth": f"{plan.growth_events:,}",
-        "recovery": "watchdog " + (" ".join(plan.freeze_flags) or "defaults (heartbeat 5 s / timeout 30 s, "
+        "recovery": "watchdog " + (" ".join(plan.freeze_flags) or "defaults (heartbeat 1 s / timeout 5 s, "
                                    "retry 2–60 s, stop timeout 10 s, respawn from 1 s)"),
+        "netrecovery": f"production defaults, Hello {netrecovery.HELLO_MS} ms, network namespaces; "
+                       f"{net_outage_s(plan):g} s outages, {net_runs(plan)} unreachable runs",
         "outage": f"{plan.outage_s:g} s",
         "idle": f"{plan.idle_s:g} s idle, both supervising `python -m qqworker` connected to one simulator; "
                 f"watchdog with --http, {SCRAPED[ARGS.scrape]} scraped every {SCRAPE_EVERY_S:g} s; "
                 "supervisor process alone",
     }  # fmt: skip
+    if ARGS.only == "recovery":
+        return only_recovery(plan, settings)
 
     if ARGS.only == "idle":
         return only_idle(plan, bench_py, settings)
@@ -667,6 +713,12 @@ def main() -> int:
         f"{figures['network_back_to_connected_s']:.2f} s; "
         f"freeze → connected {figures['freeze_to_connected_s']:.2f} s"
     )
+
+    if ARGS.quick:  # about a minute more: the smoke run leaves it to `--only recovery --quick`
+        figures.update(dict.fromkeys(netrecovery.KEYS))
+    else:
+        say(f"bench: recovery over a real link ({settings['netrecovery']})")
+        figures.update(netrecovery.measure(WORK, net_runs(plan), net_outage_s(plan), say))
 
     figures.update(idle_figures(plan, bench_py))
 
@@ -758,6 +810,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--no-profile", action="store_true", help="skip the pyinstrument profile")
     parser.add_argument(
         "--update-readme", action="store_true", help="write docs/bench-results.json and the README table"
+    )
+    parser.add_argument(
+        "--only", choices=("recovery",), help="run only these figures (never writes the README or results)"
     )
     return parser.parse_args(argv)
 

@@ -58,6 +58,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="answer like a retired API host: 500 on /gateway and /gateway/bot, 404 on the token path",
     )
     p.add_argument("--allow-remote", action="store_true", help="allow a non-loopback --host")
+    p.add_argument(
+        "--no-pong", action="store_true", help="never answer WebSocket pings (clients must fall back to ACKs)"
+    )
     p.add_argument("--log-level", default="WARNING", help="stderr log level (default WARNING)")
     return p.parse_args(argv)
 
@@ -78,6 +81,7 @@ async def serve(args: argparse.Namespace) -> int:
         intent_reject_code=args.intent_reject_code,
         token_ttl_s=args.token_ttl,
         retired=args.retired,
+        answer_pings=not args.no_pong,
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

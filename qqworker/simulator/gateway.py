@@ -169,7 +169,7 @@ class GatewayConnection:
                 else:
                     await self.close(Close.INVALID_PAYLOAD)
             elif kind is WSMsgType.PING:
-                if not self.muted:
+                if not self.muted and self.sim.options.answer_pings:
                     await ws.pong(msg.data)
             elif kind is WSMsgType.PONG:
                 continue

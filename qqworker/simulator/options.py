@@ -42,6 +42,8 @@ class SimOptions:
     # Answer like a host the platform has retired (api.sgroup.qq.com in 2026, hermes-agent issue 73378):
     # HTTP 500 on /gateway and /gateway/bot, 404 on the token path; everything else as usual.
     retired: bool = False
+    # Answer WebSocket pings (the edge most likely does); False tests a client's fallback to ACKs alone.
+    answer_pings: bool = True
 
     @property
     def idle_timeout_s(self) -> float | None:

@@ -54,6 +54,8 @@ class Timings:
     gateway_heartbeat_ms: int = 300
     # Log silence allowed beyond the longest retry delay while not connected.
     silence_grace: float = 1.5
+    # True: the processes get no timing flag at all (these values then mirror the production defaults).
+    defaults: bool = False
 
     def worker_flags(self) -> list[str]:
         worker = {
@@ -72,6 +74,8 @@ class Timings:
         ]
 
     def flags(self) -> list[str]:
+        if self.defaults:
+            return []
         return [
             "--retry-initial", str(self.retry_initial),
             "--retry-max", str(self.retry_max),

@@ -164,9 +164,11 @@ class Link:
             self.close()
             raise
         self.ports: list[int] = []
+        self._local_rule_moved = False
 
-    def forward(self, port: int) -> None:
-        """127.0.0.1:port in the worker namespace reaches 127.0.0.1:port in the simulator's, over the veth."""
+    def forward(self, port: int, *, sim_side: bool = True) -> None:
+        """127.0.0.1:port in the worker namespace reaches 127.0.0.1:port in the simulator's, over the veth.
+        Without `sim_side` it reaches SIM_ADDR:port instead (where a test's own relay listens)."""
         self.worker.iptables(
             "-t", "nat", "-A", "OUTPUT", "-p", "tcp", "-d", "127.0.0.1", "--dport", str(port),
             "-j", "DNAT", "--to-destination", f"{SIM_ADDR}:{port}",
@@ -175,10 +177,11 @@ class Link:
             "-t", "nat", "-A", "POSTROUTING", "-p", "tcp", "-d", SIM_ADDR,
             "-j", "SNAT", "--to-source", WORKER_ADDR,
         )  # fmt: skip
-        self.sim.iptables(
-            "-t", "nat", "-A", "PREROUTING", "-i", "eth0", "-p", "tcp", "-d", SIM_ADDR, "--dport", str(port),
-            "-j", "DNAT", "--to-destination", f"127.0.0.1:{port}",
-        )  # fmt: skip
+        if sim_side:
+            self.sim.iptables(
+                "-t", "nat", "-A", "PREROUTING", "-i", "eth0", "-p", "tcp", "-d", SIM_ADDR,
+                "--dport", str(port), "-j", "DNAT", "--to-destination", f"127.0.0.1:{port}",
+            )  # fmt: skip
         self.ports.append(port)
 
     # Faults ------------------------------------------------------------------------------------
@@ -186,6 +189,21 @@ class Link:
     def set_link(self, up: bool) -> None:
         """The worker's own interface goes down (or up): its SYNs have no route, its sockets go quiet."""
         self.worker.ip("link", "set", "eth0", "up" if up else "down")
+
+    def set_unreachable(self, on: bool) -> None:
+        """A "network is unreachable" for the worker's connections to the simulator: its connects fail at
+        once with ENETUNREACH (the seed incident's error), its established sockets' packets go nowhere.
+        The worker connects to 127.0.0.1:PORT, which the local table would route before any other
+        rule, so that table's rule moves behind the `unreachable` policy rules (pref 5) once."""
+        if on and not self._local_rule_moved:
+            self.worker.ip("rule", "add", "pref", "10", "lookup", "local")
+            self.worker.ip("rule", "del", "pref", "0")
+            self._local_rule_moved = True
+        for port in self.ports:
+            self.worker.ip(
+                "rule", "add" if on else "del", "pref", "5", "to", "127.0.0.1/32",
+                "ipproto", "tcp", "dport", str(port), "unreachable",
+            )  # fmt: skip
 
     def drop_all(self) -> None:
         """Every packet between the two namespaces is dropped (a black hole on the path)."""

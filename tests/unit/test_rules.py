@@ -80,7 +80,7 @@ def test_integer_overflow_is_refused() -> None:
     ("given", "key", "rule"),
     [
         ({"heartbeat_timeout": 0.5, "heartbeat_interval": 5}, "heartbeat_timeout", "2 × heartbeat_interval"),
-        ({"heartbeat_timeout": 9.9}, "heartbeat_timeout", "2 × heartbeat_interval"),
+        ({"heartbeat_timeout": 1.9}, "heartbeat_timeout", "2 × heartbeat_interval"),  # the 1 s beat
         ({"retry_initial": 10, "retry_max": 5}, "retry_max", "retry_max ≥ retry_initial"),
         ({"respawn_initial": 10, "respawn_max": 5}, "respawn_max", "respawn_max ≥ respawn_initial"),
         ({"memory_limit_mb": 30}, "memory_limit_mb", "at least 64"),
@@ -99,7 +99,7 @@ def test_contradictions_are_refused_naming_the_key_value_and_rule(
 
 
 def test_relations_accept_the_defaults_and_a_sane_config() -> None:
-    assert load_settings({}, CREDS).heartbeat_timeout == 30
+    assert load_settings({}, CREDS).heartbeat_timeout == 5
     s = load_settings({"heartbeat_interval": 0.2, "heartbeat_timeout": 0.4, "memory_limit_mb": 64}, CREDS)
     assert s.memory_limit_mb == 64
     assert {r.key for r in RELATIONS} >= {"heartbeat_timeout", "retry_max", "respawn_max", "memory_limit_mb"}

@@ -28,7 +28,7 @@ def write(tmp_path: Path, text: str) -> str:
 def test_defaults_match_the_contract() -> None:
     s = load_settings({}, CREDS)
     assert (s.retry_initial, s.retry_max, s.max_attempts, s.connect_timeout) == (2, 60, 100, 15)
-    assert (s.heartbeat_interval, s.heartbeat_timeout, s.attempt_grace) == (5, 30, 15)
+    assert (s.heartbeat_interval, s.heartbeat_timeout, s.attempt_grace) == (1, 5, 15)
     assert (s.respawn_initial, s.respawn_max, s.healthy_after) == (1, 300, 60)
     assert (s.max_restarts, s.restart_window, s.memory_limit_mb, s.stop_timeout) == (0, 600, 0, 10)
     assert s.handler == "log" and s.status_file == "./run/qqwatchdog.status.json"

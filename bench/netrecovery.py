@@ -1,0 +1,112 @@
+"""The recovery figures that need a real link (bench/netlab.py), with the PRODUCTION defaults (the
+watchdog gets no timing flag) and the platform's Hello interval, 41250 ms:
+
+* dead_link_detect_s: every packet of the established gateway connection dropped → `gateway.ack_timeout`;
+* network_back_unreachable_s: after an `outage_s` "network unreachable", route back → connected (p95 of
+  `runs`, nearest rank, so the largest of 5);
+* network_back_blackhole_s: after an `outage_s` black hole, packets flow again → connected.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import signal
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from bench import netlab
+from bench.procs import Proc
+from qqworker.simulator.client_env import client_env
+
+PY = sys.executable
+ROOT = Path(__file__).resolve().parent.parent
+HELLO_MS = 41250
+SETTLE_S = 4.0  # past the first WebSocket ping and its pong on a new connection
+KEYS = ("dead_link_detect_s", "network_back_unreachable_s", "network_back_unreachable_median_s",
+        "network_back_blackhole_s", "dead_link_evidence")  # fmt: skip
+
+
+def p95(values: list[float]) -> float:
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(0.95 * len(ordered)) - 1)]
+
+
+def measure(work: Path, runs: int, outage_s: float, say: Callable[[str], None]) -> dict[str, Any]:
+    figures: dict[str, Any] = dict.fromkeys(KEYS)
+    reason = netlab.unavailable()
+    if reason is not None:
+        say(f"  not measured: {reason}")
+        return figures
+    work.mkdir(parents=True, exist_ok=True)
+    # A SIGTERM (a timeout around the bench) must still remove the namespaces: make it an exception.
+    previous = signal.signal(signal.SIGTERM, _terminate)
+    lab = netlab.Lab(str(os.getpid()))
+    sim = run = None
+    try:
+        sim = Proc([*lab.prefix(lab.sim), PY, "-m", "qqworker.simulator", "--port", "0",
+                    "--heartbeat-interval-ms", str(HELLO_MS)], cwd=work)  # fmt: skip
+        deadline = time.monotonic() + 30
+        while not (sim.lines and sim.lines[0].record) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if not (sim.lines and sim.lines[0].record):
+            raise RuntimeError("the simulator did not start: " + "\n".join(ln.text for ln in sim.lines))
+        info = sim.lines[0].record
+        lab.forward(int(str(info["api_base"]).rsplit(":", 1)[1].rstrip("/")))
+        env = client_env(info, PYTHONPATH=str(ROOT))
+        run = Proc([*lab.prefix(lab.worker), PY, "-m", "watchdog", "run",
+                    "--status-file", str(work / "netrecovery.status.json")], env=env, cwd=work)  # fmt: skip
+        run.wait_for("gateway.connected", 60)
+        time.sleep(SETTLE_S)
+
+        mark = run.mark()
+        t0 = time.monotonic()
+        cut = lab.half_open()
+        if not cut:
+            raise RuntimeError("no established gateway connection to cut")
+        index, line = run.wait_for("gateway.ack_timeout", 300, after=mark)
+        figures["dead_link_detect_s"] = line.t - t0
+        figures["dead_link_evidence"] = (line.record or {}).get("evidence")
+        detect, evidence = figures["dead_link_detect_s"], figures["dead_link_evidence"]
+        say(f"  dead link noticed after {detect:.2f} s ({evidence})")
+        run.wait_for("gateway.connected", 120, after=index)
+
+        backs: list[float] = []
+        for n in range(runs):
+            backs.append(_outage(run, lab.unreachable, outage_s))
+            say(f"  unreachable {outage_s:g} s, run {n + 1}/{runs}: route back → connected {backs[-1]:.2f} s")
+        figures["network_back_unreachable_s"] = p95(backs)
+        figures["network_back_unreachable_median_s"] = statistics.median(backs)
+        figures["network_back_blackhole_s"] = _outage(run, lab.black_hole, outage_s)
+        hole = figures["network_back_blackhole_s"]
+        say(f"  black hole {outage_s:g} s: packets flow → connected {hole:.2f} s")
+    finally:
+        if run is not None:
+            run.stop(30)
+        if sim is not None:
+            sim.stop(10)
+        lab.close()
+        signal.signal(signal.SIGTERM, previous)
+    return figures
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
+
+
+def _outage(run: Proc, fault: Callable[[bool], None], outage_s: float) -> float:
+    time.sleep(SETTLE_S)
+    start = run.mark()
+    fault(True)
+    t_down = time.monotonic()
+    run.wait_for("gateway.ack_timeout", outage_s + 60, after=start)  # it noticed, then it waits
+    time.sleep(max(0.0, outage_s - (time.monotonic() - t_down)))
+    before_up = run.mark()
+    t_up = time.monotonic()
+    fault(False)
+    _, line = run.wait_for("gateway.connected", 300, after=before_up)
+    return line.t - t_up

@@ -30,6 +30,11 @@ class LogEvent(str, Enum):
     HANDLER_IMPORT_FAILED = "handler.import_failed"
     EVENTS_ABANDONED = "events.abandoned"
     EVENTS_LOST = "events.lost"
+    WEBHOOK_FAILED = "webhook.failed"
+    WEBHOOK_DROPPED = "webhook.dropped"
+    WEBHOOK_DELIVERED = "webhook.delivered"
+    WEBHOOK_RECOVERED = "webhook.recovered"
+    WEBHOOK_BACKLOG = "webhook.backlog"
     # watchdog
     WATCHDOG_STARTED = "watchdog.started"
     CHILD_SPAWNED = "child.spawned"
@@ -112,6 +117,24 @@ EVENT_DOCS: dict[LogEvent, tuple[str, str]] = {
         "session_id, first_seq, last_seq, reason",
         "a frame over --max-frame-bytes came again at the same position: its seq is skipped (last_seq "
         "null: the session was given up and everything from first_seq on is lost)",
+    ),
+    LogEvent.WEBHOOK_FAILED: (
+        "url, status, error, pending, failures, retry_in_s",
+        "deliveries to a webhook URL failing (refused, timeout, non-2xx): at most one line per 10 s per URL, "
+        "`failures` counting the attempts since the last line; the event is retried, never skipped",
+    ),
+    LogEvent.WEBHOOK_DROPPED: (
+        "url, events, dropped_total, capacity",
+        "the URL's delivery queue (--webhook-queue) overflowed: its oldest waiting events were dropped",
+    ),
+    LogEvent.WEBHOOK_DELIVERED: (
+        "url, events, delivered_total, pending",
+        "a summary, not a line per event: the first delivery, then at most one line a minute with the count",
+    ),
+    LogEvent.WEBHOOK_RECOVERED: ("url, failures, pending", "a webhook URL acknowledges again after failures"),
+    LogEvent.WEBHOOK_BACKLOG: (
+        "url, oldest_age_s, pending",
+        "an event has waited longer than --webhook-backlog-warn for its webhook (once per backlog)",
     ),
     LogEvent.CHILD_SPAWNED: ("child_pid, resume", "each spawn; `resume` says it was given a session"),
     LogEvent.CHILD_HEARTBEAT_MISSED: ("silent_s", "no pipe heartbeat within the heartbeat timeout"),

@@ -109,6 +109,7 @@ def render(status: dict[str, Any], verdict: str, now: float) -> str:
             else None,
         ),
         ("skipped events", _skipped(status)),
+        ("webhook", _webhook(status)),
         ("updated", status.get("updated_at")),
     ]
     lines += [f"  {name:16} {value}" for name, value in rows if value is not None]
@@ -123,6 +124,31 @@ def _skipped(status: dict[str, Any]) -> str | None:
     if not isinstance(last, dict):
         return str(count)
     return f"{count} (last: {last.get('event_type')} id {last.get('event_id')} seq {last.get('seq')})"
+
+
+def webhook_status(beat: Any) -> dict[str, Any] | None:
+    """The webhook handler's queue as its last beat told it (None when it is not the handler)."""
+    if beat is None or getattr(beat, "webhook_pending", None) is None:
+        return None
+    return {
+        "pending": beat.webhook_pending,
+        "oldest_age_s": beat.webhook_oldest_age_s,
+        "delivered": beat.webhook_delivered,
+        "failures": beat.webhook_failures,
+        "dropped": beat.webhook_dropped,
+    }
+
+
+def _webhook(status: dict[str, Any]) -> str | None:
+    hook = status.get("webhook")
+    if not isinstance(hook, dict):
+        return None
+    age = hook.get("oldest_age_s")
+    oldest = f" (oldest waiting {age:.1f}s)" if isinstance(age, (int, float)) else ""
+    return (
+        f"{hook.get('pending')} pending{oldest}, {hook.get('delivered')} delivered, "
+        f"{hook.get('failures')} failed attempts, {hook.get('dropped')} dropped"
+    )
 
 
 def _age(age: Any, updated: Any, now: float) -> str | None:

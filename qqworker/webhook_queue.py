@@ -5,7 +5,8 @@ One queue per URL, sent strictly in arrival order, one request at a time: the he
 acknowledges it; only then is the next event sent, and an acknowledged event is never sent again.
 A full queue drops its oldest event not being sent (the newest is what a chat bot still wants),
 counted and reported. What is worth a log line comes back as `Report`s from `reports(now)`:
-a failure burst at most once per `FAILED_LOG_INTERVAL_S` with counts, drops, a delivered summary
+failures at most once per `FAILED_LOG_INTERVAL_S` with counts, the end of a burst that was
+reported (at once, with the whole burst's count), drops, a delivered summary
 at most once per `DELIVERED_LOG_INTERVAL_S`, and a backlog warning when the oldest event has waited
 longer than `backlog_warn_s` (once per backlog).
 """
@@ -50,7 +51,9 @@ class UrlQueue(Generic[T]):
     dropped: int = 0
     failures: int = 0
     _unreported_failures: int = 0
-    _failures_in_burst: int = 0
+    _failures_in_burst: int = 0  # failures since the head last got through
+    _burst_reported: bool = False  # a failed line was written during this burst
+    _recovery: int | None = None  # a reported burst ended: its failure count, for the recovered line
     _last_status: int | None = None
     _last_error: str = ""
     _failed_logged_at: float | None = None
@@ -114,6 +117,10 @@ class UrlQueue(Generic[T]):
         self.retry_at = None
         self.backoff.reset()
         entry = self.entries.popleft()
+        if self._burst_reported:
+            # Said at once, with the whole burst's count (the failures not yet in a failed line too).
+            self._recovery, self._unreported_failures = self._failures_in_burst, 0
+        self._failures_in_burst, self._burst_reported = 0, False
         self.delivered += 1
         self._delivered_since += 1
         return entry.item
@@ -157,14 +164,10 @@ class UrlQueue(Generic[T]):
             )
             self._unreported_failures = 0
             self._failed_logged_at = now
-        if self._failures_in_burst and self.retry_at is None and not self._unreported_failures:
-            # The head got through after a burst whose every failure has been reported.
-            out.append(
-                Report(
-                    "recovered", {"url": self.url, "failures": self._failures_in_burst, "pending": pending}
-                )
-            )
-            self._failures_in_burst = 0
+            self._burst_reported = self._failures_in_burst > 0
+        if self._recovery is not None:
+            out.append(Report("recovered", {"url": self.url, "failures": self._recovery, "pending": pending}))
+            self._recovery = None
         if self._unreported_drops:
             out.append(
                 Report(

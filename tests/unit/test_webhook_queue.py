@@ -129,18 +129,40 @@ def test_recovery_after_a_burst_is_said_once() -> None:
     assert "recovered" not in kinds(q.reports(2.0))
 
 
-def test_unreported_failures_are_said_before_the_recovery() -> None:
+def test_recovery_is_said_at_once_with_the_bursts_count() -> None:
     q = queue(initial=0.1, cap=0.1)
     q.push("a", 0.0)
     q.next_send(0.0)
     q.failed(0.0, 500, "HTTP 500")
-    q.reports(0.0)
+    assert kinds(q.reports(0.0)) == ["failed"]
     q.next_send(1.0)
-    q.failed(1.0, 500, "HTTP 500")
+    q.failed(1.0, 500, "HTTP 500")  # not yet due for a line of its own
     q.next_send(2.0)
     q.acked(2.0)
-    assert "recovered" not in kinds(q.reports(2.0))  # one failure still owed a line, not due yet
-    assert kinds(q.reports(10.0))[:2] == ["failed", "recovered"]
+    reports = [r for r in q.reports(2.0) if r.kind != "delivered"]
+    assert kinds(reports) == ["recovered"]  # not held back until the next failed line is due
+    assert reports[0].fields["failures"] == 2
+    assert "failed" not in kinds(q.reports(12.0))  # the second failure was counted in it
+
+
+def test_a_burst_never_reported_gets_no_recovery_line_but_its_failures_are_counted_later() -> None:
+    q = queue(initial=0.1, cap=0.1)
+    q.push("a", 0.0)
+    q.push("b", 0.0)
+    q.next_send(0.0)
+    q.failed(0.0, 500, "HTTP 500")
+    q.reports(0.0)
+    q.next_send(1.0)
+    q.acked(1.0)
+    assert "recovered" in kinds(q.reports(1.0))
+    q.next_send(2.0)
+    q.failed(2.0, 502, "HTTP 502")  # a new burst, within 10 s of the last failed line
+    assert "failed" not in kinds(q.reports(2.0))
+    q.next_send(3.0)
+    q.acked(3.0)
+    assert "recovered" not in kinds(q.reports(3.0))  # flapping never makes more than a line per 10 s
+    later = [r for r in q.reports(10.0) if r.kind == "failed"]
+    assert later and later[0].fields["failures"] == 1 and later[0].fields["status"] == 502
 
 
 def test_delivered_is_a_summary_not_a_line_per_event() -> None:

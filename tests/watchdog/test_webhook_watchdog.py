@@ -1,0 +1,82 @@
+"""The webhook handler under the real watchdog: the queue shows in `watchdog status`, and a worker
+killed while events are unacknowledged is respawned, Resumes below them, and delivers them."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.support import PYTHON, ROOT, SimulatorProcess, wait_until
+from tests.watchdog.wd_harness import Watchdog
+from tests.worker.test_webhook_process import Endpoint
+
+
+@pytest.fixture
+def sim() -> Iterator[SimulatorProcess]:
+    simulator = SimulatorProcess()
+    yield simulator
+    simulator.stop()
+
+
+@pytest.fixture
+def endpoint() -> Iterator[Endpoint]:
+    e = Endpoint()
+    yield e
+    e.close()
+
+
+def status(status_file: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [PYTHON, "-m", "watchdog", "status", "--status-file", str(status_file), *extra],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+
+
+def webhook_status(wd: Watchdog) -> dict[str, object] | None:
+    result = status(wd.status_file, "--json")
+    return json.loads(result.stdout)["status"].get("webhook") if result.stdout else None
+
+
+def test_unacknowledged_events_show_in_status_and_survive_a_killed_worker(
+    tmp_path: Path, sim: SimulatorProcess, endpoint: Endpoint
+) -> None:
+    endpoint.mode = 503
+    wd = Watchdog(
+        tmp_path,
+        sim,
+        env={"QQ_HANDLER": "webhook", "QQW_WEBHOOK_URL": endpoint.url},
+        webhook_retry_max=0.5,
+    )
+    try:
+        wd.connected()
+        wd.send("queued", 4)
+        wait_until(lambda: (webhook_status(wd) or {}).get("pending") == 4, 15, "4 pending in the status")
+        human = status(wd.status_file).stdout
+        assert "webhook" in human and "4 pending (oldest waiting" in human, human
+        sent_before = {i for i, _ in endpoint.received}
+        assert len(sent_before) == 1  # only the head, retried
+        old = wd.child_pid()
+        mark = wd.process.mark()
+        os.kill(old, signal.SIGKILL)
+        _, spawned = wd.wait_for("child.spawned", after=mark)
+        assert spawned["resume"] is True
+        _, connected = wd.connected(after=mark, generation=spawned["generation"])
+        assert connected["resumed"] is True
+        endpoint.mode = 200
+        wait_until(lambda: len(endpoint.acked()) >= 4, 15, "the 4 events acknowledged after the respawn")
+        acked = endpoint.acked()
+        assert len(acked) == len(set(acked)) == 4, acked  # replayed by the Resume, each acked once
+        assert acked[0] in sent_before  # the same envelope id as before the kill
+        wait_until(lambda: (webhook_status(wd) or {}).get("pending") == 0, 15, "nothing pending")
+        wd.finish()
+    finally:
+        wd.kill_all()

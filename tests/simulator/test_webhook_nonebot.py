@@ -13,6 +13,7 @@ import json
 import os
 import signal
 import socket
+import subprocess
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -33,6 +34,7 @@ PACKAGES = (
 )
 BOT = Path(__file__).resolve().parent / "nonebot_webhook_bot.py"
 T = 30  # one wait: NoneBot starts in a few seconds, more on a loaded machine
+DOWN_S = 5.0  # how long the bot is down (a 30 s outage is the same code path, only slower)
 FAST = ["--retry-initial", "0.2", "--retry-max", "1", "--connect-timeout", "2", "--webhook-retry-max", "1"]
 
 
@@ -152,6 +154,17 @@ def worker(sim: SimulatorProcess) -> Iterator[Callable[..., LineProcess]]:
     assert_no_secret([proc.output() for proc in started], [str(sim.info["app_secret"])])
 
 
+def webhook_check(sim: SimulatorProcess, url: str) -> subprocess.CompletedProcess[str]:
+    """`python -m qqworker webhook-check URL` with the bot's credentials."""
+    return subprocess.run(
+        [PYTHON, "-m", "qqworker", "webhook-check", url],
+        env=sim.env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
 def send(sim: SimulatorProcess, first: int, last: int) -> None:
     for n in range(first, last + 1):
         sim.control("/_sim/events", {"type": "C2C_MESSAGE_CREATE", "d": {"content": f"m{n}"}})
@@ -174,6 +187,8 @@ def test_events_reach_a_nonebot_webhook_bot_each_once_in_order(
 ) -> None:
     bot = bots()
     bot.start()
+    check = webhook_check(sim, bot.url)  # NoneBot answers the platform's op 13 validation
+    assert check.returncode == 0 and "PASS" in check.stdout, check.stdout + check.stderr
     proc = worker(bot.url)
     send(sim, 1, 5)
     wait_until(lambda: len(bot.events()) >= 5, T, "5 events in NoneBot's handler")
@@ -191,12 +206,14 @@ def test_a_nonebot_bot_down_for_a_while_gets_every_event_once_in_order(
 ) -> None:
     bot = bots()
     proc = worker(bot.url, "--webhook-backlog-warn", "3")
+    down_since = time.monotonic()
     send(sim, 1, 10)
     _, failed = proc.wait_for("webhook.failed", T)
     assert failed["status"] is None and failed["pending"] >= 1 and failed["url"] == bot.url
     proc.wait_for("webhook.backlog", T)  # the oldest has waited over 3 s: its own warning
     send(sim, 11, 12)
-    bot.start()  # about 5 s after the first event, plus NoneBot's start-up
+    time.sleep(max(0.0, DOWN_S - (time.monotonic() - down_since)))
+    bot.start()
     wait_until(lambda: len(bot.events()) >= 12, T, "12 events in NoneBot's handler")
     proc.wait_for("webhook.recovered", T)
     assert_each_once_in_order(bot, 12)
@@ -211,6 +228,8 @@ def test_a_wrong_secret_is_rejected_by_nonebot_with_403(
 ) -> None:
     bot = bots(secret="not-the-bot-secret-at-all")
     bot.start()
+    check = webhook_check(sim, bot.url)
+    assert check.returncode == 1 and "does not verify" in check.stdout, check.stdout + check.stderr
     proc = worker(bot.url)
     send(sim, 1, 1)
     _, failed = proc.wait_for("webhook.failed", T, where=lambda r: r["status"] == 403)

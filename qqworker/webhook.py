@@ -33,6 +33,9 @@ from qqworker.webhook_sign import Signer
 
 log = logging.getLogger("qqworker.webhook")
 TICK_S = 1.0  # how often an idle sender looks at its due log lines
+# After an acknowledgement, the handed seq moves on: a beat says so within this long (coalesced), so a
+# worker killed right after acknowledgements replays (and resends) at most this much, not a beat period.
+ACK_BEAT_DELAY_S = 0.1
 
 
 def envelope(event: Dispatch) -> bytes:
@@ -86,6 +89,8 @@ class WebhookHandler:
         self._wake: list[asyncio.Event] = []
         self._tasks: list[asyncio.Task[None]] = []
         self._http: aiohttp.ClientSession | None = None
+        self.on_progress: Callable[[], None] | None = None  # the worker's beat-now
+        self._beat_timer: asyncio.TimerHandle | None = None
 
     async def start(self) -> None:
         self._http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.timeout_s))
@@ -99,6 +104,9 @@ class WebhookHandler:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks = []
+        if self._beat_timer is not None:
+            self._beat_timer.cancel()
+            self._beat_timer = None
         for q in self.queues:
             q.abandon_send()
             self._log(q.reports(self._clock()))
@@ -144,8 +152,15 @@ class WebhookHandler:
             if status is not None and 200 <= status < 300:
                 q.acked(self._clock())
                 delivery.settle_one()
+                if self.on_progress is not None and self._beat_timer is None:
+                    self._beat_timer = asyncio.get_running_loop().call_later(ACK_BEAT_DELAY_S, self._beat)
             else:
                 q.failed(self._clock(), status, error)
+
+    def _beat(self) -> None:
+        self._beat_timer = None
+        if self.on_progress is not None:
+            self.on_progress()
 
     async def _post(self, url: str, body: bytes) -> tuple[int | None, str]:
         """(HTTP status or None, error text) of one signed POST; never raises but CancelledError."""

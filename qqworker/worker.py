@@ -166,6 +166,7 @@ class Worker:
         if self.webhook is not None:
             await self.webhook.start()
             self.progress.webhook_source = self.webhook.beat_fields
+            self.webhook.on_progress = self.progress.update  # beat soon after acknowledgements
         # Everything imported and set up so far lives as long as the process: out of the collector's
         # way, so the collections that per-event garbage triggers no longer walk it.
         gc.freeze()

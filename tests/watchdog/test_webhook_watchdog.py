@@ -7,6 +7,7 @@ import json
 import os
 import signal
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -77,6 +78,38 @@ def test_unacknowledged_events_show_in_status_and_survive_a_killed_worker(
         assert len(acked) == len(set(acked)) == 4, acked  # replayed by the Resume, each acked once
         assert acked[0] in sent_before  # the same envelope id as before the kill
         wait_until(lambda: (webhook_status(wd) or {}).get("pending") == 0, 15, "nothing pending")
+        wd.finish()
+    finally:
+        wd.kill_all()
+
+
+def test_events_acknowledged_before_a_kill_are_not_sent_again_by_the_successor(
+    tmp_path: Path, sim: SimulatorProcess, endpoint: Endpoint
+) -> None:
+    # Beats only every 1.5 s: the handed seq must still move on within moments of the
+    # acknowledgements (the webhook handler beats soon after them), or the Resume would resend.
+    wd = Watchdog(
+        tmp_path,
+        sim,
+        env={"QQ_HANDLER": "webhook", "QQW_WEBHOOK_URL": endpoint.url},
+        heartbeat_interval=1.5,
+        heartbeat_timeout=5.0,
+    )
+    try:
+        wd.connected()
+        wd.send("before", 3)
+        wait_until(lambda: len(endpoint.acked()) >= 3, 15, "3 events acknowledged")
+        time.sleep(0.5)
+        mark = wd.process.mark()
+        os.kill(wd.child_pid(), signal.SIGKILL)
+        _, spawned = wd.wait_for("child.spawned", after=mark)
+        _, connected = wd.connected(after=mark, generation=spawned["generation"])
+        assert connected["resumed"] is True
+        wd.send("after", 1)
+        wait_until(lambda: len(endpoint.acked()) >= 4, 15, "the 4th event acknowledged")
+        time.sleep(0.5)
+        acked = endpoint.acked()
+        assert len(acked) == len(set(acked)) == 4, acked
         wd.finish()
     finally:
         wd.kill_all()

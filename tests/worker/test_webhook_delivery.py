@@ -223,3 +223,14 @@ async def test_every_url_gets_every_event_and_a_dead_one_holds_the_seq(consumer:
         assert dispatcher.handed_seq(2) == 2
     finally:
         await other.stop()
+
+
+async def test_acknowledgements_beat_soon_coalesced(consumer: Consumer, run: Run) -> None:
+    handler, dispatcher = await run(consumer.url)
+    beats: list[int | None] = []
+    handler.on_progress = lambda: beats.append(dispatcher.handed_seq(50))
+    for n in range(1, 51):
+        dispatcher.submit(event(n))
+    await asyncio.wait_for(dispatcher.join(), 5)
+    await until(lambda: beats and beats[-1] == 50, timeout=2)  # the last beat hands the last seq
+    assert len(beats) < 50  # coalesced, not one beat per event

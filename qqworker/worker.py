@@ -13,7 +13,7 @@ import asyncio
 import gc
 import logging
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 
@@ -37,7 +37,9 @@ from qqworker.reconnect import Decision, ReconnectPolicy, Verdict
 from qqworker.rest import RestClient, RestError
 from qqworker.settings import ConfigError, Settings
 from qqworker.signatures import adapt
-from qqworker.webhook import WebhookHandler
+
+if TYPE_CHECKING:  # imported when the webhook handler is chosen: its crypto costs the others nothing
+    from qqworker.webhook import WebhookHandler
 
 log = logging.getLogger("qqworker.worker")
 TOKEN_MARGIN_S = 0.05
@@ -203,6 +205,8 @@ class Worker:
         if callable(spec):
             return adapt(spec, getattr(spec, "__name__", "handler"))
         if spec.strip() == "webhook":
+            from qqworker.webhook import WebhookHandler
+
             self.webhook = WebhookHandler(self.settings)
             return self.webhook
         backoff = Backoff(self.settings.retry_initial, self.settings.retry_max)

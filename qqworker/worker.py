@@ -483,7 +483,9 @@ class Worker:
             return {}
         inflight = self.dispatcher.inflight
         fields: dict[str, Any] = {}
-        oldest = inflight.oldest()
+        # The webhook handler's oldest event waits for a bot, it cannot be what kills a worker: naming
+        # it would let the watchdog's poison check skip it after a few unrelated deaths.
+        oldest = inflight.oldest() if self.webhook is None else None
         if oldest is not None:
             event_id = oldest.id[:128] if oldest.id is not None else None
             fields.update(oldest_seq=oldest.seq, oldest_type=oldest.type[:128], oldest_id=event_id)

@@ -113,3 +113,29 @@ def test_events_acknowledged_before_a_kill_are_not_sent_again_by_the_successor(
         wd.finish()
     finally:
         wd.kill_all()
+
+
+def test_a_consumer_down_across_several_worker_deaths_is_never_taken_for_a_poison_event(
+    tmp_path: Path, sim: SimulatorProcess, endpoint: Endpoint
+) -> None:
+    # The watchdog skips an event that stays oldest unhandled while children die with it
+    # (--poison-after 3). Waiting for a webhook is not what kills them: the event must survive.
+    endpoint.mode = 503
+    wd = Watchdog(tmp_path, sim, env={"QQ_HANDLER": "webhook", "QQW_WEBHOOK_URL": endpoint.url})
+    try:
+        wd.connected()
+        wd.send("waiting", 1)
+        wait_until(lambda: endpoint.received, 15, "the first attempt")
+        for _ in range(4):
+            mark = wd.process.mark()
+            time.sleep(0.5)  # a beat or two naming the waiting event as the oldest
+            os.kill(wd.child_pid(), signal.SIGKILL)
+            _, spawned = wd.wait_for("child.spawned", after=mark)
+            wd.connected(after=mark, generation=spawned["generation"])
+        assert not wd.process.records("events.skipped")
+        endpoint.mode = 200
+        wait_until(lambda: endpoint.acked(), 15, "the event acknowledged")
+        assert len({i for i, _ in endpoint.received}) == 1  # the same event all along
+        wd.finish()
+    finally:
+        wd.kill_all()

@@ -178,7 +178,7 @@ class WebhookHandler:
                 return resp.status, f"HTTP {resp.status}"
         except asyncio.TimeoutError:
             return None, f"no answer within {self.timeout_s:g}s"
-        except (aiohttp.ClientError, OSError, ValueError) as exc:
+        except Exception as exc:  # ClientError, OSError, a bad URL...: a sender must never die of one
             text = str(exc)
             return None, f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 

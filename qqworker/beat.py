@@ -78,6 +78,8 @@ class Progress:
     totals_source: Callable[[], tuple[int, int, int, int]] | None = field(default=None, repr=False)
     # When set, read at each beat: the delivery fields of the Beat (oldest_*, stranded).
     delivery_source: Callable[[], dict[str, Any]] | None = field(default=None, repr=False)
+    # When set (the webhook handler), read at each beat: the webhook_* fields of the Beat.
+    webhook_source: Callable[[], dict[str, Any]] | None = field(default=None, repr=False)
 
     def update(self, **changes: Any) -> None:
         """Sets fields and tells the listener (the pipe beater beats at once on every change)."""
@@ -113,6 +115,7 @@ class Progress:
             ack_rtt_s=self.ack_rtt_s if self.phase is Phase.CONNECTED else None,
             **self._totals(),
             **(self.delivery_source() if self.delivery_source is not None else {}),
+            **(self.webhook_source() if self.webhook_source is not None else {}),
         )
 
     def _totals(self) -> dict[str, int]:
@@ -158,6 +161,13 @@ class Beat:
     # Events of dropped sessions still in a handler: [session_id, first_seq, last_seq, count] each;
     # no Resume can replay them, so if the child dies now the watchdog reports them abandoned.
     stranded: list[list[Any]] | None = None
+    # The webhook handler (QQ_HANDLER=webhook): events waiting for an acknowledgement (summed over
+    # the URLs), the oldest one's wait, and totals since the worker started.
+    webhook_pending: int | None = None
+    webhook_oldest_age_s: float | None = None
+    webhook_delivered: int | None = None
+    webhook_failures: int | None = None
+    webhook_dropped: int | None = None
 
     def encode(self, version: int = BEAT_VERSION) -> bytes:
         """The beat as a watchdog speaking `version` can read it."""

@@ -44,6 +44,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["webhook-check"]:
+        from qqworker.webhook_check import main as webhook_check
+
+        return webhook_check(argv[1:])
     configure_logging(role="worker")
     try:
         args = build_parser().parse_args(argv)

@@ -39,6 +39,11 @@ class LogEvent(str, Enum):
     LOG_SINK_RECOVERED = "log.sink_recovered"
     PINGS_IGNORED = "gateway.pings_ignored"
     NETWORK_BACK = "reconnect.network_back"
+    WEBHOOK_FAILED = "webhook.failed"
+    WEBHOOK_DROPPED = "webhook.dropped"
+    WEBHOOK_DELIVERED = "webhook.delivered"
+    WEBHOOK_RECOVERED = "webhook.recovered"
+    WEBHOOK_BACKLOG = "webhook.backlog"
     # watchdog
     WATCHDOG_STARTED = "watchdog.started"
     CHILD_SPAWNED = "child.spawned"
@@ -174,6 +179,24 @@ EVENT_DOCS: dict[LogEvent, tuple[str, str]] = {
         "probes, failed, waited_s, delay_s, target",
         "after a local failure (no route, link down, DNS down, no TCP answer) a probe connected: the backoff "
         "sleep is cut short",
+    ),
+    LogEvent.WEBHOOK_FAILED: (
+        "url, status, error, pending, failures, retry_in_s",
+        "deliveries to a webhook URL failing (refused, timeout, non-2xx): at most one line per 10 s per URL, "
+        "`failures` counting the attempts since the last line; the event is retried, never skipped",
+    ),
+    LogEvent.WEBHOOK_DROPPED: (
+        "url, events, dropped_total, capacity",
+        "the URL's delivery queue (--webhook-queue) overflowed: its oldest waiting events were dropped",
+    ),
+    LogEvent.WEBHOOK_DELIVERED: (
+        "url, events, delivered_total, pending",
+        "a summary, not a line per event: the first delivery, then at most one line a minute with the count",
+    ),
+    LogEvent.WEBHOOK_RECOVERED: ("url, failures, pending", "a webhook URL acknowledges again after failures"),
+    LogEvent.WEBHOOK_BACKLOG: (
+        "url, oldest_age_s, pending",
+        "an event has waited longer than --webhook-backlog-warn for its webhook (once per backlog)",
     ),
     LogEvent.CHILD_SPAWNED: ("child_pid, resume", "each spawn; `resume` says it was given a session"),
     LogEvent.CHILD_HEARTBEAT_MISSED: ("silent_s", "no pipe heartbeat within the heartbeat timeout"),

@@ -130,6 +130,23 @@ class Settings:
         "largest gateway frame taken, bytes; a larger one closes the link (1009) and, replayed, is skipped",
         minimum=4096,
     )
+    webhook_url: str = _opt(
+        "",
+        "worker",
+        "with handler webhook: comma-separated URLs each event is POSTed to, signed as the platform would",
+        env="QQW_WEBHOOK_URL",
+    )
+    webhook_retry_max: float = _opt(30.0, "worker", "webhook retry delay cap, seconds", minimum=0.01)
+    webhook_queue: int = _opt(
+        1000, "worker", "events waiting per webhook URL; the oldest dropped past it", minimum=1
+    )
+    webhook_timeout: float = _opt(10.0, "worker", "bound on one webhook POST, seconds", minimum=0.1)
+    webhook_backlog_warn: float = _opt(
+        60.0,
+        "worker",
+        "warn (webhook.backlog) when an event has waited this long for its webhook",
+        minimum=0.1,
+    )
     # [watchdog]: supervision
     heartbeat_timeout: float = _opt(
         5.0, "watchdog", "no pipe beat this long: kill the child", minimum=0.1, maximum=3600
@@ -216,6 +233,10 @@ class Settings:
         return url_list(self.token_url)
 
     @property
+    def webhook_urls(self) -> tuple[str, ...]:
+        return url_list(self.webhook_url)
+
+    @property
     def rest_base(self) -> str:
         """The first REST base (the one tried first)."""
         bases = self.api_bases
@@ -249,6 +270,13 @@ class Settings:
                 raise ConfigError(f"{name}: no URL given")
             for url in urls:
                 check_url(url, name)
+        if self.handler.strip() == "webhook":
+            if not self.webhook_urls:
+                raise ConfigError("webhook_url: QQ_HANDLER=webhook needs QQW_WEBHOOK_URL (or --webhook-url)")
+            for url in self.webhook_urls:
+                if not url.startswith(("http://", "https://")):
+                    raise ConfigError(f"webhook_url: not an http(s) URL: {url!r}")
+                check_url(url, "webhook_url")
         return self
 
 

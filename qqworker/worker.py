@@ -13,7 +13,7 @@ import asyncio
 import gc
 import logging
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 
@@ -39,6 +39,9 @@ from qqworker.reconnect import Decision, ReconnectPolicy, Verdict
 from qqworker.rest import RestClient, RestError
 from qqworker.settings import ConfigError, Settings
 from qqworker.signatures import adapt
+
+if TYPE_CHECKING:  # imported when the webhook handler is chosen: its crypto costs the others nothing
+    from qqworker.webhook import WebhookHandler
 
 log = logging.getLogger("qqworker.worker")
 TOKEN_MARGIN_S = 0.05
@@ -105,6 +108,7 @@ class Worker:
         self.tokens: TokenManager | None = None
         self.rest: RestClient | None = None
         self.dispatcher: Dispatcher | None = None
+        self.webhook: WebhookHandler | None = None  # QQ_HANDLER=webhook
         self.bases = HostRing("api_base", settings.api_bases)
         self.token_urls = HostRing("token_url", settings.token_urls)
         self.progress.update(api_base=self.bases.current, token_url=self.token_urls.current)
@@ -168,7 +172,7 @@ class Worker:
         self.dispatcher = Dispatcher(
             handler,
             rest=self.rest,
-            concurrency=s.handler_concurrency,
+            concurrency=s.handler_concurrency if self.webhook is None else self.webhook.runners,
             queue_size=s.handler_queue,
             session_id=self.session.session_id,
         )
@@ -178,6 +182,10 @@ class Worker:
             self.dispatcher.on_oldest = self._oldest_changed
         self.dispatcher.start()
         self.progress.totals_source = self.dispatcher.totals
+        if self.webhook is not None:
+            await self.webhook.start()
+            self.progress.webhook_source = self.webhook.beat_fields
+            self.webhook.on_progress = self.progress.update  # beat soon after acknowledgements
         # Everything imported and set up so far lives as long as the process: out of the collector's
         # way, so the collections that per-event garbage triggers no longer walk it.
         gc.freeze()
@@ -198,6 +206,8 @@ class Worker:
         finally:
             self.progress.update(phase=Phase.STOPPING)
             await self.dispatcher.close()
+            if self.webhook is not None:
+                await self.webhook.close()
             await http.close()
             self.progress.update()  # a last beat: the handed seq stays below every unhandled event
         if code is ExitCode.OK:
@@ -211,6 +221,11 @@ class Worker:
         spec = self._handler_spec
         if callable(spec):
             return adapt(spec, getattr(spec, "__name__", "handler"))
+        if spec.strip() == "webhook":
+            from qqworker.webhook import WebhookHandler
+
+            self.webhook = WebhookHandler(self.settings)
+            return self.webhook
         backoff = Backoff(self.settings.retry_initial, self.settings.retry_max)
         self._main = loading = asyncio.create_task(
             load_handler_retrying(self._handler_spec, backoff, self.progress), name="qqworker-handler"
@@ -531,7 +546,9 @@ class Worker:
             return {}
         inflight = self.dispatcher.inflight
         fields: dict[str, Any] = {}
-        oldest = inflight.oldest()
+        # The webhook handler's oldest event waits for a bot, it cannot be what kills a worker: naming
+        # it would let the watchdog's poison check skip it after a few unrelated deaths.
+        oldest = inflight.oldest() if self.webhook is None else None
         if oldest is not None:
             event_id = oldest.id[:128] if oldest.id is not None else None
             fields.update(oldest_seq=oldest.seq, oldest_type=oldest.type[:128], oldest_id=event_id)

@@ -223,6 +223,7 @@ def render(status: dict[str, Any], verdict: str, now: float) -> str:
         ),
         ("skipped events", _skipped(status)),
         ("resumed from", _resumed_from(status.get("resumed_from"))),
+        ("webhook", _webhook(status)),
         ("updated", status.get("updated_at")),
     ]
     sinks = status.get("sinks")
@@ -266,6 +267,31 @@ def sink_text(sink: dict[str, Any]) -> str:
     if isinstance(dropped, int) and dropped:
         text += f", {dropped} line(s) dropped of {sink.get('produced')}"
     return text
+
+
+def webhook_status(beat: Any) -> dict[str, Any] | None:
+    """The webhook handler's queue as its last beat told it (None when it is not the handler)."""
+    if beat is None or getattr(beat, "webhook_pending", None) is None:
+        return None
+    return {
+        "pending": beat.webhook_pending,
+        "oldest_age_s": beat.webhook_oldest_age_s,
+        "delivered": beat.webhook_delivered,
+        "failures": beat.webhook_failures,
+        "dropped": beat.webhook_dropped,
+    }
+
+
+def _webhook(status: dict[str, Any]) -> str | None:
+    hook = status.get("webhook")
+    if not isinstance(hook, dict):
+        return None
+    age = hook.get("oldest_age_s")
+    oldest = f" (oldest waiting {age:.1f}s)" if isinstance(age, (int, float)) else ""
+    return (
+        f"{hook.get('pending')} pending{oldest}, {hook.get('delivered')} delivered, "
+        f"{hook.get('failures')} failed attempts, {hook.get('dropped')} dropped"
+    )
 
 
 def _age(age: Any, updated: Any, now: float) -> str | None:

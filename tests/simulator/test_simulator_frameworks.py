@@ -39,26 +39,26 @@ SENT = (
 FRAMES = 1 + 1 + 4 + 1 + 4 + 1 + 2 + 1
 
 
-def nonebot_python() -> Path:
+def nonebot_python(venv_dir: Path = VENV, packages: tuple[str, ...] = PACKAGES) -> Path:
     """The python of the adapter's venv, made (bounded) on first use; a skip if PyPI is out of reach."""
-    python = VENV / "bin" / "python"
-    stamp = VENV / ".packages"
-    wanted = "\n".join(PACKAGES)
+    python = venv_dir / "bin" / "python"
+    stamp = venv_dir / ".packages"
+    wanted = "\n".join(packages)
     if python.exists() and stamp.exists() and stamp.read_text() == wanted:
         return python
     if not python.exists():
-        venv.EnvBuilder(with_pip=True, clear=True).create(VENV)
+        venv.EnvBuilder(with_pip=True, clear=True).create(venv_dir)
     try:
         result = subprocess.run(
-            [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", *PACKAGES],
+            [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", *packages],
             capture_output=True,
             text=True,
             timeout=INSTALL_TIMEOUT_S,
         )
     except subprocess.TimeoutExpired:
-        pytest.skip(f"installing {', '.join(PACKAGES)} took over {INSTALL_TIMEOUT_S}s")
+        pytest.skip(f"installing {', '.join(packages)} took over {INSTALL_TIMEOUT_S}s")
     if result.returncode != 0:
-        pytest.skip(f"cannot install {', '.join(PACKAGES)}: {result.stderr[-400:]}")
+        pytest.skip(f"cannot install {', '.join(packages)}: {result.stderr[-400:]}")
     stamp.write_text(wanted)
     return python
 

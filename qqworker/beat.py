@@ -158,6 +158,13 @@ class Beat:
     # Events of dropped sessions still in a handler: [session_id, first_seq, last_seq, count] each;
     # no Resume can replay them, so if the child dies now the watchdog reports them abandoned.
     stranded: list[list[Any]] | None = None
+    # QQ_HANDLER=gateway: frameworks attached to the local gateway, events buffered for them, the
+    # newest local seq, events pushed out of the buffer in total, and [client, sent, confirmed] each.
+    gateway_clients: int | None = None
+    gateway_buffered: int | None = None
+    gateway_seq: int | None = None
+    gateway_evicted: int | None = None
+    gateway_client_marks: list[list[Any]] | None = None
 
     def encode(self, version: int = BEAT_VERSION) -> bytes:
         """The beat as a watchdog speaking `version` can read it."""

@@ -30,6 +30,9 @@ class LogEvent(str, Enum):
     HANDLER_IMPORT_FAILED = "handler.import_failed"
     EVENTS_ABANDONED = "events.abandoned"
     EVENTS_LOST = "events.lost"
+    PROXY_CLIENT_CONNECTED = "proxy.client_connected"
+    PROXY_CLIENT_CLOSED = "proxy.client_closed"
+    PROXY_LISTENING = "proxy.listening"
     # watchdog
     WATCHDOG_STARTED = "watchdog.started"
     CHILD_SPAWNED = "child.spawned"
@@ -112,6 +115,21 @@ EVENT_DOCS: dict[LogEvent, tuple[str, str]] = {
         "session_id, first_seq, last_seq, reason",
         "a frame over --max-frame-bytes came again at the same position: its seq is skipped (last_seq "
         "null: the session was given up and everything from first_seq on is lost)",
+    ),
+    LogEvent.PROXY_CLIENT_CONNECTED: (
+        "client, session_id, resumed, replayed, lost",
+        "`QQ_HANDLER=gateway`: a framework finished Identify/Resume on the local gateway; `client` is its "
+        "address and connection number, `session_id` the local session, `replayed` the buffered events it "
+        "was sent before the live stream, `lost` those it missed that had left the buffer",
+    ),
+    LogEvent.PROXY_CLIENT_CLOSED: (
+        "client, session_id, resumed, replayed, close_code, sent, confirmed",
+        "a framework's connection to the local gateway ended (`sent`/`confirmed`: the last local seq it "
+        "was sent / confirmed by heartbeat)",
+    ),
+    LogEvent.PROXY_LISTENING: (
+        "listen, api_base, gateway_url",
+        "the local gateway serves frameworks at this address (once per worker)",
     ),
     LogEvent.CHILD_SPAWNED: ("child_pid, resume", "each spawn; `resume` says it was given a session"),
     LogEvent.CHILD_HEARTBEAT_MISSED: ("silent_s", "no pipe heartbeat within the heartbeat timeout"),

@@ -38,7 +38,7 @@ from watchdog.monitoring import Monitoring, SupervisorView
 from watchdog.policy import Decision, GiveUp, Kill, PoisonWatch, Respawn, Stop, SupervisionPolicy, Timings
 from watchdog.relay import LineSplitter, classify, group_output
 from watchdog.sdnotify import Notifier
-from watchdog.status import write_status
+from watchdog.status import gateway_status, write_status
 
 log = logging.getLogger("watchdog")
 
@@ -647,6 +647,7 @@ class Supervisor:
             "stale_after_s": round(3 * self._status_every + 5, 3),
             "updated_at": rfc3339_utc(wall_now),
             "updated_at_epoch": round(wall_now, 3),
+            "gateway": gateway_status(beat),
         }
 
     def _write_status(self, *, force: bool = False) -> None:

@@ -1,8 +1,9 @@
 """`QQ_HANDLER=gateway`: the worker holds the one upstream session and serves frameworks, on
 `--gateway-listen` (loopback unless `--gateway-allow-remote`), a local QQ-compatible platform.
 
-- the token endpoint: the bot's own appId/clientSecret get a LOCAL token (never the real one; wrong
-  ones get HTTP 200 + code, as the platform answers); REST and the gateway accept only local tokens;
+- the token endpoint: the bot's own appId/clientSecret get a LOCAL token (localtokens.py: never the
+  real one, still valid after a worker respawn; wrong credentials get HTTP 200 + code, as the
+  platform answers); REST and the gateway accept only local tokens;
 - `GET /gateway` and `/gateway/bot` answer the local `ws://HOST:PORT/websocket`; `GET /users/@me`
   the bot's profile (fetched upstream once, then kept: a READY needs it during outages too);
 - every other call is forwarded to the worker's current API base with the real token: status, body
@@ -26,18 +27,18 @@ from aiohttp import web
 from qqworker.auth import TokenError, TokenManager
 from qqworker.events import LogEvent
 from qqworker.gwbuffer import StreamBuffer
+from qqworker.localtokens import LocalTokens
 from qqworker.localws import ClientConnection, LocalSessions, handle_websocket
 from qqworker.logs import log_event
 from qqworker.protocol import Dispatch, Session
 from qqworker.rest import TRACE_HEADER, RestClient, RestError
 from qqworker.settings import ConfigError, Settings, parse_listen
-from qqworker.simulator.tokens import TokenStore, token_from_authorization
+from qqworker.simulator.tokens import token_from_authorization
 from qqworker.simulator.wire import error_response, json_response
 
 log = logging.getLogger("qqworker.localgw")
 
 GW_KEY: web.AppKey[LocalGateway] = web.AppKey("qqworker.localgw")
-LOCAL_TOKEN_TTL_S = 7200
 FORWARD_TIMEOUT_S = 30.0
 BODY_TIMEOUT_S = 10.0
 PROFILE_TIMEOUT_S = 5.0
@@ -80,7 +81,7 @@ class LocalGateway:
         self.upstream = session  # the worker's upstream session (its id tags buffered events)
         self.heartbeat_ms = int(settings.gateway_heartbeat * 1000)
         self.buffer = StreamBuffer(settings.gateway_buffer, settings.gateway_buffer_age)
-        self.tokens = TokenStore(LOCAL_TOKEN_TTL_S)
+        self.tokens = LocalTokens(settings.app_secret)  # valid on the next worker too
         self.sessions = LocalSessions()
         self.connections: set[ClientConnection] = set()
         self._attached: set[ClientConnection] = set()

@@ -1,5 +1,5 @@
 """A NoneBot2 bot as its users write one (adapter-qq, WebSocket mode), run in its own venv by
-test_gateway_nonebot.py: its settings come from the `.env` in its working directory. One JSON line
+test_gateway_frameworks.py: its settings come from the `.env` in its working directory. One JSON line
 per connect, disconnect and message event on stdout; every message is answered with `echo <text>`."""
 
 import json

@@ -4,6 +4,7 @@ a skip, saying why, when the packages cannot be installed here."""
 
 from __future__ import annotations
 
+import glob
 import shutil
 import subprocess
 import venv
@@ -14,6 +15,19 @@ import pytest
 from tests.support import ROOT
 
 INSTALL_TIMEOUT_S = 300
+
+
+def find_interpreter(name: str) -> str | None:
+    """A working `name` (python3.12, ...): on PATH, else a pyenv version's (whose shim may refuse it
+    when that version is not selected)."""
+    candidates = [shutil.which(name), *sorted(glob.glob(str(Path.home() / ".pyenv/versions/*/bin" / name)))]
+    for candidate in filter(None, candidates):
+        try:
+            subprocess.run([candidate, "-c", "pass"], check=True, capture_output=True, timeout=30)
+        except (OSError, subprocess.SubprocessError):
+            continue
+        return candidate
+    return None
 
 
 def framework_python(name: str, packages: tuple[str, ...], interpreter: str | None = None) -> Path:
@@ -28,7 +42,7 @@ def framework_python(name: str, packages: tuple[str, ...], interpreter: str | No
         if interpreter is None:
             venv.EnvBuilder(with_pip=True, clear=True).create(home)
         else:
-            found = shutil.which(interpreter)
+            found = find_interpreter(interpreter)
             if found is None:
                 pytest.skip(f"{interpreter} is not installed here")
             subprocess.run([found, "-m", "venv", "--clear", str(home)], check=True, timeout=120)

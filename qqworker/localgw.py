@@ -3,7 +3,8 @@
 
 - the token endpoint: the bot's own appId/clientSecret get a LOCAL token (localtokens.py: never the
   real one, still valid after a worker respawn; wrong credentials get HTTP 200 + code, as the
-  platform answers); REST and the gateway accept only local tokens;
+  platform answers); REST and the gateway accept local tokens (and the platform's current token,
+  for frameworks whose token URL cannot be changed: `token_valid`);
 - `GET /gateway` and `/gateway/bot` answer the local `ws://HOST:PORT/websocket`; `GET /users/@me`
   the bot's profile (fetched upstream once, then kept: a READY needs it during outages too);
 - every other call is forwarded to the worker's current API base with the real token: status, body
@@ -204,8 +205,17 @@ class LocalGateway:
 
     # REST ------------------------------------------------------------------------------------
 
+    def token_valid(self, token: str | None) -> bool:
+        """A local token, or the platform's own current token: Koishi's adapter-qq fetches its token
+        from bots.qq.com whatever its baseUrl says, and the platform hands every asker the same one
+        (its holder can reach the platform anyway; the proxy never hands the real token out)."""
+        if self.tokens.is_valid(token):
+            return True
+        real = self.upstream_tokens.current
+        return token is not None and real is not None and hmac.compare_digest(token, real.value)
+
     def _authorized(self, request: web.Request) -> bool:
-        return self.tokens.is_valid(token_from_authorization(request.headers.get("Authorization")))
+        return self.token_valid(token_from_authorization(request.headers.get("Authorization")))
 
     async def _token(self, request: web.Request) -> web.Response:
         try:

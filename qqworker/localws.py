@@ -172,7 +172,7 @@ class ClientConnection:
 
     def _token_ok(self, d: dict[str, Any]) -> bool:
         value = d.get("token")
-        return self.gw.tokens.is_valid(token_from_authorization(value) if isinstance(value, str) else None)
+        return self.gw.token_valid(token_from_authorization(value) if isinstance(value, str) else None)
 
     async def _identify(self, d: Any) -> None:
         gw = self.gw

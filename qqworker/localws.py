@@ -161,7 +161,8 @@ class ClientConnection:
             if self.handle is None:
                 await self.close(Close.NOT_AUTHENTICATED)
                 return
-            self.gw.buffer.confirm(self.handle, d)
+            # The last seq the client got is `d`; Koishi's adapter-qq sends it as `s` (no `d`).
+            self.gw.buffer.confirm(self.handle, d if d is not None else frame.get("s"))
             self.write(ACK_FRAME)  # at once, whatever the upstream link is doing
         elif op == Op.IDENTIFY:
             await self._identify(d)

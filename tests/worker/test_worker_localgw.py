@@ -215,7 +215,9 @@ async def test_the_handed_seq_waits_for_client_confirmation(rig: Rig) -> None:
     assert rig.worker._handed_seq() == first_upstream - 1  # nothing confirmed yet
     await heartbeat(gw, got[1]["s"])
     assert rig.worker._handed_seq() == first_upstream + 1
-    await heartbeat(gw, got[2]["s"])
+    await gw.send({"op": 1, "s": got[2]["s"]})  # as Koishi's adapter-qq heartbeats: `s`, no `d`
+    while (await gw.recv())["op"] != 11:
+        pass
     assert rig.worker._handed_seq() == rig.worker.session.seq
     beat = rig.worker.progress.beat()
     assert beat.gateway_clients == 1 and beat.gateway_buffered == 3

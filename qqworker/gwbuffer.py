@@ -135,6 +135,10 @@ class StreamBuffer:
     def detach(self, handle: int) -> Mark | None:
         return self._clients.pop(handle, None)
 
+    def sent_of(self, handle: int) -> int | None:
+        mark = self._clients.get(handle)
+        return None if mark is None else mark.sent
+
     def sent(self, handle: int, seq: int) -> None:
         mark = self._clients.get(handle)
         if mark is not None and seq > mark.sent:

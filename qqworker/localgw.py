@@ -86,6 +86,7 @@ class LocalGateway:
         self.sessions = LocalSessions()
         self.connections: set[ClientConnection] = set()
         self._attached: set[ClientConnection] = set()
+        self.lagged = 0  # times a client's unread output made it catch up from the buffer
         self._user: dict[str, Any] | None = None
         self._user_lock = asyncio.Lock()
         self._runner: web.AppRunner | None = None

@@ -4,8 +4,11 @@ It speaks the platform's side as the simulator does (the same opcodes, close cod
 and shard check: qqworker.simulator), against the worker's shared stream (gwbuffer.StreamBuffer):
 Hello, Identify -> READY (then the events a restarted bot missed), Resume -> replay then RESUMED,
 heartbeat -> ACK at once (the upstream link plays no part in it), dispatches with local seqs.
-Frames are written straight onto the transport in order; a client whose unread output passes
-`MAX_UNREAD_BYTES` is dropped (it can Resume), so no write ever waits on a client.
+Frames are written straight onto the transport in order, and no write ever waits on a client: when a
+client's unread output passes `HIGH_WATER`, live events stop being written to it and a catch-up task
+sends them from the buffer (in chunks, each once the output is below `LOW_WATER`), so a burst never
+grows memory past the buffer's own bound. A client that reads nothing for `STALL_S`, or falls so far
+behind that its next events left the buffer, is dropped (it reconnects and Resumes or Identifies).
 """
 
 from __future__ import annotations
@@ -34,7 +37,12 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("qqworker.localgw")
 
-MAX_UNREAD_BYTES = 8 << 20
+HIGH_WATER = 1 << 20
+LOW_WATER = 256 << 10
+MAX_UNREAD_BYTES = 16 << 20  # a hard cap for what is written regardless (a Resume's replay, control frames)
+CATCH_UP_CHUNK = 512
+CATCH_UP_POLL_S = 0.01
+STALL_S = 30.0
 CLOSE_TIMEOUT_S = 2.0
 SESSIONS_KEPT = 1000  # local session ids a Resume may name (oldest forgotten first)
 ACK_FRAME = frame_json({"op": Op.HEARTBEAT_ACK})
@@ -84,6 +92,8 @@ class ClientConnection:
         self.replayed = 0
         self.closing = False
         self.close_code: int | None = None
+        self.lagging = False  # live events wait in the buffer for the catch-up task
+        self._catch_up: asyncio.Task[None] | None = None
 
     # Sending ---------------------------------------------------------------------------------
 
@@ -99,10 +109,51 @@ class ClientConnection:
         return True
 
     def send_entries(self, entries: list[Entry]) -> None:
-        if not entries or self.handle is None:
+        if not entries or self.handle is None or self.lagging:
+            return
+        transport = self.transport
+        if transport is not None and transport.get_write_buffer_size() > HIGH_WATER:
+            self.lagging = True
+            self.gw.lagged += 1
+            self._catch_up = asyncio.get_running_loop().create_task(self._catch_up_loop())
             return
         if self.write(b"".join(dispatch_frame(e) for e in entries)):
             self.gw.buffer.sent(self.handle, entries[-1].seq)
+
+    async def _catch_up_loop(self) -> None:
+        """Sends what the client is behind on from the buffer, a chunk each time its unread output is
+        low again; ends when it has caught up (live writes resume) or drops it (see the module doc)."""
+        loop = asyncio.get_running_loop()
+        buffer = self.gw.buffer
+        stalled_at = loop.time() + STALL_S
+        while not self.closing and self.handle is not None:
+            transport = self.transport
+            if transport is None or transport.is_closing():
+                return
+            if transport.get_write_buffer_size() > LOW_WATER:
+                if loop.time() > stalled_at:
+                    log.warning("local gateway client %s stopped reading; dropping it", self.name)
+                    self.abort()
+                    return
+                await asyncio.sleep(CATCH_UP_POLL_S)
+                continue
+            stalled_at = loop.time() + STALL_S
+            sent = buffer.sent_of(self.handle) or 0
+            behind = buffer.after(sent)
+            if behind.lost:
+                log.warning(
+                    "local gateway client %s fell %d event(s) behind the buffer; dropping it",
+                    self.name,
+                    behind.lost,
+                )
+                self.abort()
+                return
+            if not behind.entries:
+                self.lagging = False
+                return
+            chunk = behind.entries[:CATCH_UP_CHUNK]
+            transport.write(b"".join(dispatch_frame(e) for e in chunk))
+            buffer.sent(self.handle, chunk[-1].seq)
 
     def abort(self) -> None:
         self.closing = True
@@ -255,6 +306,8 @@ class ClientConnection:
 
     def detach(self) -> None:
         self.closing = True
+        if self._catch_up is not None:
+            self._catch_up.cancel()
         if self.handle is None:
             return
         mark = self.gw.buffer.detach(self.handle)

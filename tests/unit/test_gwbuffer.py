@@ -133,3 +133,15 @@ def test_bad_bounds_are_refused() -> None:
         StreamBuffer(0, 1.0)
     with pytest.raises(ValueError):
         StreamBuffer(1, 0.0)
+
+
+def test_sent_marks_only_grow_and_unknown_handles_answer_none() -> None:
+    buf = filled(3)
+    handle = buf.attach("a", 1)
+    assert buf.sent_of(handle) == 1
+    buf.sent(handle, 3)
+    buf.sent(handle, 2)
+    assert buf.sent_of(handle) == 3
+    buf.detach(handle)
+    assert buf.sent_of(handle) is None
+    assert buf.confirm(handle, 3) is None

@@ -76,6 +76,7 @@ async def rig() -> AsyncIterator[Rig]:
             handler="gateway",
             gateway_listen="127.0.0.1:0",
             gateway_heartbeat=0.5,
+            gateway_buffer=50_000,
             retry_initial=0.05,
             retry_max=0.2,
             connect_timeout=3.0,
@@ -239,3 +240,37 @@ async def test_a_wrong_token_gets_4004_the_platforms_own_is_taken_and_no_secret_
     await gw.ws.close()
     text = rig.logs.getvalue()
     assert rig.sim.app_secret not in text and real not in text
+
+
+async def test_a_burst_reaches_the_client_whole_and_in_order(rig: Rig) -> None:
+    gw, _ = await rig.client()
+    n = 5000
+    started = asyncio.get_running_loop().time()
+    await rig.sim.dispatch("C2C_MESSAGE_CREATE", count=n)
+    got = await events(gw, n)
+    took = asyncio.get_running_loop().time() - started
+    assert [f["s"] for f in got] == list(range(1, n + 1))
+    assert len({f["id"] for f in got}) == n
+    assert not rig.lines("handler.backlog")
+    print(f"{n} events simulator -> worker -> local client in {took:.2f}s ({n / took:,.0f}/s)")
+    await gw.ws.close()
+
+
+async def test_a_client_that_reads_slowly_catches_up_from_the_buffer(rig: Rig) -> None:
+    gw, _ = await rig.client()
+    n = 20_000  # ~9 MB of frames: more than the loopback socket buffers hold
+
+    async def beat() -> None:  # heartbeats go on while it reads slowly
+        while True:
+            await asyncio.sleep(0.2)
+            await gw.send({"op": 1, "d": None})
+
+    beating = asyncio.create_task(beat())
+    await rig.sim.dispatch("C2C_MESSAGE_CREATE", count=n)
+    await asyncio.sleep(1.0)  # not reading: its socket and then the worker's output fill up
+    got = await events(gw, n)
+    beating.cancel()
+    assert [f["s"] for f in got] == list(range(1, n + 1))
+    assert rig.worker.local_gateway.lagged >= 1  # type: ignore[union-attr]
+    assert not rig.lines("proxy.client_closed")
+    await gw.ws.close()

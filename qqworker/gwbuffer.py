@@ -70,6 +70,7 @@ class StreamBuffer:
         self.confirmed = 0  # the highest local seq any client confirmed
         self._clients: dict[int, Mark] = {}
         self._ids = itertools.count(1)
+        self.observed = False  # a client was attached: the local numbering is known outside
 
     # The stream --------------------------------------------------------------------------------
 
@@ -113,6 +114,18 @@ class StreamBuffer:
         entries = [e for e in self._entries if e.seq > seq] if seq < self.last_seq else []
         return Replay(entries, lost)
 
+    def adopt(self, seq: int) -> bool:
+        """A worker's successor, before any client has seen its numbering, continues the numbering
+        its predecessor's client resumes from: every buffered event (nothing evicted yet) gets `seq`
+        added, so that a Resume from `seq` gets all of them. False (nothing changed) otherwise."""
+        if self.observed or self.evicted_upto or seq < 0:
+            return False
+        for entry in self._entries:
+            entry.seq += seq
+        self.last_seq += seq
+        self.evicted_upto = self.confirmed = seq
+        return True
+
     def can_resume(self, seq: int) -> bool:
         """A Resume from `seq` can be served whole: nothing after it has left the buffer."""
         self._trim(self._clock())
@@ -129,6 +142,7 @@ class StreamBuffer:
     def attach(self, name: str, start: int) -> int:
         """A client is now streamed everything after local seq `start`; returns its handle."""
         handle = next(self._ids)
+        self.observed = True
         self._clients[handle] = Mark(name, start, start)
         return handle
 

@@ -28,8 +28,8 @@ from aiohttp import web
 from qqworker.auth import TokenError, TokenManager
 from qqworker.events import LogEvent
 from qqworker.gwbuffer import StreamBuffer
-from qqworker.localtokens import LocalTokens
-from qqworker.localws import ClientConnection, LocalSessions, handle_websocket
+from qqworker.localtokens import LocalTokens, SessionIds
+from qqworker.localws import ClientConnection, handle_websocket
 from qqworker.logs import log_event
 from qqworker.protocol import Dispatch, Session
 from qqworker.rest import TRACE_HEADER, RestClient, RestError
@@ -83,7 +83,7 @@ class LocalGateway:
         self.heartbeat_ms = int(settings.gateway_heartbeat * 1000)
         self.buffer = StreamBuffer(settings.gateway_buffer, settings.gateway_buffer_age)
         self.tokens = LocalTokens(settings.app_secret)  # valid on the next worker too
-        self.sessions = LocalSessions()
+        self.sessions = SessionIds(settings.app_secret)
         self.connections: set[ClientConnection] = set()
         self._attached: set[ClientConnection] = set()
         self.lagged = 0  # times a client's unread output made it catch up from the buffer

@@ -18,8 +18,6 @@ import itertools
 import json
 import logging
 import time
-import uuid
-from collections import OrderedDict
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import WSMsgType, web
@@ -44,28 +42,10 @@ CATCH_UP_CHUNK = 512
 CATCH_UP_POLL_S = 0.01
 STALL_S = 30.0
 CLOSE_TIMEOUT_S = 2.0
-SESSIONS_KEPT = 1000  # local session ids a Resume may name (oldest forgotten first)
 ACK_FRAME = frame_json({"op": Op.HEARTBEAT_ACK})
 INVALID_SESSION_FRAME = frame_json({"op": Op.INVALID_SESSION, "d": False})
 
 _numbers = itertools.count(1)
-
-
-class LocalSessions:
-    """The local session ids this process handed out (a Resume naming another one gets op 9)."""
-
-    def __init__(self) -> None:
-        self._ids: OrderedDict[str, None] = OrderedDict()
-
-    def new(self) -> str:
-        session_id = str(uuid.uuid4())
-        self._ids[session_id] = None
-        if len(self._ids) > SESSIONS_KEPT:
-            self._ids.popitem(last=False)
-        return session_id
-
-    def known(self, session_id: str) -> bool:
-        return session_id in self._ids
 
 
 def dispatch_frame(entry: Entry) -> bytes:
@@ -273,12 +253,19 @@ class ClientConnection:
             await self.close(Close.INVALID_SEQ)
             return
         buffer = gw.buffer
-        # Another process's session, or events after `seq` gone from the buffer: Identify anew.
-        if not gw.sessions.known(d["session_id"]) or not buffer.can_resume(seq):
+        session_id = d["session_id"]
+        # A session of the worker this one replaced: continue its numbering if nobody has seen ours.
+        taken_over = (
+            not gw.sessions.known(session_id) and gw.sessions.signed(session_id) and buffer.adopt(seq)
+        )
+        if taken_over:
+            gw.sessions.remember(session_id)
+        # A session this bot's workers never issued, or events after `seq` gone: Identify anew.
+        if not gw.sessions.known(session_id) or not buffer.can_resume(seq):
             self.write(INVALID_SESSION_FRAME)
             await self.close(Close.INVALID_SESSION)
             return
-        self.session_id = d["session_id"]
+        self.session_id = session_id
         self.resumed = True
         replay = buffer.after(seq)
         self.handle = buffer.attach(self.name, seq)

@@ -124,10 +124,11 @@ def test_a_killed_framework_and_a_killed_worker_lose_nothing(rig: Rig) -> None:
         rig.wait_clients(2)
         bot.wait_events(missed)
         assert rig.clients_connected()[-1]["replayed"] >= 3
-        # A worker SIGKILL: the framework's link drops with it (the listening socket is the worker's);
-        # the events sent while no worker runs, and any it had not confirmed, reach it after it
-        # reconnects and Identifies anew (its old local session gets op 9 from the new worker).
+        # A worker SIGKILL: the framework's link drops with it (the listening socket is the worker's).
+        # It reconnects and Resumes its session with the next worker, which takes the session over
+        # and sends the events sent while no worker ran, and any it had not confirmed.
         mark = rig.wd.process.mark()
+        logins = len(rig.clients_connected())
         os.kill(rig.wd.child_pid(), signal.SIGKILL)
         gap = [rig.send("GROUP_AT_MESSAGE_CREATE", f"gap {i}") for i in range(2)]
         rig.wd.connected(after=mark)
@@ -135,5 +136,7 @@ def test_a_killed_framework_and_a_killed_worker_lose_nothing(rig: Rig) -> None:
         bot.wait_events(gap)
         rig.wait_replies(gap)
         assert set(missed) | set(gap) <= set(bot.handled())
+        after_respawn = rig.clients_connected()[logins:]
+        assert [r["resumed"] for r in after_respawn] == [True], after_respawn  # one Resume, no op 9
     finally:
         bot.kill()

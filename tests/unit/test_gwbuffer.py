@@ -145,3 +145,21 @@ def test_sent_marks_only_grow_and_unknown_handles_answer_none() -> None:
     buf.detach(handle)
     assert buf.sent_of(handle) is None
     assert buf.confirm(handle, 3) is None
+
+
+def test_a_successor_adopts_the_numbering_its_predecessors_client_resumes_from() -> None:
+    buf = filled(3)  # a fresh worker: upstream replayed three events, no client seen yet
+    assert buf.adopt(40)
+    assert [e.seq for e in buf.after(40).entries] == [41, 42, 43]
+    assert buf.can_resume(40) and buf.last_seq == 43
+    assert not buf.can_resume(39)  # nothing of the old numbering below it is here
+    assert buf.upstream_floor("up-1") == 100  # the client has confirmed none of them yet
+    buf.attach("c", 40)
+    assert not buf.adopt(50)  # its numbering is now known outside: never shifted again
+    assert buf.add("T", "x", {}, "up-1", 104).seq == 44
+
+
+def test_no_adoption_once_events_left_the_buffer() -> None:
+    buf = filled(5, max_events=2)
+    assert not buf.adopt(10)
+    assert buf.last_seq == 5

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from qqworker.localtokens import RENEW_WINDOW_S, LocalTokens
+from qqworker.localtokens import RENEW_WINDOW_S, LocalTokens, SessionIds
 
 
 class Clock:
@@ -45,3 +45,20 @@ def test_forged_and_malformed_tokens_are_refused() -> None:
     far = int(expiry) + 10_000_000
     for bad in ("", None, "x", "123", f"{expiry}.", f"{far}.{mac}", f"{expiry}.{mac[:-1]}A", f"-1.{mac}"):
         assert not tokens.is_valid(bad), bad
+
+
+def test_session_ids_of_an_earlier_worker_are_told_from_foreign_ones() -> None:
+    earlier, this = SessionIds("s"), SessionIds("s")
+    old = earlier.new()
+    assert earlier.known(old) and not this.known(old)
+    assert this.signed(old)  # a worker of the same bot issued it
+    assert not SessionIds("other").signed(old)
+    for bad in ("", "x", old[:-1] + ("0" if old[-1] != "0" else "1"), "-" + old.split("-")[1]):
+        assert not this.signed(bad), bad
+    this.remember(old)
+    assert this.known(old)
+    kept = SessionIds("s", kept=2)
+    first = kept.new()
+    kept.new()
+    kept.new()
+    assert not kept.known(first) and kept.signed(first)

@@ -123,9 +123,10 @@ EVENT_DOCS: dict[LogEvent, tuple[str, str]] = {
         "was sent before the live stream, `lost` those it missed that had left the buffer",
     ),
     LogEvent.PROXY_CLIENT_CLOSED: (
-        "client, session_id, resumed, replayed, close_code, sent, confirmed",
+        "client, session_id, resumed, replayed, close_code, reason, sent, confirmed",
         "a framework's connection to the local gateway ended (`sent`/`confirmed`: the last local seq it "
-        "was sent / confirmed by heartbeat)",
+        "was sent / confirmed by heartbeat), or was refused (a wrong token: 4004 with `session_id` null); "
+        "`reason` says why when the gateway ended it (a warning, but for a silent client's 4009)",
     ),
     LogEvent.PROXY_LISTENING: (
         "listen, api_base, gateway_url",

@@ -148,7 +148,7 @@ class LocalGateway:
             self._server.close()
             self._server = None
         for conn in list(self.connections):
-            conn.abort()
+            conn.abort("the worker is stopping")
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
@@ -194,7 +194,7 @@ class LocalGateway:
                     )
                 except (RestError, TokenError, asyncio.TimeoutError) as exc:
                     log.warning("local gateway: the bot's profile is not available yet: %s", exc)
-                    return None
+                    return None  # the Identify is closed 4901 (logged with this reason)
                 if isinstance(body, dict) and body.get("id") is not None:
                     self._user = {
                         "id": str(body["id"]),

@@ -73,6 +73,7 @@ class ClientConnection:
         self.closing = False
         self.close_code: int | None = None
         self.lagging = False  # live events wait in the buffer for the catch-up task
+        self.reason: str | None = None  # why the gateway ended the connection, if it did
         self._catch_up: asyncio.Task[None] | None = None
 
     # Sending ---------------------------------------------------------------------------------
@@ -82,8 +83,7 @@ class ClientConnection:
         if self.closing or transport is None or transport.is_closing():
             return False
         if transport.get_write_buffer_size() > MAX_UNREAD_BYTES:
-            log.warning("local gateway client %s stopped reading; dropping it", self.name)
-            self.abort()
+            self.abort("it stopped reading (its unread output passed the hard cap)")
             return False
         transport.write(data)
         return True
@@ -112,8 +112,7 @@ class ClientConnection:
                 return
             if transport.get_write_buffer_size() > LOW_WATER:
                 if loop.time() > stalled_at:
-                    log.warning("local gateway client %s stopped reading; dropping it", self.name)
-                    self.abort()
+                    self.abort(f"it read nothing for {STALL_S:g}s")
                     return
                 await asyncio.sleep(CATCH_UP_POLL_S)
                 continue
@@ -121,12 +120,7 @@ class ClientConnection:
             sent = buffer.sent_of(self.handle) or 0
             behind = buffer.after(sent)
             if behind.lost:
-                log.warning(
-                    "local gateway client %s fell %d event(s) behind the buffer; dropping it",
-                    self.name,
-                    behind.lost,
-                )
-                self.abort()
+                self.abort(f"it fell {behind.lost} event(s) behind the buffer")
                 return
             if not behind.entries:
                 self.lagging = False
@@ -135,16 +129,20 @@ class ClientConnection:
             transport.write(b"".join(dispatch_frame(e) for e in chunk))
             buffer.sent(self.handle, chunk[-1].seq)
 
-    def abort(self) -> None:
+    def abort(self, reason: str | None = None) -> None:
+        """Drop without a close frame (the client sees 1006); `reason` is logged when it leaves."""
+        if reason is not None and self.reason is None:
+            self.reason = reason
         self.closing = True
         if self.transport is not None:
             self.transport.abort()
 
-    async def close(self, code: int) -> None:
+    async def close(self, code: int, reason: str | None = None) -> None:
         if self.closing:
             return
         self.closing = True
         self.close_code = code
+        self.reason = reason or close_reason(code)
         try:
             await asyncio.wait_for(
                 self.ws.close(code=code, message=close_reason(code).encode(), drain=False), CLOSE_TIMEOUT_S
@@ -162,7 +160,7 @@ class ClientConnection:
             try:
                 msg = await self.ws.receive(timeout=idle_timeout)
             except asyncio.TimeoutError:
-                await self.close(Close.SESSION_TIMED_OUT)
+                await self.close(Close.SESSION_TIMED_OUT, "no frame for three Hello intervals")
                 break
             if msg.type is WSMsgType.TEXT:
                 await self.handle_text(msg.data)
@@ -215,7 +213,7 @@ class ClientConnection:
             await self.close(Close.INVALID_PAYLOAD)
             return
         if not self._token_ok(d):
-            await self.close(Close.AUTHENTICATION_FAILED)
+            await self.close(Close.AUTHENTICATION_FAILED, "wrong token")
             return
         if type(d.get("intents")) is not int or d["intents"] < 0:
             await self.close(Close.INVALID_INTENT)
@@ -226,7 +224,9 @@ class ClientConnection:
             return
         user = await gw.bot_user()
         if user is None or self.closing:  # the bot's profile is not known yet: the client retries
-            await self.close(Close.INTERNAL_ERROR)
+            await self.close(
+                Close.INTERNAL_ERROR, "the bot's profile is not known yet (upstream unreachable)"
+            )
             return
         buffer = gw.buffer
         start = buffer.identify_from()
@@ -246,7 +246,7 @@ class ClientConnection:
             await self.close(Close.INVALID_PAYLOAD)
             return
         if not self._token_ok(d):
-            await self.close(Close.AUTHENTICATION_FAILED)
+            await self.close(Close.AUTHENTICATION_FAILED, "wrong token")
             return
         seq = d.get("seq") or 0
         if type(seq) is not int or seq < 0:
@@ -263,7 +263,7 @@ class ClientConnection:
         # A session this bot's workers never issued, or events after `seq` gone: Identify anew.
         if not gw.sessions.known(session_id) or not buffer.can_resume(seq):
             self.write(INVALID_SESSION_FRAME)
-            await self.close(Close.INVALID_SESSION)
+            await self.close(Close.INVALID_SESSION, "this session cannot be resumed here: Identify anew")
             return
         self.session_id = session_id
         self.resumed = True
@@ -295,21 +295,26 @@ class ClientConnection:
         self.closing = True
         if self._catch_up is not None:
             self._catch_up.cancel()
-        if self.handle is None:
-            return
-        mark = self.gw.buffer.detach(self.handle)
-        self.handle = None
-        self.gw.detached(self)
+        mark = None
+        if self.handle is not None:
+            mark = self.gw.buffer.detach(self.handle)
+            self.handle = None
+            self.gw.detached(self)
+        elif self.reason is None:
+            return  # it left before identifying (or only looked): nothing to say
         code = self.close_code if self.close_code is not None else self.ws.close_code
+        why = f": {self.reason}" if self.reason else ""
         log_event(
             log,
             LogEvent.PROXY_CLIENT_CLOSED,
-            f"Local gateway client {self.name} left (local session {self.session_id}, close {code})",
+            f"Local gateway client {self.name} left (local session {self.session_id}, close {code}){why}",
+            level=logging.WARNING if self.reason and code != Close.SESSION_TIMED_OUT else logging.INFO,
             client=self.name,
             session_id=self.session_id,
             resumed=self.resumed,
             replayed=self.replayed,
             close_code=code,
+            reason=self.reason,
             sent=mark.sent if mark else None,
             confirmed=mark.confirmed if mark else None,
         )

@@ -231,6 +231,10 @@ async def test_a_wrong_token_gets_4004_the_platforms_own_is_taken_and_no_secret_
     await gw.send({"op": 2, "d": {"token": "QQBot nope", "intents": 1, "shard": [0, 1]}})
     code, _ = await gw.closed()
     assert code == 4004
+    await asyncio.sleep(0.1)
+    refused = rig.lines("proxy.client_closed")[-1]
+    assert refused["close_code"] == 4004 and refused["reason"] == "wrong token"
+    assert refused["session_id"] is None and refused["level"] == "WARNING"
     # The platform's own current token is taken (Koishi fetches its token from bots.qq.com itself).
     real = rig.worker.tokens.current.value  # type: ignore[union-attr]
     gw = await Gateway.open(rig.worker.local_gateway.gateway_url)  # type: ignore[union-attr]

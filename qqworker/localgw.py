@@ -262,7 +262,7 @@ class LocalGateway:
             body = await asyncio.wait_for(request.read(), BODY_TIMEOUT_S)
             headers["Authorization"] = await self.upstream_tokens.authorization(FORWARD_TIMEOUT_S)
             headers["X-Union-Appid"] = self.settings.app_id
-            url = self.rest.base + request.rel_url.path_qs
+            url = self.rest.base + request.rel_url.raw_path_qs
             timeout = aiohttp.ClientTimeout(total=FORWARD_TIMEOUT_S)
             async with self.http.request(
                 request.method,

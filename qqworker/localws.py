@@ -112,7 +112,7 @@ class ClientConnection:
                 return
             if transport.get_write_buffer_size() > LOW_WATER:
                 if loop.time() > stalled_at:
-                    self.abort(f"it read nothing for {STALL_S:g}s")
+                    self.abort(f"it did not catch up: over {LOW_WATER // 1024} KiB unread for {STALL_S:g}s")
                     return
                 await asyncio.sleep(CATCH_UP_POLL_S)
                 continue

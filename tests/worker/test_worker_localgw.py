@@ -142,6 +142,13 @@ async def test_other_calls_are_forwarded_byte_for_byte_and_marked_when_upstream_
     )
     assert again.status == 400 and (await again.json())["code"] == 40054005  # the platform's own answer
     assert "X-Qqw-Proxy" not in again.headers
+    # Any other path and query go as they are; the platform's answer comes back as it is.
+    odd = await rig.http.get(f"{rig.base}/users/@me/guilds?limit=2&x=%2F", headers=auth(token))
+    real = rig.worker.tokens.current.value  # type: ignore[union-attr]
+    direct = await rig.http.get(f"{rig.sim.api_base}/users/@me/guilds?limit=2&x=%2F", headers=auth(real))
+    assert odd.status == direct.status == 404 and odd.headers["X-Tps-trace-ID"]
+    assert odd.headers["Content-Type"] == direct.headers["Content-Type"]
+    assert (await odd.json())["code"] == (await direct.json())["code"]
     await rig.sim.outage("refuse", 2.0)
     gone = await rig.http.post(f"{rig.base}{path}", headers=auth(token), json={"msg_id": "M2"})
     assert gone.status == 502 and gone.headers["X-Qqw-Proxy"] == "error"

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +18,7 @@ import pytest
 
 from tests.gateway.bots import FRAMEWORKS, STEP, BotProcess, Framework
 from tests.gateway.venvs import INSTALL_TIMEOUT_S
-from tests.support import SimulatorProcess, assert_no_secret, wait_until
+from tests.support import PYTHON, SimulatorProcess, assert_no_secret, wait_until
 from tests.watchdog.wd_harness import Watchdog, closed_port
 
 TIMEOUT = INSTALL_TIMEOUT_S + 120
@@ -105,6 +106,15 @@ def test_login_events_replies_and_upstream_trouble_never_reaches_the_framework(r
         assert not bot.probes("disconnected")  # NoneBot's own hook (the others have none)
         handled = bot.handled()
         assert len(handled) == len(set(handled)) == 6, handled  # none lost, none twice
+
+        # `watchdog status` lists the connected framework and the buffer (the file is rewritten twice
+        # a second here).
+        def status() -> str:
+            args = [PYTHON, "-m", "watchdog", "status", "--status-file", str(rig.wd.status_file)]
+            return subprocess.run(args, capture_output=True, text=True, timeout=30).stdout
+
+        wanted = "local gateway    1 client(s), 6 event(s) buffered, local seq 6"
+        wait_until(lambda: wanted in status(), STEP, f"{wanted!r} in watchdog status")
         assert_no_secret([rig.wd.process.output(), bot.process.output()], [rig.sim.info["app_secret"]])
     finally:
         bot.kill()

@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import io
 import json
+import socket
 import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
@@ -17,6 +18,7 @@ from typing import Any
 import aiohttp
 import pytest
 
+from qqworker.exitcodes import ExitCode
 from qqworker.logs import configure_logging
 from qqworker.settings import Settings
 from qqworker.simulator import Simulator
@@ -285,3 +287,51 @@ async def test_a_client_that_reads_slowly_catches_up_from_the_buffer(rig: Rig) -
     assert rig.worker.local_gateway.lagged >= 1  # type: ignore[union-attr]
     assert not rig.lines("proxy.client_closed")
     await gw.ws.close()
+
+
+async def test_several_clients_share_the_stream_and_are_told_apart(rig: Rig) -> None:
+    first, _ = await rig.client()
+    await rig.sim.dispatch("C2C_MESSAGE_CREATE", count=2)
+    await events(first, 2)
+    second, ready = await rig.client()  # another client is attached: it joins the live stream
+    assert ready["s"] == 2
+    await rig.sim.dispatch("GROUP_AT_MESSAGE_CREATE", count=2)
+    a, b = await events(first, 2), await events(second, 2)
+    assert [f["s"] for f in a] == [f["s"] for f in b] == [3, 4]
+    assert [f["id"] for f in a] == [f["id"] for f in b]
+    logins = rig.lines("proxy.client_connected")
+    assert len({r["client"] for r in logins}) == 2 and len({r["session_id"] for r in logins}) == 2
+    assert logins[-1]["replayed"] == 0
+    await first.ws.close()
+    await second.ws.close()
+
+
+async def test_a_stopping_worker_closes_its_clients_and_says_why(rig: Rig) -> None:
+    gw, _ = await rig.client()
+    rig.worker.stop()
+    code, _ = await gw.closed()
+    assert code == 1006  # dropped: the framework reconnects (to the next worker) and resumes
+    closed = rig.lines("proxy.client_closed")[-1]
+    assert closed["reason"] == "the worker is stopping"
+
+
+async def test_a_listen_address_taken_by_another_program_is_a_config_error() -> None:
+    logs = io.StringIO()
+    configure_logging("worker", stream=logs)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        async with Simulator() as sim:
+            settings = replace(
+                Settings(),
+                app_id=sim.app_id,
+                app_secret=sim.app_secret,
+                api_base=sim.api_base,
+                token_url=sim.token_url,
+                handler="gateway",
+                gateway_listen=f"127.0.0.1:{port}",
+            ).validate()
+            code = await asyncio.wait_for(Worker(settings).run(), 20)
+    assert code == ExitCode.CONFIG
+    assert "gateway_listen: cannot listen on 127.0.0.1" in logs.getvalue()

@@ -3,9 +3,11 @@ local gateway from the worker's beat."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
-from qqworker.beat import Beat, Phase, Progress
+from qqworker.beat import MAX_REDACT_CHARS, Beat, Phase, Progress
 from qqworker.settings import ConfigError, load_settings, parse_listen
 from watchdog.status import gateway_status, render
 
@@ -72,3 +74,28 @@ def test_no_gateway_line_for_other_handlers_or_malformed_beats() -> None:
     odd = Beat(phase="connected", attempt=1, gateway_clients=2, gateway_client_marks=[["x"], 5])  # type: ignore[list-item]
     assert gateway_status(odd) == {"clients": 2, "buffered": None, "seq": None, "evicted": None, "marks": []}
     assert "local gateway" not in render({"state": "running"}, "healthy", 0.0)
+
+
+def test_a_gateway_beat_stays_far_below_the_pipe_limit() -> None:
+    """The watchdog reads beats as lines of at most 4096 bytes: the gateway's fields, with the most
+    client marks a beat carries and the longest names, take a few hundred of them."""
+    progress = Progress(phase=Phase.CONNECTED, session_id="s" * 36, seq=10**12)
+    name = "[ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff]:65535#1000000000"
+    fields = {
+        "gateway_clients": 10**6,
+        "gateway_buffered": 10**6,
+        "gateway_seq": 10**15,
+        "gateway_evicted": 10**15,
+        "gateway_client_marks": [[name, 10**15, 10**15]] * 4,
+        "oldest_seq": 10**12,
+        "oldest_type": "T" * 128,
+        "oldest_id": "i" * 128,
+    }
+    progress.delivery_source = lambda: fields
+    progress.totals_source = lambda: (10**12, 10**12, 10**12, 10**6)
+    beat = progress.beat()
+    assert len(beat.encode()) < 2048
+    # With the largest list of tokens to redact a beat may carry, it still fits one pipe write.
+    tokens = tuple("t" * 60 for _ in range(MAX_REDACT_CHARS // 63))
+    size = len(replace(beat, redact=tokens).encode())
+    assert size < 4096, size

@@ -103,6 +103,12 @@ class LocalGateway:
     def gateway_url(self) -> str:
         return f"ws{self.api_base[4:]}/websocket"
 
+    def gateway_url_for(self, request: web.Request) -> str:
+        """The gateway URL as this client reached us (its Host header): on a wildcard address such as
+        0.0.0.0 (with --gateway-allow-remote) the listen address is no URL a client can use."""
+        host = request.headers.get("Host")
+        return f"ws://{host}/websocket" if host else self.gateway_url
+
     # Lifecycle -------------------------------------------------------------------------------
 
     async def start(self) -> None:
@@ -238,13 +244,15 @@ class LocalGateway:
     async def _gateway(self, request: web.Request) -> web.Response:
         if not self._authorized(request):
             return error_response(401, AUTH_MISSING, "token not exist or expire")
-        return json_response({"url": self.gateway_url})
+        return json_response({"url": self.gateway_url_for(request)})
 
     async def _gateway_bot(self, request: web.Request) -> web.Response:
         if not self._authorized(request):
             return error_response(401, AUTH_MISSING, "token not exist or expire")
         limit = {"total": 1000, "remaining": 1000, "reset_after": 14_400_000, "max_concurrency": 1}
-        return json_response({"url": self.gateway_url, "shards": 1, "session_start_limit": limit})
+        return json_response(
+            {"url": self.gateway_url_for(request), "shards": 1, "session_start_limit": limit}
+        )
 
     async def _users_me(self, request: web.Request) -> web.StreamResponse:
         if not self._authorized(request):

@@ -123,6 +123,10 @@ async def test_token_and_discovery_are_local(rig: Rig) -> None:
         "remaining",
         "max_concurrency",
     }
+    # Reached under another name (a wildcard listen address with --gateway-allow-remote): that name.
+    other = {**auth(token), "Host": f"bot-host.lan:{rig.worker.local_gateway.port}"}  # type: ignore[union-attr]
+    body = await (await rig.http.get(f"{rig.base}/gateway", headers=other)).json()
+    assert body["url"] == f"ws://bot-host.lan:{rig.worker.local_gateway.port}/websocket"  # type: ignore[union-attr]
     resp = await rig.http.get(f"{rig.base}/gateway", headers=auth("wrong"))
     assert resp.status == 401
     me = await (await rig.http.get(f"{rig.base}/users/@me", headers=auth(token))).json()

@@ -154,7 +154,8 @@ def _gateway(status: dict[str, Any]) -> str | None:
     text = f"{gw.get('clients')} client(s), {gw.get('buffered')} event(s) buffered, local seq {gw.get('seq')}"
     if gw.get("evicted"):
         text += f", {gw.get('evicted')} pushed out of the buffer"
-    for mark in gw.get("marks") or []:
+    marks = gw.get("marks")
+    for mark in marks if isinstance(marks, list) else []:
         if isinstance(mark, dict):
             text += f"; {mark.get('client')} sent {mark.get('sent')} confirmed {mark.get('confirmed')}"
     return text

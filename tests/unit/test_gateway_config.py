@@ -74,6 +74,10 @@ def test_no_gateway_line_for_other_handlers_or_malformed_beats() -> None:
     odd = Beat(phase="connected", attempt=1, gateway_clients=2, gateway_client_marks=[["x"], 5])  # type: ignore[list-item]
     assert gateway_status(odd) == {"clients": 2, "buffered": None, "seq": None, "evicted": None, "marks": []}
     assert "local gateway" not in render({"state": "running"}, "healthy", 0.0)
+    # A damaged status file's gateway entry is shown as far as it goes, never a traceback.
+    for damaged in ({"clients": "x", "marks": 5}, {"marks": [1, None, {"client": 2}]}, {}):
+        assert "local gateway" in render({"gateway": damaged}, "healthy", 0.0)
+    assert "local gateway" not in render({"gateway": [1, 2]}, "healthy", 0.0)
 
 
 def test_a_gateway_beat_stays_far_below_the_pipe_limit() -> None:

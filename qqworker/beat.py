@@ -168,6 +168,13 @@ class Beat:
     webhook_delivered: int | None = None
     webhook_failures: int | None = None
     webhook_dropped: int | None = None
+    # QQ_HANDLER=gateway: frameworks attached to the local gateway, events buffered for them, the
+    # newest local seq, events pushed out of the buffer in total, and [client, sent, confirmed] each.
+    gateway_clients: int | None = None
+    gateway_buffered: int | None = None
+    gateway_seq: int | None = None
+    gateway_evicted: int | None = None
+    gateway_client_marks: list[list[Any]] | None = None
 
     def encode(self, version: int = BEAT_VERSION) -> bytes:
         """The beat as a watchdog speaking `version` can read it."""

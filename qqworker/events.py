@@ -44,6 +44,10 @@ class LogEvent(str, Enum):
     WEBHOOK_DELIVERED = "webhook.delivered"
     WEBHOOK_RECOVERED = "webhook.recovered"
     WEBHOOK_BACKLOG = "webhook.backlog"
+    PROXY_CLIENT_CONNECTED = "proxy.client_connected"
+    PROXY_CLIENT_CLOSED = "proxy.client_closed"
+    PROXY_LISTENING = "proxy.listening"
+    PROXY_PROFILE_UNAVAILABLE = "proxy.profile_unavailable"
     # watchdog
     WATCHDOG_STARTED = "watchdog.started"
     CHILD_SPAWNED = "child.spawned"
@@ -197,6 +201,27 @@ EVENT_DOCS: dict[LogEvent, tuple[str, str]] = {
     LogEvent.WEBHOOK_BACKLOG: (
         "url, oldest_age_s, pending",
         "an event has waited longer than --webhook-backlog-warn for its webhook (once per backlog)",
+    ),
+    LogEvent.PROXY_CLIENT_CONNECTED: (
+        "client, session_id, resumed, replayed, lost",
+        "`QQ_HANDLER=gateway`: a framework finished Identify/Resume on the local gateway; `client` is its "
+        "address and connection number, `session_id` the local session, `replayed` the buffered events it "
+        "was sent before the live stream, `lost` those it missed that had left the buffer",
+    ),
+    LogEvent.PROXY_CLIENT_CLOSED: (
+        "client, session_id, resumed, replayed, close_code, reason, sent, confirmed",
+        "a framework's connection to the local gateway ended (`sent`/`confirmed`: the last local seq it "
+        "was sent / confirmed by heartbeat), or was refused (a wrong token: 4004 with `session_id` null); "
+        "`reason` says why when the gateway ended it (a warning, but for a silent client's 4009)",
+    ),
+    LogEvent.PROXY_LISTENING: (
+        "listen, api_base, gateway_url",
+        "the local gateway serves frameworks at this address (once per worker)",
+    ),
+    LogEvent.PROXY_PROFILE_UNAVAILABLE: (
+        "error",
+        "a framework's Identify came before the bot's profile (`GET /users/@me`) could be had upstream: "
+        "it is closed 4901 and the framework retries",
     ),
     LogEvent.CHILD_SPAWNED: ("child_pid, resume", "each spawn; `resume` says it was given a session"),
     LogEvent.CHILD_HEARTBEAT_MISSED: ("silent_s", "no pipe heartbeat within the heartbeat timeout"),

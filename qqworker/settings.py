@@ -147,6 +147,27 @@ class Settings:
         "warn (webhook.backlog) when an event has waited this long for its webhook",
         minimum=0.1,
     )
+    gateway_listen: str = _opt(
+        "127.0.0.1:8765",
+        "worker",
+        "with QQ_HANDLER=gateway: HOST:PORT of the local QQ-compatible platform for frameworks",
+        env="QQW_GATEWAY_LISTEN",
+    )
+    gateway_allow_remote: bool = _opt(
+        False, "worker", "let --gateway-listen use an address other than loopback"
+    )
+    gateway_buffer: int = _opt(
+        10000, "worker", "local gateway: events kept for clients that resume or restart", minimum=1
+    )
+    gateway_buffer_age: float = _opt(
+        600.0, "worker", "local gateway: the oldest buffered event kept, seconds", minimum=1.0
+    )
+    gateway_heartbeat: float = _opt(
+        5.0,
+        "worker",
+        "local gateway: the Hello interval given to clients, seconds (their heartbeat confirms events)",
+        minimum=0.5,
+    )
     # [watchdog]: supervision
     heartbeat_timeout: float = _opt(
         5.0, "watchdog", "no pipe beat this long: kill the child", minimum=0.1, maximum=3600
@@ -265,6 +286,12 @@ class Settings:
         if need_credentials and not (self.app_id and self.app_secret):
             raise ConfigError("QQ_APP_ID and QQ_APP_SECRET are required (environment or --env-file)")
         self.intents_mask  # noqa: B018 - raises ConfigError on a bad value
+        if self.handler.strip() == "gateway":
+            host, _ = parse_listen(self.gateway_listen, "gateway_listen")
+            if not self.gateway_allow_remote and not is_loopback_host(host):
+                raise ConfigError(
+                    f"gateway_listen: {host!r} is not a loopback address (add --gateway-allow-remote)"
+                )
         for name, urls in (("api_base", self.api_bases), ("token_url", self.token_urls)):
             if not urls:
                 raise ConfigError(f"{name}: no URL given")
@@ -323,6 +350,18 @@ def is_loopback_host(host: str | None) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+def parse_listen(value: str, name: str) -> tuple[str, int]:
+    """`HOST:PORT` (`[v6]:PORT` too, or just `PORT` on 127.0.0.1); ConfigError otherwise."""
+    text = value.strip()
+    host, sep, port = text.rpartition(":")
+    if not sep:
+        host, port = "127.0.0.1", text
+    host = host.strip("[]") or "127.0.0.1"
+    if not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ConfigError(f"{name}: expected HOST:PORT, got {value!r}")
+    return host, int(port)
 
 
 def check_url(url: str, name: str) -> None:

@@ -41,6 +41,7 @@ from qqworker.settings import ConfigError, Settings
 from qqworker.signatures import adapt
 
 if TYPE_CHECKING:  # imported when the webhook handler is chosen: its crypto costs the others nothing
+    from qqworker.localgw import LocalGateway
     from qqworker.webhook import WebhookHandler
 
 log = logging.getLogger("qqworker.worker")
@@ -109,6 +110,7 @@ class Worker:
         self.rest: RestClient | None = None
         self.dispatcher: Dispatcher | None = None
         self.webhook: WebhookHandler | None = None  # QQ_HANDLER=webhook
+        self.local_gateway: LocalGateway | None = None  # QQ_HANDLER=gateway
         self.bases = HostRing("api_base", settings.api_bases)
         self.token_urls = HostRing("token_url", settings.token_urls)
         self.progress.update(api_base=self.bases.current, token_url=self.token_urls.current)
@@ -148,11 +150,12 @@ class Worker:
             token_urls=list(self.token_urls.urls),
             known_event_ids=self.session.window_mark()[0],
         )
+        gateway_mode = isinstance(self._handler_spec, str) and self._handler_spec.strip() == "gateway"
         try:
-            handler = await self._load_handler()
+            handler = None if gateway_mode else await self._load_handler()
         except ConfigError as exc:
             return self._fatal(str(exc))
-        if handler is None:  # stopped while retrying the handler's import
+        if handler is None and not gateway_mode:  # stopped while retrying the handler's import
             self.progress.update(phase=Phase.STOPPING)
             log_event(
                 log, LogEvent.WORKER_STOPPED, f"Worker stopped: {self.stop_reason}", reason=self.stop_reason
@@ -169,6 +172,20 @@ class Worker:
         self.rest = RestClient(
             http, self.tokens, base=self.bases.current, app_id=s.app_id, timeout_s=s.connect_timeout
         )
+        if gateway_mode:
+            from qqworker.localgw import LocalGateway  # the aiohttp server: only in this mode
+
+            self.local_gateway = LocalGateway(
+                s, http=http, tokens=self.tokens, rest=self.rest, session=self.session
+            )
+            try:
+                await self.local_gateway.start()
+            except ConfigError as exc:
+                await self.local_gateway.close()
+                await http.close()
+                return self._fatal(str(exc))
+            handler = adapt(self.local_gateway.handle, "gateway")
+        assert handler is not None
         self.dispatcher = Dispatcher(
             handler,
             rest=self.rest,
@@ -208,6 +225,8 @@ class Worker:
             await self.dispatcher.close()
             if self.webhook is not None:
                 await self.webhook.close()
+            if self.local_gateway is not None:
+                await self.local_gateway.close()
             await http.close()
             self.progress.update()  # a last beat: the handed seq stays below every unhandled event
         if code is ExitCode.OK:
@@ -538,7 +557,12 @@ class Worker:
         """The seq the watchdog may hand to a successor: never past an event not yet handled."""
         if self.dispatcher is None:
             return self.session.seq
-        return self.dispatcher.handed_seq(self.session.seq)
+        seq = self.dispatcher.handed_seq(self.session.seq)
+        if self.local_gateway is not None:  # nor past an event a framework has not confirmed
+            floor = self.local_gateway.floor(self.session.session_id)
+            if floor is not None and (seq is None or floor < seq):
+                seq = floor
+        return seq
 
     def _delivery(self) -> dict[str, Any]:
         """The beat's delivery fields: the oldest unhandled event, and stranded events if any."""
@@ -557,6 +581,8 @@ class Worker:
             fields["stranded"] = [
                 [s.session_id, s.first_seq, s.last_seq, s.count] for s in stranded[:MAX_REPORTED]
             ]
+        if self.local_gateway is not None:
+            fields.update(self.local_gateway.beat_fields())
         return fields
 
     def _frame_too_big(self) -> None:

@@ -224,6 +224,7 @@ def render(status: dict[str, Any], verdict: str, now: float) -> str:
         ("skipped events", _skipped(status)),
         ("resumed from", _resumed_from(status.get("resumed_from"))),
         ("webhook", _webhook(status)),
+        ("local gateway", _gateway(status)),
         ("updated", status.get("updated_at")),
     ]
     sinks = status.get("sinks")
@@ -292,6 +293,41 @@ def _webhook(status: dict[str, Any]) -> str | None:
         f"{hook.get('pending')} pending{oldest}, {hook.get('delivered')} delivered, "
         f"{hook.get('failures')} failed attempts, {hook.get('dropped')} dropped"
     )
+
+
+def gateway_status(beat: Any) -> dict[str, Any] | None:
+    """QQ_HANDLER=gateway: the frameworks attached to the worker's local gateway and its buffer
+    (from the beat: the child's word, so only well-formed values are kept)."""
+    clients = getattr(beat, "gateway_clients", None)
+    if type(clients) is not int:
+        return None
+    marks = getattr(beat, "gateway_client_marks", None)
+    shown = [
+        {"client": m[0], "sent": m[1], "confirmed": m[2]}
+        for m in (marks if isinstance(marks, list) else [])[:4]
+        if isinstance(m, list) and len(m) == 3 and isinstance(m[0], str)
+    ]
+    fields = ("gateway_buffered", "gateway_seq", "gateway_evicted")
+    values = {name[8:]: getattr(beat, name, None) for name in fields}
+    return {
+        "clients": clients,
+        **{k: v if type(v) is int else None for k, v in values.items()},
+        "marks": shown,
+    }
+
+
+def _gateway(status: dict[str, Any]) -> str | None:
+    gw = status.get("gateway")
+    if not isinstance(gw, dict):
+        return None
+    text = f"{gw.get('clients')} client(s), {gw.get('buffered')} event(s) buffered, local seq {gw.get('seq')}"
+    if gw.get("evicted"):
+        text += f", {gw.get('evicted')} pushed out of the buffer"
+    marks = gw.get("marks")
+    for mark in marks if isinstance(marks, list) else []:
+        if isinstance(mark, dict):
+            text += f"; {mark.get('client')} sent {mark.get('sent')} confirmed {mark.get('confirmed')}"
+    return text
 
 
 def _age(age: Any, updated: Any, now: float) -> str | None:

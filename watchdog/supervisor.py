@@ -51,7 +51,7 @@ from watchdog.policy import (
 from watchdog.relay import LineSplitter, classify, group_output
 from watchdog.sdnotify import Notifier
 from watchdog.session_store import SessionFile, resumed_from
-from watchdog.status import webhook_status, write_status
+from watchdog.status import gateway_status, webhook_status, write_status
 
 log = logging.getLogger("watchdog")
 
@@ -795,6 +795,7 @@ class Supervisor:
             "updated_at_epoch": round(wall_now, 3),
             "sinks": self.out.sinks(),
             "webhook": webhook_status(beat),
+            "gateway": gateway_status(beat),
         }
 
     def _write_status(self, *, force: bool = False) -> None:

@@ -659,7 +659,7 @@ def main() -> int:
     if ARGS.profile or ARGS.no_profile:
         plan = Plan(**{**asdict(plan), "profile": ARGS.profile and not ARGS.no_profile})
     started = time.monotonic()
-    if ARGS.only == "idle":
+    if ARGS.only is not None:
         plan = Plan(**{**asdict(plan), "profile": False})
     bench_py = bench_env.ensure(say) if (plan.peers or plan.profile) else None
     figures: dict[str, Any] = {}
@@ -679,7 +679,6 @@ def main() -> int:
     }  # fmt: skip
     if ARGS.only == "recovery":
         return only_recovery(plan, settings)
-
     if ARGS.only == "idle":
         return only_idle(plan, bench_py, settings)
     say(f"bench: throughput, {plan.rounds} × {plan.events:,} events per client")
@@ -805,14 +804,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="what the idle watchdog is asked every 15 s: /readyz + /metrics (default) or /healthz + /readyz",
     )  # fmt: skip
     parser.add_argument(
-        "--only", choices=["idle"], help="measure only this part (idle: the supervisors' RSS and CPU at idle)"
+        "--only",
+        choices=("idle", "recovery"),
+        help="measure only this part, never writing the README or the results (idle: the supervisors' RSS "
+        "and CPU at idle; recovery: freeze, outage and the real-link figures)",
     )
     parser.add_argument("--no-profile", action="store_true", help="skip the pyinstrument profile")
     parser.add_argument(
         "--update-readme", action="store_true", help="write docs/bench-results.json and the README table"
-    )
-    parser.add_argument(
-        "--only", choices=("recovery",), help="run only these figures (never writes the README or results)"
     )
     return parser.parse_args(argv)
 

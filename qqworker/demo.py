@@ -1,7 +1,10 @@
 """`scripts/run.sh --demo`: the point of the project in about a minute, on this machine alone.
 
-Starts the local simulator (loopback, a free port), then the watchdog + worker against it with short
-timings and the `echo` handler, sends a few messages, and plays an outage script while narrating it:
+Starts the local simulator (loopback, a free port) and a second one playing the API host the platform
+retired in 2026 (`--retired`), then the watchdog + worker against both (the retired one first in
+`QQ_API_BASE`, as `api.sgroup.qq.com` was) with short timings and the `echo` handler. The first attempt
+meets the retired host and moves on (`gateway.base_switched`); then it sends a few messages, and plays an
+outage script while narrating it:
 
 1. a refused link (the gateway stops listening): `reconnect.scheduled` lines, then recovery;
 2. a half-open link (connections accepted, nothing answered): missed heartbeat ACKs detected, recovery;
@@ -197,6 +200,8 @@ class Demo:
         self.preexec = _pdeathsig()
         self.sim: subprocess.Popen[str] | None = None
         self.info: dict[str, Any] = {}
+        self.retired: subprocess.Popen[str] | None = None  # plays the API host the platform retired
+        self.retired_info: dict[str, Any] = {}
         self.watchdog: Watched | None = None
         run_dir = Path(os.environ.get("QQW_RUN_DIR") or ROOT / "run")
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -213,18 +218,25 @@ class Demo:
     # Processes ---------------------------------------------------------------------------------------
 
     def start_simulator(self) -> None:
-        args = [
-            sys.executable,
-            "-m",
-            "qqworker.simulator",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            "0",
-            "--heartbeat-interval-ms",
-            str(SIM_HEARTBEAT_MS),
-        ]
-        self.sim = subprocess.Popen(
+        self.sim, self.info = self._simulator()
+        self.say(
+            f"Local QQ platform simulator up at {self.info['api_base']} (gateway {self.info['gateway_url']})",
+            api_base=self.info["api_base"],
+            simulator_pid=self.sim.pid,
+        )
+        self.retired, self.retired_info = self._simulator("--retired")
+        self.say(
+            f"A second one at {self.retired_info['api_base']} answers like the API host the platform "
+            "retired in 2026 (HTTP 500 on /gateway): the worker is given it first, as a bot configured "
+            "before the move would be",
+            api_base=self.retired_info["api_base"],
+            simulator_pid=self.retired.pid,
+        )
+
+    def _simulator(self, *flags: str) -> tuple[subprocess.Popen[str], dict[str, Any]]:
+        args = [sys.executable, "-m", "qqworker.simulator", "--host", "127.0.0.1", "--port", "0"]
+        args += ["--heartbeat-interval-ms", str(SIM_HEARTBEAT_MS), *flags]
+        sim = subprocess.Popen(
             args,
             cwd=ROOT,
             stdin=subprocess.DEVNULL,
@@ -233,23 +245,20 @@ class Demo:
             start_new_session=True,
             preexec_fn=self.preexec,
         )
-        assert self.sim.stdout is not None
-        ready, _, _ = select.select([self.sim.stdout], [], [], 20)
-        line = self.sim.stdout.readline() if ready else ""
+        assert sim.stdout is not None
+        ready, _, _ = select.select([sim.stdout], [], [], 20)
+        line = sim.stdout.readline() if ready else ""
         try:
-            self.info = json.loads(line)
+            return sim, json.loads(line)
         except ValueError:
+            sim.kill()
             raise RuntimeError(f"the simulator did not announce itself (got {line!r})") from None
-        self.say(
-            f"Local QQ platform simulator up at {self.info['api_base']} (gateway {self.info['gateway_url']})",
-            api_base=self.info["api_base"],
-            simulator_pid=self.sim.pid,
-        )
 
     def start_watchdog(self) -> None:
         self.log_file.write_text("")  # this demo's log only, for the report at the end
         env = client_env(
             self.info,
+            QQ_API_BASE=f"{self.retired_info['api_base']},{self.info['api_base']}",
             QQ_HANDLER="echo",
             QQW_LOG_FILE=str(self.log_file),
             QQW_STATUS_FILE=str(self.status_file),
@@ -285,6 +294,7 @@ class Demo:
         for name, proc, bound in (
             ("watchdog", self.watchdog.proc if self.watchdog else None, 15.0),
             ("simulator", self.sim, 10.0),
+            ("retired-host simulator", self.retired, 10.0),
         ):
             if proc is None:
                 continue
@@ -371,6 +381,15 @@ class Demo:
         wd = self.watchdog
         if not self.wait_connected(0, "first connection"):
             return
+        switched = wd.find("gateway.base_switched")
+        if switched is None:
+            self.failures.append("host switch")
+            self.say("The worker connected without moving off the retired host", level="WARNING")
+        else:
+            self.say(
+                f"The retired host answered {switched['reason']}; the worker moved to {switched['to']} "
+                "(gateway.base_switched) and connected through it, where it stays."
+            )
         self.say("Connected. Sending 3 messages; the echo handler answers each through the REST API.")
         before = self.replies()
         self.send_messages(["hello", "你好", "still there?"])

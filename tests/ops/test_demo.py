@@ -42,6 +42,9 @@ def test_demo_outage_script_then_sigint_leaves_nothing(tmp_path: Path) -> None:
     records = demo.records()
     events = [r["event"] for r in records]
     steps = [r["message"] for r in records if r["event"] == "demo.step"]
+    # 0. the first API base plays the host the platform retired: one switch, then connected on the second
+    (switched,) = demo.records("gateway.base_switched")
+    assert switched["kind"] == "api_base" and any("moved to" in m for m in steps)
     # 1. messages answered; 2. refused link: every attempt logged, then back
     assert any(m.startswith("3 replies received") for m in steps)
     assert events.count("reconnect.scheduled") >= 2 and "reconnect.failed" in events
@@ -62,13 +65,14 @@ def test_demo_outage_script_then_sigint_leaves_nothing(tmp_path: Path) -> None:
     assert not list((tmp_path / "run").glob("*.status.json"))  # cleaned up
 
     # And independently of what the demo says: no process left, the simulator's port closed.
-    (sim_line,) = [r for r in records if "simulator_pid" in r]
-    pids = {sim_line["simulator_pid"], demo.pid}
+    sim_line, retired_line = [r for r in records if "simulator_pid" in r]
+    pids = {sim_line["simulator_pid"], retired_line["simulator_pid"], demo.pid}
     pids |= {r["pid"] for r in records if r.get("role") in ("watchdog", "worker")}
     pids |= {r["child_pid"] for r in spawned}
     assert [pid for pid in pids if alive(pid)] == []
-    port = urlsplit(sim_line["api_base"]).port
-    with socket.socket() as probe:
-        assert probe.connect_ex(("127.0.0.1", port)) != 0
+    for line in (sim_line, retired_line):
+        port = urlsplit(line["api_base"]).port
+        with socket.socket() as probe:
+            assert probe.connect_ex(("127.0.0.1", port)) != 0
     # No secret in the output: the simulator's test secret is passed by environment only.
     assert "qqsimTestSecret" not in demo.output()

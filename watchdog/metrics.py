@@ -128,15 +128,17 @@ def text_content_type() -> str:
 
 
 def wants_openmetrics(accept: str) -> bool:
-    """prometheus-client's own choice (`exposition.choose_encoder`): OpenMetrics when the Accept header
-    lists `application/openmetrics-text` with no version or version >= 1.0.0, else 0.0.4 text."""
+    """prometheus-client's own choice (`exposition.choose_encoder`), which lives in the module this one
+    avoids: the first of `application/openmetrics-text` with no version or version >= 1.0.0 (OpenMetrics)
+    and `text/plain` with version >= 1.0.0 (text) in the Accept header; the text format when neither."""
     for accepted in accept.split(","):
         media, *params = (token.strip() for token in accepted.split(";"))
-        if media != OPENMETRICS:
-            continue
         versions = [p.split("=", 1)[1] for p in params if p.startswith("version=")]
-        if not versions or not versions[0] or parse_version(versions[0]) >= (1, 0, 0):
+        version = versions[0] if versions else ""
+        if media == OPENMETRICS and (not version or parse_version(version) >= (1, 0, 0)):
             return True
+        if media == "text/plain" and version and parse_version(version) >= (1, 0, 0):
+            return False
     return False
 
 

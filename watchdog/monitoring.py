@@ -163,7 +163,7 @@ class Monitoring:
         return Response(200 if readiness.ready else 503, _json(body))
 
     def _metrics(self) -> Any:
-        # prometheus-client only once scraped, and its 0.0.4 text writer (with the http.client and ssl
+        # prometheus-client only once scraped, and its text-format writer (with the http.client and ssl
         # it loads, 6.3 MB resident) only when a scraper does not ask for OpenMetrics (watchdog/metrics.py).
         from watchdog import metrics
         from watchdog.endpoints import Response

@@ -1,6 +1,6 @@
 """prometheus-client's registry, metric families and OpenMetrics writer, without its package `__init__`.
 
-That `__init__` always imports `exposition.py` (the 0.0.4 text writer, next to the library's HTTP/WSGI
+That `__init__` always imports `exposition.py` (the text-format writer, next to the library's HTTP/WSGI
 servers and push-gateway clients), which loads ssl, http.server, http.client, urllib.request, email and
 wsgiref: 6.3 MB resident in the watchdog (`scripts/import_rss.py prometheus_client`). The registry, the
 metric families and the OpenMetrics writer (what Prometheus asks for first) need none of that, so `load()`

@@ -87,6 +87,9 @@ def test_the_fallback_is_the_full_import_when_the_light_one_fails() -> None:
         "application/openmetrics-text;version=0.0.1",
         "application/openmetrics-text;version=0.0.1,application/openmetrics-text;version=1.0.0",
         "application/json, application/openmetrics-text;version=1.0.0;q=0.9",
+        "text/plain;version=1.0.0,application/openmetrics-text;version=1.0.0",
+        "text/plain;version=0.0.4,application/openmetrics-text",
+        "application/openmetrics-text;version=",
     ],
 )
 def test_the_format_choice_is_the_librarys(accept: str) -> None:

@@ -281,7 +281,14 @@ stdout_logfile={work}/supervisord-worker.log
 
 
 SCRAPE_EVERY_S = 15.0  # a common Prometheus scrape interval
-SCRAPED = {"metrics": "/readyz + /metrics", "probes": "/healthz + /readyz"}
+SCRAPED = {"metrics": "/readyz + /metrics", "text": "/readyz + /metrics", "probes": "/healthz + /readyz"}
+SCRAPE_AS = {"metrics": " (OpenMetrics, as Prometheus asks)", "text": " (text format, no Accept header)",
+             "probes": ""}  # fmt: skip
+# Prometheus 2.x's default Accept (scrape_protocols): OpenMetrics first. `--scrape text` sends none, as curl.
+PROMETHEUS_ACCEPT = (
+    "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,"
+    "text/plain;version=0.0.4;q=0.5,*/*;q=0.1"
+)
 
 
 def free_port() -> int:
@@ -293,11 +300,14 @@ def free_port() -> int:
 
 
 def scrape(port: int) -> None:
-    """What a Prometheus and a readiness probe ask, every SCRAPE_EVERY_S: /readyz and /metrics
-    (`--scrape probes`: /healthz and /readyz only, as Kubernetes probes or an Uptime Kuma HTTP monitor)."""
+    """What a Prometheus and a readiness probe ask, every SCRAPE_EVERY_S: /readyz and /metrics with
+    Prometheus's Accept header (`--scrape text`: with none, so the text format; `--scrape probes`: /healthz
+    and /readyz only, as Kubernetes probes or an Uptime Kuma HTTP monitor)."""
+    headers = {"Accept": PROMETHEUS_ACCEPT} if ARGS.scrape == "metrics" else {}
     for path in SCRAPED[ARGS.scrape].split(" + "):
+        request = urllib.request.Request(f"http://127.0.0.1:{port}{path}", headers=headers)
         try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as answer:
+            with urllib.request.urlopen(request, timeout=5) as answer:
                 answer.read()
         except urllib.error.HTTPError:
             pass  # a 503 from /readyz is an answer too
@@ -674,7 +684,8 @@ def main() -> int:
                        f"{net_outage_s(plan):g} s outages, {net_runs(plan)} unreachable runs",
         "outage": f"{plan.outage_s:g} s",
         "idle": f"{plan.idle_s:g} s idle, both supervising `python -m qqworker` connected to one simulator; "
-                f"watchdog with --http, {SCRAPED[ARGS.scrape]} scraped every {SCRAPE_EVERY_S:g} s; "
+                f"watchdog with --http, {SCRAPED[ARGS.scrape]} scraped every {SCRAPE_EVERY_S:g} s"
+                f"{SCRAPE_AS[ARGS.scrape]}; "
                 "supervisor process alone",
     }  # fmt: skip
     if ARGS.only == "recovery":
@@ -800,8 +811,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--profile", action="store_true", help="profile the worker (default in the full run)")
     parser.add_argument("--check-readme", action="store_true", help="README table == docs/bench-results.json")
     parser.add_argument(
-        "--scrape", choices=["metrics", "probes"], default="metrics",
-        help="what the idle watchdog is asked every 15 s: /readyz + /metrics (default) or /healthz + /readyz",
+        "--scrape", choices=["metrics", "text", "probes"], default="metrics",
+        help="what the idle watchdog is asked every 15 s: /readyz + /metrics as Prometheus asks (default), "
+             "the same with no Accept header (the text format), or /healthz + /readyz",
     )  # fmt: skip
     parser.add_argument(
         "--only",

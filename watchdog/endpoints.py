@@ -75,6 +75,17 @@ def parse_request(data: bytes) -> tuple[str, str] | int | None:
     return method, path
 
 
+def request_header(data: bytes, name: str) -> str:
+    """The value of header `name` in a complete request head ("" when absent)."""
+    head = data.split(b"\r\n\r\n", 1)[0].split(b"\n\n", 1)[0]
+    wanted = name.lower().encode("latin-1")
+    for line in head.split(b"\n")[1:]:
+        key, sep, value = line.partition(b":")
+        if sep and key.strip().lower() == wanted:
+            return value.strip().decode("latin-1")
+    return ""
+
+
 def build_response(response: Response, *, head_only: bool = False) -> bytes:
     reason = REASONS.get(response.status, "Unknown")
     head = (
@@ -112,6 +123,7 @@ class HttpServer:
         self.timeout = timeout
         self.clients: dict[int, _Client] = {}  # by fd, in connection order
         self.served = 0
+        self.accept = ""  # the Accept header of the request being answered, for a route that negotiates
         host, port = address
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         self.sock = socket.socket(family, socket.SOCK_STREAM)
@@ -178,6 +190,7 @@ class HttpServer:
         elif method not in ("GET", "HEAD"):
             response = Response(405, b'{"error": "GET only"}')
         else:
+            self.accept = request_header(bytes(client.inbox), "Accept")
             response = route()
         self._answer(fd, client, response, head_only=method == "HEAD")
 

@@ -12,7 +12,15 @@ from collections.abc import Iterator
 import pytest
 
 from qqworker.settings import ConfigError
-from watchdog.endpoints import MAX_CLIENTS, MAX_REQUEST, HttpServer, Response, parse_address, parse_request
+from watchdog.endpoints import (
+    MAX_CLIENTS,
+    MAX_REQUEST,
+    HttpServer,
+    Response,
+    parse_address,
+    parse_request,
+    request_header,
+)
 
 
 def test_parse_address() -> None:
@@ -31,6 +39,14 @@ def test_parse_request() -> None:
     assert parse_request(b"GET /x HTTP/1.0\n\n") == ("GET", "/x")
     assert parse_request(b"garbage\r\n\r\n") == 400
     assert parse_request(b"GET /" + b"a" * MAX_REQUEST) == 431
+
+
+def test_request_header() -> None:
+    head = b"GET /metrics HTTP/1.1\r\nHost: a\r\naccept:  application/openmetrics-text;version=1.0.0 \r\n\r\n"
+    assert request_header(head, "Accept") == "application/openmetrics-text;version=1.0.0"
+    assert request_header(b"GET /x HTTP/1.0\nAccept: text/plain\n\nAccept: no", "accept") == "text/plain"
+    assert request_header(b"GET /x HTTP/1.1\r\nHost: a\r\n\r\nAccept: body", "Accept") == ""
+    assert request_header(b"GET /x HTTP/1.1\r\nAccept-Language: en\r\n\r\n", "Accept") == ""
 
 
 class Loop:

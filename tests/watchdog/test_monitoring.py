@@ -20,6 +20,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import psutil
 import pytest
+from prometheus_client.openmetrics.parser import text_string_to_metric_families as openmetrics_families
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.support import SimulatorProcess, assert_no_secret, wait_until
@@ -149,6 +150,19 @@ def test_readyz_and_metrics_follow_a_4009_cycle_a_black_hole_and_a_respawn(
     assert after[("qqwatchdog_events_total", (("outcome", "handled"),))] >= 3
     assert after[("qqwatchdog_reconnects_total", (("close_code", "4009"),))] == 1
     check_dashboard(get(port, "/metrics")[1].decode())  # the Grafana dashboard's queries, on the real thing
+    # Prometheus asks for OpenMetrics first: the same figures, by the library's OpenMetrics writer.
+    accept = "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5,*/*;q=0.1"
+    request = urllib.request.Request(f"http://127.0.0.1:{port}/metrics", headers={"Accept": accept})
+    with urllib.request.urlopen(request, timeout=5) as answer:
+        assert answer.headers["Content-Type"].startswith("application/openmetrics-text; version=1.0.0")
+        families = {f.name: f for f in openmetrics_families(answer.read().decode())}
+    respawns = {
+        s.labels["reason"]: s.value
+        for s in families["qqwatchdog_respawns"].samples
+        if s.name.endswith("_total")
+    }
+    assert respawns == {"killed by signal 9": 1}
+    assert families["qqwatchdog_connected"].samples[0].value == 1
     wd.finish()
 
 

@@ -805,14 +805,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="what the idle watchdog is asked every 15 s: /readyz + /metrics (default) or /healthz + /readyz",
     )  # fmt: skip
     parser.add_argument(
-        "--only", choices=["idle"], help="measure only this part (idle: the supervisors' RSS and CPU at idle)"
-    )
+        "--only", choices=("idle", "recovery"),
+        help="measure only this part, never written to the README or the results (idle: the supervisors' "
+        "RSS and CPU at idle; recovery: the recovery figures, the real-link ones included)",
+    )  # fmt: skip
     parser.add_argument("--no-profile", action="store_true", help="skip the pyinstrument profile")
     parser.add_argument(
         "--update-readme", action="store_true", help="write docs/bench-results.json and the README table"
-    )
-    parser.add_argument(
-        "--only", choices=("recovery",), help="run only these figures (never writes the README or results)"
     )
     return parser.parse_args(argv)
 

@@ -8,7 +8,8 @@
   until connected, with the longest log silence during a 60 s outage;
 * recovery over a real link (network namespaces, root; bench/netrecovery.py), production defaults and
   Hello 41250 ms: a dead link until noticed, and the network back after 60 s "unreachable" (5 runs)
-  or a 60 s black hole until connected (`--only recovery` runs just the recovery figures);
+  or a 60 s black hole until connected, then qq-botpy through the same faults (one run each, its dead
+  link waited for up to 180 s) (`--only recovery` runs just the recovery figures);
 * the watchdog against supervisord, both supervising the same worker over the same 60 s idle: RSS, CPU;
 * the `multiprocess` start methods (python -m watchdog.start_methods);
 * a pyinstrument profile of the worker's hot path (full run, or --profile).

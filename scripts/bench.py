@@ -531,7 +531,9 @@ def rows(figures: dict[str, Any], settings: dict[str, str]) -> list[tuple[str, s
             (
                 'network back after "unreachable" → connected: qq-botpy 1.2.1',
                 back("network_back_unreachable_s_botpy"),
-                f"via {f.get('network_back_unreachable_botpy_via') or '—'}; {botpy}",
+                f"via {f.get('network_back_unreachable_botpy_via') or '—'}; the fault is a route rule on the "
+                "client's own packets: events from the gateway still reach a connection botpy never dropped; "
+                f"{botpy}",
             )
         ]
         net.append(

@@ -4,7 +4,8 @@ watchdog gets no timing flag) and the platform's Hello interval, 41250 ms:
 * dead_link_detect_s: every packet of the established gateway connection dropped → `gateway.ack_timeout`;
 * network_back_unreachable_s: after an `outage_s` "network unreachable", route back → connected (p95 of
   `runs`, nearest rank, so the largest of 5);
-* network_back_blackhole_s: after an `outage_s` black hole, packets flow again → connected.
+* network_back_blackhole_s: after an `outage_s` black hole, packets flow again → connected;
+* then, given the bench venv's python, the same faults for qq-botpy (bench/botpy_netrecovery.py).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench import netlab
+from bench import botpy_netrecovery, netlab
 from bench.procs import Proc
 from qqworker.simulator.client_env import client_env
 
@@ -28,7 +29,7 @@ ROOT = Path(__file__).resolve().parent.parent
 HELLO_MS = 41250
 SETTLE_S = 4.0  # past the first WebSocket ping and its pong on a new connection
 KEYS = ("dead_link_detect_s", "network_back_unreachable_s", "network_back_unreachable_median_s",
-        "network_back_blackhole_s", "dead_link_evidence")  # fmt: skip
+        "network_back_blackhole_s", "dead_link_evidence", *botpy_netrecovery.KEYS)  # fmt: skip
 
 
 def p95(values: list[float]) -> float:
@@ -36,7 +37,11 @@ def p95(values: list[float]) -> float:
     return ordered[max(0, math.ceil(0.95 * len(ordered)) - 1)]
 
 
-def measure(work: Path, runs: int, outage_s: float, say: Callable[[str], None]) -> dict[str, Any]:
+def measure(
+    work: Path, runs: int, outage_s: float, say: Callable[[str], None],
+    botpy: Path | None = None, botpy_cap_s: float = 180.0,
+) -> dict[str, Any]:  # fmt: skip
+    """The worker's figures, then qq-botpy's when `botpy` (the bench venv's python) is given."""
     figures: dict[str, Any] = dict.fromkeys(KEYS)
     reason = netlab.unavailable()
     if reason is not None:
@@ -84,6 +89,13 @@ def measure(work: Path, runs: int, outage_s: float, say: Callable[[str], None]) 
         figures["network_back_blackhole_s"] = _outage(run, lab.black_hole, outage_s)
         hole = figures["network_back_blackhole_s"]
         say(f"  black hole {outage_s:g} s: packets flow → connected {hole:.2f} s")
+        if botpy is not None:
+            run.stop(30)  # botpy alone on the link, as the worker was
+            figures.update(
+                botpy_netrecovery.measure(
+                    lab, env, botpy, work, outage_s, botpy_cap_s, say, str(info["control_url"])
+                )
+            )
     finally:
         if run is not None:
             run.stop(30)

@@ -8,7 +8,8 @@
   until connected, with the longest log silence during a 60 s outage;
 * recovery over a real link (network namespaces, root; bench/netrecovery.py), production defaults and
   Hello 41250 ms: a dead link until noticed, and the network back after 60 s "unreachable" (5 runs)
-  or a 60 s black hole until connected (`--only recovery` runs just the recovery figures);
+  or a 60 s black hole until connected, then qq-botpy through the same faults (one run each, its dead
+  link waited for up to 180 s) (`--only recovery` runs just the recovery figures);
 * the watchdog against supervisord, both supervising the same worker over the same 60 s idle: RSS, CPU;
 * the `multiprocess` start methods (python -m watchdog.start_methods);
 * a pyinstrument profile of the worker's hot path (full run, or --profile).
@@ -45,6 +46,7 @@ import psutil  # noqa: E402
 
 from bench import env as bench_env  # noqa: E402
 from bench import netrecovery  # noqa: E402
+from bench.botpy_netrecovery import BACK_CAP_S  # noqa: E402
 from bench.procs import Proc  # noqa: E402
 
 PY = sys.executable
@@ -509,6 +511,9 @@ def rows(figures: dict[str, Any], settings: dict[str, str]) -> list[tuple[str, s
         value = f.get(key)
         return "—" if value is None else fmt.format(value)
 
+    def back(key: str) -> str:  # a botpy figure that has a cap: None there means "not within it"
+        return num(key, "{:.2f} s") if f.get(key) is not None else f"not connected within {BACK_CAP_S:g} s"
+
     # Results saved before the real-link figures existed render as they were.
     net = [
         ("dead link (established connection's packets dropped) → noticed (goal ≤ 15 s)",
@@ -520,6 +525,34 @@ def rows(figures: dict[str, Any], settings: dict[str, str]) -> list[tuple[str, s
         ("network back after a black hole → connected (goal ≤ 5 s)",
          num("network_back_blackhole_s", "{:.2f} s"), settings.get("netrecovery", "")),
     ] if "dead_link_detect_s" in f else []  # fmt: skip
+    if f.get("dead_link_botpy_cap_s") is not None:  # qq-botpy measured: each after the worker's same fault
+        botpy = settings.get("netrecovery_botpy", "")
+        cap = num("dead_link_botpy_cap_s", "{:g}")
+        net[1:1] = [
+            (
+                "dead link → noticed: qq-botpy 1.2.1",
+                num("dead_link_detect_s_botpy", "{:.2f} s")
+                if f.get("dead_link_detect_s_botpy") is not None
+                else f"not noticed within {cap} s",
+                f"it checks no heartbeat ACK and sends no ping; {botpy}",
+            )
+        ]
+        net[3:3] = [
+            (
+                'network back after "unreachable" → connected: qq-botpy 1.2.1',
+                back("network_back_unreachable_s_botpy"),
+                f"via {f.get('network_back_unreachable_botpy_via') or '—'}; the fault is a route rule on the "
+                "client's own packets: events from the gateway still reach a connection botpy never dropped; "
+                f"{botpy}",
+            )
+        ]
+        net.append(
+            (
+                "network back after a black hole → connected: qq-botpy 1.2.1",
+                back("network_back_blackhole_s_botpy"),
+                f"via {f.get('network_back_blackhole_botpy_via') or '—'}; {botpy}",
+            )
+        )
     return [
         ("dispatch events/s: worker (listen loop → no-op handler)", num("events_per_s"),
          settings["throughput"]),
@@ -643,7 +676,16 @@ def net_outage_s(plan: Plan) -> float:
     return 20.0 if ARGS.quick else 60.0  # longer than the dead-link detection (~12 s) either way
 
 
-def only_recovery(plan: Plan, settings: dict[str, str]) -> int:
+def net_botpy_cap_s(plan: Plan) -> float:
+    return 60.0 if ARGS.quick else 180.0  # botpy checks no ACK: its dead link may go unnoticed for minutes
+
+
+def net_botpy(plan: Plan, bench_py: Path | None) -> dict[str, Any]:
+    """netrecovery.measure's arguments for qq-botpy's rounds: only with the peers (the bench venv)."""
+    return {"botpy": bench_py if plan.peers else None, "botpy_cap_s": net_botpy_cap_s(plan)}
+
+
+def only_recovery(plan: Plan, settings: dict[str, str], bench_py: Path | None) -> int:
     """Just the recovery figures (the freeze and refuse outage, then the real-link ones)."""
     figures: dict[str, Any] = {}
     say(f"bench: recovery ({settings['recovery']}), {plan.outage_s:g} s outage then a frozen child")
@@ -651,7 +693,9 @@ def only_recovery(plan: Plan, settings: dict[str, str]) -> int:
     say(f"  network back → connected {figures['network_back_to_connected_s']:.2f} s; "
         f"freeze → connected {figures['freeze_to_connected_s']:.2f} s")  # fmt: skip
     say(f"bench: recovery over a real link ({settings['netrecovery']})")
-    figures.update(netrecovery.measure(WORK, net_runs(plan), net_outage_s(plan), say))
+    figures.update(
+        netrecovery.measure(WORK, net_runs(plan), net_outage_s(plan), say, **net_botpy(plan, bench_py))
+    )
     for label, value, how in rows(figures, settings):
         if label.startswith(("frozen", "dead link", "network back", "gateway reachable", "longest")):
             say(f"  {label}: {value}  ({how})")
@@ -682,6 +726,9 @@ def main() -> int:
                                    "retry 2–60 s, stop timeout 10 s, respawn from 1 s)"),
         "netrecovery": f"production defaults, Hello {netrecovery.HELLO_MS} ms, network namespaces; "
                        f"{net_outage_s(plan):g} s outages, {net_runs(plan)} unreachable runs",
+        "netrecovery_botpy": f"qq-botpy 1.2.1 after the worker, same namespaces and faults; one run each, "
+                             f"{net_outage_s(plan):g} s outages; dead link waited for up to "
+                             f"{net_botpy_cap_s(plan):g} s",
         "outage": f"{plan.outage_s:g} s",
         "idle": f"{plan.idle_s:g} s idle, both supervising `python -m qqworker` connected to one simulator; "
                 f"watchdog with --http, {SCRAPED[ARGS.scrape]} scraped every {SCRAPE_EVERY_S:g} s"
@@ -689,7 +736,7 @@ def main() -> int:
                 "supervisor process alone",
     }  # fmt: skip
     if ARGS.only == "recovery":
-        return only_recovery(plan, settings)
+        return only_recovery(plan, settings, bench_py)
     if ARGS.only == "idle":
         return only_idle(plan, bench_py, settings)
     say(f"bench: throughput, {plan.rounds} × {plan.events:,} events per client")
@@ -728,7 +775,9 @@ def main() -> int:
         figures.update(dict.fromkeys(netrecovery.KEYS))
     else:
         say(f"bench: recovery over a real link ({settings['netrecovery']})")
-        figures.update(netrecovery.measure(WORK, net_runs(plan), net_outage_s(plan), say))
+        figures.update(
+            netrecovery.measure(WORK, net_runs(plan), net_outage_s(plan), say, **net_botpy(plan, bench_py))
+        )
 
     figures.update(idle_figures(plan, bench_py))
 

@@ -17,10 +17,18 @@ CONTRACT_KEYS = (
     "supervisord_idle_rss_mb", "watchdog_idle_cpu_s", "supervisord_idle_cpu_s", "worker_rss_growth_pct",
     "watchdog_idle_rss_total_mb",
     "dead_link_detect_s", "network_back_unreachable_s", "network_back_blackhole_s",
+    "dead_link_detect_s_botpy", "network_back_unreachable_s_botpy", "network_back_blackhole_s_botpy",
 )  # fmt: skip
 PEER_KEYS = {"events_per_s_botpy", "ratio_vs_botpy", "supervisord_idle_rss_mb", "supervisord_idle_cpu_s"}
 # Measured over a real link by the full run and `--only recovery`; the quick run reports them as null.
-NET_KEYS = {"dead_link_detect_s", "network_back_unreachable_s", "network_back_blackhole_s"}
+NET_KEYS = {
+    "dead_link_detect_s",
+    "network_back_unreachable_s",
+    "network_back_blackhole_s",
+    "dead_link_detect_s_botpy",
+    "network_back_unreachable_s_botpy",
+    "network_back_blackhole_s_botpy",
+}
 
 
 def test_bench_quick_json() -> None:

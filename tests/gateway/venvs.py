@@ -1,6 +1,6 @@
-"""Framework venvs for the gateway tests: one per framework under build/, made once from PyPI with the
-pinned versions and then reused (as tests/simulator/test_simulator_frameworks.py does for its parser);
-a skip, saying why, when the packages cannot be installed here."""
+"""Framework venvs for the tests that run real frameworks (the gateway tests, NoneBot's event parser and
+its webhook mode): one per use under build/, made once from PyPI with the pinned versions and then
+reused; a skip, saying why, when the packages cannot be installed here."""
 
 from __future__ import annotations
 

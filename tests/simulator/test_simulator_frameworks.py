@@ -1,7 +1,8 @@
 """A strict framework parses what the simulator sends: NoneBot2's adapter-qq (1.7.x validates every
 event with pydantic and drops, "Failed to parse event", any that lacks a field the platform sends).
 
-The adapter runs in a venv of its own under build/ (made once from PyPI, then reused), never in the
+The adapter runs in a venv of its own under build/ (tests/gateway/venvs.py: made once from PyPI, then
+reused), never in the
 project's: the frames are captured here from a real simulator over a real WebSocket, and handed over
 as text.
 """
@@ -11,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import json
 import subprocess
-import venv
 from pathlib import Path
 
 import aiohttp
@@ -19,11 +19,9 @@ import pytest
 from qqsim_client import Gateway, fetch_token
 
 from qqworker.simulator import Simulator
-from tests.support import ROOT
+from tests.gateway.venvs import INSTALL_TIMEOUT_S, framework_python
 
-VENV = ROOT / "build" / "nonebot-venv"
 PACKAGES = ("nonebot-adapter-qq==1.7.3", "nonebot2==2.5.0")
-INSTALL_TIMEOUT_S = 300
 PARSER = Path(__file__).resolve().parent / "nonebot_parse.py"
 # The single-event path and the batch (`count`) templates, for each of the generated types.
 SENT = (
@@ -37,30 +35,6 @@ SENT = (
     {"type": "DIRECT_MESSAGE_CREATE"},
 )
 FRAMES = 1 + 1 + 4 + 1 + 4 + 1 + 2 + 1
-
-
-def nonebot_python(venv_dir: Path = VENV, packages: tuple[str, ...] = PACKAGES) -> Path:
-    """The python of the adapter's venv, made (bounded) on first use; a skip if PyPI is out of reach."""
-    python = venv_dir / "bin" / "python"
-    stamp = venv_dir / ".packages"
-    wanted = "\n".join(packages)
-    if python.exists() and stamp.exists() and stamp.read_text() == wanted:
-        return python
-    if not python.exists():
-        venv.EnvBuilder(with_pip=True, clear=True).create(venv_dir)
-    try:
-        result = subprocess.run(
-            [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", *packages],
-            capture_output=True,
-            text=True,
-            timeout=INSTALL_TIMEOUT_S,
-        )
-    except subprocess.TimeoutExpired:
-        pytest.skip(f"installing {', '.join(packages)} took over {INSTALL_TIMEOUT_S}s")
-    if result.returncode != 0:
-        pytest.skip(f"cannot install {', '.join(packages)}: {result.stderr[-400:]}")
-    stamp.write_text(wanted)
-    return python
 
 
 async def capture_frames() -> list[str]:
@@ -79,7 +53,7 @@ async def capture_frames() -> list[str]:
 
 @pytest.mark.timeout(INSTALL_TIMEOUT_S + 120)
 def test_nonebot_adapter_qq_parses_every_generated_event(tmp_path: Path) -> None:
-    python = nonebot_python()
+    python = framework_python("nonebot", PACKAGES)  # build/nonebot-venv
     frames = asyncio.run(capture_frames())
     path = tmp_path / "frames.json"
     path.write_text(json.dumps(frames), encoding="utf-8")

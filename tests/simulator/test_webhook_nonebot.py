@@ -21,10 +21,9 @@ from typing import Any
 
 import pytest
 
-from tests.simulator.test_simulator_frameworks import INSTALL_TIMEOUT_S, nonebot_python
-from tests.support import PYTHON, ROOT, LineProcess, SimulatorProcess, assert_no_secret, wait_until
+from tests.gateway.venvs import INSTALL_TIMEOUT_S, framework_python
+from tests.support import PYTHON, LineProcess, SimulatorProcess, assert_no_secret, wait_until
 
-VENV = ROOT / "build" / "nonebot-webhook-venv"
 PACKAGES = (
     "nonebot-adapter-qq==1.7.3",
     "nonebot2[fastapi,httpx]==2.5.0",
@@ -109,7 +108,7 @@ class NoneBot:
 
 @pytest.fixture(scope="module")
 def nonebot_py() -> Path:
-    return nonebot_python(VENV, PACKAGES)
+    return framework_python("nonebot-webhook", PACKAGES)  # build/nonebot-webhook-venv
 
 
 @pytest.fixture

@@ -26,6 +26,7 @@ POLL_S = 0.5
 
 
 def become_subreaper() -> bool:
+    """Orphans of our descendants are re-parented to us (not to init), so none can escape."""
     try:
         libc = ctypes.CDLL(None, use_errno=True)
         return libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0

@@ -10,7 +10,6 @@ helper in between. Spawning happens on the watchdog's main thread: PR_SET_PDEATH
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import logging
 import os
 import signal
@@ -27,19 +26,9 @@ from qqworker.child import run_child
 from qqworker.settings import Settings
 
 START_METHOD = "spawn"
-PR_SET_CHILD_SUBREAPER = 36
 POLL_S = 0.05  # how often a kill under way checks whether the tree is gone
 
 log = logging.getLogger("watchdog.process")
-
-
-def become_subreaper() -> bool:
-    """Orphans of our descendants are re-parented to us (not to init), so none can escape."""
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        return libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
-    except (OSError, AttributeError):
-        return False
 
 
 @dataclass

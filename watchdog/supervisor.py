@@ -34,6 +34,7 @@ from qqworker.events import LogEvent
 from qqworker.exitcodes import ExitCode, exit_meaning
 from qqworker.hosts import prefer_hosts
 from qqworker.logs import JsonLinesHandler, log_event, redactor, rfc3339_utc
+from qqworker.orphans import become_subreaper
 from qqworker.settings import Settings
 from watchdog import process
 from watchdog.monitoring import Monitoring, SupervisorView
@@ -138,7 +139,7 @@ class Supervisor:
         # pending, and arrives now, through the wake-up pipe, as a clean stop before any spawn.
         signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
         self.out.outputs.watched = True  # a stalled output is written when the loop sees it writable
-        subreaper = process.become_subreaper()
+        subreaper = become_subreaper()  # its workers' orphans come to it, not to init
         restored = self.session_file.restore(self.settings.resume_max_age)
         self.resumed_from = resumed_from(restored)
         if restored.session is not None:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import json
 import logging
 from typing import TYPE_CHECKING, Any
 
@@ -27,7 +26,7 @@ from qqworker.logs import log_event
 from qqworker.simulator.gateway import _valid_shard
 from qqworker.simulator.opcodes import Close, Op, close_reason
 from qqworker.simulator.tokens import token_from_authorization
-from qqworker.simulator.wire import frame_json
+from qqworker.simulator.wire import client_frame, frame_json
 
 if TYPE_CHECKING:
     from qqworker.localgw import LocalGateway
@@ -175,16 +174,11 @@ class ClientConnection:
                 break
 
     async def handle_text(self, data: str) -> None:
-        try:
-            frame = json.loads(data)
-        except ValueError:
+        parsed = client_frame(data)
+        if parsed is None:
             await self.close(Close.INVALID_PAYLOAD)
             return
-        op = frame.get("op") if isinstance(frame, dict) else None
-        if type(op) is not int:
-            await self.close(Close.INVALID_PAYLOAD)
-            return
-        d = frame.get("d")
+        op, d, frame = parsed
         if op == Op.HEARTBEAT:
             if self.handle is None:
                 await self.close(Close.NOT_AUTHENTICATED)

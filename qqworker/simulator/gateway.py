@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import json
 import logging
 import time
 from typing import TYPE_CHECKING, Any
@@ -19,7 +18,7 @@ from qqworker.simulator.context import SIM_KEY
 from qqworker.simulator.opcodes import Close, Op, close_reason
 from qqworker.simulator.state import Session
 from qqworker.simulator.tokens import token_from_authorization
-from qqworker.simulator.wire import error_response, frame_json
+from qqworker.simulator.wire import client_frame, error_response, frame_json
 
 if TYPE_CHECKING:
     from qqworker.simulator.server import Simulator
@@ -188,16 +187,11 @@ class GatewayConnection:
         self.last_frame_at = time.monotonic()
         if self.stalled:
             return
-        try:
-            frame = json.loads(data)
-        except ValueError:
+        parsed = client_frame(data)
+        if parsed is None:
             await self.close(Close.INVALID_PAYLOAD)
             return
-        op = frame.get("op") if isinstance(frame, dict) else None
-        if type(op) is not int:
-            await self.close(Close.INVALID_PAYLOAD)
-            return
-        d = frame.get("d")
+        op, d, _ = parsed
         if op == Op.HEARTBEAT:
             await self._heartbeat()
         elif op == Op.IDENTIFY:

@@ -28,6 +28,19 @@ def dumps(obj: Any) -> str:
     return text
 
 
+def client_frame(data: str) -> tuple[int, Any, dict[str, Any]] | None:
+    """A client's gateway frame as (op, d, the whole frame); None when it is not a JSON object with an
+    integer `op` (the gateway closes with 4002, invalid payload)."""
+    try:
+        frame = json.loads(data)
+    except ValueError:
+        return None
+    op = frame.get("op") if isinstance(frame, dict) else None
+    if type(op) is not int:
+        return None
+    return op, frame.get("d"), frame
+
+
 def json_response(obj: Any, status: int = 200) -> web.Response:
     return web.Response(
         body=dumps(obj).encode(),

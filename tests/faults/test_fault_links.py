@@ -4,6 +4,7 @@ joined by a veth that every packet of the worker's connections crosses (see netn
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable, Iterator
 
@@ -17,8 +18,8 @@ from tests.faults.results import CaseResult
 DETECTORS = ("gateway.ack_timeout", "gateway.closed", "reconnect.failed", "child.ack_stale", "child.killed")
 
 
-@pytest.fixture
-def netsim(link: netns.Link, timings: Timings) -> Iterator[FaultSim]:
+@contextlib.contextmanager
+def sim_over_link(link: netns.Link, timings: Timings) -> Iterator[FaultSim]:
     """The simulator inside the link's simulator namespace; its port forwarded over the veth."""
     sim = FaultSim(timings, prefix=link.sim.prefix(), call=link.sim.call)
     try:
@@ -26,6 +27,12 @@ def netsim(link: netns.Link, timings: Timings) -> Iterator[FaultSim]:
         yield sim
     finally:
         sim.stop()
+
+
+@pytest.fixture
+def netsim(link: netns.Link, timings: Timings) -> Iterator[FaultSim]:
+    with sim_over_link(link, timings) as sim:
+        yield sim
 
 
 @pytest.fixture

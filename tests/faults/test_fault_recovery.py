@@ -20,7 +20,7 @@ from tests.faults.conftest import fault
 from tests.faults.delay import DelayRelay
 from tests.faults.harness import FaultSim, Supervised, Timings, assert_outcome, outage
 from tests.faults.results import CaseResult
-from tests.faults.test_fault_links import DETECTORS
+from tests.faults.test_fault_links import DETECTORS, sim_over_link
 from tests.support import PYTHON
 
 _D = Settings()
@@ -41,12 +41,8 @@ SETTLE_S = 4.0  # past the first WebSocket ping and its pong: the worker knows t
 
 @pytest.fixture
 def prodsim(link: netns.Link) -> Iterator[FaultSim]:
-    sim = FaultSim(PRODUCTION, prefix=link.sim.prefix(), call=link.sim.call)
-    try:
-        link.forward(sim.port)
+    with sim_over_link(link, PRODUCTION) as sim:
         yield sim
-    finally:
-        sim.stop()
 
 
 @pytest.fixture

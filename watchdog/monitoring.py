@@ -32,15 +32,8 @@ class SupervisorView:
 
 
 def sink_drops(out: JsonLinesHandler) -> dict[str, int]:
-    """Log lines dropped per output sink. The sinks that report drops (`dropped_by_sink()`) give their
-    own counts; a sink that blocks instead of dropping has dropped none."""
-    counts = getattr(out, "dropped_by_sink", None)
-    if callable(counts):
-        return {str(k): int(v) for k, v in counts().items()}
-    sinks = {"stdout": 0}
-    if out.file_path:
-        sinks["file"] = 0
-    return sinks
+    """Log lines dropped per output sink (stdout, the log file), as the sinks count them."""
+    return {name: int(sink["dropped"]) for name, sink in out.sinks().items()}
 
 
 class Monitoring:

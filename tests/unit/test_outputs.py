@@ -184,3 +184,15 @@ def test_the_asyncio_pump_writes_a_stalled_pipe_when_it_drains(pipe: tuple[int, 
 
 def teardown_module() -> None:
     configure_logging("worker", stream=open(os.devnull, "w"))  # noqa: SIM115
+
+
+def test_the_metrics_count_the_lines_a_stalled_sink_dropped(pipe: tuple[int, int]) -> None:
+    """`/metrics`' qqwatchdog_log_lines_dropped_total{sink} is the sinks' own count, not a stand-in."""
+    from watchdog.monitoring import sink_drops
+
+    _, w = pipe  # never read: stdout stalls, then drops
+    handler = handler_on(w)
+    for i in range(2000):
+        handler.write_line(json.dumps({"event": "dispatch", "i": i, "pad": "x" * 100}))
+    dropped = handler.outputs.sinks.get("stdout").dropped  # type: ignore[union-attr]
+    assert dropped > 0 and sink_drops(handler) == {"stdout": dropped}

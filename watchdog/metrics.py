@@ -26,7 +26,7 @@ from prometheus_client.openmetrics import exposition as openmetrics  # noqa: E40
 from prometheus_client.registry import CollectorRegistry  # noqa: E402
 from prometheus_client.utils import parse_version  # noqa: E402
 
-from watchdog.monitor import Monitor, finite  # noqa: E402
+from watchdog.monitor import MODE_DOCS, Monitor, finite  # noqa: E402
 
 OPENMETRICS = "application/openmetrics-text"
 
@@ -96,6 +96,8 @@ class MonitorCollector:
         )  # fmt: skip
         yield _gauge("qqwatchdog_handler_queue_depth", "dispatch events waiting for a handler", m.queued())
         yield _gauge("qqwatchdog_worker_rss_bytes", "the worker's resident memory", x.worker_rss_bytes)
+        for suffix, value in m.mode_gauges().items():
+            yield _gauge(f"qqwatchdog_{suffix}", MODE_DOCS[suffix], value)
         drops = CounterMetricFamily(
             "qqwatchdog_log_lines_dropped", "log lines dropped, by output sink", labels=["sink"]
         )

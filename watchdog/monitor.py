@@ -39,6 +39,21 @@ PARSED_EVENTS = frozenset(
 )
 
 
+# Metric name suffix -> the Beat field it is read from (QQ_HANDLER=gateway / webhook only).
+MODE_GAUGES = {
+    "gateway_clients": "gateway_clients",
+    "gateway_buffered_events": "gateway_buffered",
+    "webhook_pending_events": "webhook_pending",
+    "webhook_oldest_pending_age_seconds": "webhook_oldest_age_s",
+}
+MODE_DOCS = {
+    "gateway_clients": "frameworks connected to the local gateway (QQ_HANDLER=gateway)",
+    "gateway_buffered_events": "events the local gateway keeps for clients that resume or restart",
+    "webhook_pending_events": "events waiting for a webhook acknowledgement (QQ_HANDLER=webhook)",
+    "webhook_oldest_pending_age_seconds": "how long the oldest of them has waited",
+}
+
+
 @dataclass(frozen=True)
 class Readiness:
     ready: bool
@@ -180,6 +195,13 @@ class Monitor:
 
     def queued(self) -> int | None:
         return self.beat.queued if self.beat is not None else None
+
+    def mode_gauges(self) -> dict[str, float]:
+        """The local gateway's and the webhook handler's clients and backlog, from the last beat: only
+        the fields the worker's mode reports (a mode the worker is not in has none)."""
+        beat = self.beat
+        values = {name: getattr(beat, field, None) for name, field in MODE_GAUGES.items()}
+        return {name: float(v) for name, v in values.items() if type(v) in (int, float)}
 
     def readiness(self, supervisor_state: str) -> Readiness:
         """Ready: a worker is connected, beating, and its gateway ACKs are fresh."""

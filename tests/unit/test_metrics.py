@@ -89,3 +89,19 @@ def test_connected_figures() -> None:
     assert got[("qqwatchdog_connected", ())] == 1 and got[("qqwatchdog_ready", ())] == 1
     assert got[("qqwatchdog_gateway_ack_age_seconds", ())] == 1.5
     assert got[("qqwatchdog_gateway_ack_rtt_seconds", ())] == 0.02
+
+
+def test_the_gateway_and_webhook_modes_add_their_clients_and_backlog_gauges() -> None:
+    mon = Monitor(beat_interval=1.0, clock=lambda: 10.0)
+    mon.child_spawned()
+    mon.on_beat(Beat(phase="connected", attempt=1))
+    assert not [name for name, _ in scrape(mon) if "gateway_clients" in name or "webhook_" in name]
+    mon.on_beat(Beat(phase="connected", attempt=1, gateway_clients=2, gateway_buffered=40))
+    got = scrape(mon)
+    assert got[("qqwatchdog_gateway_clients", ())] == 2
+    assert got[("qqwatchdog_gateway_buffered_events", ())] == 40
+    mon.on_beat(Beat(phase="connected", attempt=1, webhook_pending=5, webhook_oldest_age_s=12.5))
+    got = scrape(mon)
+    assert got[("qqwatchdog_webhook_pending_events", ())] == 5
+    assert got[("qqwatchdog_webhook_oldest_pending_age_seconds", ())] == 12.5
+    assert ("qqwatchdog_gateway_clients", ()) not in got

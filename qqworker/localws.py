@@ -23,7 +23,7 @@ from aiohttp import WSMsgType, web
 from qqworker.events import LogEvent
 from qqworker.gwbuffer import Entry
 from qqworker.logs import log_event
-from qqworker.simulator.gateway import _valid_shard
+from qqworker.simulator.gateway import valid_shard
 from qqworker.simulator.opcodes import Close, Op, close_reason
 from qqworker.simulator.tokens import token_from_authorization
 from qqworker.simulator.wire import client_frame, frame_json
@@ -212,7 +212,7 @@ class ClientConnection:
             await self.close(Close.INVALID_INTENT)
             return
         shard = d.get("shard", [0, 1])
-        if not _valid_shard(shard):
+        if not valid_shard(shard):
             await self.close(Close.INVALID_SHARD)
             return
         user = await gw.bot_user()

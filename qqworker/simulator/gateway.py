@@ -245,7 +245,7 @@ class GatewayConnection:
             await self.close(Close.INVALID_INTENT)
             return
         shard = d.get("shard", [0, 1])
-        if not _valid_shard(shard):
+        if not valid_shard(shard):
             await self.close(Close.INVALID_SHARD)
             return
         if intents & ~sim.options.allowed_intents:
@@ -364,7 +364,7 @@ class GatewayConnection:
             await self.close(code, reason)
 
 
-def _valid_shard(shard: Any) -> bool:
+def valid_shard(shard: Any) -> bool:
     return (
         isinstance(shard, list)
         and len(shard) == 2

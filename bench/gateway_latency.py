@@ -18,8 +18,8 @@ from pathlib import Path
 
 import aiohttp
 
+from qqworker.contract.settings import Settings
 from qqworker.logs import configure_logging
-from qqworker.settings import Settings
 from qqworker.simulator import Simulator
 from qqworker.worker import Worker
 

@@ -16,8 +16,8 @@ from typing import Any
 
 import aiohttp
 
-from qqworker.events import LogEvent
-from qqworker.logs import log_event, redactor
+from qqworker.contract.events import LogEvent
+from qqworker.contract.logs import log_event, redactor
 
 log = logging.getLogger("qqworker.auth")
 

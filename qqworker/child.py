@@ -36,11 +36,12 @@ from dataclasses import replace
 from typing import Any
 
 from qqworker import orphans
-from qqworker.beat import MAX_REDACT_CHARS, VERSION_ENV, Phase, Progress
-from qqworker.events import LogEvent
-from qqworker.exitcodes import ExitCode
-from qqworker.logs import configure_logging, pump_outputs, redactor
-from qqworker.settings import Settings
+from qqworker.contract.beat import MAX_REDACT_CHARS, VERSION_ENV, Phase, Progress
+from qqworker.contract.events import LogEvent
+from qqworker.contract.exitcodes import ExitCode
+from qqworker.contract.logs import redactor
+from qqworker.contract.settings import Settings
+from qqworker.logs import configure_logging, pump_outputs
 
 log = logging.getLogger("qqworker.child")
 
@@ -211,8 +212,8 @@ def restore_seen(settings: Settings, session: Any) -> None:
     """Takes the predecessor's handled event keys into a resumed session's dedupe window."""
     if not settings.state_file or session is None:
         return
-    from qqworker.events import LogEvent
-    from qqworker.logs import log_event
+    from qqworker.contract.events import LogEvent
+    from qqworker.contract.logs import log_event
     from qqworker.seen_store import load, seen_path
 
     path = seen_path(settings.state_file)

@@ -18,10 +18,11 @@ import time
 from collections.abc import Coroutine, Sequence
 from typing import Any, NoReturn
 
-from qqworker.events import LogEvent
-from qqworker.exitcodes import ExitCode
-from qqworker.logs import configure_logging, current_handler, log_event, pump_outputs, redactor
-from qqworker.settings import ConfigError, Settings, add_setting_flags, load_settings
+from qqworker.contract.events import LogEvent
+from qqworker.contract.exitcodes import ExitCode
+from qqworker.contract.logs import log_event, redactor
+from qqworker.contract.settings import ConfigError, Settings, add_setting_flags, load_settings
+from qqworker.logs import configure_logging, current_handler, pump_outputs
 from qqworker.worker import Worker
 
 log = logging.getLogger("qqworker.cli")

@@ -19,8 +19,8 @@ import logging
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from qqworker.events import LogEvent
-from qqworker.logs import log_event
+from qqworker.contract.events import LogEvent
+from qqworker.contract.logs import log_event
 
 if TYPE_CHECKING:  # the watchdog imports this module for its log line: no protocol (orjson) there
     from qqworker.protocol import Dispatch

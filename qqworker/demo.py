@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from qqworker.logs import rfc3339_utc
+from qqworker.contract.logs import rfc3339_utc
 from qqworker.pretty import render, render_line, use_colour
 from qqworker.simulator.client_env import client_env
 

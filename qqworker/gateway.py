@@ -16,12 +16,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from qqworker.closecodes import CloseAction
+from qqworker.contract.events import LogEvent
+from qqworker.contract.logs import log_event
+from qqworker.contract.settings import check_url
 from qqworker.deadlines import deadline_scope
-from qqworker.events import LogEvent
 from qqworker.link import Link
 from qqworker.link import open_link as open_websocket
 from qqworker.liveness import PingsIgnored, SendPing
-from qqworker.logs import log_event
 from qqworker.protocol import (
     AckTimeout,
     ConnPhase,
@@ -33,7 +34,6 @@ from qqworker.protocol import (
     Output,
     Send,
 )
-from qqworker.settings import check_url
 
 log = logging.getLogger("qqworker.gateway")
 

@@ -15,10 +15,10 @@ import logging
 from collections.abc import Callable
 
 from qqworker.backoff import Backoff
-from qqworker.beat import Phase, Progress
-from qqworker.events import LogEvent
+from qqworker.contract.beat import Phase, Progress
+from qqworker.contract.events import LogEvent
+from qqworker.contract.logs import log_event
 from qqworker.handlers import Handler, HandlerImportFailed, load_handler
-from qqworker.logs import log_event
 
 log = logging.getLogger("qqworker.handlers")
 

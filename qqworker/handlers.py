@@ -24,12 +24,12 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
+from qqworker.contract.events import LogEvent
+from qqworker.contract.logs import log_event
+from qqworker.contract.settings import ConfigError
 from qqworker.delivery import InFlight, Span
-from qqworker.events import LogEvent
-from qqworker.logs import log_event
 from qqworker.protocol import Dispatch
 from qqworker.rest import RestClient, RestError, reply_route
-from qqworker.settings import ConfigError
 from qqworker.signatures import adapt, is_async
 
 log = logging.getLogger("qqworker.handlers")

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from enum import Enum
 
-from qqworker.settings import Settings
+from qqworker.contract.settings import Settings
 
 # A URL that has worked since it was chosen is left only after this many wrong-host failures in a row.
 STICKY_FAILURES = 3

@@ -26,14 +26,14 @@ import aiohttp
 from aiohttp import web
 
 from qqworker.auth import TokenError, TokenManager
-from qqworker.events import LogEvent
+from qqworker.contract.events import LogEvent
+from qqworker.contract.logs import log_event
+from qqworker.contract.settings import ConfigError, Settings, parse_listen
 from qqworker.gwbuffer import StreamBuffer
 from qqworker.localtokens import LocalTokens, SessionIds
 from qqworker.localws import ClientConnection, handle_websocket
-from qqworker.logs import log_event
 from qqworker.protocol import Dispatch, Session
 from qqworker.rest import TRACE_HEADER, RestClient, RestError
-from qqworker.settings import ConfigError, Settings, parse_listen
 from qqworker.simulator.tokens import token_from_authorization
 from qqworker.simulator.wire import error_response, json_response
 

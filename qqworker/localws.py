@@ -20,9 +20,9 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import WSMsgType, web
 
-from qqworker.events import LogEvent
+from qqworker.contract.events import LogEvent
+from qqworker.contract.logs import log_event
 from qqworker.gwbuffer import Entry
-from qqworker.logs import log_event
 from qqworker.simulator.gateway import valid_shard
 from qqworker.simulator.opcodes import Close, Op, close_reason
 from qqworker.simulator.tokens import token_from_authorization

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import stat
 
-from qqworker.settings import ConfigError
+from qqworker.contract.settings import ConfigError
 
 _KINDS = {
     stat.S_IFIFO: "a FIFO (named pipe)",

@@ -12,7 +12,7 @@ from enum import Enum
 
 from qqworker.backoff import Backoff
 from qqworker.closecodes import CloseAction
-from qqworker.exitcodes import ExitCode
+from qqworker.contract.exitcodes import ExitCode
 from qqworker.protocol import Disconnect
 
 # Intents not allowed: op 9 after Identify this many times in a row, AND spread over at least this many

@@ -15,8 +15,8 @@ from typing import Any
 import aiohttp
 
 from qqworker.auth import TokenManager
-from qqworker.events import LogEvent
-from qqworker.settings import check_url
+from qqworker.contract.events import LogEvent
+from qqworker.contract.settings import check_url
 
 log = logging.getLogger("qqworker.rest")
 

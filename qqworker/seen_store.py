@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from qqworker.atomic import BLOCKED_HERE, write_atomic
-from qqworker.events import LogEvent
+from qqworker.contract.events import LogEvent
 from qqworker.protocol import DEDUPE_WINDOW, Session, event_key
 
 log = logging.getLogger("qqworker.seen")

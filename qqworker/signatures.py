@@ -13,7 +13,7 @@ import inspect
 from collections.abc import Callable
 from typing import Any
 
-from qqworker.settings import ConfigError
+from qqworker.contract.settings import ConfigError
 
 ACCEPTED = "f(event) or f(event, reply), sync (def) or async (async def)"
 

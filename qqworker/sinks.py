@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
-from qqworker.events import LogEvent
+from qqworker.contract.events import LogEvent
 
 DEFAULT_MAX_BYTES = 1 << 20
 DEFAULT_RETRY_S = 5.0

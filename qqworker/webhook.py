@@ -24,10 +24,10 @@ from typing import Any
 import aiohttp
 import orjson
 
-from qqworker.events import LogEvent
-from qqworker.logs import log_event
+from qqworker.contract.events import LogEvent
+from qqworker.contract.logs import log_event
+from qqworker.contract.settings import Settings
 from qqworker.protocol import Dispatch
-from qqworker.settings import Settings
 from qqworker.webhook_queue import Report, UrlQueue, new_queue
 from qqworker.webhook_sign import Signer
 

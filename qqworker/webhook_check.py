@@ -21,8 +21,8 @@ from dataclasses import dataclass
 
 import aiohttp
 
-from qqworker.exitcodes import ExitCode
-from qqworker.settings import ConfigError, check_url
+from qqworker.contract.exitcodes import ExitCode
+from qqworker.contract.settings import ConfigError, check_url
 from qqworker.webhook_sign import Signer
 
 

@@ -19,25 +19,25 @@ import aiohttp
 
 from qqworker.auth import TokenError, TokenManager
 from qqworker.backoff import Backoff
-from qqworker.beat import Phase, Progress
 from qqworker.closecodes import CloseAction
+from qqworker.contract.beat import Phase, Progress
+from qqworker.contract.events import LogEvent
+from qqworker.contract.exitcodes import ExitCode
+from qqworker.contract.logs import log_event
+from qqworker.contract.settings import ConfigError, Settings
 from qqworker.deadlines import within
 from qqworker.delivery import MAX_REPORTED, report_abandoned
-from qqworker.events import LogEvent
-from qqworker.exitcodes import ExitCode
 from qqworker.gateway import TOO_BIG, Callbacks, drive, open_link
 from qqworker.handler_import import load_handler_retrying
 from qqworker.handlers import Dispatcher, Handler
 from qqworker.hostprobe import RESOLVE_TIMEOUT_S, classify, name_failure
 from qqworker.hosts import HostRing, Switch
 from qqworker.liveness import PingsIgnored
-from qqworker.logs import log_event
 from qqworker.netpath import DEAD_LINK, local_failure, probe_target, tcp_probe, wait_for_path
 from qqworker.oversize import Move, OversizeGuard
 from qqworker.protocol import Established, GatewayConnection, Session
 from qqworker.reconnect import Decision, ReconnectPolicy, Verdict
 from qqworker.rest import RestClient, RestError
-from qqworker.settings import ConfigError, Settings
 from qqworker.signatures import adapt
 
 if TYPE_CHECKING:  # imported when the webhook handler is chosen: its crypto costs the others nothing

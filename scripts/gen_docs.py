@@ -13,10 +13,10 @@ from dataclasses import fields
 from pathlib import Path
 
 from qqworker.closecodes import CLOSE_RULES, NO_CLOSE_FRAME, CloseRule, close_rule
-from qqworker.events import EVENT_DOCS, LogEvent
-from qqworker.exitcodes import ExitCode, exit_meaning
-from qqworker.rules import RELATIONS, field_rule
-from qqworker.settings import PRODUCTION_APIS, SANDBOX_API, Settings
+from qqworker.contract.events import EVENT_DOCS, LogEvent
+from qqworker.contract.exitcodes import ExitCode, exit_meaning
+from qqworker.contract.rules import RELATIONS, field_rule
+from qqworker.contract.settings import PRODUCTION_APIS, SANDBOX_API, Settings
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 
@@ -36,7 +36,7 @@ def settings_table() -> str:
 
 
 def settings_rules() -> str:
-    """The rules `Settings.validate` checks, from the same table (qqworker/rules.py)."""
+    """The rules `Settings.validate` checks, from the same table (qqworker/contract/rules.py)."""
     rows = ["| setting | rule |", "| --- | --- |"]
     rows += [f"| `{f.name}` | {field_rule(f)} |" for f in fields(Settings) if field_rule(f)]
     rows += [f"| `{r.key}` | {r.rule} |" for r in RELATIONS]

@@ -20,10 +20,11 @@ import time
 from collections.abc import Sequence
 from typing import NoReturn
 
-from qqworker.events import LogEvent
-from qqworker.exitcodes import ExitCode
-from qqworker.logs import configure_logging, log_event, redactor
-from qqworker.settings import ConfigError, Settings, add_setting_flags, load_settings
+from qqworker.contract.events import LogEvent
+from qqworker.contract.exitcodes import ExitCode
+from qqworker.contract.logs import log_event, redactor
+from qqworker.contract.settings import ConfigError, Settings, add_setting_flags, load_settings
+from qqworker.logs import configure_logging
 
 log = logging.getLogger("watchdog")
 

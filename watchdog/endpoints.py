@@ -15,7 +15,7 @@ import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from qqworker.settings import ConfigError, is_loopback_host
+from qqworker.contract.settings import ConfigError, is_loopback_host
 
 MAX_REQUEST = 8192
 MAX_CLIENTS = 16

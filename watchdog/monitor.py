@@ -17,8 +17,8 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from qqworker.beat import Beat, Phase
-from qqworker.events import LogEvent
+from qqworker.contract.beat import Beat, Phase
+from qqworker.contract.events import LogEvent
 
 # A connected worker is ready while its last gateway ACK is younger than this many gateway heartbeat
 # intervals (plus the slack): ACK age normally runs 0 → 1 interval; the worker itself drops the link

@@ -14,9 +14,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from qqworker.events import LogEvent
-from qqworker.logs import JsonLinesHandler, log_event, rfc3339_utc
-from qqworker.settings import Settings
+from qqworker.contract.events import LogEvent
+from qqworker.contract.logs import log_event, rfc3339_utc
+from qqworker.contract.settings import Settings
+from qqworker.logs import JsonLinesHandler
 from watchdog.monitor import Monitor
 
 log = logging.getLogger("watchdog")

@@ -38,10 +38,10 @@ from enum import Enum
 from typing import Any
 
 from qqworker.backoff import Backoff
-from qqworker.beat import Beat, Phase
-from qqworker.events import ATTEMPT_EVENTS, LogEvent
-from qqworker.exitcodes import ExitCode, exit_meaning, is_permanent
-from qqworker.settings import Settings
+from qqworker.contract.beat import Beat, Phase
+from qqworker.contract.events import ATTEMPT_EVENTS, LogEvent
+from qqworker.contract.exitcodes import ExitCode, exit_meaning, is_permanent
+from qqworker.contract.settings import Settings
 
 REORDER_TOLERANCE_S = 1.0
 ACK_STALE_INTERVALS = 3  # the worker itself gives up after 2 unacknowledged intervals

@@ -21,9 +21,9 @@ from typing import Any
 import multiprocess
 import psutil
 
-from qqworker.beat import BEAT_VERSION, VERSION_ENV
 from qqworker.child import run_child
-from qqworker.settings import Settings
+from qqworker.contract.beat import BEAT_VERSION, VERSION_ENV
+from qqworker.contract.settings import Settings
 
 START_METHOD = "spawn"
 POLL_S = 0.05  # how often a kill under way checks whether the tree is gone

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from qqworker.settings import ConfigError
+from qqworker.contract.settings import ConfigError
 
 FAILURE_REPORT_EVERY_S = 60.0
 MAX_TIMEOUT_S = 10.0

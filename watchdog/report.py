@@ -26,7 +26,7 @@ from datetime import datetime, timezone, tzinfo
 from pathlib import Path
 from typing import Any
 
-from qqworker.events import LogEvent as E
+from qqworker.contract.events import LogEvent as E
 
 # Events that open an outage when the bot was connected (or its state is still unknown).
 _TROUBLE = {

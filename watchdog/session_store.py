@@ -22,8 +22,8 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from qqworker.atomic import LatestWriter, write_atomic
-from qqworker.events import LogEvent
-from qqworker.logs import log_event, rfc3339_utc
+from qqworker.contract.events import LogEvent
+from qqworker.contract.logs import log_event, rfc3339_utc
 
 log = logging.getLogger("watchdog")
 

@@ -18,7 +18,7 @@ from typing import Any
 
 import multiprocess
 
-HEAVY_MODULES = ("aiohttp", "websockets.asyncio.client", "qqworker.logs", "qqworker.settings")
+HEAVY_MODULES = ("aiohttp", "websockets.asyncio.client", "qqworker.logs", "qqworker.contract.settings")
 
 
 def _child(conn: Any) -> None:

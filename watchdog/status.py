@@ -24,7 +24,7 @@ from typing import Any
 
 import psutil
 
-from qqworker.logs import rfc3339_utc
+from qqworker.contract.logs import rfc3339_utc
 
 HEALTHY, UNHEALTHY, NOT_RUNNING = 0, 1, 3
 MAX_STATUS_BYTES = 1 << 20  # the real file is about 1 KB

@@ -28,14 +28,15 @@ from typing import Any
 
 import psutil
 
-from qqworker.beat import BEAT_VERSION, Beat, Phase
+from qqworker.contract.beat import BEAT_VERSION, Beat, Phase
+from qqworker.contract.events import LogEvent
+from qqworker.contract.exitcodes import ExitCode, exit_meaning
+from qqworker.contract.logs import log_event, redactor, rfc3339_utc
+from qqworker.contract.settings import Settings
 from qqworker.delivery import Span, report_abandoned
-from qqworker.events import LogEvent
-from qqworker.exitcodes import ExitCode, exit_meaning
 from qqworker.hosts import prefer_hosts
-from qqworker.logs import JsonLinesHandler, log_event, redactor, rfc3339_utc
+from qqworker.logs import JsonLinesHandler
 from qqworker.orphans import become_subreaper
-from qqworker.settings import Settings
 from watchdog import process
 from watchdog.monitoring import Monitoring, SupervisorView
 from watchdog.policy import (

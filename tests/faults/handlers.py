@@ -146,7 +146,7 @@ async def _grandchild(reply: Any) -> None:
 async def _newer_beats(reply: Any) -> None:
     """From now on this worker writes beats as a newer version would: a higher `v`, a field this
     watchdog does not know (an in-place upgrade that appended a Beat field)."""
-    from qqworker import beat
+    from qqworker.contract import beat
 
     original = beat.Beat.encode
 

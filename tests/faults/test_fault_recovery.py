@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from qqworker.settings import Settings
+from qqworker.contract.settings import Settings
 from tests.faults import netns
 from tests.faults.conftest import fault
 from tests.faults.delay import DelayRelay

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from qqworker.contract.settings import ConfigError
 from qqworker.logs import JsonLinesHandler
-from qqworker.settings import ConfigError
 from tests.support import PYTHON, ROOT
 
 RUN = ROOT / "scripts" / "run.sh"

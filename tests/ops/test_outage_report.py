@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from qqworker.logs import ContractFormatter
+from qqworker.contract.logs import ContractFormatter
 from watchdog.report import (
     build_report,
     error_cause,

@@ -18,8 +18,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from qqworker.events import LogEvent
-from qqworker.logs import configure_logging, log_event
+from qqworker.contract.events import LogEvent
+from qqworker.contract.logs import log_event
+from qqworker.logs import configure_logging
 from tests.ops.packages import ensure_binary
 from tests.support import LineProcess, SimulatorProcess, wait_until
 

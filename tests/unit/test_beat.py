@@ -1,6 +1,6 @@
 import pytest
 
-from qqworker.beat import Beat, Phase, Progress
+from qqworker.contract.beat import Beat, Phase, Progress
 
 
 class Clock:

@@ -1,12 +1,12 @@
-"""Every log line our code writes carries an event of the table (qqworker/events.py, rendered into the
-README): a static check over every logging call of the worker and the watchdog."""
+"""Every log line our code writes carries an event of the table (qqworker/contract/events.py, rendered
+into the README): a static check over every logging call of the worker and the watchdog."""
 
 import ast
 from pathlib import Path
 
 import pytest
 
-from qqworker.events import EVENT_DOCS, LogEvent
+from qqworker.contract.events import EVENT_DOCS, LogEvent
 
 ROOT = Path(__file__).resolve().parents[2]
 # The simulator is a separate program with its own plain log lines, not the contract's.

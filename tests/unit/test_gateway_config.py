@@ -7,8 +7,8 @@ from dataclasses import replace
 
 import pytest
 
-from qqworker.beat import MAX_REDACT_CHARS, Beat, Phase, Progress
-from qqworker.settings import ConfigError, load_settings, parse_listen
+from qqworker.contract.beat import MAX_REDACT_CHARS, Beat, Phase, Progress
+from qqworker.contract.settings import ConfigError, load_settings, parse_listen
 from watchdog.status import gateway_status, render
 
 CREDS = {"QQ_APP_ID": "102000001", "QQ_APP_SECRET": "s3cr3t-value", "QQ_HANDLER": "gateway"}

@@ -8,6 +8,7 @@ import ssl
 
 import pytest
 
+from qqworker.contract.settings import PRODUCTION_APIS, TOKEN_URLS, ConfigError, load_settings
 from qqworker.hostprobe import classify
 from qqworker.hosts import (
     STICKY_FAILURES,
@@ -19,7 +20,6 @@ from qqworker.hosts import (
     prefer_hosts,
     wrong_host_reason,
 )
-from qqworker.settings import PRODUCTION_APIS, TOKEN_URLS, ConfigError, load_settings
 
 A, B, C = "https://a.example", "https://b.example", "https://c.example"
 CREDS = {"QQ_APP_ID": "1", "QQ_APP_SECRET": "s"}

@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from qqworker.events import EVENT_DOCS, LogEvent
-from qqworker.logs import REDACTED, Redactor, configure_logging, log_event, redactor
+from qqworker.contract.events import EVENT_DOCS, LogEvent
+from qqworker.contract.logs import REDACTED, Redactor, log_event, redactor
+from qqworker.logs import configure_logging
 
 RFC3339_MS_Z = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 

@@ -8,7 +8,7 @@ from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from qqworker.beat import Beat
+from qqworker.contract.beat import Beat
 from watchdog.metrics import Extra, registry, render
 from watchdog.monitor import Monitor
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from qqworker.beat import Beat
+from qqworker.contract.beat import Beat
 from watchdog.monitor import Monitor
 
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from qqworker.beat import Beat, Phase
-from qqworker.events import LogEvent
-from qqworker.settings import Settings
+from qqworker.contract.beat import Beat, Phase
+from qqworker.contract.events import LogEvent
+from qqworker.contract.settings import Settings
 from watchdog.policy import (
     KEEP,
     REORDER_TOLERANCE_S,

@@ -8,7 +8,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from qqworker.settings import ConfigError
+from qqworker.contract.settings import ConfigError
 from watchdog.push import FailureReports, Outcome, PushSchedule, PushSender, check_push_url, push_request_url
 
 

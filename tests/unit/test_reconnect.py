@@ -2,7 +2,7 @@ import pytest
 
 from qqworker.backoff import Backoff
 from qqworker.closecodes import CloseAction, close_rule
-from qqworker.exitcodes import ExitCode
+from qqworker.contract.exitcodes import ExitCode
 from qqworker.protocol import Disconnect
 from qqworker.reconnect import (
     IDENTIFY_REJECTION_LIMIT,

@@ -1,5 +1,5 @@
-"""The settings rules (qqworker/rules.py): unit cases, and property tests over the whole settings table
-proving that no accepted value makes a zero, negative, NaN or infinite delay or deadline."""
+"""The settings rules (qqworker/contract/rules.py): unit cases, and property tests over the whole settings
+table proving that no accepted value makes a zero, negative, NaN or infinite delay or deadline."""
 
 import math
 from dataclasses import Field, fields, replace
@@ -11,10 +11,10 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from qqworker.backoff import Backoff
-from qqworker.beat import Beat
+from qqworker.contract.beat import Beat
+from qqworker.contract.rules import INT_MAX, RELATIONS, bounds, field_rule, is_number
+from qqworker.contract.settings import ConfigError, Settings, load_settings, parse_intents
 from qqworker.reconnect import ReconnectPolicy, Verdict
-from qqworker.rules import INT_MAX, RELATIONS, bounds, field_rule, is_number
-from qqworker.settings import ConfigError, Settings, load_settings, parse_intents
 from watchdog.policy import SupervisionPolicy, Timings
 
 CREDS = {"QQ_APP_ID": "102000001", "QQ_APP_SECRET": "s3cr3t-value"}
@@ -31,7 +31,7 @@ def test_every_number_field_has_a_rule_and_a_lower_bound() -> None:
 
 
 def test_a_new_field_gets_the_default_rules() -> None:
-    from qqworker.settings import _opt  # the table's own field maker
+    from qqworker.contract.settings import _opt  # the table's own field maker
 
     fresh: Field[Any] = _opt(3, "worker", "a new count", minimum=1)
     fresh.name = "new_count"

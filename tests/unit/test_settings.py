@@ -3,7 +3,7 @@ from pathlib import Path
 
 import pytest
 
-from qqworker.settings import (
+from qqworker.contract.settings import (
     DEFAULT_INTENTS,
     INTENT_BITS,
     PRODUCTION_API,

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from qqworker.settings import ConfigError
+from qqworker.contract.settings import ConfigError
 from qqworker.signatures import adapt, is_async
 
 calls: list[tuple[str, Any]] = []

@@ -7,7 +7,7 @@ import random
 
 import pytest
 
-from qqworker.events import LogEvent
+from qqworker.contract.events import LogEvent
 from qqworker.sinks import Notice, SinkBuffer, SinkSet, SinkState
 
 

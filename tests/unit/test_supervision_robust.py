@@ -14,13 +14,13 @@ from pathlib import Path
 import pytest
 
 from qqworker.backoff import Backoff
-from qqworker.beat import BEAT_VERSION, V1_FIELDS, Beat, Phase, Progress
-from qqworker.events import ATTEMPT_EVENTS, LogEvent
-from qqworker.exitcodes import ExitCode, exit_meaning
+from qqworker.contract.beat import BEAT_VERSION, V1_FIELDS, Beat, Phase, Progress
+from qqworker.contract.events import ATTEMPT_EVENTS, LogEvent
+from qqworker.contract.exitcodes import ExitCode, exit_meaning
+from qqworker.contract.logs import REDACTED, Redactor
+from qqworker.contract.settings import ConfigError
 from qqworker.handler_import import load_handler_retrying
 from qqworker.handlers import HandlerImportFailed, load_handler
-from qqworker.logs import REDACTED, Redactor
-from qqworker.settings import ConfigError
 from tests.unit.test_policy import T, connect_cleanly, is_kill, make
 from watchdog import lock
 from watchdog.policy import KEEP, Respawn
@@ -115,7 +115,7 @@ def test_the_watchdog_remembers_a_bounded_number_of_tokens_it_was_told() -> None
 
 def test_the_beater_sends_the_learnt_tokens_newest_first_within_the_size_budget(tmp_path: Path) -> None:
     from qqworker import child
-    from qqworker.logs import redactor
+    from qqworker.contract.logs import redactor
 
     r, w = os.pipe()
     try:
@@ -266,7 +266,7 @@ def test_the_child_reads_its_watchdogs_version_from_the_environment_and_keeps_it
     monkeypatch: pytest.MonkeyPatch, value: str | None, expected: int
 ) -> None:
     from qqworker import child
-    from qqworker.beat import VERSION_ENV
+    from qqworker.contract.beat import VERSION_ENV
 
     if value is None:
         monkeypatch.delenv(VERSION_ENV, raising=False)
@@ -299,7 +299,7 @@ def test_a_newer_child_unpickles_an_older_watchdogs_settings_with_defaults_for_n
     import pickle
     from dataclasses import MISSING
 
-    from qqworker.settings import Settings
+    from qqworker.contract.settings import Settings
 
     for f in fields(Settings):
         assert f.default is not MISSING, f"{f.name} needs a plain default (version skew)"

@@ -9,8 +9,9 @@ import logging
 import orjson
 import pytest
 
-from qqworker.events import LogEvent
-from qqworker.logs import configure_logging, log_event
+from qqworker.contract.events import LogEvent
+from qqworker.contract.logs import log_event
+from qqworker.logs import configure_logging
 from qqworker.protocol import Dispatch, FrameRejected
 from qqworker.simulator.wire import dumps, frame_json
 from tests.unit.test_protocol import established

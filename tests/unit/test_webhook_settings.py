@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from qqworker.settings import ConfigError, load_settings
+from qqworker.contract.settings import ConfigError, load_settings
 
 CREDS = {"QQ_APP_ID": "1", "QQ_APP_SECRET": "s"}
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from qqworker.beat import Beat, Progress
+from qqworker.contract.beat import Beat, Progress
 from watchdog.status import render, webhook_status
 
 

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from qqworker.settings import ConfigError
+from qqworker.contract.settings import ConfigError
 from watchdog.endpoints import (
     MAX_CLIENTS,
     MAX_REQUEST,

@@ -14,8 +14,8 @@ from pathlib import Path
 import psutil
 import pytest
 
-from qqworker.beat import Beat, Phase, Progress
 from qqworker.child import Beater
+from qqworker.contract.beat import Beat, Phase, Progress
 from watchdog.process import Child, TreeKill
 from watchdog.relay import CutLine, LineSplitter, classify, group_output
 from watchdog.status import HEALTHY, NOT_RUNNING, UNHEALTHY, judge, pid_alive, read_status, write_status
@@ -252,7 +252,7 @@ def test_status_json_cli_shape(tmp_path: Path) -> None:
 
 
 def test_stranded_spans_take_only_well_formed_entries_from_a_beat() -> None:
-    from qqworker.beat import Beat
+    from qqworker.contract.beat import Beat
     from qqworker.delivery import Span
     from watchdog.supervisor import stranded_spans
 

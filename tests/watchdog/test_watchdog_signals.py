@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from qqworker.events import LogEvent
+from qqworker.contract.events import LogEvent
+from qqworker.contract.settings import Settings
 from qqworker.logs import configure_logging
-from qqworker.settings import Settings
 from tests.support import PYTHON, ROOT, SimulatorProcess, wait_until
 from tests.watchdog.wd_harness import Watchdog, flags
 from watchdog.supervisor import FORCE_REPEAT_S, Supervisor

@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from qqworker.beat import Phase
+from qqworker.contract.beat import Phase
 from qqworker.handlers import log_handler
 
 _HOLD: list[bytes] = []

@@ -14,9 +14,9 @@ from typing import Any
 import pytest
 from aiohttp import web
 
+from qqworker.contract.settings import Settings
 from qqworker.handlers import Dispatcher, DispatchEvent
 from qqworker.logs import configure_logging
-from qqworker.settings import Settings
 from qqworker.webhook import WebhookHandler
 from qqworker.webhook_sign import Signer
 

@@ -13,10 +13,10 @@ from websockets.asyncio.server import ServerConnection, serve
 
 from qqworker import gateway
 from qqworker.closecodes import CloseAction
+from qqworker.contract.settings import ConfigError
 from qqworker.gateway import MAX_WAIT_S, Callbacks, close_code_for, drive, open_link, wake_at
 from qqworker.logs import configure_logging
 from qqworker.protocol import Disconnect, Dispatch, Established, GatewayConnection, Session
-from qqworker.settings import ConfigError
 
 HELLO = json.dumps({"op": 10, "d": {"heartbeat_interval": 200}})
 

@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 
 from qqworker import handlers
+from qqworker.contract.settings import ConfigError
 from qqworker.handlers import Dispatcher, DispatchEvent, Reply, load_handler
 from qqworker.logs import configure_logging
-from qqworker.settings import ConfigError
 
 
 @pytest.fixture

@@ -18,9 +18,9 @@ from typing import Any
 import aiohttp
 import pytest
 
-from qqworker.exitcodes import ExitCode
+from qqworker.contract.exitcodes import ExitCode
+from qqworker.contract.settings import Settings
 from qqworker.logs import configure_logging
-from qqworker.settings import Settings
 from qqworker.simulator import Simulator
 from qqworker.worker import Worker
 

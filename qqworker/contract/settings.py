@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 from urllib.parse import urlsplit
 
-from qqworker import rules
+from qqworker.contract import rules
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -275,7 +275,7 @@ class Settings:
     def validate(
         self, *, need_credentials: bool = True, origins: Mapping[str, str] | None = None
     ) -> Settings:
-        """Every rule at once (qqworker/rules.py); `origins` names where each given value came from."""
+        """Every rule at once (`rules`); `origins` names where each given value came from."""
         for f in fields(self):
             error = rules.field_error(f, getattr(self, f.name), origins)
             if error:

@@ -2,7 +2,7 @@
 
 The platform answers errors with HTTP 200 and a `{"code", "message"}` body, sends `expires_in` as a
 string, and during a token's last 60 s may hand the same token back with a smaller `expires_in`
-(../shared/QQ-PLATFORM.md "App access token"). The refresh plan below is pure and tested.
+(the platform's "App access token" rules). The refresh plan below is pure and tested.
 """
 
 from __future__ import annotations

@@ -110,7 +110,7 @@ class RestClient:
             raise RestError(f"{what}: timed out after {self._timeout.total}s") from None
         except (aiohttp.ClientError, OSError) as exc:
             raise RestError(f"{what}: {type(exc).__name__}: {exc}", cause=exc) from None
-        # 201/202 may still carry an error body (../shared/QQ-PLATFORM.md "REST conventions").
+        # 201/202 may still carry an error body (the platform's REST conventions).
         failed = status >= 300 or (
             isinstance(body, dict) and isinstance(body.get("code"), int) and body["code"]
         )

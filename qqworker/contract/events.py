@@ -6,7 +6,7 @@ from enum import Enum
 
 
 class LogEvent(str, Enum):
-    """Every `event` value a log line can carry (../shared/CONTRACT.md, "Log lines")."""
+    """Every `event` value a log line can carry (the README's "Log lines" table is rendered from it)."""
 
     # worker
     WORKER_STARTED = "worker.started"

@@ -25,7 +25,7 @@ else:  # pragma: no cover
 
 # The platform moved its OpenAPI to api.bot.qq.com in 2026 (hermes-agent issue 73378, 2026-07-28:
 # api.sgroup.qq.com/gateway answering 500; nonebot adapter-qq issue 229, 2026-08): the new host first,
-# the old one as its alternative (../shared/QQ-PLATFORM.md "Hosts").
+# the old one as its alternative.
 PRODUCTION_APIS = ("https://api.bot.qq.com", "https://api.sgroup.qq.com")
 PRODUCTION_API = PRODUCTION_APIS[0]
 SANDBOX_API = "https://sandbox.api.sgroup.qq.com"

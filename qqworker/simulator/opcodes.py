@@ -1,4 +1,4 @@
-"""The platform's gateway numbers as the simulator speaks them (../../shared/QQ-PLATFORM.md).
+"""The platform's gateway numbers as the simulator speaks them.
 
 Kept apart from the worker's tables on purpose: a simulator that imports the client's idea of the
 protocol would share its mistakes instead of catching them.

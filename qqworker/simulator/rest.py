@@ -19,7 +19,7 @@ from qqworker.simulator.wire import error_response, json_response
 BODY_TIMEOUT_S = 10.0
 REPLY_KEYS_KEPT = 100_000
 
-# Codes the platform uses (../../shared/QQ-PLATFORM.md and field reports).
+# Codes the platform uses (its OpenAPI documentation and field reports).
 TOKEN_INVALID = 100016
 TOKEN_INTERNAL = 100002
 AUTH_MISSING = 11244

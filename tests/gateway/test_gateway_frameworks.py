@@ -60,7 +60,7 @@ class Rig:
 def rig(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Rig]:
     framework: Framework = request.param
     python = framework.python()
-    sim = SimulatorProcess(["--heartbeat-interval-ms", "2000"])
+    sim = SimulatorProcess("--heartbeat-interval-ms", "2000")
     port = closed_port()
     wd = Watchdog(
         tmp_path,

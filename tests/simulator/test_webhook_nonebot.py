@@ -113,7 +113,7 @@ def nonebot_py() -> Path:
 
 @pytest.fixture
 def sim() -> Iterator[SimulatorProcess]:
-    simulator = SimulatorProcess(["--heartbeat-interval-ms", "500"])
+    simulator = SimulatorProcess("--heartbeat-interval-ms", "500")
     yield simulator
     simulator.stop()
 

@@ -12,7 +12,7 @@ from qqworker.contract.beat import Beat
 from watchdog.metrics import Extra, registry, render
 from watchdog.monitor import Monitor
 
-REQUIRED = {  # ../shared/CONTRACT.md, "HTTP endpoints"
+REQUIRED = {  # the contract's "HTTP endpoints"
     "qqwatchdog_connected",
     "qqwatchdog_reconnects_total",
     "qqwatchdog_respawns_total",

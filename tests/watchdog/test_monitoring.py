@@ -35,7 +35,7 @@ PUSH_TOKEN = "PuShT0ken-h18-0123456789"
 
 @pytest.fixture
 def sim() -> Iterator[SimulatorProcess]:
-    simulator = SimulatorProcess(["--heartbeat-interval-ms", str(int(GATEWAY_HEARTBEAT_S * 1000))])
+    simulator = SimulatorProcess("--heartbeat-interval-ms", str(int(GATEWAY_HEARTBEAT_S * 1000)))
     yield simulator
     simulator.stop()
 

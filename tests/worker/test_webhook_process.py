@@ -75,7 +75,7 @@ def endpoint() -> Iterator[Endpoint]:
 
 @pytest.fixture
 def sim() -> Iterator[SimulatorProcess]:
-    simulator = SimulatorProcess(["--heartbeat-interval-ms", "200"])
+    simulator = SimulatorProcess("--heartbeat-interval-ms", "200")
     yield simulator
     simulator.stop()
 

@@ -33,7 +33,7 @@ def sims() -> Iterator[Callable[..., SimulatorProcess]]:
     started: list[SimulatorProcess] = []
 
     def start(*flags: str) -> SimulatorProcess:
-        sim = SimulatorProcess(["--heartbeat-interval-ms", "500", *flags])
+        sim = SimulatorProcess("--heartbeat-interval-ms", "500", *flags)
         started.append(sim)
         return sim
 

@@ -16,14 +16,14 @@ HELLO_MS = 300  # pings every 0.1 s, a heartbeat every 0.3 s
 
 @pytest.fixture
 def no_pong_sim() -> Iterator[SimulatorProcess]:
-    simulator = SimulatorProcess(["--heartbeat-interval-ms", str(HELLO_MS), "--no-pong"])
+    simulator = SimulatorProcess("--heartbeat-interval-ms", str(HELLO_MS), "--no-pong")
     yield simulator
     simulator.stop()
 
 
 @pytest.fixture
 def pong_sim() -> Iterator[SimulatorProcess]:
-    simulator = SimulatorProcess(["--heartbeat-interval-ms", str(HELLO_MS)])
+    simulator = SimulatorProcess("--heartbeat-interval-ms", str(HELLO_MS))
     yield simulator
     simulator.stop()
 

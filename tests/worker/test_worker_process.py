@@ -43,7 +43,7 @@ OUTAGES = ("refuse", "blackhole", "no_ack", "token_error")
 @pytest.fixture
 def sim(request: pytest.FixtureRequest) -> Iterator[SimulatorProcess]:
     extra = list(getattr(request, "param", []))  # simulator flags, via indirect parametrization
-    simulator = SimulatorProcess(["--heartbeat-interval-ms", "200", *extra])
+    simulator = SimulatorProcess("--heartbeat-interval-ms", "200", *extra)
     yield simulator
     simulator.stop()
 

@@ -15,7 +15,7 @@ CONTENTS = ["lone \ud83d high", "lone \udc00 low", "中文 \U0001f600 \u2028 end
 
 @pytest.fixture
 def sim() -> Iterator[SimulatorProcess]:
-    simulator = SimulatorProcess(["--heartbeat-interval-ms", "500"])
+    simulator = SimulatorProcess("--heartbeat-interval-ms", "500")
     yield simulator
     simulator.stop()
 

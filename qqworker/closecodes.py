@@ -4,7 +4,7 @@ Sources: the platform's WebSocket error table (tencent-connect/bot-docs,
 docs/develop/api-v2/dev-prepare/error-trace/websocket.md: "4009 → resume; 4914, 4915 → never
 reconnect; anything else → identify", with 4001/4002 and 4010–4014 marked neither resumable nor
 identifiable), refined by what the SDKs and field reports show (qq-botpy, botgo, and the 30-minute
-op 7 + 4009 cycle); the README's "Close codes" table is rendered from this one.
+op 7 + 4009 cycle); the README's close-code table ("The worker") is rendered from this one.
 """
 
 from __future__ import annotations

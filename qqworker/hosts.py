@@ -1,11 +1,12 @@
 """Host agility: which of the configured API bases (or token URLs) to use, as a pure, clock-free class.
 
-The platform moved its OpenAPI once (2026: api.sgroup.qq.com to api.bot.qq.com) and will move again, so `QQ_API_BASE` and `QQ_TOKEN_URL` are ordered lists. A failure that says
-"this host is wrong" (HTTP 404/410/5xx from discovery or the token endpoint, a name that stopped resolving
-while the other names still do, a certificate for another name) moves the next attempt to the next URL;
-a network that is simply down (refused, unreachable, reset, timed out) never does: every host would fail
-alike, and rotating would only hide the real problem. A URL that has worked is sticky: a transient 5xx
-must not throw away the host that works, so it is left only after several wrong-host failures in a row.
+The platform moved its OpenAPI once (2026: api.sgroup.qq.com to api.bot.qq.com) and will move again, so
+`QQ_API_BASE` and `QQ_TOKEN_URL` are ordered lists. A failure that says "this host is wrong" (HTTP 404/410/5xx
+from discovery or the token endpoint, a name that stopped resolving while the other names still do, a
+certificate for another name) moves the next attempt to the next URL; a network that is simply down (refused,
+unreachable, reset, timed out) never does: every host would fail alike, and rotating would only hide the real
+problem. A URL that has worked is sticky: a transient 5xx must not throw away the host that works, so it is
+left only after several wrong-host failures in a row.
 
 No I/O and no heavy imports here: the watchdog imports `prefer` to hand the base in use to a new child.
 """

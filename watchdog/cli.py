@@ -3,6 +3,7 @@
     python -m watchdog run [--config FILE] [flags]     the supervisor in the foreground
     python -m watchdog status [--status-file PATH] [--json]   0 healthy, 1 unhealthy or damaged, 3 not running
     python -m watchdog report LOGFILE... [--json]      the outage timeline of a log
+    python -m watchdog pretty [--colour WHEN] [--utc]  JSON log lines on stdin rendered for people
 
 A configuration error is one JSON line (`watchdog.stopped`) and exit 78; another watchdog already
 running on the same status file (it holds `<status file>.lock`) is one such line and exit 73.
@@ -200,7 +201,13 @@ def cmd_report(argv: Sequence[str]) -> int:
     return int(report.main(list(argv)) or 0)
 
 
-COMMANDS = {"run": cmd_run, "status": cmd_status, "report": cmd_report}
+def cmd_pretty(argv: Sequence[str]) -> int:
+    from watchdog import pretty
+
+    return pretty.main(list(argv))
+
+
+COMMANDS = {"run": cmd_run, "status": cmd_status, "report": cmd_report, "pretty": cmd_pretty}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

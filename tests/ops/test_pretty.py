@@ -9,7 +9,7 @@ import subprocess
 import sys
 from datetime import timezone
 
-from qqworker.pretty import render, render_line, use_colour
+from watchdog.pretty import render, render_line, use_colour
 
 RECORD = {
     "timestamp": "2025-03-14T08:12:53.482Z",
@@ -57,7 +57,7 @@ def test_colour_only_for_terminals() -> None:
 
 def test_filter_drains_after_sigint_and_ends_at_eof() -> None:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "qqworker.pretty", "--utc"],
+        [sys.executable, "-m", "watchdog", "pretty", "--utc"],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,

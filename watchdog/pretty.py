@@ -2,7 +2,7 @@
 
     14:02:11.482  worker 2  reconnect.scheduled   Reconnecting in 5.0s (attempt 3/100)
 
-`python -m qqworker.pretty` is a filter (stdin → stdout) that `scripts/run.sh --pretty` puts behind the
+`python -m watchdog pretty` is a filter (stdin → stdout) that `scripts/run.sh --pretty` puts behind the
 watchdog; it ignores SIGINT so that on Ctrl-C it still prints the watchdog's last lines, and ends at EOF.
 Lines that are not JSON objects pass through unchanged.
 """
@@ -111,7 +111,7 @@ def render_line(line: str, colour: bool = False, tz: tzinfo | None = None) -> st
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m qqworker.pretty", description="Render qqwatchdog JSON log lines for people."
+        prog="qqwatchdog pretty", description="Render qqwatchdog JSON log lines for people."
     )
     parser.add_argument("--colour", "--color", choices=("auto", "always", "never"), default="auto")
     parser.add_argument("--utc", action="store_true", help="show UTC times instead of local time")

@@ -255,7 +255,7 @@ fi
 
 if [ "$demo" = 1 ]; then
     [ "$background" = 0 ] || fail 2 "--demo runs in the foreground only"
-    exec "$PY" -m qqworker.demo "--$output" ${duration:+--duration "$duration"} -- "${pass[@]}"
+    exec "$PY" "$ROOT/scripts/demo.py" "--$output" ${duration:+--duration "$duration"} -- "${pass[@]}"
 fi
 
 if [ "$background" = 1 ]; then
@@ -367,7 +367,7 @@ if [ "$output" = "pretty" ]; then
     # cleanly while the renderer (which ignores SIGINT) prints its last lines and ends at EOF; only then
     # does the prompt come back. Services and scripts get JSON, where this script execs the watchdog.
     set +e
-    "$PY" -m watchdog run "${pass[@]}" | "$PY" -m qqworker.pretty
+    "$PY" -m watchdog run "${pass[@]}" | "$PY" -m watchdog pretty
     exit "${PIPESTATUS[0]}"
 fi
 exec "$PY" -m watchdog run "${pass[@]}"

@@ -151,6 +151,24 @@ class LineProcess:
         **match: Any,
     ) -> tuple[int, dict[str, Any]]:
         """The first line from `after` on with any of these events (and `match`, `where`)."""
+        found = self.poll_for(events, timeout, where, after, **match)
+        if found is None:
+            with self._cond:
+                tail = "\n".join(ln.text for ln in self.lines[-25:])
+            wanted = "/".join(events)
+            raise AssertionError(f"no {wanted!r} line within {timeout}s; last lines:\n{tail}")
+        return found
+
+    def poll_for(
+        self,
+        events: Sequence[str],
+        timeout: float,
+        where: Callable[[dict[str, Any]], bool] = lambda r: True,
+        after: int = 0,
+        **match: Any,
+    ) -> tuple[int, dict[str, Any]] | None:
+        """`wait_any`, but None when no such line came within `timeout` (or the process ended first);
+        `timeout=0` looks only at the lines already read."""
         wanted = set(events)
         deadline = time.monotonic() + timeout
         with self._cond:
@@ -166,11 +184,11 @@ class LineProcess:
                         return index, record
                 remaining = deadline - time.monotonic()
                 if remaining <= 0 or (self.proc.poll() is not None and not self._reader.is_alive()):
-                    tail = "\n".join(ln.text for ln in self.lines[-25:])
-                    raise AssertionError(
-                        f"no {'/'.join(events)!r} line within {timeout}s; last lines:\n{tail}"
-                    )
+                    return None
                 self._cond.wait(min(remaining, 0.2))
+
+    def reader_alive(self) -> bool:
+        return self._reader.is_alive()
 
     def at(self, index: int) -> float:
         """When line `index` was read (time.monotonic())."""
@@ -277,11 +295,12 @@ class SimulatorProcess:
         call: Call | None = None,
         env: dict[str, str] | None = None,
         on_line: Callable[[str], None] | None = None,
+        preexec_fn: Callable[[], Any] | None = None,
     ) -> None:
         args = [*prefix, PYTHON, "-m", "qqworker.simulator", "--port", "0"]
         if gateway_heartbeat_ms is not None:
             args += ["--heartbeat-interval-ms", str(gateway_heartbeat_ms)]
-        self.process = LineProcess([*args, *extra], env=env, on_line=on_line)
+        self.process = LineProcess([*args, *extra], env=env, on_line=on_line, preexec_fn=preexec_fn)
         self._call = call
         try:
             wait_until(self.process.records, START_TIMEOUT, "the simulator's JSON line")

@@ -19,12 +19,14 @@ RUN = ROOT / "scripts" / "run.sh"
 SECRET = "s3cr3t-Value-for-tests"
 
 FAKE_PYTHON = """#!/usr/bin/env bash
-# Records how run.sh called "python -m MODULE", per module; the renderer passes its input through,
-# anything else prints one line and exits with $FAKE_EXIT.
-printf '%s\\n' "$@" > "$FAKE_OUT/args.$2"
-env > "$FAKE_OUT/env.$2"
-pwd > "$FAKE_OUT/cwd.$2"
-if [ "$2" = qqworker.pretty ]; then
+# Records how run.sh called "python -m MODULE [COMMAND]" or "python SCRIPT", per module, command or
+# script; the renderer passes its input through, anything else prints one line and exits with $FAKE_EXIT.
+if [ "$1" = -m ]; then key="$2"; else key="$(basename "$1" .py)"; fi
+if [ "$1 $2 $3" = "-m watchdog pretty" ]; then key=watchdog.pretty; fi
+printf '%s\\n' "$@" > "$FAKE_OUT/args.$key"
+env > "$FAKE_OUT/env.$key"
+pwd > "$FAKE_OUT/cwd.$key"
+if [ "$key" = watchdog.pretty ]; then
     sed 's/^/pretty: /'
     exit 0
 fi
@@ -188,20 +190,19 @@ def test_output_mode_flags(fake: Path) -> None:
     assert result.returncode == 75  # the watchdog's status, not the renderer's
     assert result.stdout == 'pretty: {"event": "fake.started"}\n'
     assert called(fake) == ["-m", "watchdog", "run", "--retry-max", "5"]
-    assert called(fake, "qqworker.pretty") == ["-m", "qqworker.pretty"]
+    assert called(fake, "watchdog.pretty") == ["-m", "watchdog", "pretty"]
     for recorded in (fake / "out").iterdir():
         recorded.unlink()
     result = launch(fake, "--json", QQ_APP_ID="1", QQ_APP_SECRET=SECRET)
     assert result.stdout == '{"event": "fake.started"}\n'
-    assert called(fake, "qqworker.pretty") is None
+    assert called(fake, "watchdog.pretty") is None
 
 
 def test_demo_needs_no_credentials(fake: Path) -> None:
     result = launch(fake, "--demo", "--duration", "5", "--", "--heartbeat-timeout", "9")
     assert result.returncode == 0, result.stderr
-    assert called(fake, "qqworker.demo") == [
-        "-m",
-        "qqworker.demo",
+    assert called(fake, "demo") == [
+        str(ROOT / "scripts" / "demo.py"),
         "--json",
         "--duration",
         "5",

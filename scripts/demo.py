@@ -26,40 +26,47 @@ import ctypes
 import fcntl
 import json
 import os
-import select
 import signal
 import subprocess
 import sys
 import threading
 import time
 import urllib.error
-import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+import psutil
+
 from qqworker.contract.logs import rfc3339_utc
-from qqworker.pretty import render, render_line, use_colour
-from qqworker.simulator.client_env import client_env
+from qqworker.simulator.remote import (
+    PYTHON,
+    LineProcess,
+    RunTimings,
+    SimulatorProcess,
+    kill_session,
+    session_processes,
+)
+from watchdog.pretty import render, render_line, use_colour
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO_EVENT = "demo.step"
-# Short timings so that every detection happens within seconds; each is a flag of `python -m watchdog run`.
-DEMO_TIMINGS = {
-    "--retry-initial": "0.5",
-    "--retry-max": "4",
-    "--max-attempts": "0",
-    "--connect-timeout": "3",
-    "--heartbeat-interval": "0.5",
-    "--heartbeat-timeout": "4",
-    "--attempt-grace": "3",
-    "--respawn-initial": "0.5",
-    "--respawn-max": "4",
-    "--healthy-after": "10",
-    "--stop-timeout": "3",
-}
-SIM_HEARTBEAT_MS = 2000  # Hello's interval: missed ACKs are noticed after two of them
+# Short timings so that every detection happens within seconds; Hello's interval (2 s): missed ACKs are
+# noticed after two of them.
+DEMO_TIMINGS = RunTimings(
+    retry_initial=0.5,
+    retry_max=4,
+    connect_timeout=3,
+    heartbeat_interval=0.5,
+    heartbeat_timeout=4,
+    attempt_grace=3,
+    respawn_initial=0.5,
+    respawn_max=4,
+    healthy_after=10,
+    stop_timeout=3,
+    gateway_heartbeat_ms=2000,
+)
 STEP_TIMEOUT_S = 30.0  # generous: each step normally completes in 2-10 s
 
 
@@ -119,74 +126,36 @@ class Output:
         self._write(render(record, self.colour) if self.pretty else json.dumps(record, ensure_ascii=False))
 
 
-class Watched:
-    """The watchdog process: its stdout lines are relayed and kept (parsed) for the script to wait on."""
+class Watched(LineProcess):
+    """The watchdog process: its lines relayed to the demo's output as they come, and kept for the script."""
 
-    def __init__(self, args: list[str], env: dict[str, str], output: Output, preexec: Any) -> None:
-        self.output = output
-        self.records: list[dict[str, Any]] = []
-        self.cond = threading.Condition()
-        self.proc = subprocess.Popen(
-            args,
-            cwd=ROOT,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            text=True,
-            encoding="utf-8",
-            errors="replace",
-            start_new_session=True,
-            preexec_fn=preexec,
-        )
-        self.reader = threading.Thread(target=self._read, name="watchdog-output", daemon=True)
-        self.reader.start()
+    def find(
+        self, event: str, after: int = 0, where: Callable[[dict[str, Any]], bool] = lambda r: True
+    ) -> Any:
+        found = self.poll_for((event,), 0, where, after)
+        return None if found is None else found[1]
 
-    def _read(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            self.output.relay(line)
-            try:
-                record = json.loads(line)
-            except ValueError:
-                continue
-            if isinstance(record, dict):
-                with self.cond:
-                    self.records.append(record)
-                    self.cond.notify_all()
-        with self.cond:
-            self.cond.notify_all()
-
-    def mark(self) -> int:
-        with self.cond:
-            return len(self.records)
-
-    def find(self, event: str, after: int = 0, where: Callable[[dict[str, Any]], bool] | None = None) -> Any:
-        with self.cond:
-            for record in self.records[after:]:
-                if record.get("event") == event and (where is None or where(record)):
-                    return record
-        return None
-
-    def wait_for(
+    def wait_until_event(
         self,
         event: str,
         after: int,
         timeout: float,
         stopping: threading.Event,
-        where: Callable[[dict[str, Any]], bool] | None = None,
+        where: Callable[[dict[str, Any]], bool] = lambda r: True,
     ) -> dict[str, Any] | None:
+        """The record, None after `timeout` (or once the watchdog is gone); raises Stopped on a stop."""
         deadline = time.monotonic() + timeout
-        with self.cond:
-            while True:
-                for record in self.records[after:]:
-                    if record.get("event") == event and (where is None or where(record)):
-                        return record
-                if stopping.is_set():
-                    raise Stopped
-                remaining = deadline - time.monotonic()
-                if remaining <= 0 or not self.reader.is_alive():
-                    return None
-                self.cond.wait(min(remaining, 0.2))
+        while not stopping.is_set():
+            found = self.poll_for((event,), min(0.5, max(0.0, deadline - time.monotonic())), where, after)
+            if found is not None:
+                return found[1]
+            if time.monotonic() >= deadline or not self.reader_alive():
+                return None
+        raise Stopped
+
+    def count(self, event: str, after: int = 0) -> int:
+        with self._cond:
+            return sum(1 for line in self.lines[after:] if line.event == event)
 
 
 class Demo:
@@ -198,10 +167,8 @@ class Demo:
         self.stopping = threading.Event()
         self.failures: list[str] = []
         self.preexec = _pdeathsig()
-        self.sim: subprocess.Popen[str] | None = None
-        self.info: dict[str, Any] = {}
-        self.retired: subprocess.Popen[str] | None = None  # plays the API host the platform retired
-        self.retired_info: dict[str, Any] = {}
+        self.sim: SimulatorProcess | None = None
+        self.retired: SimulatorProcess | None = None  # plays the API host the platform retired
         self.watchdog: Watched | None = None
         run_dir = Path(os.environ.get("QQW_RUN_DIR") or ROOT / "run")
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -217,85 +184,72 @@ class Demo:
 
     # Processes ---------------------------------------------------------------------------------------
 
+    @property
+    def info(self) -> dict[str, Any]:
+        assert self.sim is not None
+        return self.sim.info
+
     def start_simulator(self) -> None:
-        self.sim, self.info = self._simulator()
+        self.sim = self._simulator()
         self.say(
             f"Local QQ platform simulator up at {self.info['api_base']} (gateway {self.info['gateway_url']})",
             api_base=self.info["api_base"],
-            simulator_pid=self.sim.pid,
+            simulator_pid=self.sim.process.pid,
         )
-        self.retired, self.retired_info = self._simulator("--retired")
+        self.retired = self._simulator("--retired")
         self.say(
-            f"A second one at {self.retired_info['api_base']} answers like the API host the platform "
+            f"A second one at {self.retired.info['api_base']} answers like the API host the platform "
             "retired in 2026 (HTTP 500 on /gateway): the worker is given it first, as a bot configured "
             "before the move would be",
-            api_base=self.retired_info["api_base"],
-            simulator_pid=self.retired.pid,
+            api_base=self.retired.info["api_base"],
+            simulator_pid=self.retired.process.pid,
         )
 
-    def _simulator(self, *flags: str) -> tuple[subprocess.Popen[str], dict[str, Any]]:
-        args = [sys.executable, "-m", "qqworker.simulator", "--host", "127.0.0.1", "--port", "0"]
-        args += ["--heartbeat-interval-ms", str(SIM_HEARTBEAT_MS), *flags]
-        sim = subprocess.Popen(
-            args,
-            cwd=ROOT,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            text=True,
-            start_new_session=True,
-            preexec_fn=self.preexec,
-        )
-        assert sim.stdout is not None
-        ready, _, _ = select.select([sim.stdout], [], [], 20)
-        line = sim.stdout.readline() if ready else ""
+    def _simulator(self, *flags: str) -> SimulatorProcess:
         try:
-            return sim, json.loads(line)
-        except ValueError:
-            sim.kill()
-            raise RuntimeError(f"the simulator did not announce itself (got {line!r})") from None
+            return SimulatorProcess(
+                "--host", "127.0.0.1", *DEMO_TIMINGS.simulator_flags(), *flags, preexec_fn=self.preexec
+            )
+        except AssertionError as exc:  # it did not announce itself: say what it printed
+            raise RuntimeError(str(exc)) from None
 
     def start_watchdog(self) -> None:
         self.log_file.write_text("")  # this demo's log only, for the report at the end
-        env = client_env(
-            self.info,
-            QQ_API_BASE=f"{self.retired_info['api_base']},{self.info['api_base']}",
+        assert self.sim is not None and self.retired is not None
+        env = self.sim.env(
+            QQ_API_BASE=f"{self.retired.info['api_base']},{self.info['api_base']}",
             QQ_HANDLER="echo",
             QQW_LOG_FILE=str(self.log_file),
             QQW_STATUS_FILE=str(self.status_file),
             QQW_STATE_FILE="",  # a fresh simulator each time: a session of the last demo means nothing to it
         )
-        args = [sys.executable, "-m", "watchdog", "run"]
-        for flag, value in DEMO_TIMINGS.items():
-            args += [flag, value]
-        args += self.extra
+        flags = DEMO_TIMINGS.flags()
         self.say(
-            "Starting the watchdog and its worker with demo timings: "
-            + " ".join(f"{k} {v}" for k, v in DEMO_TIMINGS.items()),
+            "Starting the watchdog and its worker with demo timings: " + " ".join(flags),
             log_file=str(self.log_file),
         )
-        self.watchdog = Watched(args, env, self.output, self.preexec)
+        self.watchdog = Watched(
+            [PYTHON, "-m", "watchdog", "run", *flags, *self.extra],
+            env,
+            ROOT,
+            on_line=self.output.relay,
+            preexec_fn=self.preexec,
+        )
 
     def control(self, path: str, body: dict[str, Any] | None = None) -> Any:
-        url = str(self.info.get("control_url") or self.info["api_base"]).rstrip("/") + path
-        data = None if body is None else json.dumps(body).encode()
-        request = urllib.request.Request(
-            url,
-            data=data,
-            method="GET" if body is None else "POST",
-            headers={"Content-Type": "application/json"},
-        )
-        with urllib.request.urlopen(request, timeout=10) as response:
-            return json.loads(response.read() or b"null")
+        assert self.sim is not None
+        return self.sim.control(path, body)
 
     def stop_all(self) -> list[int]:
         """SIGTERM the watchdog (it stops its worker), then the simulator; SIGKILL what outlives its bound.
         Returns the pids still alive afterwards (none, unless something is badly wrong)."""
         leftovers: list[int] = []
-        for name, proc, bound in (
-            ("watchdog", self.watchdog.proc if self.watchdog else None, 15.0),
-            ("simulator", self.sim, 10.0),
-            ("retired-host simulator", self.retired, 10.0),
+        for name, process, bound in (
+            ("watchdog", self.watchdog, 15.0),
+            ("simulator", self.sim.process if self.sim else None, 10.0),
+            ("retired-host simulator", self.retired.process if self.retired else None, 10.0),
         ):
+            proc = process.proc if process is not None else None
             if proc is None:
                 continue
             if proc.poll() is None:
@@ -304,20 +258,17 @@ class Demo:
                 proc.wait(bound)
             except subprocess.TimeoutExpired:
                 self.say(f"The {name} did not stop within {bound:.0f}s: killing it", level="WARNING")
-                _kill_group(proc.pid)
+                kill_session(proc.pid)
                 proc.wait(5)
-            # Its helpers (multiprocess's resource tracker) end on EOF right after it: give them a moment.
+            # Its helpers end on EOF right after it: give them a moment.
             deadline = time.monotonic() + 5
             while _session_alive(proc.pid) and time.monotonic() < deadline:
                 time.sleep(0.05)
             leftovers += _session_alive(proc.pid)
         if self.watchdog is not None:
-            self.watchdog.reader.join(5)
+            self.watchdog.wait(5)
             # Every worker the watchdog ever started must be gone too, wherever it was parented.
-            with self.watchdog.cond:
-                workers = {
-                    r.get("child_pid") for r in self.watchdog.records if r.get("event") == "child.spawned"
-                }
+            workers = {r.get("child_pid") for r in self.watchdog.records("child.spawned")}
             leftovers += [
                 pid for pid in workers if isinstance(pid, int) and _alive(pid) and pid not in leftovers
             ]
@@ -327,7 +278,7 @@ class Demo:
 
     def wait_connected(self, after: int, what: str) -> bool:
         assert self.watchdog is not None
-        record = self.watchdog.wait_for("gateway.connected", after, STEP_TIMEOUT_S, self.stopping)
+        record = self.watchdog.wait_until_event("gateway.connected", after, STEP_TIMEOUT_S, self.stopping)
         if record is None:
             self.failures.append(what)
             self.say(f"{what}: no gateway.connected within {STEP_TIMEOUT_S:.0f}s", level="WARNING")
@@ -359,15 +310,12 @@ class Demo:
     def child_pid(self) -> int | None:
         """The current worker's pid, from the watchdog's status file (else its last child.spawned line),
         and only if it really is a child of our watchdog: never SIGSTOP anything else."""
-        import psutil
-
         assert self.watchdog is not None
         pid = None
         with contextlib.suppress(OSError, ValueError, AttributeError):
             pid = json.loads(self.status_file.read_text()).get("child_pid")
         if not isinstance(pid, int):
-            with self.watchdog.cond:
-                spawned = [r for r in self.watchdog.records if r.get("event") == "child.spawned"]
+            spawned = self.watchdog.records("child.spawned")
             pid = spawned[-1].get("child_pid") if spawned else None
         try:
             if isinstance(pid, int) and psutil.Process(pid).ppid() == self.watchdog.proc.pid:
@@ -405,7 +353,7 @@ class Demo:
         mark = wd.mark()
         self.control("/_sim/outage", {"mode": "refuse", "seconds": seconds})
         if self.wait_connected(mark, "recovery from the refused link"):
-            failed = sum(1 for r in wd.records[mark:] if r.get("event") == "reconnect.failed")
+            failed = wd.count("reconnect.failed", mark)
             self.say(f"Recovered from the refused link after {failed} failed attempt(s), every one logged.")
         self.sleep(1)
 
@@ -429,13 +377,13 @@ class Demo:
             return
         self.say(
             f"Outage 3/3, a frozen worker: SIGSTOP to worker pid {pid}. Its heartbeat over the pipe stops; "
-            f"the watchdog kills it after {DEMO_TIMINGS['--heartbeat-timeout']}s of silence and respawns it. "
+            f"the watchdog kills it after {DEMO_TIMINGS.heartbeat_timeout:g}s of silence and respawns it. "
             "Once it is gone, 2 messages are sent: the platform keeps them for the session, the new worker "
             "Resumes it and answers them."
         )
         mark = wd.mark()
         os.kill(pid, signal.SIGSTOP)
-        exited = wd.wait_for(
+        exited = wd.wait_until_event(
             "child.exited", mark, STEP_TIMEOUT_S, self.stopping, lambda r: r["child_pid"] == pid
         )
         if exited is None:
@@ -518,17 +466,7 @@ class Demo:
         return 1 if self.failures else 0
 
 
-def _kill_group(pgid: int) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pgid, signal.SIGKILL)
-    for pid in _session_alive(pgid):  # a member that moved to its own process group
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.kill(pid, signal.SIGKILL)
-
-
 def _alive(pid: int) -> bool:
-    import psutil
-
     try:
         return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
     except psutil.Error:
@@ -537,16 +475,7 @@ def _alive(pid: int) -> bool:
 
 def _session_alive(sid: int) -> list[int]:
     """Pids of the session (they were started with start_new_session) still alive."""
-    import psutil
-
-    alive = []
-    for proc in psutil.process_iter(["pid", "status"]):
-        try:
-            if os.getsid(proc.pid) == sid and proc.info["status"] != psutil.STATUS_ZOMBIE:
-                alive.append(proc.pid)
-        except (ProcessLookupError, PermissionError, psutil.Error):
-            pass
-    return alive
+    return [proc.pid for proc in session_processes(sid)]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -24,7 +24,7 @@ else:  # pragma: no cover
 from tests.support import LineProcess, SimulatorProcess, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
-DOCKERFILE = ROOT / "Dockerfile"
+DOCKERFILE = ROOT / "scripts" / "Dockerfile"
 APP = "/srv/qqwatchdog"
 
 

@@ -1,7 +1,7 @@
 """Sans-I/O QQ gateway protocol: frames in, decisions out; no sockets, no sleeps, no clock of its own.
 
 Like `websockets`' protocol layer and h11's Connection, `GatewayConnection` only consumes what the
-shell received (`receive_text`, `receive_close`) and the time the shell passes in (`poll`), and
+shell received (`receive_text`, `end`) and the time the shell passes in (`poll`), and
 returns outputs for the shell to carry out: frames to send, a session that is up, dispatch events,
 and when to give up on the connection. One object per WebSocket connection; the `Session` it
 updates (session id, last seq, recently seen event ids) outlives connections and processes.
@@ -40,6 +40,9 @@ class ConnPhase(str, Enum):
 
 
 DEFAULT_HEARTBEAT_INTERVAL_S = 45.0
+# Our close codes: 4000 keeps the session resumable (as Discord-style gateways read it); 1000 ends it.
+CLOSE_KEEP_SESSION = 4000
+CLOSE_END_SESSION = 1000
 MISSED_ACKS_LIMIT = 2  # heartbeats unacknowledged for two intervals: the link is half-open
 DEDUPE_WINDOW = 2048
 
@@ -175,6 +178,17 @@ class Disconnect:
     # The platform refused our Resume (op 9, 4006/4007, 49xx before RESUMED): Identify anew at once.
     resume_refused: bool = False
 
+    @property
+    def drops_session(self) -> bool:
+        """The session is lost: the next connection Identifies anew (or none comes: fatal). Otherwise it
+        stays resumable."""
+        return self.action in (CloseAction.IDENTIFY, CloseAction.FATAL)
+
+    @property
+    def our_close_code(self) -> int:
+        """The close code we end the link with: it tells the gateway whether the session is to be kept."""
+        return CLOSE_END_SESSION if self.drops_session else CLOSE_KEEP_SESSION
+
     @classmethod
     def from_rule(
         cls, rule: CloseRule, reason: str, *, before_ready: bool, resuming: bool = False
@@ -258,14 +272,15 @@ class GatewayConnection:
             return []
         return [FrameRejected("binary frame (the gateway speaks JSON text)", repr(bytes(data[:80])))]
 
-    def receive_close(self, code: int | None, reason: str = "") -> Disconnect:
-        """The transport closed (a close frame, or none: code None). Decides what comes next."""
-        if self.disconnect is not None:  # we had already decided (op 7, op 9, ack timeout)
-            return self._close(self.disconnect)
-        rule = close_rule(code)
+    def end(self, reason: str, *, code: int | None = None) -> Disconnect:
+        """The connection ends: the transport closed (with the server's close `code`, or without one)
+        or the shell must end it (a deadline, a stop). Returns what comes next: the decision already
+        taken (op 7, op 9, a dead link) if there is one, else the one the close code calls for."""
+        if self.disconnect is not None:
+            return self.disconnect
         before_ready = self.phase is not ConnPhase.ESTABLISHED
-        return self._close(
-            Disconnect.from_rule(rule, reason, before_ready=before_ready, resuming=self.resuming)
+        return self._decide(
+            Disconnect.from_rule(close_rule(code), reason, before_ready=before_ready, resuming=self.resuming)
         )
 
     def poll(self, now: float) -> list[Output]:
@@ -312,9 +327,7 @@ class GatewayConnection:
         return wake
 
     def _dead(self, timeout: AckTimeout, reason: str) -> list[Output]:
-        self.disconnect = Disconnect(CloseAction.RESUME, reason)
-        self.phase = ConnPhase.CLOSED
-        return [timeout, self.disconnect]
+        return [timeout, self._decide(Disconnect(CloseAction.RESUME, reason))]
 
     # Opcode handlers -------------------------------------------------------------------------
 
@@ -424,29 +437,28 @@ class GatewayConnection:
         return [Send({"op": Op.HEARTBEAT, "d": self.session.seq})]
 
     def _on_reconnect(self, frame: dict[str, Any], now: float) -> list[Output]:
-        self.disconnect = Disconnect(CloseAction.RESUME, "the gateway asked to reconnect (op 7)")
-        return [self.disconnect]
+        return [self._decide(Disconnect(CloseAction.RESUME, "the gateway asked to reconnect (op 7)"))]
 
     def _on_invalid_session(self, frame: dict[str, Any], now: float) -> list[Output]:
         if frame.get("d") is True and self.session.resumable:
-            self.disconnect = Disconnect(CloseAction.RESUME, "invalid session (op 9), resumable")
-        else:
-            self.session.forget()
-            refused = self.resuming and self.phase is ConnPhase.AWAIT_READY
-            self.disconnect = Disconnect(
-                CloseAction.IDENTIFY,
-                "invalid session (op 9): identify anew",
-                identify_rejected=not self.resuming,
-                resume_refused=refused,
-            )
-        return [self.disconnect]
+            return [self._decide(Disconnect(CloseAction.RESUME, "invalid session (op 9), resumable"))]
+        refused = self.resuming and self.phase is ConnPhase.AWAIT_READY
+        decision = Disconnect(
+            CloseAction.IDENTIFY,
+            "invalid session (op 9): identify anew",
+            identify_rejected=not self.resuming,
+            resume_refused=refused,
+        )
+        return [self._decide(decision)]
 
     def _on_client_only(self, frame: dict[str, Any], now: float) -> list[Output]:
         return [FrameRejected(f"client opcode {frame['op']} sent by the server", json.dumps(frame)[:120])]
 
-    def _close(self, decision: Disconnect) -> Disconnect:
+    def _decide(self, decision: Disconnect) -> Disconnect:
+        """The one place a connection's end is decided: nothing more is received, and a session the
+        decision drops is forgotten."""
         self.phase = ConnPhase.CLOSED
-        if decision.action in (CloseAction.IDENTIFY, CloseAction.FATAL):
+        if decision.drops_session:
             self.session.forget()
         self.disconnect = decision
         return decision

@@ -27,7 +27,7 @@ from qqworker.contract.logs import log_event
 from qqworker.contract.settings import ConfigError, Settings
 from qqworker.deadlines import within
 from qqworker.delivery import MAX_REPORTED, report_abandoned
-from qqworker.gateway import TOO_BIG, Callbacks, drive, open_link
+from qqworker.gateway import STOPPING, TOO_BIG, Callbacks, drive, open_link
 from qqworker.handler_import import load_handler_retrying
 from qqworker.handlers import Dispatcher, Handler
 from qqworker.hostprobe import RESOLVE_TIMEOUT_S, classify, name_failure
@@ -495,7 +495,8 @@ class Worker:
                 deadline=deadline,
             )
         except asyncio.CancelledError:
-            self._log_closed(None, "the worker is stopping", CloseAction.RESUME)
+            ended = conn.end(STOPPING)  # what drive decided on the way out
+            self._log_closed(ended.close_code, ended.reason, ended.action)
             raise
         self._close_code = disconnect.close_code
         if disconnect.resume_refused:

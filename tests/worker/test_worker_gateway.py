@@ -14,7 +14,7 @@ from websockets.asyncio.server import ServerConnection, serve
 from qqworker import gateway
 from qqworker.closecodes import CloseAction
 from qqworker.contract.settings import ConfigError
-from qqworker.gateway import MAX_WAIT_S, Callbacks, close_code_for, drive, open_link, wake_at
+from qqworker.gateway import MAX_WAIT_S, Callbacks, drive, open_link, wake_at
 from qqworker.logs import configure_logging
 from qqworker.protocol import Disconnect, Dispatch, Established, GatewayConnection, Session
 
@@ -44,19 +44,6 @@ def test_after_hello_recv_waits_until_the_next_heartbeat_or_the_deadline() -> No
     assert wake_at(conn, deadline=0.1, now=0.05) == pytest.approx(0.1)
     conn.receive_text(ready(), now=0.1)  # established: the deadline no longer applies
     assert wake_at(conn, deadline=0.1, now=0.15) == pytest.approx(0.2)
-
-
-@pytest.mark.parametrize(
-    ("action", "code"),
-    [
-        (CloseAction.RESUME, 4000),
-        (CloseAction.BACKOFF, 4000),
-        (CloseAction.IDENTIFY, 1000),
-        (CloseAction.FATAL, 1000),
-    ],
-)
-def test_we_close_keeping_the_session_only_when_it_will_be_resumed(action: CloseAction, code: int) -> None:
-    assert close_code_for(Disconnect(action, "x")) == code
 
 
 async def test_plain_ws_to_a_remote_host_is_refused() -> None:

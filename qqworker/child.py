@@ -151,7 +151,7 @@ class Beater:
             await asyncio.sleep(self.period())
 
 
-async def serve(
+async def serve_child(
     settings: Settings, session: Any, beat_fd: int, parent_pid: int, progress: Progress, beater: Beater
 ) -> int:
     import asyncio
@@ -277,12 +277,12 @@ def run_child(
 
     import asyncio
 
-    from qqworker.protocol import Session
+    from qqworker.protocol import ResumePoint
 
-    session = None if resume is None else Session(session_id=resume[0], seq=resume[1])
+    session = None if resume is None else ResumePoint(session_id=resume[0], seq=resume[1])
     restore_seen(settings, session)
     try:
-        code = asyncio.run(serve(settings, session, beat_fd, parent_pid, progress, beater))
+        code = asyncio.run(serve_child(settings, session, beat_fd, parent_pid, progress, beater))
     finally:
         redactor.on_add = None
         os.close(beat_fd)

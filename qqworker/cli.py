@@ -80,7 +80,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             close_code=None,
         )
         return int(ExitCode.CONFIG)
-    code = run_loop(serve(settings))
+    code = run_loop(serve_standalone(settings))
     _exit_despite_stuck_threads(code)
     return code
 
@@ -116,7 +116,7 @@ def _exit_despite_stuck_threads(code: int, grace_s: float = THREAD_GRACE_S) -> N
         os._exit(code)
 
 
-async def serve(settings: Settings) -> ExitCode:
+async def serve_standalone(settings: Settings) -> ExitCode:
     """Runs a Worker with the process signals wired to it."""
     worker = Worker(settings)
     loop = asyncio.get_running_loop()

@@ -1,4 +1,4 @@
-"""One gateway connection: the thin I/O shell around `protocol.GatewayConnection`.
+"""One gateway connection: the thin I/O shell around `protocol.GatewayProtocol`.
 
 Opens the WebSocket (`link.open_link`, bounded by the attempt's deadline), then feeds every message
 the link receives to the protocol object and carries out what it returns, synchronously, in the
@@ -29,7 +29,7 @@ from qqworker.protocol import (
     Dispatch,
     Established,
     FrameRejected,
-    GatewayConnection,
+    GatewayProtocol,
     Output,
     Send,
 )
@@ -50,12 +50,12 @@ class Callbacks:
     established: Callable[[Established], None]
     dispatch: Callable[[Dispatch], None]
     # After every frame but an event (Hello, ACK, READY...): the last ACK time may have moved.
-    control: Callable[[GatewayConnection], None]
+    control: Callable[[GatewayProtocol], None]
     # The server answers no WebSocket ping (called once per connection at most).
     pings_ignored: Callable[[PingsIgnored], None] = lambda out: None
 
 
-def wake_at(conn: GatewayConnection, deadline: float, now: float) -> float:
+def wake_at(conn: GatewayProtocol, deadline: float, now: float) -> float:
     """Until when the next recv() may wait: the next heartbeat or, before READY, the attempt's
     deadline, whichever comes first; never later than MAX_WAIT_S from now."""
     limit = now + MAX_WAIT_S
@@ -74,7 +74,7 @@ async def open_link(url: str, timeout: float, *, max_size: int = MAX_FRAME_BYTES
     return await open_websocket(url, max(0.01, timeout), max_size=max_size, user_agent=USER_AGENT)
 
 
-async def drive(link: Link, conn: GatewayConnection, callbacks: Callbacks, *, deadline: float) -> Disconnect:
+async def drive(link: Link, conn: GatewayProtocol, callbacks: Callbacks, *, deadline: float) -> Disconnect:
     """Runs one open connection to its end and returns why it ended (it is closed on return)."""
     driver = _Driver(link, conn, callbacks)
     try:
@@ -89,9 +89,11 @@ async def drive(link: Link, conn: GatewayConnection, callbacks: Callbacks, *, de
 
 
 class _Driver:
-    """Carries out the protocol's outputs as the link's messages arrive, and its timers between."""
+    """The I/O side of one connection: feeds each message the `Link` delivers to the
+    `GatewayProtocol` and carries out its outputs at once (sends, callbacks, log lines), runs its
+    timers between messages, and closes the link with the code of the protocol's decision."""
 
-    def __init__(self, link: Link, conn: GatewayConnection, callbacks: Callbacks) -> None:
+    def __init__(self, link: Link, conn: GatewayProtocol, callbacks: Callbacks) -> None:
         self.link = link
         self.conn = conn
         self.callbacks = callbacks
@@ -197,7 +199,7 @@ def _evidence_text(out: AckTimeout) -> str:
     return f"{out.missed} heartbeats went unacknowledged ({silent})"
 
 
-def _closed(conn: GatewayConnection, link: Link) -> Disconnect:
+def _closed(conn: GatewayProtocol, link: Link) -> Disconnect:
     """The link left the OPEN state by itself: why, from the close frames sent and received."""
     sent, rcvd = link.close_sent, link.close_rcvd
     if sent is not None and sent.code == TOO_BIG:

@@ -1,9 +1,9 @@
 """Sans-I/O QQ gateway protocol: frames in, decisions out; no sockets, no sleeps, no clock of its own.
 
-Like `websockets`' protocol layer and h11's Connection, `GatewayConnection` only consumes what the
+Like `websockets`' protocol layer and h11's Connection, `GatewayProtocol` only consumes what the
 shell received (`receive_text`, `end`) and the time the shell passes in (`poll`), and
 returns outputs for the shell to carry out: frames to send, a session that is up, dispatch events,
-and when to give up on the connection. One object per WebSocket connection; the `Session` it
+and when to give up on the connection. One object per WebSocket connection; the `ResumePoint` it
 updates (session id, last seq, recently seen event ids) outlives connections and processes.
 """
 
@@ -48,8 +48,10 @@ DEDUPE_WINDOW = 2048
 
 
 @dataclass
-class Session:
-    """What survives a connection: enough to Resume, and to drop duplicate deliveries."""
+class ResumePoint:
+    """Where the next connection picks the session up: its id and last seq (what a Resume sends),
+    and the recently seen event keys that drop a replay's duplicates. Outlives connections (the
+    worker keeps one) and processes (the watchdog hands it on); `forget()` when the session is lost."""
 
     session_id: str | None = None
     seq: int | None = None
@@ -208,13 +210,19 @@ class Disconnect:
 Output = Send | Established | Dispatch | FrameRejected | AckTimeout | Disconnect | SendPing | PingsIgnored
 
 
-class GatewayConnection:
+class GatewayProtocol:
+    """One gateway connection's state machine, without I/O: Hello → Identify or Resume → READY or
+    RESUMED → events, heartbeats and liveness, until it ends. The shell feeds it what arrived
+    (`receive_text`, `receive_binary`, `receive_pong`), the time (`poll`) and the end of the link
+    (`end`); it returns `Output`s. Every decision about how the connection ends (and so whether the
+    session survives: `Disconnect.drops_session`) is taken here, once (`disconnect`)."""
+
     def __init__(
         self,
         *,
         token: str,
         intents: int,
-        session: Session,
+        session: ResumePoint,
         now: float,
         shard: tuple[int, int] = (0, 1),
         liveness: bool = False,
@@ -465,12 +473,12 @@ class GatewayConnection:
 
 
 _HANDLERS = {
-    Op.DISPATCH: GatewayConnection._on_dispatch,
-    Op.HEARTBEAT: GatewayConnection._on_heartbeat_request,
-    Op.IDENTIFY: GatewayConnection._on_client_only,
-    Op.RESUME: GatewayConnection._on_client_only,
-    Op.RECONNECT: GatewayConnection._on_reconnect,
-    Op.INVALID_SESSION: GatewayConnection._on_invalid_session,
-    Op.HELLO: GatewayConnection._on_hello,
-    Op.HEARTBEAT_ACK: GatewayConnection._on_heartbeat_ack,
+    Op.DISPATCH: GatewayProtocol._on_dispatch,
+    Op.HEARTBEAT: GatewayProtocol._on_heartbeat_request,
+    Op.IDENTIFY: GatewayProtocol._on_client_only,
+    Op.RESUME: GatewayProtocol._on_client_only,
+    Op.RECONNECT: GatewayProtocol._on_reconnect,
+    Op.INVALID_SESSION: GatewayProtocol._on_invalid_session,
+    Op.HELLO: GatewayProtocol._on_hello,
+    Op.HEARTBEAT_ACK: GatewayProtocol._on_heartbeat_ack,
 }

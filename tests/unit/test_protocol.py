@@ -13,10 +13,10 @@ from qqworker.protocol import (
     Dispatch,
     Established,
     FrameRejected,
-    GatewayConnection,
+    GatewayProtocol,
     Op,
+    ResumePoint,
     Send,
-    Session,
 )
 
 TOKEN = "QQBot tok-123"
@@ -40,12 +40,12 @@ def dispatch(s: int, msg_id: str, t: str = "C2C_MESSAGE_CREATE") -> str:
     return frame(Op.DISPATCH, {"id": msg_id, "content": "hi"}, s=s, t=t, id=f"{t}:{msg_id}")
 
 
-def connect(session: Session | None = None, now: float = 0.0) -> tuple[GatewayConnection, list]:
-    conn = GatewayConnection(token=TOKEN, intents=513, session=session or Session(), now=now)
+def connect(session: ResumePoint | None = None, now: float = 0.0) -> tuple[GatewayProtocol, list]:
+    conn = GatewayProtocol(token=TOKEN, intents=513, session=session or ResumePoint(), now=now)
     return conn, conn.receive_text(hello(), now)
 
 
-def established(session: Session | None = None) -> GatewayConnection:
+def established(session: ResumePoint | None = None) -> GatewayProtocol:
     conn, _ = connect(session)
     conn.receive_text(ready(), 0.1)
     return conn
@@ -71,12 +71,12 @@ def test_hello_leads_to_identify_with_token_intents_and_shard() -> None:
 
 
 def test_a_resumable_session_resumes_instead() -> None:
-    _, out = connect(Session(session_id="s-9", seq=41))
+    _, out = connect(ResumePoint(session_id="s-9", seq=41))
     assert out == [Send({"op": Op.RESUME, "d": {"token": TOKEN, "session_id": "s-9", "seq": 41}})]
 
 
 def test_ready_establishes_and_records_the_session() -> None:
-    session = Session()
+    session = ResumePoint()
     conn, _ = connect(session)
     out = conn.receive_text(ready("abc", s=1), 0.2)
     assert out == [Established("abc", resumed=False, seq=1)]
@@ -85,7 +85,7 @@ def test_ready_establishes_and_records_the_session() -> None:
 
 
 def test_resume_replays_before_resumed_and_seq_continues() -> None:
-    session = Session(session_id="s", seq=5)
+    session = ResumePoint(session_id="s", seq=5)
     conn, _ = connect(session)
     replayed = conn.receive_text(dispatch(6, "m6"), 0.1) + conn.receive_text(dispatch(7, "m7"), 0.1)
     assert [d.seq for d in replayed if isinstance(d, Dispatch)] == [6, 7]
@@ -111,7 +111,7 @@ def test_duplicate_delivery_is_dropped_but_seq_never_moves_backwards() -> None:
 
 
 def test_dedupe_memory_is_bounded() -> None:
-    session = Session()
+    session = ResumePoint()
     for i in range(DEDUPE_WINDOW + 10):
         assert session.first_sighting(str(i))
     assert len(session.seen_event_ids) == DEDUPE_WINDOW
@@ -177,7 +177,7 @@ def test_op7_reconnect_keeps_the_session() -> None:
 
 
 def test_op9_false_drops_the_session_and_counts_as_identify_rejection() -> None:
-    session = Session()
+    session = ResumePoint()
     conn, _ = connect(session)
     (out,) = conn.receive_text(frame(Op.INVALID_SESSION, False), 0.1)
     assert out.action is CloseAction.IDENTIFY and out.identify_rejected
@@ -185,7 +185,7 @@ def test_op9_false_drops_the_session_and_counts_as_identify_rejection() -> None:
 
 
 def test_op9_on_resume_is_not_an_identify_rejection() -> None:
-    session = Session(session_id="old", seq=3)
+    session = ResumePoint(session_id="old", seq=3)
     conn, _ = connect(session)
     (out,) = conn.receive_text(frame(Op.INVALID_SESSION, False), 0.1)
     assert out.action is CloseAction.IDENTIFY and not out.identify_rejected
@@ -264,7 +264,7 @@ def test_binary_frames_are_rejected_and_survived() -> None:
 
 
 def test_hello_without_interval_falls_back_and_says_so() -> None:
-    conn = GatewayConnection(token=TOKEN, intents=1, session=Session(), now=0)
+    conn = GatewayProtocol(token=TOKEN, intents=1, session=ResumePoint(), now=0)
     out = conn.receive_text(frame(Op.HELLO, {}), 0)
     assert isinstance(out[0], FrameRejected) and isinstance(out[1], Send)
     assert conn.heartbeat_interval == 45.0
@@ -323,13 +323,13 @@ def test_without_an_envelope_id_the_objects_id_dedupes() -> None:
 
 def test_a_refused_resume_is_said_so_whatever_form_the_refusal_takes() -> None:
     # op 9 to our Resume
-    session = Session(session_id="old", seq=3)
+    session = ResumePoint(session_id="old", seq=3)
     conn, _ = connect(session)
     (out,) = conn.receive_text(frame(Op.INVALID_SESSION, False), 0.1)
     assert out.resume_refused and not session.resumable
     # 4006 / 4007 / 4902 closing the Resume before RESUMED: refused, and not an Identify rejection
     for code in (4006, 4007, 4902):
-        conn, _ = connect(Session(session_id="old", seq=3))
+        conn, _ = connect(ResumePoint(session_id="old", seq=3))
         out = conn.end("", code=code)
         assert out.resume_refused and not out.identify_rejected and out.action is CloseAction.IDENTIFY, code
 
@@ -338,26 +338,27 @@ def test_only_a_resume_can_be_refused() -> None:
     conn, _ = connect()  # an Identify
     out = conn.receive_text(frame(Op.INVALID_SESSION, False), 0.1)[0]
     assert not out.resume_refused and out.identify_rejected
-    assert not established(Session(session_id="old", seq=3)).end("", code=4006).resume_refused  # after READY
-    conn, _ = connect(Session(session_id="old", seq=3))
+    after_ready = established(ResumePoint(session_id="old", seq=3))
+    assert not after_ready.end("", code=4006).resume_refused
+    conn, _ = connect(ResumePoint(session_id="old", seq=3))
     assert not conn.end("", code=4009).resume_refused  # resume again, not a refusal
-    conn, _ = connect(Session(session_id="old", seq=3))
+    conn, _ = connect(ResumePoint(session_id="old", seq=3))
     assert not conn.end("", code=4004).resume_refused  # a stale token: a new token, not a new session
 
 
 # How a connection ends: `end()` and the one `drops_session` predicate --------------------------
 
 
-def before_ready(resuming: bool) -> GatewayConnection:
-    conn, _ = connect(Session(session_id="old", seq=3) if resuming else None)
+def before_ready(resuming: bool) -> GatewayProtocol:
+    conn, _ = connect(ResumePoint(session_id="old", seq=3) if resuming else None)
     return conn
 
 
 PHASES = {
-    "before Hello": lambda: GatewayConnection(token=TOKEN, intents=1, session=Session("old", 3), now=0),
+    "before Hello": lambda: GatewayProtocol(token=TOKEN, intents=1, session=ResumePoint("old", 3), now=0),
     "identifying": lambda: before_ready(False),
     "resuming": lambda: before_ready(True),
-    "established": lambda: established(Session(session_id="old", seq=3)),
+    "established": lambda: established(ResumePoint(session_id="old", seq=3)),
 }
 
 

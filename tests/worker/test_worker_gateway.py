@@ -16,7 +16,7 @@ from qqworker.closecodes import CloseAction
 from qqworker.contract.settings import ConfigError
 from qqworker.gateway import MAX_WAIT_S, Callbacks, drive, open_link, wake_at
 from qqworker.logs import configure_logging
-from qqworker.protocol import Disconnect, Dispatch, Established, GatewayConnection, Session
+from qqworker.protocol import Disconnect, Dispatch, Established, GatewayProtocol, ResumePoint
 
 HELLO = json.dumps({"op": 10, "d": {"heartbeat_interval": 200}})
 
@@ -27,8 +27,8 @@ def ready(seq: int = 1) -> str:
     )
 
 
-def new_conn(session: Session | None = None, now: float = 0.0) -> GatewayConnection:
-    return GatewayConnection(token="QQBot t", intents=1, session=session or Session(), now=now)
+def new_conn(session: ResumePoint | None = None, now: float = 0.0) -> GatewayProtocol:
+    return GatewayProtocol(token="QQBot t", intents=1, session=session or ResumePoint(), now=now)
 
 
 def test_before_hello_recv_waits_until_the_attempt_deadline() -> None:
@@ -90,7 +90,7 @@ class Seen:
         self.control_frames = 0
 
     def callbacks(self) -> Callbacks:
-        def control(conn: GatewayConnection) -> None:
+        def control(conn: GatewayProtocol) -> None:
             self.control_frames += 1
 
         return Callbacks(
@@ -98,7 +98,7 @@ class Seen:
         )
 
 
-async def run(url: str, seen: Seen, timeout: float = 2.0, session: Session | None = None) -> Disconnect:
+async def run(url: str, seen: Seen, timeout: float = 2.0, session: ResumePoint | None = None) -> Disconnect:
     loop = asyncio.get_running_loop()
     ws = await open_link(url, timeout)
     conn = new_conn(session, now=loop.time())
@@ -196,7 +196,7 @@ async def test_a_close_code_from_the_server_is_reported(server: Any, logged: Any
         await ws.close(4914, "bot delisted")
 
     url = await server(rejects)
-    session = Session(session_id="old", seq=5)
+    session = ResumePoint(session_id="old", seq=5)
     result = await run(url, Seen(), session=session)
     assert result.close_code == 4914 and result.action is CloseAction.FATAL
     assert session.session_id is None, "a fatal close drops the session"

@@ -49,8 +49,6 @@ PR_SET_PDEATHSIG = 1
 MIN_BEAT_PERIOD_S = 0.05
 DROP_REPORT_EVERY_S = 10.0
 
-BEATER: Beater | None = None  # this process's beater, once running (for diagnostics and tests)
-
 
 def die_with_parent(sig: int = signal.SIGTERM) -> bool:
     """Asks the kernel to send `sig` when the parent (thread) that spawned us dies; Linux only."""
@@ -151,14 +149,15 @@ class Beater:
             await asyncio.sleep(self.period())
 
 
-async def serve_child(
-    settings: Settings, session: Any, beat_fd: int, parent_pid: int, progress: Progress, beater: Beater
-) -> int:
+async def serve_child(settings: Settings, session: Any, beater: Beater) -> int:
+    """Runs a Worker beating on `beater` (its progress is the worker's), stopped by SIGTERM or by
+    the watchdog going away; saves the dedupe window on the way out."""
     import asyncio
 
     from qqworker.worker import Worker  # after the first beat: the heavy imports come here
 
     loop = asyncio.get_running_loop()
+    progress = beater.progress
     worker = Worker(settings, session=session, progress=progress)
     beater.on_broken = lambda reason: loop.call_soon(worker.stop, reason)
     # Every change is beaten at once; the write is a non-blocking os.write of one short line.
@@ -266,11 +265,8 @@ def run_child(
     beat_conn.close()
     # The session handed over is in the very first beat, so a child killed early passes it on.
     progress = Progress(session_id=resume[0] if resume else None, seq=resume[1] if resume else None)
-    global BEATER
     version = watchdog_beat_version()
-    BEATER = beater = Beater(
-        beat_fd, progress, settings.heartbeat_interval, parent_pid, version, settings.app_secret
-    )
+    beater = Beater(beat_fd, progress, settings.heartbeat_interval, parent_pid, version, settings.app_secret)
     # A new token is beaten before anything can print it: the watchdog reads beats before output.
     redactor.on_add = beater.send
     beater.send()  # STARTING, before the worker's imports
@@ -282,7 +278,7 @@ def run_child(
     session = None if resume is None else ResumePoint(session_id=resume[0], seq=resume[1])
     restore_seen(settings, session)
     try:
-        code = asyncio.run(serve_child(settings, session, beat_fd, parent_pid, progress, beater))
+        code = asyncio.run(serve_child(settings, session, beater))
     finally:
         redactor.on_add = None
         os.close(beat_fd)

@@ -240,7 +240,6 @@ class GatewayProtocol:
         self.unacked = 0
         self.last_ack_at: float | None = None
         self.ack_rtt: float | None = None  # the last heartbeat's round trip, for monitoring
-        self.opened_at = now
         self.resuming = False
         self.disconnect: Disconnect | None = None
         self.last_rx_at = now  # any frame, pongs included

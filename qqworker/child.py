@@ -19,7 +19,8 @@ Beats are written in the version the watchdog said it speaks (`beat.VERSION_ENV`
 too old to say) and carry the access tokens the worker learnt, so that the watchdog redacts them from
 everything the process prints, raw `print()`s and library output included.
 
-asyncio is imported inside the functions: the watchdog imports this module to name the spawn target,
+The event loop runs and ends as the worker alone runs it (`runloop`): a stop is never held up by a
+thread stuck in getaddrinfo. asyncio is imported inside the functions: the watchdog imports this module to name the spawn target,
 and must not load asyncio (and with it ssl, ~8 MB) into the supervisor for that.
 """
 
@@ -271,17 +272,17 @@ def run_child(
     redactor.on_add = beater.send
     beater.send()  # STARTING, before the worker's imports
 
-    import asyncio
-
     from qqworker.protocol import ResumePoint
+    from qqworker.runloop import exit_despite_stuck_threads, run_loop
 
     session = None if resume is None else ResumePoint(session_id=resume[0], seq=resume[1])
     restore_seen(settings, session)
     try:
-        code = asyncio.run(serve_child(settings, session, beater))
+        code = run_loop(serve_child(settings, session, beater))  # the same loop as the worker alone
     finally:
         redactor.on_add = None
         os.close(beat_fd)
         if os.getppid() != parent_pid:
             orphans.end_descendants(grace=0.2)
+    exit_despite_stuck_threads(code)
     sys.exit(code)

@@ -99,6 +99,12 @@ def _non_blocking_pipe_write_end(fd: int) -> bool:
     return is_pipe and flags & os.O_ACCMODE == os.O_WRONLY and bool(flags & os.O_NONBLOCK)
 
 
+def _stuck_lookup() -> None:
+    """A call that never returns on the loop's default executor, as getaddrinfo is there when the
+    DNS server is gone: asyncio.run would wait for it at exit."""
+    asyncio.get_running_loop().run_in_executor(None, time.sleep, 600)
+
+
 def _exit(code: int) -> Callable[[], None]:
     def leave() -> None:
         os._exit(code)
@@ -113,6 +119,7 @@ COMMANDS: dict[str, Callable[[], None]] = {
     "stall": _stall,
     "silent": _silent,
     "closepipe": _close_beat_pipe,
+    "stucklookup": _stuck_lookup,
     "exit3": _exit(3),
     "foreignjson": _foreign_json,
     "bigline": _big_line,

@@ -20,8 +20,9 @@ too old to say) and carry the access tokens the worker learnt, so that the watch
 everything the process prints, raw `print()`s and library output included.
 
 The event loop runs and ends as the worker alone runs it (`runloop`): a stop is never held up by a
-thread stuck in getaddrinfo. asyncio is imported inside the functions: the watchdog imports this module to name the spawn target,
-and must not load asyncio (and with it ssl, ~8 MB) into the supervisor for that.
+thread stuck in getaddrinfo. asyncio is imported inside the functions: the watchdog imports this
+module to name the spawn target, and must not load asyncio (and with it ssl, ~8 MB) into the
+supervisor for that.
 """
 
 from __future__ import annotations

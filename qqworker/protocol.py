@@ -20,6 +20,24 @@ import orjson
 from qqworker.closecodes import CloseAction, CloseRule, close_rule
 from qqworker.liveness import LinkDead, Liveness, PingsIgnored, SendPing, clamp_heartbeat
 
+__all__ = [
+    "CLOSE_END_SESSION",
+    "CLOSE_KEEP_SESSION",
+    "DEDUPE_WINDOW",
+    "AckTimeout",
+    "ConnPhase",
+    "Disconnect",
+    "Dispatch",
+    "Established",
+    "FrameRejected",
+    "GatewayProtocol",
+    "Op",
+    "Output",
+    "ResumePoint",
+    "Send",
+    "event_key",
+]
+
 
 class Op(IntEnum):
     DISPATCH = 0

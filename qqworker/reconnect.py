@@ -15,6 +15,8 @@ from qqworker.closecodes import CloseAction
 from qqworker.contract.exitcodes import ExitCode
 from qqworker.protocol import Disconnect
 
+__all__ = ["ReconnectDecision", "ReconnectPolicy", "Verdict"]
+
 # Intents not allowed: op 9 after Identify this many times in a row, AND spread over at least this many
 # retry caps of backoff (3 minutes at the default 60 s cap), so a platform hiccup of a few seconds
 # that answers every Identify with op 9 is waited out, never taken for a configuration error.

@@ -19,8 +19,10 @@ Beats are written in the version the watchdog said it speaks (`beat.VERSION_ENV`
 too old to say) and carry the access tokens the worker learnt, so that the watchdog redacts them from
 everything the process prints, raw `print()`s and library output included.
 
-asyncio is imported inside the functions: the watchdog imports this module to name the spawn target,
-and must not load asyncio (and with it ssl, ~8 MB) into the supervisor for that.
+The event loop runs and ends as the worker alone runs it (`runloop`): a stop is never held up by a
+thread stuck in getaddrinfo. asyncio is imported inside the functions: the watchdog imports this
+module to name the spawn target, and must not load asyncio (and with it ssl, ~8 MB) into the
+supervisor for that.
 """
 
 from __future__ import annotations
@@ -48,8 +50,6 @@ log = logging.getLogger("qqworker.child")
 PR_SET_PDEATHSIG = 1
 MIN_BEAT_PERIOD_S = 0.05
 DROP_REPORT_EVERY_S = 10.0
-
-BEATER: Beater | None = None  # this process's beater, once running (for diagnostics and tests)
 
 
 def die_with_parent(sig: int = signal.SIGTERM) -> bool:
@@ -151,14 +151,15 @@ class Beater:
             await asyncio.sleep(self.period())
 
 
-async def serve(
-    settings: Settings, session: Any, beat_fd: int, parent_pid: int, progress: Progress, beater: Beater
-) -> int:
+async def serve_child(settings: Settings, session: Any, beater: Beater) -> int:
+    """Runs a Worker beating on `beater` (its progress is the worker's), stopped by SIGTERM or by
+    the watchdog going away; saves the dedupe window on the way out."""
     import asyncio
 
     from qqworker.worker import Worker  # after the first beat: the heavy imports come here
 
     loop = asyncio.get_running_loop()
+    progress = beater.progress
     worker = Worker(settings, session=session, progress=progress)
     beater.on_broken = lambda reason: loop.call_soon(worker.stop, reason)
     # Every change is beaten at once; the write is a non-blocking os.write of one short line.
@@ -266,26 +267,23 @@ def run_child(
     beat_conn.close()
     # The session handed over is in the very first beat, so a child killed early passes it on.
     progress = Progress(session_id=resume[0] if resume else None, seq=resume[1] if resume else None)
-    global BEATER
     version = watchdog_beat_version()
-    BEATER = beater = Beater(
-        beat_fd, progress, settings.heartbeat_interval, parent_pid, version, settings.app_secret
-    )
+    beater = Beater(beat_fd, progress, settings.heartbeat_interval, parent_pid, version, settings.app_secret)
     # A new token is beaten before anything can print it: the watchdog reads beats before output.
     redactor.on_add = beater.send
     beater.send()  # STARTING, before the worker's imports
 
-    import asyncio
+    from qqworker.protocol import ResumePoint
+    from qqworker.runloop import exit_despite_stuck_threads, run_loop
 
-    from qqworker.protocol import Session
-
-    session = None if resume is None else Session(session_id=resume[0], seq=resume[1])
+    session = None if resume is None else ResumePoint(session_id=resume[0], seq=resume[1])
     restore_seen(settings, session)
     try:
-        code = asyncio.run(serve(settings, session, beat_fd, parent_pid, progress, beater))
+        code = run_loop(serve_child(settings, session, beater))  # the same loop as the worker alone
     finally:
         redactor.on_add = None
         os.close(beat_fd)
         if os.getppid() != parent_pid:
             orphans.end_descendants(grace=0.2)
+    exit_despite_stuck_threads(code)
     sys.exit(code)

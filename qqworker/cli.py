@@ -13,20 +13,18 @@ import logging
 import os
 import signal
 import sys
-import threading
-import time
-from collections.abc import Coroutine, Sequence
-from typing import Any, NoReturn
+from collections.abc import Sequence
+from typing import NoReturn
 
 from qqworker.contract.events import LogEvent
 from qqworker.contract.exitcodes import ExitCode
 from qqworker.contract.logs import log_event, redactor
 from qqworker.contract.settings import ConfigError, Settings, add_setting_flags, load_settings
 from qqworker.logs import configure_logging, current_handler, pump_outputs
+from qqworker.runloop import exit_despite_stuck_threads, run_loop
 from qqworker.worker import Worker
 
 log = logging.getLogger("qqworker.cli")
-THREAD_GRACE_S = 1.0
 
 
 class _Parser(argparse.ArgumentParser):
@@ -80,43 +78,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             close_code=None,
         )
         return int(ExitCode.CONFIG)
-    code = run_loop(serve(settings))
-    _exit_despite_stuck_threads(code)
+    code = run_loop(serve_standalone(settings))
+    exit_despite_stuck_threads(code)
     return code
 
 
-def run_loop(main: Coroutine[Any, Any, ExitCode]) -> int:
-    """Like asyncio.run, but without waiting for the default executor: a thread stuck in getaddrinfo
-    (a dead DNS server during an outage) must not hold up a stop that was asked for."""
-    loop = asyncio.new_event_loop()
-    try:
-        return int(loop.run_until_complete(main))
-    finally:
-        try:
-            loop.run_until_complete(loop.shutdown_asyncgens())
-        finally:
-            loop.close()  # shuts the default executor down without waiting
-
-
-def _exit_despite_stuck_threads(code: int, grace_s: float = THREAD_GRACE_S) -> None:
-    """Gives leftover threads (DNS lookups, a sync handler's library) a moment, then exits anyway:
-    the interpreter would otherwise join them at exit, for as long as they take."""
-    deadline = time.monotonic() + grace_s
-    for thread in threading.enumerate():
-        if thread is threading.current_thread() or thread.daemon:
-            continue
-        thread.join(max(0.0, deadline - time.monotonic()))
-    if any(
-        t.is_alive() and not t.daemon and t is not threading.current_thread() for t in threading.enumerate()
-    ):
-        sys.stdout.flush()
-        handler = current_handler()
-        if handler is not None:
-            handler.flush()  # a stalled stdout's last lines get their bounded chance
-        os._exit(code)
-
-
-async def serve(settings: Settings) -> ExitCode:
+async def serve_standalone(settings: Settings) -> ExitCode:
     """Runs a Worker with the process signals wired to it."""
     worker = Worker(settings)
     loop = asyncio.get_running_loop()

@@ -30,10 +30,6 @@ class CloseRule:
     action: CloseAction
     refresh_token: bool = False  # fetch a new access token before the next attempt
 
-    @property
-    def drops_session(self) -> bool:
-        return self.action in (CloseAction.IDENTIFY, CloseAction.FATAL)
-
 
 def _rule(code: int, meaning: str, action: CloseAction, **kw: bool) -> tuple[int, CloseRule]:
     return code, CloseRule(code, meaning, action, **kw)

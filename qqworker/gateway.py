@@ -1,4 +1,4 @@
-"""One gateway connection: the thin I/O shell around `protocol.GatewayConnection`.
+"""One gateway connection: the thin I/O shell around `protocol.GatewayProtocol`.
 
 Opens the WebSocket (`link.open_link`, bounded by the attempt's deadline), then feeds every message
 the link receives to the protocol object and carries out what it returns, synchronously, in the
@@ -15,7 +15,6 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from qqworker.closecodes import CloseAction
 from qqworker.contract.events import LogEvent
 from qqworker.contract.logs import log_event
 from qqworker.contract.settings import check_url
@@ -30,7 +29,7 @@ from qqworker.protocol import (
     Dispatch,
     Established,
     FrameRejected,
-    GatewayConnection,
+    GatewayProtocol,
     Output,
     Send,
 )
@@ -40,10 +39,8 @@ log = logging.getLogger("qqworker.gateway")
 MAX_FRAME_BYTES = 1 << 20  # the default --max-frame-bytes: a larger frame closes the link (1009)
 MAX_WAIT_S = 60.0  # upper bound on a single wait even if no timer is due
 TOO_BIG = 1009
-# Our close codes: 4000 keeps the session resumable (as Discord-style gateways read it); 1000 ends it.
-CLOSE_KEEP_SESSION = 4000
-CLOSE_END_SESSION = 1000
 USER_AGENT = "qqwatchdog"
+STOPPING = "the worker is stopping"  # why a connection ends when the task driving it is cancelled
 
 
 @dataclass
@@ -53,12 +50,12 @@ class Callbacks:
     established: Callable[[Established], None]
     dispatch: Callable[[Dispatch], None]
     # After every frame but an event (Hello, ACK, READY...): the last ACK time may have moved.
-    control: Callable[[GatewayConnection], None]
+    control: Callable[[GatewayProtocol], None]
     # The server answers no WebSocket ping (called once per connection at most).
     pings_ignored: Callable[[PingsIgnored], None] = lambda out: None
 
 
-def wake_at(conn: GatewayConnection, deadline: float, now: float) -> float:
+def wake_at(conn: GatewayProtocol, deadline: float, now: float) -> float:
     """Until when the next recv() may wait: the next heartbeat or, before READY, the attempt's
     deadline, whichever comes first; never later than MAX_WAIT_S from now."""
     limit = now + MAX_WAIT_S
@@ -70,14 +67,6 @@ def wake_at(conn: GatewayConnection, deadline: float, now: float) -> float:
     return limit
 
 
-def close_code_for(decision: Disconnect) -> int:
-    return (
-        CLOSE_END_SESSION
-        if decision.action in (CloseAction.IDENTIFY, CloseAction.FATAL)
-        else CLOSE_KEEP_SESSION
-    )
-
-
 async def open_link(url: str, timeout: float, *, max_size: int = MAX_FRAME_BYTES) -> Link:
     """TCP + TLS + WebSocket handshake within `timeout`; raises on any failure. No proxy from the
     environment, like the REST client (aiohttp's default): one predictable path."""
@@ -85,24 +74,26 @@ async def open_link(url: str, timeout: float, *, max_size: int = MAX_FRAME_BYTES
     return await open_websocket(url, max(0.01, timeout), max_size=max_size, user_agent=USER_AGENT)
 
 
-async def drive(link: Link, conn: GatewayConnection, callbacks: Callbacks, *, deadline: float) -> Disconnect:
+async def drive(link: Link, conn: GatewayProtocol, callbacks: Callbacks, *, deadline: float) -> Disconnect:
     """Runs one open connection to its end and returns why it ended (it is closed on return)."""
     driver = _Driver(link, conn, callbacks)
     try:
         return await driver.run(deadline)
     finally:
-        # Cancelled (stop) or done: close, waiting at most the link's close timeout.
-        decision = driver.decision
+        # Done, or cancelled (a stop): close, waiting at most the link's close timeout.
+        ended = conn.end(STOPPING)  # the decision already taken, if any
         if driver.link_dead:
             link.abort()  # a closing handshake over a dead link would only wait out its timeout
         else:
-            await link.shut(CLOSE_KEEP_SESSION if decision is None else close_code_for(decision))
+            await link.shut(ended.our_close_code)
 
 
 class _Driver:
-    """Carries out the protocol's outputs as the link's messages arrive, and its timers between."""
+    """The I/O side of one connection: feeds each message the `Link` delivers to the
+    `GatewayProtocol` and carries out its outputs at once (sends, callbacks, log lines), runs its
+    timers between messages, and closes the link with the code of the protocol's decision."""
 
-    def __init__(self, link: Link, conn: GatewayConnection, callbacks: Callbacks) -> None:
+    def __init__(self, link: Link, conn: GatewayProtocol, callbacks: Callbacks) -> None:
         self.link = link
         self.conn = conn
         self.callbacks = callbacks
@@ -121,7 +112,7 @@ class _Driver:
                 break
             if conn.phase is not ConnPhase.ESTABLISHED and now >= deadline:
                 waited = "Hello" if conn.phase is ConnPhase.AWAIT_HELLO else "READY"
-                self._settle(_end(conn, f"no {waited} in time"))
+                self._settle(conn.end(f"no {waited} in time"))
                 break
             self._wake.clear()
             try:
@@ -153,7 +144,7 @@ class _Driver:
     def _settle(self, decision: Disconnect) -> None:
         if self.decision is None:
             self.decision = decision
-            self.link.close(close_code_for(decision))
+            self.link.close(decision.our_close_code)
             self._wake.set()
 
     def _carry_out(self, outputs: list[Output]) -> None:
@@ -196,7 +187,7 @@ class _Driver:
             elif isinstance(out, PingsIgnored):
                 callbacks.pings_ignored(out)
             elif isinstance(out, Disconnect):
-                self._settle(conn.receive_close(None))  # returns the decision already taken
+                self._settle(out)
 
 
 def _evidence_text(out: AckTimeout) -> str:
@@ -208,13 +199,7 @@ def _evidence_text(out: AckTimeout) -> str:
     return f"{out.missed} heartbeats went unacknowledged ({silent})"
 
 
-def _end(conn: GatewayConnection, reason: str) -> Disconnect:
-    """We end the connection ourselves (no close code from the server): resume if we can."""
-    conn.disconnect = conn.disconnect or Disconnect(CloseAction.RESUME, reason)
-    return conn.receive_close(None)
-
-
-def _closed(conn: GatewayConnection, link: Link) -> Disconnect:
+def _closed(conn: GatewayProtocol, link: Link) -> Disconnect:
     """The link left the OPEN state by itself: why, from the close frames sent and received."""
     sent, rcvd = link.close_sent, link.close_rcvd
     if sent is not None and sent.code == TOO_BIG:
@@ -227,13 +212,13 @@ def _closed(conn: GatewayConnection, link: Link) -> Disconnect:
             reason="frame too large",
             excerpt="",
         )
-        return conn.receive_close(TOO_BIG, "frame too large")
+        return conn.end("frame too large", code=TOO_BIG)
     if rcvd is not None:
-        return conn.receive_close(rcvd.code, rcvd.reason)
+        return conn.end(rcvd.reason, code=rcvd.code)
     if sent is not None:  # the protocol failed the connection (a frame that broke RFC 6455)
-        return conn.receive_close(None, f"WebSocket protocol error: {sent.reason or sent.code}")
+        return conn.end(f"WebSocket protocol error: {sent.reason or sent.code}")
     error = link.lost_error
     if error is not None:  # e.g. ETIMEDOUT: TCP keepalive or TCP_USER_TIMEOUT gave up on the peer
         why = f"{type(error).__name__}: {error}"
-        return conn.receive_close(None, f"connection lost without a close frame ({why})")
-    return conn.receive_close(None, "connection lost without a close frame")
+        return conn.end(f"connection lost without a close frame ({why})")
+    return conn.end("connection lost without a close frame")

@@ -32,6 +32,8 @@ from qqworker.protocol import Dispatch
 from qqworker.rest import RestClient, RestError, reply_route
 from qqworker.signatures import adapt, is_async
 
+__all__ = ["DispatchEvent", "Handler", "Reply"]  # what a bot author uses (the README's "Handlers")
+
 log = logging.getLogger("qqworker.handlers")
 
 BACKLOG_LOG_INTERVAL_S = 5.0

@@ -1,7 +1,7 @@
 """One WebSocket client connection: websockets' sans-I/O `ClientProtocol` under an asyncio transport.
 
 websockets' asyncio layer queues each message for an awaited `recv()`. The gateway needs none of
-that: what to do with a frame is decided at once by `protocol.GatewayConnection`, so here each
+that: what to do with a frame is decided at once by `protocol.GatewayProtocol`, so here each
 message goes straight from `data_received` to a callback, and sends are plain writes. The gateway
 only ever sends small frames, so a write is never awaited; a link that stops draining is caught
 by the heartbeat ACK check like any other dead link. Only the two handshakes wait, each under a

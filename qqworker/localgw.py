@@ -32,7 +32,7 @@ from qqworker.contract.settings import ConfigError, Settings, parse_listen
 from qqworker.gwbuffer import StreamBuffer
 from qqworker.localtokens import LocalTokens, SessionIds
 from qqworker.localws import ClientConnection, handle_websocket
-from qqworker.protocol import Dispatch, Session
+from qqworker.protocol import Dispatch, ResumePoint
 from qqworker.rest import TRACE_HEADER, RestClient, RestError
 from qqworker.simulator.tokens import token_from_authorization
 from qqworker.simulator.wire import error_response, json_response
@@ -72,7 +72,7 @@ class LocalGateway:
         http: aiohttp.ClientSession,
         tokens: TokenManager,
         rest: RestClient,
-        session: Session,
+        session: ResumePoint,
     ) -> None:
         self.settings = settings
         self.host, self.port = parse_listen(settings.gateway_listen, "gateway_listen")

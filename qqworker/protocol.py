@@ -1,9 +1,9 @@
 """Sans-I/O QQ gateway protocol: frames in, decisions out; no sockets, no sleeps, no clock of its own.
 
-Like `websockets`' protocol layer and h11's Connection, `GatewayConnection` only consumes what the
-shell received (`receive_text`, `receive_close`) and the time the shell passes in (`poll`), and
+Like `websockets`' protocol layer and h11's Connection, `GatewayProtocol` only consumes what the
+shell received (`receive_text`, `end`) and the time the shell passes in (`poll`), and
 returns outputs for the shell to carry out: frames to send, a session that is up, dispatch events,
-and when to give up on the connection. One object per WebSocket connection; the `Session` it
+and when to give up on the connection. One object per WebSocket connection; the `ResumePoint` it
 updates (session id, last seq, recently seen event ids) outlives connections and processes.
 """
 
@@ -19,6 +19,24 @@ import orjson
 
 from qqworker.closecodes import CloseAction, CloseRule, close_rule
 from qqworker.liveness import LinkDead, Liveness, PingsIgnored, SendPing, clamp_heartbeat
+
+__all__ = [
+    "CLOSE_END_SESSION",
+    "CLOSE_KEEP_SESSION",
+    "DEDUPE_WINDOW",
+    "AckTimeout",
+    "ConnPhase",
+    "Disconnect",
+    "Dispatch",
+    "Established",
+    "FrameRejected",
+    "GatewayProtocol",
+    "Op",
+    "Output",
+    "ResumePoint",
+    "Send",
+    "event_key",
+]
 
 
 class Op(IntEnum):
@@ -40,13 +58,18 @@ class ConnPhase(str, Enum):
 
 
 DEFAULT_HEARTBEAT_INTERVAL_S = 45.0
+# Our close codes: 4000 keeps the session resumable (as Discord-style gateways read it); 1000 ends it.
+CLOSE_KEEP_SESSION = 4000
+CLOSE_END_SESSION = 1000
 MISSED_ACKS_LIMIT = 2  # heartbeats unacknowledged for two intervals: the link is half-open
 DEDUPE_WINDOW = 2048
 
 
 @dataclass
-class Session:
-    """What survives a connection: enough to Resume, and to drop duplicate deliveries."""
+class ResumePoint:
+    """Where the next connection picks the session up: its id and last seq (what a Resume sends),
+    and the recently seen event keys that drop a replay's duplicates. Outlives connections (the
+    worker keeps one) and processes (the watchdog hands it on); `forget()` when the session is lost."""
 
     session_id: str | None = None
     seq: int | None = None
@@ -175,6 +198,17 @@ class Disconnect:
     # The platform refused our Resume (op 9, 4006/4007, 49xx before RESUMED): Identify anew at once.
     resume_refused: bool = False
 
+    @property
+    def drops_session(self) -> bool:
+        """The session is lost: the next connection Identifies anew (or none comes: fatal). Otherwise it
+        stays resumable."""
+        return self.action in (CloseAction.IDENTIFY, CloseAction.FATAL)
+
+    @property
+    def our_close_code(self) -> int:
+        """The close code we end the link with: it tells the gateway whether the session is to be kept."""
+        return CLOSE_END_SESSION if self.drops_session else CLOSE_KEEP_SESSION
+
     @classmethod
     def from_rule(
         cls, rule: CloseRule, reason: str, *, before_ready: bool, resuming: bool = False
@@ -194,13 +228,19 @@ class Disconnect:
 Output = Send | Established | Dispatch | FrameRejected | AckTimeout | Disconnect | SendPing | PingsIgnored
 
 
-class GatewayConnection:
+class GatewayProtocol:
+    """One gateway connection's state machine, without I/O: Hello → Identify or Resume → READY or
+    RESUMED → events, heartbeats and liveness, until it ends. The shell feeds it what arrived
+    (`receive_text`, `receive_binary`, `receive_pong`), the time (`poll`) and the end of the link
+    (`end`); it returns `Output`s. Every decision about how the connection ends (and so whether the
+    session survives: `Disconnect.drops_session`) is taken here, once (`disconnect`)."""
+
     def __init__(
         self,
         *,
         token: str,
         intents: int,
-        session: Session,
+        session: ResumePoint,
         now: float,
         shard: tuple[int, int] = (0, 1),
         liveness: bool = False,
@@ -218,7 +258,6 @@ class GatewayConnection:
         self.unacked = 0
         self.last_ack_at: float | None = None
         self.ack_rtt: float | None = None  # the last heartbeat's round trip, for monitoring
-        self.opened_at = now
         self.resuming = False
         self.disconnect: Disconnect | None = None
         self.last_rx_at = now  # any frame, pongs included
@@ -258,14 +297,15 @@ class GatewayConnection:
             return []
         return [FrameRejected("binary frame (the gateway speaks JSON text)", repr(bytes(data[:80])))]
 
-    def receive_close(self, code: int | None, reason: str = "") -> Disconnect:
-        """The transport closed (a close frame, or none: code None). Decides what comes next."""
-        if self.disconnect is not None:  # we had already decided (op 7, op 9, ack timeout)
-            return self._close(self.disconnect)
-        rule = close_rule(code)
+    def end(self, reason: str, *, code: int | None = None) -> Disconnect:
+        """The connection ends: the transport closed (with the server's close `code`, or without one)
+        or the shell must end it (a deadline, a stop). Returns what comes next: the decision already
+        taken (op 7, op 9, a dead link) if there is one, else the one the close code calls for."""
+        if self.disconnect is not None:
+            return self.disconnect
         before_ready = self.phase is not ConnPhase.ESTABLISHED
-        return self._close(
-            Disconnect.from_rule(rule, reason, before_ready=before_ready, resuming=self.resuming)
+        return self._decide(
+            Disconnect.from_rule(close_rule(code), reason, before_ready=before_ready, resuming=self.resuming)
         )
 
     def poll(self, now: float) -> list[Output]:
@@ -312,9 +352,7 @@ class GatewayConnection:
         return wake
 
     def _dead(self, timeout: AckTimeout, reason: str) -> list[Output]:
-        self.disconnect = Disconnect(CloseAction.RESUME, reason)
-        self.phase = ConnPhase.CLOSED
-        return [timeout, self.disconnect]
+        return [timeout, self._decide(Disconnect(CloseAction.RESUME, reason))]
 
     # Opcode handlers -------------------------------------------------------------------------
 
@@ -424,41 +462,40 @@ class GatewayConnection:
         return [Send({"op": Op.HEARTBEAT, "d": self.session.seq})]
 
     def _on_reconnect(self, frame: dict[str, Any], now: float) -> list[Output]:
-        self.disconnect = Disconnect(CloseAction.RESUME, "the gateway asked to reconnect (op 7)")
-        return [self.disconnect]
+        return [self._decide(Disconnect(CloseAction.RESUME, "the gateway asked to reconnect (op 7)"))]
 
     def _on_invalid_session(self, frame: dict[str, Any], now: float) -> list[Output]:
         if frame.get("d") is True and self.session.resumable:
-            self.disconnect = Disconnect(CloseAction.RESUME, "invalid session (op 9), resumable")
-        else:
-            self.session.forget()
-            refused = self.resuming and self.phase is ConnPhase.AWAIT_READY
-            self.disconnect = Disconnect(
-                CloseAction.IDENTIFY,
-                "invalid session (op 9): identify anew",
-                identify_rejected=not self.resuming,
-                resume_refused=refused,
-            )
-        return [self.disconnect]
+            return [self._decide(Disconnect(CloseAction.RESUME, "invalid session (op 9), resumable"))]
+        refused = self.resuming and self.phase is ConnPhase.AWAIT_READY
+        decision = Disconnect(
+            CloseAction.IDENTIFY,
+            "invalid session (op 9): identify anew",
+            identify_rejected=not self.resuming,
+            resume_refused=refused,
+        )
+        return [self._decide(decision)]
 
     def _on_client_only(self, frame: dict[str, Any], now: float) -> list[Output]:
         return [FrameRejected(f"client opcode {frame['op']} sent by the server", json.dumps(frame)[:120])]
 
-    def _close(self, decision: Disconnect) -> Disconnect:
+    def _decide(self, decision: Disconnect) -> Disconnect:
+        """The one place a connection's end is decided: nothing more is received, and a session the
+        decision drops is forgotten."""
         self.phase = ConnPhase.CLOSED
-        if decision.action in (CloseAction.IDENTIFY, CloseAction.FATAL):
+        if decision.drops_session:
             self.session.forget()
         self.disconnect = decision
         return decision
 
 
 _HANDLERS = {
-    Op.DISPATCH: GatewayConnection._on_dispatch,
-    Op.HEARTBEAT: GatewayConnection._on_heartbeat_request,
-    Op.IDENTIFY: GatewayConnection._on_client_only,
-    Op.RESUME: GatewayConnection._on_client_only,
-    Op.RECONNECT: GatewayConnection._on_reconnect,
-    Op.INVALID_SESSION: GatewayConnection._on_invalid_session,
-    Op.HELLO: GatewayConnection._on_hello,
-    Op.HEARTBEAT_ACK: GatewayConnection._on_heartbeat_ack,
+    Op.DISPATCH: GatewayProtocol._on_dispatch,
+    Op.HEARTBEAT: GatewayProtocol._on_heartbeat_request,
+    Op.IDENTIFY: GatewayProtocol._on_client_only,
+    Op.RESUME: GatewayProtocol._on_client_only,
+    Op.RECONNECT: GatewayProtocol._on_reconnect,
+    Op.INVALID_SESSION: GatewayProtocol._on_invalid_session,
+    Op.HELLO: GatewayProtocol._on_hello,
+    Op.HEARTBEAT_ACK: GatewayProtocol._on_heartbeat_ack,
 }

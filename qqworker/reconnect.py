@@ -15,6 +15,8 @@ from qqworker.closecodes import CloseAction
 from qqworker.contract.exitcodes import ExitCode
 from qqworker.protocol import Disconnect
 
+__all__ = ["ReconnectDecision", "ReconnectPolicy", "Verdict"]
+
 # Intents not allowed: op 9 after Identify this many times in a row, AND spread over at least this many
 # retry caps of backoff (3 minutes at the default 60 s cap), so a platform hiccup of a few seconds
 # that answers every Identify with op 9 is waited out, never taken for a configuration error.
@@ -30,7 +32,10 @@ class Verdict(str, Enum):
 
 
 @dataclass(frozen=True)
-class Decision:
+class ReconnectDecision:
+    """The policy's answer after an attempt or a lost connection: retry after `delay_s` (the next
+    attempt being number `attempt`), give up (exit 75) or stop for good (exit 78)."""
+
     verdict: Verdict
     delay_s: float = 0.0
     attempt: int = 0  # the number the next attempt will carry
@@ -43,6 +48,9 @@ class Decision:
 
 
 class ReconnectPolicy:
+    """Counts attempts and rejections and answers "what now?" (`attempt_failed`, `connection_lost`)
+    with a `ReconnectDecision`; the listen loop (worker.py) only carries it out. Time is passed in."""
+
     def __init__(self, backoff: Backoff, max_attempts: int) -> None:
         self.backoff = backoff
         self.max_attempts = max_attempts  # 0: never give up
@@ -63,13 +71,13 @@ class ReconnectPolicy:
         self.auth_rejections = 0
         self.established_at = now
 
-    def attempt_failed(self, reason: str, *, permanent: bool = False) -> Decision:
+    def attempt_failed(self, reason: str, *, permanent: bool = False) -> ReconnectDecision:
         """An attempt never reached READY/RESUMED (network error, timeout, token failure...)."""
         if permanent:
-            return Decision(Verdict.FATAL, reason=reason)
+            return ReconnectDecision(Verdict.FATAL, reason=reason)
         return self._retry(reason)
 
-    def connection_lost(self, disconnect: Disconnect, now: float) -> Decision:
+    def connection_lost(self, disconnect: Disconnect, now: float) -> ReconnectDecision:
         """A connection ended: during the handshake (a failed attempt) or after READY."""
         lasted = None if self.established_at is None else now - self.established_at
         self.established_at = None
@@ -78,11 +86,12 @@ class ReconnectPolicy:
             self.backoff.reset()
 
         if disconnect.action is CloseAction.FATAL:
-            return Decision(Verdict.FATAL, reason=disconnect.reason)
+            return ReconnectDecision(Verdict.FATAL, reason=disconnect.reason)
         if disconnect.auth_rejected:
             self.auth_rejections += 1
             if self.auth_rejections >= 2:
-                return Decision(Verdict.FATAL, reason="the gateway rejected a freshly fetched token (4004)")
+                why = "the gateway rejected a freshly fetched token (4004)"
+                return ReconnectDecision(Verdict.FATAL, reason=why)
         if disconnect.identify_rejected:
             self.identify_rejections += 1
             if self.first_rejection_at is None:
@@ -92,7 +101,7 @@ class ReconnectPolicy:
                 self.identify_rejections >= IDENTIFY_REJECTION_LIMIT
                 and span >= IDENTIFY_REJECTION_SPAN_CAPS * self.backoff.cap
             ):
-                return Decision(
+                return ReconnectDecision(
                     Verdict.FATAL,
                     reason=f"Identify rejected {self.identify_rejections} times in a row over "
                     f"{span:.0f}s (are the intents allowed for this bot?)",
@@ -101,17 +110,17 @@ class ReconnectPolicy:
             # The session is gone on the platform's side: nothing to wait for, a fresh Identify now.
             # It cannot loop: the session is dropped, the next attempt Identifies and is never refused so.
             if self.max_attempts and self.attempt >= self.max_attempts:
-                return Decision(Verdict.GIVE_UP, attempt=self.attempt, reason=disconnect.reason)
-            return Decision(Verdict.RETRY, 0.0, self.attempt + 1, disconnect.reason)
+                return ReconnectDecision(Verdict.GIVE_UP, attempt=self.attempt, reason=disconnect.reason)
+            return ReconnectDecision(Verdict.RETRY, 0.0, self.attempt + 1, disconnect.reason)
         floor = self.backoff.cap if disconnect.action is CloseAction.BACKOFF else 0.0
         if stable and disconnect.action is CloseAction.RESUME:
             # The normal 30-minute cycle (op 7 / 4009) or a dropped link: resume at once. A session
             # that ended sooner is flapping and takes the backoff like any failure.
-            return Decision(Verdict.RETRY, 0.0, self.attempt + 1, disconnect.reason)
+            return ReconnectDecision(Verdict.RETRY, 0.0, self.attempt + 1, disconnect.reason)
         return self._retry(disconnect.reason, floor=floor, refresh_token=disconnect.refresh_token)
 
-    def _retry(self, reason: str, *, floor: float = 0.0, refresh_token: bool = False) -> Decision:
+    def _retry(self, reason: str, *, floor: float = 0.0, refresh_token: bool = False) -> ReconnectDecision:
         if self.max_attempts and self.attempt >= self.max_attempts:
-            return Decision(Verdict.GIVE_UP, attempt=self.attempt, reason=reason)
+            return ReconnectDecision(Verdict.GIVE_UP, attempt=self.attempt, reason=reason)
         delay = self.backoff.next_delay(floor)
-        return Decision(Verdict.RETRY, delay, self.attempt + 1, reason, refresh_token)
+        return ReconnectDecision(Verdict.RETRY, delay, self.attempt + 1, reason, refresh_token)

@@ -24,7 +24,7 @@ from typing import Any
 
 from qqworker.atomic import BLOCKED_HERE, write_atomic
 from qqworker.contract.events import LogEvent
-from qqworker.protocol import DEDUPE_WINDOW, Session, event_key
+from qqworker.protocol import DEDUPE_WINDOW, ResumePoint, event_key
 
 log = logging.getLogger("qqworker.seen")
 
@@ -83,7 +83,7 @@ def load(path: str, *, app_id: str, session_id: str) -> tuple[list[str], str | N
         return [], str(exc)
 
 
-def handled_keys(session: Session, unfinished: Iterable[Any]) -> list[str]:
+def handled_keys(session: ResumePoint, unfinished: Iterable[Any]) -> list[str]:
     """The window's keys minus those of events not handled yet: a successor must get those again."""
     pending = {key for e in unfinished if (key := event_key(e.type, e.id, e.data)) is not None}
     keys = session.recent_keys()
@@ -98,7 +98,7 @@ class SeenKeeper:
         self,
         path: str,
         app_id: str,
-        session: Session,
+        session: ResumePoint,
         unfinished: Callable[[], Iterable[Any]],
         *,
         write: Callable[[str, bytes], None] = write_atomic,

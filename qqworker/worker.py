@@ -27,7 +27,7 @@ from qqworker.contract.logs import log_event
 from qqworker.contract.settings import ConfigError, Settings
 from qqworker.deadlines import within
 from qqworker.delivery import MAX_REPORTED, report_abandoned
-from qqworker.gateway import TOO_BIG, Callbacks, drive, open_link
+from qqworker.gateway import STOPPING, TOO_BIG, Callbacks, drive, open_link
 from qqworker.handler_import import load_handler_retrying
 from qqworker.handlers import Dispatcher, Handler
 from qqworker.hostprobe import RESOLVE_TIMEOUT_S, classify, name_failure
@@ -35,8 +35,8 @@ from qqworker.hosts import HostRing, Switch
 from qqworker.liveness import PingsIgnored
 from qqworker.netpath import DEAD_LINK, local_failure, probe_target, tcp_probe, wait_for_path
 from qqworker.oversize import Move, OversizeGuard
-from qqworker.protocol import Established, GatewayConnection, Session
-from qqworker.reconnect import Decision, ReconnectPolicy, Verdict
+from qqworker.protocol import Established, GatewayProtocol, ResumePoint
+from qqworker.reconnect import ReconnectDecision, ReconnectPolicy, Verdict
 from qqworker.rest import RestClient, RestError
 from qqworker.signatures import adapt
 
@@ -80,16 +80,21 @@ def describe_error(exc: BaseException) -> str:
 
 
 class Worker:
+    """One bot's gateway client: loads the handler, connects (`gateway.drive` over a
+    `GatewayProtocol`), hands events to the `Dispatcher`, reconnects as `ReconnectPolicy` decides,
+    and mirrors where it is in `progress` (the watchdog's beats). `run()` returns the exit code;
+    `stop()` ends it cleanly. The session to resume, if any, comes in as a `ResumePoint`."""
+
     def __init__(
         self,
         settings: Settings,
         *,
-        session: Session | None = None,
+        session: ResumePoint | None = None,
         handler: Handler | str | None = None,
         progress: Progress | None = None,
     ) -> None:
         self.settings = settings
-        self.session = session if session is not None else Session()
+        self.session = session if session is not None else ResumePoint()
         self.progress = progress if progress is not None else Progress()
         # The seq a beat hands on is worked out when the beat is sent, not at every event.
         self.progress.update(
@@ -348,7 +353,7 @@ class Worker:
             await self._wait(decision)
             self._path_down = None
 
-    async def _wait(self, decision: Decision) -> None:
+    async def _wait(self, decision: ReconnectDecision) -> None:
         loop = asyncio.get_running_loop()
         delay = round(decision.delay_s, 3)  # the same number in the message, the field and the sleep
         self.progress.update(phase=Phase.WAITING, next_attempt_at=loop.time() + delay)
@@ -389,7 +394,7 @@ class Worker:
         cached = self.rest.cached_gateway_url if self.rest is not None else None
         return cached or self.settings.rest_base
 
-    async def _attempt(self, attempt: int) -> Decision:
+    async def _attempt(self, attempt: int) -> ReconnectDecision:
         """One connection attempt and, when it succeeds, the whole connection; then what next."""
         assert self.tokens is not None and self.rest is not None
         loop = asyncio.get_running_loop()
@@ -444,7 +449,7 @@ class Worker:
                 await self._maybe_switch(self.bases, exc, exc.status, deadline)
             return decision
 
-        conn = GatewayConnection(
+        conn = GatewayProtocol(
             token=token,
             intents=self.settings.intents_mask,
             session=self.session,
@@ -495,7 +500,8 @@ class Worker:
                 deadline=deadline,
             )
         except asyncio.CancelledError:
-            self._log_closed(None, "the worker is stopping", CloseAction.RESUME)
+            ended = conn.end(STOPPING)  # what drive decided on the way out
+            self._log_closed(ended.close_code, ended.reason, ended.action)
             raise
         self._close_code = disconnect.close_code
         if disconnect.resume_refused:
@@ -631,14 +637,14 @@ class Worker:
             acks_without_pong=out.acks_without_pong,
         )
 
-    def _on_control(self, conn: GatewayConnection) -> None:
+    def _on_control(self, conn: GatewayProtocol) -> None:
         if conn.last_ack_at is not None and conn.last_ack_at != self.progress.last_ack_at:
             rtt = None if conn.ack_rtt is None else round(conn.ack_rtt, 4)
             self.progress.update(last_ack_at=conn.last_ack_at, ack_rtt_s=rtt)
 
     # Log lines -------------------------------------------------------------------------------
 
-    def _attempt_failed(self, attempt: int, error: str, *, permanent: bool = False) -> Decision:
+    def _attempt_failed(self, attempt: int, error: str, *, permanent: bool = False) -> ReconnectDecision:
         self._log_failed(attempt, error)
         return self.policy.attempt_failed(error, permanent=permanent)
 

@@ -54,8 +54,3 @@ def test_unknown_4xxx_codes_follow_the_platform_default_identify(code: int) -> N
 @pytest.mark.parametrize("code", [1002, 1003, 1008, 1009, 1013])
 def test_transport_codes_resume(code: int) -> None:
     assert close_rule(code).action is CloseAction.RESUME
-
-
-def test_identify_and_fatal_drop_the_session() -> None:
-    assert close_rule(4006).drops_session and close_rule(4914).drops_session
-    assert not close_rule(4009).drops_session and not close_rule(4008).drops_session

@@ -14,7 +14,7 @@ from qqworker.liveness import (
     SendPing,
     clamp_heartbeat,
 )
-from qqworker.protocol import AckTimeout, ConnPhase, Disconnect, GatewayConnection, Op, Send, Session
+from qqworker.protocol import AckTimeout, ConnPhase, Disconnect, GatewayProtocol, Op, ResumePoint, Send
 
 HELLO_S = 41.25  # the platform's interval as seen in the field
 
@@ -123,8 +123,8 @@ def test_known_ignored_pings_are_not_sent_at_all() -> None:
 # The protocol with liveness on -------------------------------------------------------------
 
 
-def _established(hello_ms: float = 41250, pings: bool = True) -> GatewayConnection:
-    conn = GatewayConnection(token="t", intents=1, session=Session(), now=0.0, liveness=True, pings=pings)
+def _established(hello_ms: float = 41250, pings: bool = True) -> GatewayProtocol:
+    conn = GatewayProtocol(token="t", intents=1, session=ResumePoint(), now=0.0, liveness=True, pings=pings)
     conn.receive_text(json.dumps({"op": Op.HELLO, "d": {"heartbeat_interval": hello_ms}}), 0.0)
     ready = {"op": 0, "s": 1, "t": "READY", "d": {"session_id": "s1", "user": {"id": "1"}}}
     conn.receive_text(json.dumps(ready), 0.1)
@@ -191,7 +191,7 @@ def test_protocol_silence_is_dead_even_without_pings() -> None:
 
 
 def test_a_hello_interval_out_of_range_is_clamped_and_said() -> None:
-    conn = GatewayConnection(token="t", intents=1, session=Session(), now=0.0)
+    conn = GatewayProtocol(token="t", intents=1, session=ResumePoint(), now=0.0)
     out = conn.receive_text(json.dumps({"op": Op.HELLO, "d": {"heartbeat_interval": 1}}), 0.0)
     assert conn.heartbeat_interval == MIN_HEARTBEAT_S
     assert any("out of range" in getattr(o, "reason", "") for o in out)

@@ -2,8 +2,10 @@ import json
 
 import pytest
 
-from qqworker.closecodes import CloseAction
+from qqworker.closecodes import CLOSE_RULES, CloseAction
 from qqworker.protocol import (
+    CLOSE_END_SESSION,
+    CLOSE_KEEP_SESSION,
     DEDUPE_WINDOW,
     AckTimeout,
     ConnPhase,
@@ -11,10 +13,10 @@ from qqworker.protocol import (
     Dispatch,
     Established,
     FrameRejected,
-    GatewayConnection,
+    GatewayProtocol,
     Op,
+    ResumePoint,
     Send,
-    Session,
 )
 
 TOKEN = "QQBot tok-123"
@@ -38,12 +40,12 @@ def dispatch(s: int, msg_id: str, t: str = "C2C_MESSAGE_CREATE") -> str:
     return frame(Op.DISPATCH, {"id": msg_id, "content": "hi"}, s=s, t=t, id=f"{t}:{msg_id}")
 
 
-def connect(session: Session | None = None, now: float = 0.0) -> tuple[GatewayConnection, list]:
-    conn = GatewayConnection(token=TOKEN, intents=513, session=session or Session(), now=now)
+def connect(session: ResumePoint | None = None, now: float = 0.0) -> tuple[GatewayProtocol, list]:
+    conn = GatewayProtocol(token=TOKEN, intents=513, session=session or ResumePoint(), now=now)
     return conn, conn.receive_text(hello(), now)
 
 
-def established(session: Session | None = None) -> GatewayConnection:
+def established(session: ResumePoint | None = None) -> GatewayProtocol:
     conn, _ = connect(session)
     conn.receive_text(ready(), 0.1)
     return conn
@@ -69,12 +71,12 @@ def test_hello_leads_to_identify_with_token_intents_and_shard() -> None:
 
 
 def test_a_resumable_session_resumes_instead() -> None:
-    _, out = connect(Session(session_id="s-9", seq=41))
+    _, out = connect(ResumePoint(session_id="s-9", seq=41))
     assert out == [Send({"op": Op.RESUME, "d": {"token": TOKEN, "session_id": "s-9", "seq": 41}})]
 
 
 def test_ready_establishes_and_records_the_session() -> None:
-    session = Session()
+    session = ResumePoint()
     conn, _ = connect(session)
     out = conn.receive_text(ready("abc", s=1), 0.2)
     assert out == [Established("abc", resumed=False, seq=1)]
@@ -83,7 +85,7 @@ def test_ready_establishes_and_records_the_session() -> None:
 
 
 def test_resume_replays_before_resumed_and_seq_continues() -> None:
-    session = Session(session_id="s", seq=5)
+    session = ResumePoint(session_id="s", seq=5)
     conn, _ = connect(session)
     replayed = conn.receive_text(dispatch(6, "m6"), 0.1) + conn.receive_text(dispatch(7, "m7"), 0.1)
     assert [d.seq for d in replayed if isinstance(d, Dispatch)] == [6, 7]
@@ -109,7 +111,7 @@ def test_duplicate_delivery_is_dropped_but_seq_never_moves_backwards() -> None:
 
 
 def test_dedupe_memory_is_bounded() -> None:
-    session = Session()
+    session = ResumePoint()
     for i in range(DEDUPE_WINDOW + 10):
         assert session.first_sighting(str(i))
     assert len(session.seen_event_ids) == DEDUPE_WINDOW
@@ -147,7 +149,7 @@ def test_two_unacknowledged_intervals_mean_a_half_open_link() -> None:
     assert isinstance(disconnect, Disconnect) and disconnect.action is CloseAction.RESUME
     assert conn.phase is ConnPhase.CLOSED
     assert conn.next_wakeup() is None
-    assert conn.receive_close(1006) is disconnect  # the decision made first stands
+    assert conn.end("", code=1006) is disconnect  # the decision made first stands
     assert conn.session.resumable
 
 
@@ -170,12 +172,12 @@ def test_op7_reconnect_keeps_the_session() -> None:
     conn = established()
     (out,) = conn.receive_text(frame(Op.RECONNECT), 5)
     assert out.action is CloseAction.RESUME
-    final = conn.receive_close(4009, "expired")
+    final = conn.end("expired", code=4009)
     assert final is out and conn.session.resumable
 
 
 def test_op9_false_drops_the_session_and_counts_as_identify_rejection() -> None:
-    session = Session()
+    session = ResumePoint()
     conn, _ = connect(session)
     (out,) = conn.receive_text(frame(Op.INVALID_SESSION, False), 0.1)
     assert out.action is CloseAction.IDENTIFY and out.identify_rejected
@@ -183,7 +185,7 @@ def test_op9_false_drops_the_session_and_counts_as_identify_rejection() -> None:
 
 
 def test_op9_on_resume_is_not_an_identify_rejection() -> None:
-    session = Session(session_id="old", seq=3)
+    session = ResumePoint(session_id="old", seq=3)
     conn, _ = connect(session)
     (out,) = conn.receive_text(frame(Op.INVALID_SESSION, False), 0.1)
     assert out.action is CloseAction.IDENTIFY and not out.identify_rejected
@@ -208,7 +210,7 @@ def test_op9_true_may_resume() -> None:
 )
 def test_close_codes_decide_and_update_the_session(code, action, keeps_session) -> None:
     conn = established()
-    out = conn.receive_close(code, "")
+    out = conn.end("", code=code)
     assert out.action is action and out.close_code == code
     assert conn.session.resumable is keeps_session
     assert out.reason  # never an empty reason in a log line
@@ -216,20 +218,20 @@ def test_close_codes_decide_and_update_the_session(code, action, keeps_session) 
 
 def test_4004_asks_for_a_fresh_token() -> None:
     conn, _ = connect()
-    out = conn.receive_close(4004, "auth failed")
+    out = conn.end("auth failed", code=4004)
     assert out.refresh_token and out.auth_rejected and out.reason == "auth failed"
 
 
 def test_49xx_alone_is_a_platform_hiccup_not_an_identify_rejection() -> None:
     conn, _ = connect()
-    assert not conn.receive_close(4903).identify_rejected
-    assert not established().receive_close(4903).identify_rejected
+    assert not conn.end("", code=4903).identify_rejected
+    assert not established().end("", code=4903).identify_rejected
 
 
 def test_op9_after_identify_then_4903_is_the_intents_signature() -> None:
     conn, _ = connect()
     conn.receive_text(frame(Op.INVALID_SESSION, False), 0.1)
-    assert conn.receive_close(4903).identify_rejected
+    assert conn.end("", code=4903).identify_rejected
 
 
 @pytest.mark.parametrize(
@@ -262,7 +264,7 @@ def test_binary_frames_are_rejected_and_survived() -> None:
 
 
 def test_hello_without_interval_falls_back_and_says_so() -> None:
-    conn = GatewayConnection(token=TOKEN, intents=1, session=Session(), now=0)
+    conn = GatewayProtocol(token=TOKEN, intents=1, session=ResumePoint(), now=0)
     out = conn.receive_text(frame(Op.HELLO, {}), 0)
     assert isinstance(out[0], FrameRejected) and isinstance(out[1], Send)
     assert conn.heartbeat_interval == 45.0
@@ -281,7 +283,7 @@ def test_server_heartbeat_request_is_answered() -> None:
 
 def test_nothing_happens_after_close() -> None:
     conn = established()
-    conn.receive_close(1000)
+    conn.end("", code=1000)
     assert conn.receive_text(dispatch(9, "x"), 2) == [] and conn.poll(100) == []
 
 
@@ -321,14 +323,14 @@ def test_without_an_envelope_id_the_objects_id_dedupes() -> None:
 
 def test_a_refused_resume_is_said_so_whatever_form_the_refusal_takes() -> None:
     # op 9 to our Resume
-    session = Session(session_id="old", seq=3)
+    session = ResumePoint(session_id="old", seq=3)
     conn, _ = connect(session)
     (out,) = conn.receive_text(frame(Op.INVALID_SESSION, False), 0.1)
     assert out.resume_refused and not session.resumable
     # 4006 / 4007 / 4902 closing the Resume before RESUMED: refused, and not an Identify rejection
     for code in (4006, 4007, 4902):
-        conn, _ = connect(Session(session_id="old", seq=3))
-        out = conn.receive_close(code)
+        conn, _ = connect(ResumePoint(session_id="old", seq=3))
+        out = conn.end("", code=code)
         assert out.resume_refused and not out.identify_rejected and out.action is CloseAction.IDENTIFY, code
 
 
@@ -336,8 +338,101 @@ def test_only_a_resume_can_be_refused() -> None:
     conn, _ = connect()  # an Identify
     out = conn.receive_text(frame(Op.INVALID_SESSION, False), 0.1)[0]
     assert not out.resume_refused and out.identify_rejected
-    assert not established(Session(session_id="old", seq=3)).receive_close(4006).resume_refused  # after READY
-    conn, _ = connect(Session(session_id="old", seq=3))
-    assert not conn.receive_close(4009).resume_refused  # resume again, not a refusal
-    conn, _ = connect(Session(session_id="old", seq=3))
-    assert not conn.receive_close(4004).resume_refused  # a stale token: a new token, not a new session
+    after_ready = established(ResumePoint(session_id="old", seq=3))
+    assert not after_ready.end("", code=4006).resume_refused
+    conn, _ = connect(ResumePoint(session_id="old", seq=3))
+    assert not conn.end("", code=4009).resume_refused  # resume again, not a refusal
+    conn, _ = connect(ResumePoint(session_id="old", seq=3))
+    assert not conn.end("", code=4004).resume_refused  # a stale token: a new token, not a new session
+
+
+# How a connection ends: `end()` and the one `drops_session` predicate --------------------------
+
+
+def before_ready(resuming: bool) -> GatewayProtocol:
+    conn, _ = connect(ResumePoint(session_id="old", seq=3) if resuming else None)
+    return conn
+
+
+PHASES = {
+    "before Hello": lambda: GatewayProtocol(token=TOKEN, intents=1, session=ResumePoint("old", 3), now=0),
+    "identifying": lambda: before_ready(False),
+    "resuming": lambda: before_ready(True),
+    "established": lambda: established(ResumePoint(session_id="old", seq=3)),
+}
+
+
+@pytest.mark.parametrize(
+    ("action", "drops", "code"),
+    [
+        (CloseAction.RESUME, False, CLOSE_KEEP_SESSION),
+        (CloseAction.BACKOFF, False, CLOSE_KEEP_SESSION),
+        (CloseAction.IDENTIFY, True, CLOSE_END_SESSION),
+        (CloseAction.FATAL, True, CLOSE_END_SESSION),
+    ],
+)
+def test_the_close_code_we_send_says_whether_the_session_is_kept(
+    action: CloseAction, drops: bool, code: int
+) -> None:
+    decision = Disconnect(action, "x")
+    assert decision.drops_session is drops and decision.our_close_code == code
+    assert (CLOSE_KEEP_SESSION, CLOSE_END_SESSION) == (4000, 1000)
+
+
+@pytest.mark.parametrize("phase", PHASES)
+def test_ending_the_connection_ourselves_keeps_the_session(phase: str) -> None:
+    conn = PHASES[phase]()
+    kept = (conn.session.session_id, conn.session.seq)
+    out = conn.end("no READY in time")
+    assert out.action is CloseAction.RESUME and out.reason == "no READY in time" and out.close_code is None
+    assert not out.drops_session and out.our_close_code == CLOSE_KEEP_SESSION
+    assert not (out.resume_refused or out.identify_rejected or out.auth_rejected or out.refresh_token)
+    assert conn.phase is ConnPhase.CLOSED and conn.next_wakeup() is None
+    assert (conn.session.session_id, conn.session.seq) == kept
+
+
+@pytest.mark.parametrize("phase", PHASES)
+@pytest.mark.parametrize("code", [None, *sorted(CLOSE_RULES), 1002, 3000, 4016, 4999])
+def test_every_close_code_in_every_phase_forgets_exactly_what_it_drops(phase: str, code: int | None) -> None:
+    conn = PHASES[phase]()
+    had_session = conn.session.resumable
+    out = conn.end("", code=code)
+    assert out.close_code == code and out.reason  # the rule's meaning when the server gave no reason
+    assert out.drops_session is (out.action in (CloseAction.IDENTIFY, CloseAction.FATAL))
+    assert out.our_close_code == (CLOSE_END_SESSION if out.drops_session else CLOSE_KEEP_SESSION)
+    assert conn.session.resumable is (had_session and not out.drops_session)
+    assert conn.phase is ConnPhase.CLOSED and conn.disconnect is out
+    assert conn.end("", code=1000) is out  # ending again changes nothing
+
+
+def test_the_servers_reason_is_kept_over_the_rules_meaning() -> None:
+    assert established().end("going down for maintenance", code=4009).reason == "going down for maintenance"
+    assert established().end("", code=4009).reason == "connection expired (the 30-minute cycle)"
+
+
+@pytest.mark.parametrize(
+    ("frame_text", "drops"),
+    [
+        (frame(Op.RECONNECT), False),
+        (frame(Op.INVALID_SESSION, True), False),
+        (frame(Op.INVALID_SESSION, False), True),
+    ],
+)
+def test_a_decision_the_gateway_forced_is_what_end_returns(frame_text: str, drops: bool) -> None:
+    conn = established()
+    (decided,) = conn.receive_text(frame_text, 1)
+    assert isinstance(decided, Disconnect) and decided.drops_session is drops
+    assert conn.phase is ConnPhase.CLOSED and conn.session.resumable is not drops
+    # Whatever the transport says afterwards (the server's close, our own stop), the decision stands.
+    assert conn.end("the worker is stopping") is decided
+    assert conn.end("", code=4006) is decided and conn.session.resumable is not drops
+    assert conn.receive_text(dispatch(9, "late"), 2) == [] and conn.poll(100) == []
+
+
+def test_a_dead_link_is_decided_once_and_end_returns_it() -> None:
+    conn = established()
+    conn.poll(1.0)
+    conn.poll(2.0)
+    _, dead = conn.poll(3.0)
+    assert isinstance(dead, Disconnect) and not dead.drops_session and "unacknowledged" in dead.reason
+    assert conn.end("", code=4915) is dead and conn.session.resumable

@@ -9,14 +9,14 @@ import stat
 import threading
 
 from qqworker.atomic import write_atomic
-from qqworker.protocol import DEDUPE_WINDOW, Dispatch, Session, event_key
+from qqworker.protocol import DEDUPE_WINDOW, Dispatch, ResumePoint, event_key
 from qqworker.seen_store import SeenKeeper, decode, encode, handled_keys, load, seen_path
 
 APP = "102000001"
 
 
-def session_with(*ids: str) -> Session:
-    s = Session(session_id="s-1", seq=len(ids))
+def session_with(*ids: str) -> ResumePoint:
+    s = ResumePoint(session_id="s-1", seq=len(ids))
     for i in ids:
         assert s.first_sighting(event_key("C2C_MESSAGE_CREATE", f"env-{i}", {"id": i}) or "")
     return s
@@ -86,7 +86,7 @@ def test_load_never_raises(tmp_path) -> None:
 
 
 def test_a_restored_window_drops_what_the_predecessor_handled() -> None:
-    successor = Session(session_id="s-1", seq=1)
+    successor = ResumePoint(session_id="s-1", seq=1)
     successor.remember(["C2C_MESSAGE_CREATE:a", "C2C_MESSAGE_CREATE:b"])
     assert not successor.first_sighting("C2C_MESSAGE_CREATE:a")
     assert successor.first_sighting("C2C_MESSAGE_CREATE:c")

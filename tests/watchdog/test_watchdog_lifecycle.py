@@ -117,6 +117,27 @@ def test_sigterm_stops_the_worker_cleanly_then_exits_0_with_nothing_left(
     assert not wd.process.records("respawn.scheduled")
 
 
+def test_a_child_stopped_while_a_lookup_is_stuck_exits_in_time_with_its_stop_lines(
+    tmp_path: Path, sim: SimulatorProcess, cleanup
+) -> None:
+    # The stop timeout bounds the stop: a child still there then is SIGKILLed (exit -9).
+    stop_timeout = 4.0
+    wd = Watchdog(tmp_path, sim, stop_timeout=stop_timeout)
+    cleanup.append(wd)
+    wd.connected()
+    first, last = wd.send("stucklookup")
+    wd.wait_all_delivered(first, last)
+    time.sleep(0.2)  # the command runs right after the event's dispatch line
+    started = time.monotonic()
+    assert wd.finish(signal.SIGTERM) == 0
+    assert time.monotonic() - started < stop_timeout
+    assert [r["exitcode"] for r in wd.process.records("child.exited")] == [0]
+    assert not [r for r in wd.process.records("child.killed") if r["signal"] == "SIGKILL"]
+    lines = [ln.event for ln in wd.process.lines]
+    assert lines.index("gateway.closed") < lines.index("worker.stopped") < lines.index("child.exited")
+    assert wd.process.records("gateway.closed")[-1]["reason"] == "the worker is stopping"
+
+
 def test_a_second_sigint_forces_the_tree_down_at_once(tmp_path: Path, sim: SimulatorProcess, cleanup) -> None:
     # The worker's loop is blocked, so SIGTERM cannot stop it; the stop timeout is long.
     wd = Watchdog(tmp_path, sim, heartbeat_timeout=30, stop_timeout=20)

@@ -9,7 +9,9 @@ marker files under $QQW_TEST_MARKER keep a respawned worker that is handed the s
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import os
+import stat
 import sys
 import time
 from collections.abc import Callable
@@ -74,13 +76,33 @@ def _silent() -> None:
 
 def _close_beat_pipe() -> None:
     """The heartbeat pipe's only write end is replaced by /dev/null: the watchdog reads EOF while
-    this process keeps running and believes it is beating."""
-    from qqworker import child
-
-    assert child.BEATER is not None
+    this process keeps running and believes it is beating. That end is found as the one pipe write
+    end made non-blocking (the Beater does) that is not the log pipe's (fds 1 and 2, and the outputs'
+    reopened stdout); multiprocess's sentinel end, also a pipe, stays blocking."""
+    log_pipe = os.fstat(1).st_ino
+    (beat_fd,) = [
+        fd
+        for fd in map(int, os.listdir("/proc/self/fd"))
+        if _non_blocking_pipe_write_end(fd) and os.fstat(fd).st_ino != log_pipe
+    ]
     devnull = os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, child.BEATER.fd)
+    os.dup2(devnull, beat_fd)
     os.close(devnull)
+
+
+def _non_blocking_pipe_write_end(fd: int) -> bool:
+    try:
+        flags = fcntl.fcntl(fd, fcntl.F_GETFL)
+        is_pipe = stat.S_ISFIFO(os.fstat(fd).st_mode)
+    except OSError:  # the listing's own fd, closed by now
+        return False
+    return is_pipe and flags & os.O_ACCMODE == os.O_WRONLY and bool(flags & os.O_NONBLOCK)
+
+
+def _stuck_lookup() -> None:
+    """A call that never returns on the loop's default executor, as getaddrinfo is there when the
+    DNS server is gone: asyncio.run would wait for it at exit."""
+    asyncio.get_running_loop().run_in_executor(None, time.sleep, 600)
 
 
 def _exit(code: int) -> Callable[[], None]:
@@ -97,6 +119,7 @@ COMMANDS: dict[str, Callable[[], None]] = {
     "stall": _stall,
     "silent": _silent,
     "closepipe": _close_beat_pipe,
+    "stucklookup": _stuck_lookup,
     "exit3": _exit(3),
     "foreignjson": _foreign_json,
     "bigline": _big_line,

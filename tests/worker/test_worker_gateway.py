@@ -14,9 +14,9 @@ from websockets.asyncio.server import ServerConnection, serve
 from qqworker import gateway
 from qqworker.closecodes import CloseAction
 from qqworker.contract.settings import ConfigError
-from qqworker.gateway import MAX_WAIT_S, Callbacks, close_code_for, drive, open_link, wake_at
+from qqworker.gateway import MAX_WAIT_S, Callbacks, drive, open_link, wake_at
 from qqworker.logs import configure_logging
-from qqworker.protocol import Disconnect, Dispatch, Established, GatewayConnection, Session
+from qqworker.protocol import Disconnect, Dispatch, Established, GatewayProtocol, ResumePoint
 
 HELLO = json.dumps({"op": 10, "d": {"heartbeat_interval": 200}})
 
@@ -27,8 +27,8 @@ def ready(seq: int = 1) -> str:
     )
 
 
-def new_conn(session: Session | None = None, now: float = 0.0) -> GatewayConnection:
-    return GatewayConnection(token="QQBot t", intents=1, session=session or Session(), now=now)
+def new_conn(session: ResumePoint | None = None, now: float = 0.0) -> GatewayProtocol:
+    return GatewayProtocol(token="QQBot t", intents=1, session=session or ResumePoint(), now=now)
 
 
 def test_before_hello_recv_waits_until_the_attempt_deadline() -> None:
@@ -44,19 +44,6 @@ def test_after_hello_recv_waits_until_the_next_heartbeat_or_the_deadline() -> No
     assert wake_at(conn, deadline=0.1, now=0.05) == pytest.approx(0.1)
     conn.receive_text(ready(), now=0.1)  # established: the deadline no longer applies
     assert wake_at(conn, deadline=0.1, now=0.15) == pytest.approx(0.2)
-
-
-@pytest.mark.parametrize(
-    ("action", "code"),
-    [
-        (CloseAction.RESUME, 4000),
-        (CloseAction.BACKOFF, 4000),
-        (CloseAction.IDENTIFY, 1000),
-        (CloseAction.FATAL, 1000),
-    ],
-)
-def test_we_close_keeping_the_session_only_when_it_will_be_resumed(action: CloseAction, code: int) -> None:
-    assert close_code_for(Disconnect(action, "x")) == code
 
 
 async def test_plain_ws_to_a_remote_host_is_refused() -> None:
@@ -103,7 +90,7 @@ class Seen:
         self.control_frames = 0
 
     def callbacks(self) -> Callbacks:
-        def control(conn: GatewayConnection) -> None:
+        def control(conn: GatewayProtocol) -> None:
             self.control_frames += 1
 
         return Callbacks(
@@ -111,7 +98,7 @@ class Seen:
         )
 
 
-async def run(url: str, seen: Seen, timeout: float = 2.0, session: Session | None = None) -> Disconnect:
+async def run(url: str, seen: Seen, timeout: float = 2.0, session: ResumePoint | None = None) -> Disconnect:
     loop = asyncio.get_running_loop()
     ws = await open_link(url, timeout)
     conn = new_conn(session, now=loop.time())
@@ -209,7 +196,7 @@ async def test_a_close_code_from_the_server_is_reported(server: Any, logged: Any
         await ws.close(4914, "bot delisted")
 
     url = await server(rejects)
-    session = Session(session_id="old", seq=5)
+    session = ResumePoint(session_id="old", seq=5)
     result = await run(url, Seen(), session=session)
     assert result.close_code == 4914 and result.action is CloseAction.FATAL
     assert session.session_id is None, "a fatal close drops the session"

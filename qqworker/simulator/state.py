@@ -6,10 +6,31 @@ import time
 import uuid
 from collections import Counter, deque
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-if TYPE_CHECKING:
-    from qqworker.simulator.gateway import GatewayConnection
+__all__ = ["LiveConnection", "Reply", "Session", "SimState"]
+
+
+class LiveConnection(Protocol):
+    """What the state, the dispatcher and the server need of a live gateway connection: the gateway's
+    connection class, declared here so that this module imports no handler."""
+
+    session: Session | None
+    muted: bool
+
+    def describe(self, now: float) -> dict[str, Any]: ...
+
+    def write(self, data: bytes) -> bool: ...
+
+    async def drain(self) -> None: ...
+
+    def abort(self) -> None: ...
+
+    async def close(self, code: int, reason: str | None = None) -> None: ...
+
+    async def reconnect(self, close_code: int | None) -> None: ...
+
+    async def unmute(self, idle_limit_s: float | None) -> None: ...
 
 
 class Session:
@@ -36,7 +57,7 @@ class Session:
         self.frames: deque[tuple[int, bytes]] = deque(maxlen=replay_limit)
         self.evicted_upto = 0
         self.created = time.monotonic()
-        self.connection: GatewayConnection | None = None
+        self.connection: LiveConnection | None = None
         self.away_since: float | None = None
 
     def next_seq(self) -> int:
@@ -106,7 +127,7 @@ class SimState:
     def __init__(self, replay_limit: int, max_replies_kept: int) -> None:
         self.replay_limit = replay_limit
         self.sessions: dict[str, Session] = {}
-        self.connections: dict[int, GatewayConnection] = {}
+        self.connections: dict[int, LiveConnection] = {}
         self.replies: deque[Reply] = deque(maxlen=max_replies_kept)
         self.reply_keys: dict[tuple[str, int], None] = {}  # an ordered set, oldest first
         self.counters: Counter[str] = Counter()

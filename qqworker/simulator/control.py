@@ -13,6 +13,8 @@ from qqworker.simulator.opcodes import Close
 from qqworker.simulator.rest import read_json
 from qqworker.simulator.wire import json_response
 
+__all__ = ["add_routes"]
+
 
 class BadRequest(ValueError):
     pass

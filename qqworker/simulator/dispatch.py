@@ -12,8 +12,10 @@ from typing import Any
 
 from qqworker.simulator.context import SimContext
 from qqworker.simulator.events import GENERATED_TYPES, REQUIRED_INTENT, PreparedEvent
-from qqworker.simulator.state import LiveConnection, Session
+from qqworker.simulator.state import LiveConnection, SessionRecord
 from qqworker.simulator.wire import text_frame
+
+__all__ = ["check", "dispatch"]
 
 CHUNK = 1024
 IDS_REPORTED = 100
@@ -82,7 +84,7 @@ async def dispatch(
     }
 
 
-def _deliver(session: Session, kind: str, events: list[PreparedEvent]) -> LiveConnection | None:
+def _deliver(session: SessionRecord, kind: str, events: list[PreparedEvent]) -> LiveConnection | None:
     """Number, frame and store the events for one session; write them if it is connected."""
     parts: list[bytes] = []
     append = parts.append

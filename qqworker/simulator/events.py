@@ -15,6 +15,21 @@ from typing import Any
 from qqworker.simulator.opcodes import Intent
 from qqworker.simulator.wire import dumps
 
+__all__ = [
+    "AT_MESSAGE",
+    "C2C",
+    "DIRECT_MESSAGE",
+    "GENERATED_TYPES",
+    "GROUP_AT",
+    "REQUIRED_INTENT",
+    "EventFactory",
+    "Identities",
+    "PreparedEvent",
+    "msg_idx",
+    "now_timestamp",
+    "payload",
+]
+
 C2C = "C2C_MESSAGE_CREATE"
 GROUP_AT = "GROUP_AT_MESSAGE_CREATE"
 AT_MESSAGE = "AT_MESSAGE_CREATE"

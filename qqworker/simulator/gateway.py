@@ -16,9 +16,11 @@ from aiohttp import WSMsgType, web
 
 from qqworker.simulator.context import CONTEXT_KEY, SimContext
 from qqworker.simulator.opcodes import Close, Op, close_reason
-from qqworker.simulator.state import Session, SimState
+from qqworker.simulator.state import SessionRecord, SimState
 from qqworker.simulator.tokens import token_from_authorization
 from qqworker.simulator.wire import client_frame, error_response, frame_json
+
+__all__ = ["SimConnection", "close_connections", "handle_gateway", "reconnect_connections"]
 
 log = logging.getLogger("qqworker.simulator.gateway")
 
@@ -31,8 +33,11 @@ _BINARY = object()  # stands for a binary frame held back during a black hole
 _conn_ids = itertools.count(1)
 
 
-class GatewayConnection:
-    """One client connection. Its session (if any) outlives it."""
+class SimConnection:
+    """The simulator's end of one client's WebSocket gateway connection: it reads the client's frames,
+    answers Identify, Resume and heartbeats as the platform does, writes dispatches, and plays the outages
+    (a black hole mutes it: frames wait in `withheld` and `delayed` until it ends). Its session, if any, is
+    a `SessionRecord` in the state that outlives it."""
 
     def __init__(self, ctx: SimContext, ws: web.WebSocketResponse, request: web.Request) -> None:
         self.id = next(_conn_ids)
@@ -42,7 +47,7 @@ class GatewayConnection:
         self.remote = request.remote
         self.opened = time.monotonic()
         self.last_frame_at = self.opened
-        self.session: Session | None = None
+        self.session: SessionRecord | None = None
         self.closing = False
         self.heartbeats = 0
         # A black hole holds everything: frames out wait in `withheld`, frames in wait in `delayed`.
@@ -312,7 +317,7 @@ class GatewayConnection:
         counters["resumed"] += 1
         counters["replayed"] += len(frames) - 1
 
-    def _attach(self, session: Session) -> None:
+    def _attach(self, session: SessionRecord) -> None:
         session.connection = self
         session.away_since = None
         self.session = session
@@ -379,7 +384,7 @@ async def handle_gateway(request: web.Request) -> web.StreamResponse:
     if not ws.can_prepare(request).ok:
         return error_response(400, 400, "websocket upgrade required")
     await ws.prepare(request)
-    conn = GatewayConnection(ctx, ws, request)
+    conn = SimConnection(ctx, ws, request)
     state = ctx.state
     state.connections[conn.id] = conn
     state.counters["connections_total"] += 1

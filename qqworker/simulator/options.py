@@ -6,6 +6,8 @@ from dataclasses import dataclass
 
 from qqworker.simulator.opcodes import ALL_INTENTS
 
+__all__ = ["DEFAULT_APP_ID", "DEFAULT_APP_SECRET", "MIN_IDLE_TIMEOUT_S", "SimOptions"]
+
 # Test credentials, not secrets: fixed so that scripts and docs can name them.
 DEFAULT_APP_ID = "102000001"
 DEFAULT_APP_SECRET = "qqsimTestSecret00000000000000000"

@@ -16,6 +16,8 @@ from qqworker.simulator.state import Reply
 from qqworker.simulator.tokens import token_from_authorization
 from qqworker.simulator.wire import error_response, json_response
 
+__all__ = ["add_routes", "read_json"]
+
 BODY_TIMEOUT_S = 10.0
 REPLY_KEYS_KEPT = 100_000
 

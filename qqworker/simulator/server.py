@@ -30,6 +30,8 @@ from qqworker.simulator.state import SimState
 from qqworker.simulator.tokens import TokenStore
 from qqworker.simulator.wire import error_response
 
+__all__ = ["Simulator"]
+
 log = logging.getLogger("qqworker.simulator")
 
 REBIND_ATTEMPTS = 50
@@ -44,7 +46,12 @@ def _bind(host: str, port: int) -> socket.socket:
 
 
 class Simulator:
-    """A local QQ Bot platform. `async with Simulator() as sim:` starts it on free loopback ports."""
+    """A local QQ Bot platform. `async with Simulator() as sim:` starts it on free loopback ports.
+
+    It owns the listeners (the main port, faulted by the outages, and the control port, never faulted),
+    the aiohttp application and every background task; the handlers get its `context` (a `SimContext`),
+    never the Simulator. The methods below are the Python control API, the same as /_sim/*.
+    """
 
     def __init__(
         self,

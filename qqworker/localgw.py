@@ -30,12 +30,12 @@ from qqworker.contract.events import LogEvent
 from qqworker.contract.logs import log_event
 from qqworker.contract.settings import ConfigError, Settings, parse_listen
 from qqworker.gwbuffer import StreamBuffer
+from qqworker.gwserver import token_from_authorization
 from qqworker.localtokens import LocalTokens, SessionIds
 from qqworker.localws import ClientConnection, handle_websocket
 from qqworker.protocol import Dispatch, Session
 from qqworker.rest import TRACE_HEADER, RestClient, RestError
-from qqworker.simulator.tokens import token_from_authorization
-from qqworker.simulator.wire import error_response, json_response
+from qqworker.wire import error_response, json_response
 
 log = logging.getLogger("qqworker.localgw")
 

@@ -1,7 +1,7 @@
 """One framework's WebSocket connection to the local gateway (`QQ_HANDLER=gateway`).
 
-It speaks the platform's side as the simulator does (the same opcodes, close codes, frame encoding
-and shard check: qqworker.simulator), against the worker's shared stream (gwbuffer.StreamBuffer):
+It speaks the platform's side with the simulator's code for it (gwserver.py reads and checks the
+client's frames, wire.py encodes ours), against the worker's shared stream (gwbuffer.StreamBuffer):
 Hello, Identify -> READY (then the events a restarted bot missed), Resume -> replay then RESUMED,
 heartbeat -> ACK at once (the upstream link plays no part in it), dispatches with local seqs.
 Frames are written straight onto the transport in order, and no write ever waits on a client: when a
@@ -23,10 +23,8 @@ from aiohttp import WSMsgType, web
 from qqworker.contract.events import LogEvent
 from qqworker.contract.logs import log_event
 from qqworker.gwbuffer import Entry
-from qqworker.simulator.gateway import valid_shard
-from qqworker.simulator.opcodes import Close, Op, close_reason
-from qqworker.simulator.tokens import token_from_authorization
-from qqworker.simulator.wire import client_frame, frame_json
+from qqworker.gwserver import Close, Op, close_reason, read_frame, read_identify, read_resume
+from qqworker.wire import HEARTBEAT_ACK_FRAME, INVALID_SESSION_FRAME, frame_json, hello_frame
 
 if TYPE_CHECKING:
     from qqworker.localgw import LocalGateway
@@ -40,8 +38,6 @@ CATCH_UP_CHUNK = 512
 CATCH_UP_POLL_S = 0.01
 STALL_S = 30.0
 CLOSE_TIMEOUT_S = 2.0
-ACK_FRAME = frame_json({"op": Op.HEARTBEAT_ACK})
-INVALID_SESSION_FRAME = frame_json({"op": Op.INVALID_SESSION, "d": False})
 
 _numbers = itertools.count(1)
 
@@ -152,7 +148,7 @@ class ClientConnection:
 
     async def serve(self) -> None:
         gw = self.gw
-        self.write(frame_json({"op": Op.HELLO, "d": {"heartbeat_interval": gw.heartbeat_ms}}))
+        self.write(hello_frame(gw.heartbeat_ms))
         idle_timeout = gw.heartbeat_ms / 1000 * 3
         while not self.closing:
             try:
@@ -174,46 +170,29 @@ class ClientConnection:
                 break
 
     async def handle_text(self, data: str) -> None:
-        parsed = client_frame(data)
-        if parsed is None:
-            await self.close(Close.INVALID_PAYLOAD)
-            return
-        op, d, frame = parsed
-        if op == Op.HEARTBEAT:
+        frame = read_frame(data)
+        if isinstance(frame, Close):
+            await self.close(frame)
+        elif frame.op == Op.HEARTBEAT:
             if self.handle is None:
                 await self.close(Close.NOT_AUTHENTICATED)
                 return
             # The last seq the client got is `d`; Koishi's adapter-qq sends it as `s` (no `d`).
-            self.gw.buffer.confirm(self.handle, d if d is not None else frame.get("s"))
-            self.write(ACK_FRAME)  # at once, whatever the upstream link is doing
-        elif op == Op.IDENTIFY:
-            await self._identify(d)
-        elif op == Op.RESUME:
-            await self._resume(d)
+            self.gw.buffer.confirm(self.handle, frame.d if frame.d is not None else frame.frame.get("s"))
+            self.write(HEARTBEAT_ACK_FRAME)  # at once, whatever the upstream link is doing
+        elif frame.op == Op.IDENTIFY:
+            await self._identify(frame.d)
         else:
-            await self.close(Close.INVALID_OPCODE)
-
-    def _token_ok(self, d: dict[str, Any]) -> bool:
-        value = d.get("token")
-        return self.gw.token_valid(token_from_authorization(value) if isinstance(value, str) else None)
+            await self._resume(frame.d)
 
     async def _identify(self, d: Any) -> None:
         gw = self.gw
         if self.handle is not None:
             await self.close(Close.ALREADY_AUTHENTICATED)
             return
-        if not isinstance(d, dict):
-            await self.close(Close.INVALID_PAYLOAD)
-            return
-        if not self._token_ok(d):
-            await self.close(Close.AUTHENTICATION_FAILED, "wrong token")
-            return
-        if type(d.get("intents")) is not int or d["intents"] < 0:
-            await self.close(Close.INVALID_INTENT)
-            return
-        shard = d.get("shard", [0, 1])
-        if not valid_shard(shard):
-            await self.close(Close.INVALID_SHARD)
+        identify = read_identify(d, gw.token_valid)
+        if isinstance(identify, Close):
+            await self._refuse(identify)
             return
         user = await gw.bot_user()
         if user is None or self.closing:  # the bot's profile is not known yet: the client retries
@@ -226,7 +205,7 @@ class ClientConnection:
         replay = buffer.after(start)
         self.session_id = gw.sessions.new()
         self.handle = buffer.attach(self.name, start)
-        ready = {"version": 1, "session_id": self.session_id, "user": user, "shard": list(shard)}
+        ready = {"version": 1, "session_id": self.session_id, "user": user, "shard": identify.shard}
         self.write(frame_json({"op": Op.DISPATCH, "s": start, "t": "READY", "d": ready}))
         self._started(replay.entries, replay.lost)
 
@@ -235,18 +214,12 @@ class ClientConnection:
         if self.handle is not None:
             await self.close(Close.ALREADY_AUTHENTICATED)
             return
-        if not isinstance(d, dict) or not isinstance(d.get("session_id"), str):
-            await self.close(Close.INVALID_PAYLOAD)
-            return
-        if not self._token_ok(d):
-            await self.close(Close.AUTHENTICATION_FAILED, "wrong token")
-            return
-        seq = d.get("seq") or 0
-        if type(seq) is not int or seq < 0:
-            await self.close(Close.INVALID_SEQ)
+        resume = read_resume(d, gw.token_valid)
+        if isinstance(resume, Close):
+            await self._refuse(resume)
             return
         buffer = gw.buffer
-        session_id = d["session_id"]
+        session_id, seq = resume.session_id, resume.seq
         # A session of the worker this one replaced: continue its numbering if nobody has seen ours.
         taken_over = (
             not gw.sessions.known(session_id) and gw.sessions.signed(session_id) and buffer.adopt(seq)
@@ -265,6 +238,9 @@ class ClientConnection:
         self._started(replay.entries, replay.lost)
         last = replay.entries[-1].seq if replay.entries else seq
         self.write(frame_json({"op": Op.DISPATCH, "s": last, "t": "RESUMED", "d": ""}))
+
+    async def _refuse(self, code: Close) -> None:
+        await self.close(code, "wrong token" if code == Close.AUTHENTICATION_FAILED else None)
 
     def _started(self, entries: list[Entry], lost: int) -> None:
         self.send_entries(entries)

@@ -6,12 +6,12 @@ from typing import Any
 
 from aiohttp import web
 
+from qqworker.gwserver import Close
 from qqworker.simulator.context import CONTEXT_KEY
 from qqworker.simulator.dispatch import check, dispatch
 from qqworker.simulator.gateway import close_connections, reconnect_connections
-from qqworker.simulator.opcodes import Close
 from qqworker.simulator.rest import read_json
-from qqworker.simulator.wire import json_response
+from qqworker.wire import json_response
 
 __all__ = ["add_routes"]
 

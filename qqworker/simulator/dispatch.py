@@ -13,7 +13,7 @@ from typing import Any
 from qqworker.simulator.context import SimContext
 from qqworker.simulator.events import GENERATED_TYPES, REQUIRED_INTENT, PreparedEvent
 from qqworker.simulator.state import LiveConnection, SessionRecord
-from qqworker.simulator.wire import text_frame
+from qqworker.wire import text_frame
 
 __all__ = ["check", "dispatch"]
 

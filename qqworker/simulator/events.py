@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from qqworker.simulator.opcodes import Intent
-from qqworker.simulator.wire import dumps
+from qqworker.simulator.intents import Intent
+from qqworker.wire import dumps
 
 __all__ = [
     "AT_MESSAGE",

@@ -14,19 +14,22 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
+from qqworker.gwserver import Close, Op, close_reason, read_frame, read_identify, read_resume
 from qqworker.simulator.context import CONTEXT_KEY, SimContext
-from qqworker.simulator.opcodes import Close, Op, close_reason
 from qqworker.simulator.state import SessionRecord, SimState
-from qqworker.simulator.tokens import token_from_authorization
-from qqworker.simulator.wire import client_frame, error_response, frame_json
+from qqworker.wire import (
+    HEARTBEAT_ACK_FRAME,
+    INVALID_SESSION_FRAME,
+    RECONNECT_FRAME,
+    error_response,
+    frame_json,
+    hello_frame,
+)
 
 __all__ = ["SimConnection", "close_connections", "handle_gateway", "reconnect_connections"]
 
 log = logging.getLogger("qqworker.simulator.gateway")
 
-ACK_FRAME = frame_json({"op": Op.HEARTBEAT_ACK})
-RECONNECT_FRAME = frame_json({"op": Op.RECONNECT})
-INVALID_SESSION_FRAME = frame_json({"op": Op.INVALID_SESSION, "d": False})
 DRAIN_LOW_WATER = 64 * 1024
 _BINARY = object()  # stands for a binary frame held back during a black hole
 
@@ -121,7 +124,7 @@ class SimConnection:
             return
         self.closing = True
         self.ctx.state.closes[code] += 1
-        message = (reason or close_reason(code)).encode()[:123]
+        message = (reason or close_reason(code, "closed by the simulator")).encode()[:123]
         try:
             # drain=False: the close frame queues behind the dispatches; the close handshake is bounded by
             # the response's own timeout, and by this wait_for.
@@ -189,19 +192,15 @@ class SimConnection:
         self.last_frame_at = time.monotonic()
         if self.stalled:
             return
-        parsed = client_frame(data)
-        if parsed is None:
-            await self.close(Close.INVALID_PAYLOAD)
-            return
-        op, d, _ = parsed
-        if op == Op.HEARTBEAT:
+        frame = read_frame(data)
+        if isinstance(frame, Close):
+            await self.close(frame)
+        elif frame.op == Op.HEARTBEAT:
             await self._heartbeat()
-        elif op == Op.IDENTIFY:
-            await self._identify(d)
-        elif op == Op.RESUME:
-            await self._resume(d)
+        elif frame.op == Op.IDENTIFY:
+            await self._identify(frame.d)
         else:
-            await self.close(Close.INVALID_OPCODE)
+            await self._resume(frame.d)
 
     async def _heartbeat(self) -> None:
         if self.session is None:
@@ -213,13 +212,8 @@ class SimConnection:
         if self.ctx.outages.active("no_ack"):
             counters["acks_withheld"] += 1
             return
-        self.write(ACK_FRAME)
+        self.write(HEARTBEAT_ACK_FRAME)
         counters["acks"] += 1
-
-    def _token_ok(self, d: dict[str, Any]) -> bool:
-        value = d.get("token")
-        token = token_from_authorization(value) if isinstance(value, str) else None
-        return self.ctx.tokens.is_valid(token)
 
     async def _identify(self, d: Any) -> None:
         ctx = self.ctx
@@ -236,21 +230,11 @@ class SimConnection:
             counters["identifies_failed"] += 1
             await self.close(Close.INTERNAL_ERROR)
             return
-        if not isinstance(d, dict):
-            await self.close(Close.INVALID_PAYLOAD)
+        identify = read_identify(d, ctx.tokens.is_valid)
+        if isinstance(identify, Close):
+            await self.close(identify)
             return
-        if not self._token_ok(d):
-            await self.close(Close.AUTHENTICATION_FAILED)
-            return
-        intents = d.get("intents")
-        if type(intents) is not int or intents < 0:
-            await self.close(Close.INVALID_INTENT)
-            return
-        shard = d.get("shard", [0, 1])
-        if not valid_shard(shard):
-            await self.close(Close.INVALID_SHARD)
-            return
-        if intents & ~ctx.options.allowed_intents:
+        if identify.intents & ~ctx.options.allowed_intents:
             counters["identifies_rejected"] += 1
             code = ctx.options.intent_reject_code
             if code == Close.CREATE_SESSION_ERROR:
@@ -258,7 +242,7 @@ class SimConnection:
             else:
                 await self.close(code)
             return
-        session = ctx.state.new_session(intents, list(shard))
+        session = ctx.state.new_session(identify.intents, identify.shard)
         self._attach(session)
         options = ctx.options
         ready = {
@@ -285,18 +269,12 @@ class SimConnection:
             counters["resumes_failed"] += 1
             await self.close(Close.INTERNAL_ERROR)
             return
-        if not isinstance(d, dict) or not isinstance(d.get("session_id"), str):
-            await self.close(Close.INVALID_PAYLOAD)
+        resume = read_resume(d, ctx.tokens.is_valid)
+        if isinstance(resume, Close):
+            await self.close(resume)
             return
-        if not self._token_ok(d):
-            await self.close(Close.AUTHENTICATION_FAILED)
-            return
-        seq = d.get("seq", 0)
-        seq = 0 if seq is None else seq
-        if type(seq) is not int or seq < 0:
-            await self.close(Close.INVALID_SEQ)
-            return
-        session = ctx.state.live_session(d["session_id"], ctx.options.resume_window_s)
+        seq = resume.seq
+        session = ctx.state.live_session(resume.session_id, ctx.options.resume_window_s)
         if session is not None and seq > session.seq:
             counters["resumes_failed"] += 1
             await self.close(Close.INVALID_SEQ)
@@ -366,15 +344,6 @@ class SimConnection:
             await self.close(code, reason)
 
 
-def valid_shard(shard: Any) -> bool:
-    return (
-        isinstance(shard, list)
-        and len(shard) == 2
-        and all(type(x) is int for x in shard)
-        and 0 <= shard[0] < shard[1]
-    )
-
-
 async def handle_gateway(request: web.Request) -> web.StreamResponse:
     ctx = request.app[CONTEXT_KEY]
     options = ctx.options
@@ -392,7 +361,7 @@ async def handle_gateway(request: web.Request) -> web.StreamResponse:
         if ctx.outages.active("no_hello"):
             state.counters["hellos_withheld"] += 1
         else:
-            conn.send({"op": Op.HELLO, "d": {"heartbeat_interval": options.heartbeat_interval_ms}})
+            conn.write(hello_frame(options.heartbeat_interval_ms))
         await conn.serve()
     except ConnectionError:
         pass

@@ -10,11 +10,11 @@ from typing import Any
 
 from aiohttp import web
 
+from qqworker.gwserver import token_from_authorization
 from qqworker.simulator.context import CONTEXT_KEY
 from qqworker.simulator.events import now_timestamp
 from qqworker.simulator.state import Reply
-from qqworker.simulator.tokens import token_from_authorization
-from qqworker.simulator.wire import error_response, json_response
+from qqworker.wire import error_response, json_response
 
 __all__ = ["add_routes", "read_json"]
 

@@ -17,18 +17,18 @@ from typing import Any
 from aiohttp import web
 
 from qqworker.contract.settings import is_loopback_host
+from qqworker.gwserver import Close
 from qqworker.simulator import control, rest
 from qqworker.simulator.context import CONTEXT_KEY, Endpoints, SimContext
 from qqworker.simulator.dispatch import dispatch
 from qqworker.simulator.events import EventFactory, Identities
 from qqworker.simulator.gateway import close_connections, handle_gateway, reconnect_connections
 from qqworker.simulator.held import HeldConnection
-from qqworker.simulator.opcodes import Close
 from qqworker.simulator.options import SimOptions
 from qqworker.simulator.outage import Outages
 from qqworker.simulator.state import SimState
 from qqworker.simulator.tokens import TokenStore
-from qqworker.simulator.wire import error_response
+from qqworker.wire import error_response
 
 __all__ = ["Simulator"]
 

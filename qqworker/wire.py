@@ -1,4 +1,7 @@
-"""Bytes on the wire: JSON bodies exactly as the platform sends them, and WebSocket text frames."""
+"""Bytes as the platform writes them: REST bodies exactly as it sends them, and gateway text frames.
+
+Shared by the two servers that play the platform, the simulator and the local gateway.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +11,21 @@ import uuid
 from typing import Any
 
 from aiohttp import web
+
+from qqworker.gwserver import Op
+
+__all__ = [
+    "HEARTBEAT_ACK_FRAME",
+    "INVALID_SESSION_FRAME",
+    "JSON_TYPE",
+    "RECONNECT_FRAME",
+    "dumps",
+    "error_response",
+    "frame_json",
+    "hello_frame",
+    "json_response",
+    "text_frame",
+]
 
 # Exactly this, never with "; charset=...": qq-botpy only decodes a body whose Content-Type equals it.
 JSON_TYPE = "application/json"
@@ -26,19 +44,6 @@ def dumps(obj: Any) -> str:
         except UnicodeEncodeError:
             return json.dumps(obj, separators=(",", ":"))
     return text
-
-
-def client_frame(data: str) -> tuple[int, Any, dict[str, Any]] | None:
-    """A client's gateway frame as (op, d, the whole frame); None when it is not a JSON object with an
-    integer `op` (the gateway closes with 4002, invalid payload)."""
-    try:
-        frame = json.loads(data)
-    except ValueError:
-        return None
-    op = frame.get("op") if isinstance(frame, dict) else None
-    if type(op) is not int:
-        return None
-    return op, frame.get("d"), frame
 
 
 def json_response(obj: Any, status: int = 200) -> web.Response:
@@ -72,3 +77,12 @@ def text_frame(payload: bytes) -> bytes:
 
 def frame_json(obj: Any) -> bytes:
     return text_frame(dumps(obj).encode())
+
+
+def hello_frame(heartbeat_interval_ms: int) -> bytes:
+    return frame_json({"op": Op.HELLO, "d": {"heartbeat_interval": heartbeat_interval_ms}})
+
+
+HEARTBEAT_ACK_FRAME = frame_json({"op": Op.HEARTBEAT_ACK})
+RECONNECT_FRAME = frame_json({"op": Op.RECONNECT})
+INVALID_SESSION_FRAME = frame_json({"op": Op.INVALID_SESSION, "d": False})

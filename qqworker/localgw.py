@@ -35,7 +35,7 @@ from qqworker.localtokens import LocalTokens, SessionIds
 from qqworker.localws import ClientConnection, handle_websocket
 from qqworker.protocol import Dispatch, Session
 from qqworker.rest import TRACE_HEADER, RestClient, RestError
-from qqworker.wire import error_response, json_response
+from qqworker.wire import error_response, json_response, token_issued, token_rejected, unauthorized
 
 log = logging.getLogger("qqworker.localgw")
 
@@ -46,8 +46,6 @@ PROFILE_TIMEOUT_S = 5.0
 BIND_ATTEMPTS = 50  # a predecessor's socket may linger a moment after it died
 BIND_PAUSE_S = 0.1
 PROXY_HEADER = "X-Qqw-Proxy"
-TOKEN_INVALID = 100016
-AUTH_MISSING = 11244
 # Request headers not passed on: the connection's own, and the client's local credentials.
 DROPPED_REQUEST = frozenset(
     {
@@ -241,18 +239,18 @@ class LocalGateway:
             and isinstance(secret, str)
             and hmac.compare_digest(secret.encode(), s.app_secret.encode())
         ):
-            return json_response({"code": TOKEN_INVALID, "message": "invalid appid or secret"})
+            return token_rejected()
         token, expires_in = self.tokens.issue()
-        return json_response({"access_token": token, "expires_in": str(expires_in)})
+        return token_issued(token, expires_in)
 
     async def _gateway(self, request: web.Request) -> web.Response:
         if not self._authorized(request):
-            return error_response(401, AUTH_MISSING, "token not exist or expire")
+            return unauthorized()
         return json_response({"url": self.gateway_url_for(request)})
 
     async def _gateway_bot(self, request: web.Request) -> web.Response:
         if not self._authorized(request):
-            return error_response(401, AUTH_MISSING, "token not exist or expire")
+            return unauthorized()
         limit = {"total": 1000, "remaining": 1000, "reset_after": 14_400_000, "max_concurrency": 1}
         return json_response(
             {"url": self.gateway_url_for(request), "shards": 1, "session_start_limit": limit}
@@ -260,7 +258,7 @@ class LocalGateway:
 
     async def _users_me(self, request: web.Request) -> web.StreamResponse:
         if not self._authorized(request):
-            return error_response(401, AUTH_MISSING, "token not exist or expire")
+            return unauthorized()
         user = await self.bot_user()
         if user is None:
             return await self._forward(request)
@@ -268,7 +266,7 @@ class LocalGateway:
 
     async def _forward(self, request: web.Request) -> web.StreamResponse:
         if not self._authorized(request):
-            return error_response(401, AUTH_MISSING, "token not exist or expire")
+            return unauthorized()
         headers = {k: v for k, v in request.headers.items() if k.lower() not in DROPPED_REQUEST}
         try:
             body = await asyncio.wait_for(request.read(), BODY_TIMEOUT_S)

@@ -15,20 +15,28 @@ from aiohttp import web
 from qqworker.gwserver import Op
 
 __all__ = [
+    "AUTH_MISSING",
     "HEARTBEAT_ACK_FRAME",
     "INVALID_SESSION_FRAME",
     "JSON_TYPE",
     "RECONNECT_FRAME",
+    "TOKEN_INVALID",
     "dumps",
     "error_response",
     "frame_json",
     "hello_frame",
     "json_response",
     "text_frame",
+    "token_issued",
+    "token_rejected",
+    "unauthorized",
 ]
 
 # Exactly this, never with "; charset=...": qq-botpy only decodes a body whose Content-Type equals it.
 JSON_TYPE = "application/json"
+# The platform's codes for a token request with wrong credentials, and for a call without a valid token.
+TOKEN_INVALID = 100016
+AUTH_MISSING = 11244
 
 _PACK_SHORT = struct.Struct("!BB").pack
 _PACK_MEDIUM = struct.Struct("!BBH").pack
@@ -63,6 +71,21 @@ def error_response(status: int, code: int, message: str) -> web.Response:
         status=status,
         headers={"Content-Type": JSON_TYPE, "X-Tps-trace-ID": trace},
     )
+
+
+def unauthorized() -> web.Response:
+    """A REST call without a valid token."""
+    return error_response(401, AUTH_MISSING, "token not exist or expire")
+
+
+def token_rejected() -> web.Response:
+    """The token endpoint's answer to wrong credentials: HTTP 200 with a code, as the platform answers."""
+    return json_response({"code": TOKEN_INVALID, "message": "invalid appid or secret"})
+
+
+def token_issued(token: str, expires_in: int) -> web.Response:
+    """The token endpoint's answer, `expires_in` a string as the platform sends it."""
+    return json_response({"access_token": token, "expires_in": str(expires_in)})
 
 
 def text_frame(payload: bytes) -> bytes:

@@ -14,7 +14,7 @@ from qqworker.gwserver import token_from_authorization
 from qqworker.simulator.context import CONTEXT_KEY
 from qqworker.simulator.events import now_timestamp
 from qqworker.simulator.state import Reply
-from qqworker.wire import error_response, json_response
+from qqworker.wire import error_response, json_response, token_issued, token_rejected, unauthorized
 
 __all__ = ["add_routes", "read_json"]
 
@@ -22,9 +22,7 @@ BODY_TIMEOUT_S = 10.0
 REPLY_KEYS_KEPT = 100_000
 
 # Codes the platform uses (its OpenAPI documentation and field reports).
-TOKEN_INVALID = 100016
 TOKEN_INTERNAL = 100002
-AUTH_MISSING = 11244
 MSG_ID_INVALID = 40034024
 PROACTIVE_DENIED = 40034105
 DUPLICATE_MSG_SEQ = 40054005
@@ -61,10 +59,6 @@ def authorized(request: web.Request) -> bool:
     return ctx.tokens.is_valid(token_from_authorization(request.headers.get("Authorization")))
 
 
-def unauthorized() -> web.Response:
-    return error_response(401, AUTH_MISSING, "token not exist or expire")
-
-
 async def access_token(request: web.Request) -> web.Response:
     ctx = request.app[CONTEXT_KEY]
     counters = ctx.state.counters
@@ -86,9 +80,9 @@ async def access_token(request: web.Request) -> web.Response:
         or body.get("clientSecret") != options.app_secret
     ):
         counters["token_rejected"] += 1
-        return json_response({"code": TOKEN_INVALID, "message": "invalid appid or secret"})
+        return token_rejected()
     token, expires_in = ctx.tokens.issue()
-    return json_response({"access_token": token, "expires_in": str(expires_in)})
+    return token_issued(token, expires_in)
 
 
 async def gateway(request: web.Request) -> web.Response:

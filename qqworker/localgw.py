@@ -32,14 +32,13 @@ from qqworker.contract.settings import ConfigError, Settings, parse_listen
 from qqworker.gwbuffer import StreamBuffer
 from qqworker.gwserver import token_from_authorization
 from qqworker.localtokens import LocalTokens, SessionIds
-from qqworker.localws import ClientConnection, handle_websocket
+from qqworker.localws import ClientConnection, serve_client
 from qqworker.protocol import Dispatch, Session
 from qqworker.rest import TRACE_HEADER, RestClient, RestError
 from qqworker.wire import error_response, json_response, token_issued, token_rejected, unauthorized
 
 log = logging.getLogger("qqworker.localgw")
 
-GW_KEY: web.AppKey[LocalGateway] = web.AppKey("qqworker.localgw")
 FORWARD_TIMEOUT_S = 30.0
 BODY_TIMEOUT_S = 10.0
 PROFILE_TIMEOUT_S = 5.0
@@ -63,6 +62,10 @@ PASSED_RESPONSE = ("Content-Type", TRACE_HEADER, "Retry-After")
 
 
 class LocalGateway:
+    """The local platform the frameworks connect to: its listener and aiohttp application, the shared
+    stream (`buffer`) fed by `handle()`, the local tokens and session ids, the connected clients, and
+    the REST proxy to the worker's current API base."""
+
     def __init__(
         self,
         settings: Settings,
@@ -112,13 +115,12 @@ class LocalGateway:
     async def start(self) -> None:
         """Listens (retrying a port still held, bounded); ConfigError when it cannot."""
         app = web.Application(client_max_size=32 << 20)
-        app[GW_KEY] = self
         app.router.add_post("/app/getAppAccessToken", self._token)
         app.router.add_get("/gateway", self._gateway)
         app.router.add_get("/gateway/bot", self._gateway_bot)
         app.router.add_get("/users/@me", self._users_me)
-        app.router.add_get("/websocket", handle_websocket)
-        app.router.add_get("/websocket/", handle_websocket)
+        app.router.add_get("/websocket", self._websocket)
+        app.router.add_get("/websocket/", self._websocket)
         app.router.add_route("*", "/{tail:.*}", self._forward)
         self._runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=1.0)
         await self._runner.setup()
@@ -263,6 +265,9 @@ class LocalGateway:
         if user is None:
             return await self._forward(request)
         return json_response({"id": user["id"], "username": user["username"], "avatar": ""})
+
+    async def _websocket(self, request: web.Request) -> web.StreamResponse:
+        return await serve_client(self, request)
 
     async def _forward(self, request: web.Request) -> web.StreamResponse:
         if not self._authorized(request):

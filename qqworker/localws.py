@@ -1,7 +1,7 @@
 """One framework's WebSocket connection to the local gateway (`QQ_HANDLER=gateway`).
 
-It speaks the platform's side with the simulator's code for it (gwserver.py reads and checks the
-client's frames, wire.py encodes ours), against the worker's shared stream (gwbuffer.StreamBuffer):
+It speaks the platform's side with the same code as the simulator (gwserver.py reads and checks a
+client's frames, wire.py writes ours), against the worker's shared stream (gwbuffer.StreamBuffer):
 Hello, Identify -> READY (then the events a restarted bot missed), Resume -> replay then RESUMED,
 heartbeat -> ACK at once (the upstream link plays no part in it), dispatches with local seqs.
 Frames are written straight onto the transport in order, and no write ever waits on a client: when a
@@ -16,18 +16,18 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from aiohttp import WSMsgType, web
 
 from qqworker.contract.events import LogEvent
 from qqworker.contract.logs import log_event
-from qqworker.gwbuffer import Entry
+from qqworker.gwbuffer import Entry, StreamBuffer
 from qqworker.gwserver import Close, Op, close_reason, read_frame, read_identify, read_resume
+from qqworker.localtokens import SessionIds
 from qqworker.wire import HEARTBEAT_ACK_FRAME, INVALID_SESSION_FRAME, frame_json, hello_frame
 
-if TYPE_CHECKING:
-    from qqworker.localgw import LocalGateway
+__all__ = ["ClientConnection", "LocalPlatform", "dispatch_frame", "serve_client"]
 
 log = logging.getLogger("qqworker.localgw")
 
@@ -50,8 +50,30 @@ def dispatch_frame(entry: Entry) -> bytes:
     return frame_json(frame)
 
 
+class LocalPlatform(Protocol):
+    """What a client connection needs of the local gateway (`localgw.LocalGateway`), declared here so
+    that this module does not import it back."""
+
+    buffer: StreamBuffer
+    sessions: SessionIds
+    heartbeat_ms: int
+    lagged: int  # times a client's unread output made it catch up from the buffer
+    connections: set[ClientConnection]
+
+    def token_valid(self, token: str | None) -> bool: ...
+
+    async def bot_user(self) -> dict[str, Any] | None: ...
+
+    def attached(self, conn: ClientConnection) -> None: ...
+
+    def detached(self, conn: ClientConnection) -> None: ...
+
+
 class ClientConnection:
-    def __init__(self, gw: LocalGateway, ws: web.WebSocketResponse, request: web.Request) -> None:
+    """The local gateway's end of one framework's WebSocket connection: attached to the shared stream
+    (`handle`) from its READY or RESUMED until it leaves, with the catch-up task while it lags."""
+
+    def __init__(self, gw: LocalPlatform, ws: web.WebSocketResponse, request: web.Request) -> None:
         self.gw = gw
         self.ws = ws
         self.transport = request.transport
@@ -289,10 +311,8 @@ class ClientConnection:
         )
 
 
-async def handle_websocket(request: web.Request) -> web.StreamResponse:
-    from qqworker.localgw import GW_KEY
-
-    gw = request.app[GW_KEY]
+async def serve_client(gw: LocalPlatform, request: web.Request) -> web.StreamResponse:
+    """GET /websocket: one framework's connection, served until it leaves."""
     ws = web.WebSocketResponse(autoping=False, compress=False, timeout=CLOSE_TIMEOUT_S, max_msg_size=1 << 20)
     if not ws.can_prepare(request).ok:
         return web.Response(status=400, text="websocket upgrade required")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ast
 import json
 from pathlib import Path
 from typing import Any
@@ -23,6 +22,7 @@ from qqworker.gwserver import (
     token_from_authorization,
     valid_shard,
 )
+from tests.unit.test_localgw_imports import imported_by
 
 TOKEN = "tok-1"
 
@@ -202,21 +202,6 @@ def test_close_reason() -> None:
 ROOT = Path(qqworker.__file__).parent
 
 
-def _imported(path: Path) -> set[str]:
-    found: set[str] = set()
-    for node in ast.walk(ast.parse(path.read_text(), str(path))):
-        if isinstance(node, ast.Import):
-            found.update(alias.name for alias in node.names)
-        elif isinstance(node, ast.ImportFrom) and node.module:
-            found.add(node.module)
-    return found
-
-
 def test_gwserver_is_pure() -> None:
-    imported = _imported(ROOT / "gwserver.py")
+    imported = imported_by(ROOT / "gwserver.py")
     assert not {m for m in imported if m.split(".")[0] in ("qqworker", "watchdog", "aiohttp", "asyncio")}
-
-
-@pytest.mark.parametrize("module", ["localgw", "localws", "gwbuffer", "localtokens", "gwserver", "wire"])
-def test_the_local_gateway_needs_nothing_of_the_simulator(module: str) -> None:
-    assert not {m for m in _imported(ROOT / f"{module}.py") if m.startswith("qqworker.simulator")}

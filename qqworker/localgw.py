@@ -30,24 +30,21 @@ from qqworker.contract.events import LogEvent
 from qqworker.contract.logs import log_event
 from qqworker.contract.settings import ConfigError, Settings, parse_listen
 from qqworker.gwbuffer import StreamBuffer
+from qqworker.gwserver import token_from_authorization
 from qqworker.localtokens import LocalTokens, SessionIds
-from qqworker.localws import ClientConnection, handle_websocket
+from qqworker.localws import ClientConnection, serve_client
 from qqworker.protocol import Dispatch, ResumePoint
 from qqworker.rest import TRACE_HEADER, RestClient, RestError
-from qqworker.simulator.tokens import token_from_authorization
-from qqworker.simulator.wire import error_response, json_response
+from qqworker.wire import error_response, json_response, token_issued, token_rejected, unauthorized
 
 log = logging.getLogger("qqworker.localgw")
 
-GW_KEY: web.AppKey[LocalGateway] = web.AppKey("qqworker.localgw")
 FORWARD_TIMEOUT_S = 30.0
 BODY_TIMEOUT_S = 10.0
 PROFILE_TIMEOUT_S = 5.0
 BIND_ATTEMPTS = 50  # a predecessor's socket may linger a moment after it died
 BIND_PAUSE_S = 0.1
 PROXY_HEADER = "X-Qqw-Proxy"
-TOKEN_INVALID = 100016
-AUTH_MISSING = 11244
 # Request headers not passed on: the connection's own, and the client's local credentials.
 DROPPED_REQUEST = frozenset(
     {
@@ -65,6 +62,10 @@ PASSED_RESPONSE = ("Content-Type", TRACE_HEADER, "Retry-After")
 
 
 class LocalGateway:
+    """The local platform the frameworks connect to: its listener and aiohttp application, the shared
+    stream (`buffer`) fed by `handle()`, the local tokens and session ids, the connected clients, and
+    the REST proxy to the worker's current API base."""
+
     def __init__(
         self,
         settings: Settings,
@@ -114,13 +115,12 @@ class LocalGateway:
     async def start(self) -> None:
         """Listens (retrying a port still held, bounded); ConfigError when it cannot."""
         app = web.Application(client_max_size=32 << 20)
-        app[GW_KEY] = self
         app.router.add_post("/app/getAppAccessToken", self._token)
         app.router.add_get("/gateway", self._gateway)
         app.router.add_get("/gateway/bot", self._gateway_bot)
         app.router.add_get("/users/@me", self._users_me)
-        app.router.add_get("/websocket", handle_websocket)
-        app.router.add_get("/websocket/", handle_websocket)
+        app.router.add_get("/websocket", self._websocket)
+        app.router.add_get("/websocket/", self._websocket)
         app.router.add_route("*", "/{tail:.*}", self._forward)
         self._runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=1.0)
         await self._runner.setup()
@@ -241,18 +241,18 @@ class LocalGateway:
             and isinstance(secret, str)
             and hmac.compare_digest(secret.encode(), s.app_secret.encode())
         ):
-            return json_response({"code": TOKEN_INVALID, "message": "invalid appid or secret"})
+            return token_rejected()
         token, expires_in = self.tokens.issue()
-        return json_response({"access_token": token, "expires_in": str(expires_in)})
+        return token_issued(token, expires_in)
 
     async def _gateway(self, request: web.Request) -> web.Response:
         if not self._authorized(request):
-            return error_response(401, AUTH_MISSING, "token not exist or expire")
+            return unauthorized()
         return json_response({"url": self.gateway_url_for(request)})
 
     async def _gateway_bot(self, request: web.Request) -> web.Response:
         if not self._authorized(request):
-            return error_response(401, AUTH_MISSING, "token not exist or expire")
+            return unauthorized()
         limit = {"total": 1000, "remaining": 1000, "reset_after": 14_400_000, "max_concurrency": 1}
         return json_response(
             {"url": self.gateway_url_for(request), "shards": 1, "session_start_limit": limit}
@@ -260,15 +260,18 @@ class LocalGateway:
 
     async def _users_me(self, request: web.Request) -> web.StreamResponse:
         if not self._authorized(request):
-            return error_response(401, AUTH_MISSING, "token not exist or expire")
+            return unauthorized()
         user = await self.bot_user()
         if user is None:
             return await self._forward(request)
         return json_response({"id": user["id"], "username": user["username"], "avatar": ""})
 
+    async def _websocket(self, request: web.Request) -> web.StreamResponse:
+        return await serve_client(self, request)
+
     async def _forward(self, request: web.Request) -> web.StreamResponse:
         if not self._authorized(request):
-            return error_response(401, AUTH_MISSING, "token not exist or expire")
+            return unauthorized()
         headers = {k: v for k, v in request.headers.items() if k.lower() not in DROPPED_REQUEST}
         try:
             body = await asyncio.wait_for(request.read(), BODY_TIMEOUT_S)

@@ -1,7 +1,7 @@
 """One framework's WebSocket connection to the local gateway (`QQ_HANDLER=gateway`).
 
-It speaks the platform's side as the simulator does (the same opcodes, close codes, frame encoding
-and shard check: qqworker.simulator), against the worker's shared stream (gwbuffer.StreamBuffer):
+It speaks the platform's side with the same code as the simulator (gwserver.py reads and checks a
+client's frames, wire.py writes ours), against the worker's shared stream (gwbuffer.StreamBuffer):
 Hello, Identify -> READY (then the events a restarted bot missed), Resume -> replay then RESUMED,
 heartbeat -> ACK at once (the upstream link plays no part in it), dispatches with local seqs.
 Frames are written straight onto the transport in order, and no write ever waits on a client: when a
@@ -16,20 +16,18 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from aiohttp import WSMsgType, web
 
 from qqworker.contract.events import LogEvent
 from qqworker.contract.logs import log_event
-from qqworker.gwbuffer import Entry
-from qqworker.simulator.gateway import valid_shard
-from qqworker.simulator.opcodes import Close, Op, close_reason
-from qqworker.simulator.tokens import token_from_authorization
-from qqworker.simulator.wire import client_frame, frame_json
+from qqworker.gwbuffer import Entry, StreamBuffer
+from qqworker.gwserver import Close, Op, close_reason, read_frame, read_identify, read_resume
+from qqworker.localtokens import SessionIds
+from qqworker.wire import HEARTBEAT_ACK_FRAME, INVALID_SESSION_FRAME, frame_json, hello_frame
 
-if TYPE_CHECKING:
-    from qqworker.localgw import LocalGateway
+__all__ = ["ClientConnection", "LocalPlatform", "dispatch_frame", "serve_client"]
 
 log = logging.getLogger("qqworker.localgw")
 
@@ -40,8 +38,6 @@ CATCH_UP_CHUNK = 512
 CATCH_UP_POLL_S = 0.01
 STALL_S = 30.0
 CLOSE_TIMEOUT_S = 2.0
-ACK_FRAME = frame_json({"op": Op.HEARTBEAT_ACK})
-INVALID_SESSION_FRAME = frame_json({"op": Op.INVALID_SESSION, "d": False})
 
 _numbers = itertools.count(1)
 
@@ -54,8 +50,30 @@ def dispatch_frame(entry: Entry) -> bytes:
     return frame_json(frame)
 
 
+class LocalPlatform(Protocol):
+    """What a client connection needs of the local gateway (`localgw.LocalGateway`), declared here so
+    that this module does not import it back."""
+
+    buffer: StreamBuffer
+    sessions: SessionIds
+    heartbeat_ms: int
+    lagged: int  # times a client's unread output made it catch up from the buffer
+    connections: set[ClientConnection]
+
+    def token_valid(self, token: str | None) -> bool: ...
+
+    async def bot_user(self) -> dict[str, Any] | None: ...
+
+    def attached(self, conn: ClientConnection) -> None: ...
+
+    def detached(self, conn: ClientConnection) -> None: ...
+
+
 class ClientConnection:
-    def __init__(self, gw: LocalGateway, ws: web.WebSocketResponse, request: web.Request) -> None:
+    """The local gateway's end of one framework's WebSocket connection: attached to the shared stream
+    (`handle`) from its READY or RESUMED until it leaves, with the catch-up task while it lags."""
+
+    def __init__(self, gw: LocalPlatform, ws: web.WebSocketResponse, request: web.Request) -> None:
         self.gw = gw
         self.ws = ws
         self.transport = request.transport
@@ -152,7 +170,7 @@ class ClientConnection:
 
     async def serve(self) -> None:
         gw = self.gw
-        self.write(frame_json({"op": Op.HELLO, "d": {"heartbeat_interval": gw.heartbeat_ms}}))
+        self.write(hello_frame(gw.heartbeat_ms))
         idle_timeout = gw.heartbeat_ms / 1000 * 3
         while not self.closing:
             try:
@@ -174,46 +192,29 @@ class ClientConnection:
                 break
 
     async def handle_text(self, data: str) -> None:
-        parsed = client_frame(data)
-        if parsed is None:
-            await self.close(Close.INVALID_PAYLOAD)
-            return
-        op, d, frame = parsed
-        if op == Op.HEARTBEAT:
+        frame = read_frame(data)
+        if isinstance(frame, Close):
+            await self.close(frame)
+        elif frame.op == Op.HEARTBEAT:
             if self.handle is None:
                 await self.close(Close.NOT_AUTHENTICATED)
                 return
             # The last seq the client got is `d`; Koishi's adapter-qq sends it as `s` (no `d`).
-            self.gw.buffer.confirm(self.handle, d if d is not None else frame.get("s"))
-            self.write(ACK_FRAME)  # at once, whatever the upstream link is doing
-        elif op == Op.IDENTIFY:
-            await self._identify(d)
-        elif op == Op.RESUME:
-            await self._resume(d)
+            self.gw.buffer.confirm(self.handle, frame.d if frame.d is not None else frame.frame.get("s"))
+            self.write(HEARTBEAT_ACK_FRAME)  # at once, whatever the upstream link is doing
+        elif frame.op == Op.IDENTIFY:
+            await self._identify(frame.d)
         else:
-            await self.close(Close.INVALID_OPCODE)
-
-    def _token_ok(self, d: dict[str, Any]) -> bool:
-        value = d.get("token")
-        return self.gw.token_valid(token_from_authorization(value) if isinstance(value, str) else None)
+            await self._resume(frame.d)
 
     async def _identify(self, d: Any) -> None:
         gw = self.gw
         if self.handle is not None:
             await self.close(Close.ALREADY_AUTHENTICATED)
             return
-        if not isinstance(d, dict):
-            await self.close(Close.INVALID_PAYLOAD)
-            return
-        if not self._token_ok(d):
-            await self.close(Close.AUTHENTICATION_FAILED, "wrong token")
-            return
-        if type(d.get("intents")) is not int or d["intents"] < 0:
-            await self.close(Close.INVALID_INTENT)
-            return
-        shard = d.get("shard", [0, 1])
-        if not valid_shard(shard):
-            await self.close(Close.INVALID_SHARD)
+        identify = read_identify(d, gw.token_valid)
+        if isinstance(identify, Close):
+            await self._refuse(identify)
             return
         user = await gw.bot_user()
         if user is None or self.closing:  # the bot's profile is not known yet: the client retries
@@ -226,7 +227,7 @@ class ClientConnection:
         replay = buffer.after(start)
         self.session_id = gw.sessions.new()
         self.handle = buffer.attach(self.name, start)
-        ready = {"version": 1, "session_id": self.session_id, "user": user, "shard": list(shard)}
+        ready = {"version": 1, "session_id": self.session_id, "user": user, "shard": identify.shard}
         self.write(frame_json({"op": Op.DISPATCH, "s": start, "t": "READY", "d": ready}))
         self._started(replay.entries, replay.lost)
 
@@ -235,18 +236,12 @@ class ClientConnection:
         if self.handle is not None:
             await self.close(Close.ALREADY_AUTHENTICATED)
             return
-        if not isinstance(d, dict) or not isinstance(d.get("session_id"), str):
-            await self.close(Close.INVALID_PAYLOAD)
-            return
-        if not self._token_ok(d):
-            await self.close(Close.AUTHENTICATION_FAILED, "wrong token")
-            return
-        seq = d.get("seq") or 0
-        if type(seq) is not int or seq < 0:
-            await self.close(Close.INVALID_SEQ)
+        resume = read_resume(d, gw.token_valid)
+        if isinstance(resume, Close):
+            await self._refuse(resume)
             return
         buffer = gw.buffer
-        session_id = d["session_id"]
+        session_id, seq = resume.session_id, resume.seq
         # A session of the worker this one replaced: continue its numbering if nobody has seen ours.
         taken_over = (
             not gw.sessions.known(session_id) and gw.sessions.signed(session_id) and buffer.adopt(seq)
@@ -265,6 +260,9 @@ class ClientConnection:
         self._started(replay.entries, replay.lost)
         last = replay.entries[-1].seq if replay.entries else seq
         self.write(frame_json({"op": Op.DISPATCH, "s": last, "t": "RESUMED", "d": ""}))
+
+    async def _refuse(self, code: Close) -> None:
+        await self.close(code, "wrong token" if code == Close.AUTHENTICATION_FAILED else None)
 
     def _started(self, entries: list[Entry], lost: int) -> None:
         self.send_entries(entries)
@@ -313,10 +311,8 @@ class ClientConnection:
         )
 
 
-async def handle_websocket(request: web.Request) -> web.StreamResponse:
-    from qqworker.localgw import GW_KEY
-
-    gw = request.app[GW_KEY]
+async def serve_client(gw: LocalPlatform, request: web.Request) -> web.StreamResponse:
+    """GET /websocket: one framework's connection, served until it leaves."""
     ws = web.WebSocketResponse(autoping=False, compress=False, timeout=CLOSE_TIMEOUT_S, max_msg_size=1 << 20)
     if not ws.can_prepare(request).ok:
         return web.Response(status=400, text="websocket upgrade required")

@@ -65,7 +65,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-async def serve(args: argparse.Namespace) -> int:
+async def serve_simulator(args: argparse.Namespace) -> int:
     sim = Simulator(
         args.host,
         args.port,
@@ -104,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     try:
-        return asyncio.run(serve(args))
+        return asyncio.run(serve_simulator(args))
     except (ValueError, OSError) as exc:
         print(f"qqworker.simulator: {exc}", file=sys.stderr)
         return 2

@@ -18,9 +18,9 @@ import time
 from typing import Any
 from urllib.parse import urlsplit
 
+from qqworker.simulator import Simulator
 from qqworker.simulator.events import C2C
-from qqworker.simulator.opcodes import Intent
-from qqworker.simulator.server import Simulator
+from qqworker.simulator.intents import Intent
 
 INTENTS = Intent.GROUP_AND_C2C_EVENT | Intent.PUBLIC_GUILD_MESSAGES
 STEP_TIMEOUT_S = 120.0

@@ -6,6 +6,8 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
+__all__ = ["client_env"]
+
 
 def client_env(
     info: Mapping[str, Any], base: Mapping[str, str] | None = None, **overrides: str

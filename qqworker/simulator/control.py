@@ -6,11 +6,14 @@ from typing import Any
 
 from aiohttp import web
 
-from qqworker.simulator.context import SIM_KEY
-from qqworker.simulator.dispatch import check
-from qqworker.simulator.opcodes import Close
+from qqworker.gwserver import Close
+from qqworker.simulator.context import CONTEXT_KEY
+from qqworker.simulator.dispatch import check, dispatch
+from qqworker.simulator.gateway import close_connections, reconnect_connections
 from qqworker.simulator.rest import read_json
-from qqworker.simulator.wire import json_response
+from qqworker.wire import json_response
+
+__all__ = ["add_routes"]
 
 
 class BadRequest(ValueError):
@@ -45,7 +48,7 @@ def _close_code(value: Any, name: str) -> int:
 
 
 async def events(request: web.Request) -> web.Response:
-    sim = request.app[SIM_KEY]
+    ctx = request.app[CONTEXT_KEY]
     try:
         body = await _body(request)
         kind, d, count = body.get("type"), body.get("d"), body.get("count", 1)
@@ -56,13 +59,13 @@ async def events(request: web.Request) -> web.Response:
     except ValueError as exc:
         return _bad(str(exc))
     if body.get("wait", True) is False:
-        sim.spawn(sim.dispatch(kind, d, count=count, session_id=session))
+        ctx.spawn(dispatch(ctx, kind, d, count, session))
         return json_response({"type": kind, "count": count, "queued": True})
-    return json_response(await sim.dispatch(kind, d, count=count, session_id=session))
+    return json_response(await dispatch(ctx, kind, d, count, session))
 
 
 async def close(request: web.Request) -> web.Response:
-    sim = request.app[SIM_KEY]
+    ctx = request.app[CONTEXT_KEY]
     try:
         body = await _body(request)
         code = _close_code(body.get("code", Close.SESSION_TIMED_OUT), "code")
@@ -71,14 +74,14 @@ async def close(request: web.Request) -> web.Response:
             raise BadRequest("reason must be a string")
     except ValueError as exc:
         return _bad(str(exc))
-    closed = await sim.close_connections(
-        code, reason=reason, abort=bool(body.get("abort")), drop_sessions=bool(body.get("drop_sessions"))
+    closed = await close_connections(
+        ctx.state, code, reason, abort=bool(body.get("abort")), drop_sessions=bool(body.get("drop_sessions"))
     )
     return json_response({"closed": closed})
 
 
 async def reconnect(request: web.Request) -> web.Response:
-    sim = request.app[SIM_KEY]
+    ctx = request.app[CONTEXT_KEY]
     try:
         body = await _body(request)
         code = body.get("close_code", Close.SESSION_TIMED_OUT)
@@ -86,34 +89,34 @@ async def reconnect(request: web.Request) -> web.Response:
             code = _close_code(code, "close_code")
     except ValueError as exc:
         return _bad(str(exc))
-    return json_response({"reconnected": await sim.reconnect(code)})
+    return json_response({"reconnected": await reconnect_connections(ctx.state, code)})
 
 
 async def outage(request: web.Request) -> web.Response:
-    sim = request.app[SIM_KEY]
+    ctx = request.app[CONTEXT_KEY]
     try:
         body = await _body(request)
         mode, seconds = body.get("mode"), body.get("seconds")
         if seconds == 0 and isinstance(mode, str):
-            await sim.end_outage(mode)
+            await ctx.end_outage(mode)
         else:
             # Asked over the main port, `refuse` would drop the very connection that carries this request:
             # that one is spared, answered, then closed (Connection: close).
-            await sim.outage(mode, seconds, spare=request.transport)
+            ctx.start_outage(mode, seconds, spare=request.transport)
     except ValueError as exc:
         return _bad(str(exc))
-    response = json_response({"outages": sim.outages.describe()})
+    response = json_response({"outages": ctx.outages.describe()})
     if mode == "refuse" and seconds != 0:
         response.force_close()
     return response
 
 
 async def revoke_tokens(request: web.Request) -> web.Response:
-    return json_response({"revoked": request.app[SIM_KEY].revoke_tokens()})
+    return json_response({"revoked": request.app[CONTEXT_KEY].tokens.revoke_all()})
 
 
 async def state(request: web.Request) -> web.Response:
-    return json_response(request.app[SIM_KEY].snapshot())
+    return json_response(request.app[CONTEXT_KEY].snapshot())
 
 
 def add_routes(app: web.Application) -> None:

@@ -8,15 +8,14 @@ from __future__ import annotations
 
 import asyncio
 import re
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from qqworker.simulator.context import SimContext
 from qqworker.simulator.events import GENERATED_TYPES, REQUIRED_INTENT, PreparedEvent
-from qqworker.simulator.wire import text_frame
+from qqworker.simulator.state import LiveConnection, SessionRecord
+from qqworker.wire import text_frame
 
-if TYPE_CHECKING:
-    from qqworker.simulator.gateway import GatewayConnection
-    from qqworker.simulator.server import Simulator
-    from qqworker.simulator.state import Session
+__all__ = ["check", "dispatch"]
 
 CHUNK = 1024
 IDS_REPORTED = 100
@@ -34,7 +33,7 @@ def check(kind: Any, d: Any, count: Any) -> None:
 
 
 async def dispatch(
-    sim: Simulator,
+    ctx: SimContext,
     kind: str,
     d: dict[str, Any] | None = None,
     count: int = 1,
@@ -46,15 +45,15 @@ async def dispatch(
     count that needs the clients to be reading meanwhile.
     """
     check(kind, d, count)
-    state = sim.state
-    state.expire_sessions(sim.options.resume_window_s)
+    state = ctx.state
+    state.expire_sessions(ctx.options.resume_window_s)
     required = REQUIRED_INTENT.get(kind, 0)
     targets = [
         s
         for s in state.sessions.values()
         if (session_id is None or s.session_id == session_id) and s.intents & required == required
     ]
-    factory = sim.events
+    factory = ctx.events
     ids: list[str] = []
     seqs: dict[str, list[int]] = {s.session_id: [s.seq + 1, s.seq] for s in targets}
     remaining = count
@@ -85,7 +84,7 @@ async def dispatch(
     }
 
 
-def _deliver(session: Session, kind: str, events: list[PreparedEvent]) -> GatewayConnection | None:
+def _deliver(session: SessionRecord, kind: str, events: list[PreparedEvent]) -> LiveConnection | None:
     """Number, frame and store the events for one session; write them if it is connected."""
     parts: list[bytes] = []
     append = parts.append

@@ -12,8 +12,23 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from qqworker.simulator.opcodes import Intent
-from qqworker.simulator.wire import dumps
+from qqworker.simulator.intents import Intent
+from qqworker.wire import dumps
+
+__all__ = [
+    "AT_MESSAGE",
+    "C2C",
+    "DIRECT_MESSAGE",
+    "GENERATED_TYPES",
+    "GROUP_AT",
+    "REQUIRED_INTENT",
+    "EventFactory",
+    "Identities",
+    "PreparedEvent",
+    "msg_idx",
+    "now_timestamp",
+    "payload",
+]
 
 C2C = "C2C_MESSAGE_CREATE"
 GROUP_AT = "GROUP_AT_MESSAGE_CREATE"

@@ -10,46 +10,51 @@ import asyncio
 import itertools
 import logging
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from aiohttp import WSMsgType, web
 
-from qqworker.simulator.context import SIM_KEY
-from qqworker.simulator.opcodes import Close, Op, close_reason
-from qqworker.simulator.state import Session
-from qqworker.simulator.tokens import token_from_authorization
-from qqworker.simulator.wire import client_frame, error_response, frame_json
+from qqworker.gwserver import Close, Op, close_reason, read_frame, read_identify, read_resume
+from qqworker.simulator.context import CONTEXT_KEY, SimContext
+from qqworker.simulator.state import SessionRecord, SimState
+from qqworker.wire import (
+    HEARTBEAT_ACK_FRAME,
+    INVALID_SESSION_FRAME,
+    RECONNECT_FRAME,
+    error_response,
+    frame_json,
+    hello_frame,
+)
 
-if TYPE_CHECKING:
-    from qqworker.simulator.server import Simulator
+__all__ = ["SimConnection", "close_connections", "handle_gateway", "reconnect_connections"]
 
 log = logging.getLogger("qqworker.simulator.gateway")
 
-ACK_FRAME = frame_json({"op": Op.HEARTBEAT_ACK})
-RECONNECT_FRAME = frame_json({"op": Op.RECONNECT})
-INVALID_SESSION_FRAME = frame_json({"op": Op.INVALID_SESSION, "d": False})
 DRAIN_LOW_WATER = 64 * 1024
 _BINARY = object()  # stands for a binary frame held back during a black hole
 
 _conn_ids = itertools.count(1)
 
 
-class GatewayConnection:
-    """One client connection. Its session (if any) outlives it."""
+class SimConnection:
+    """The simulator's end of one client's WebSocket gateway connection: it reads the client's frames,
+    answers Identify, Resume and heartbeats as the platform does, writes dispatches, and plays the outages
+    (a black hole mutes it: frames wait in `withheld` and `delayed` until it ends). Its session, if any, is
+    a `SessionRecord` in the state that outlives it."""
 
-    def __init__(self, sim: Simulator, ws: web.WebSocketResponse, request: web.Request) -> None:
+    def __init__(self, ctx: SimContext, ws: web.WebSocketResponse, request: web.Request) -> None:
         self.id = next(_conn_ids)
-        self.sim = sim
+        self.ctx = ctx
         self.ws = ws
         self.transport = request.transport
         self.remote = request.remote
         self.opened = time.monotonic()
         self.last_frame_at = self.opened
-        self.session: Session | None = None
+        self.session: SessionRecord | None = None
         self.closing = False
         self.heartbeats = 0
         # A black hole holds everything: frames out wait in `withheld`, frames in wait in `delayed`.
-        self.muted = sim.outages.active("blackhole")
+        self.muted = ctx.outages.active("blackhole")
         self.withheld: list[bytes] = []
         self.delayed: list[Any] = []
         self.close_pending: tuple[int, str | None] | None = None
@@ -94,7 +99,7 @@ class GatewayConnection:
         transport = self.transport
         if transport is None or self.muted:
             return
-        deadline = time.monotonic() + self.sim.options.send_timeout_s
+        deadline = time.monotonic() + self.ctx.options.send_timeout_s
         pause = 0.0005
         while transport.get_write_buffer_size() > DRAIN_LOW_WATER and not transport.is_closing():
             if time.monotonic() > deadline:
@@ -118,13 +123,13 @@ class GatewayConnection:
                 self.close_pending = (code, reason)
             return
         self.closing = True
-        self.sim.state.closes[code] += 1
-        message = (reason or close_reason(code)).encode()[:123]
+        self.ctx.state.closes[code] += 1
+        message = (reason or close_reason(code, "closed by the simulator")).encode()[:123]
         try:
             # drain=False: the close frame queues behind the dispatches; the close handshake is bounded by
             # the response's own timeout, and by this wait_for.
             await asyncio.wait_for(
-                self.ws.close(code=code, message=message, drain=False), self.sim.options.close_timeout_s + 1.0
+                self.ws.close(code=code, message=message, drain=False), self.ctx.options.close_timeout_s + 1.0
             )
         except (asyncio.TimeoutError, ConnectionError):
             self.abort()
@@ -133,7 +138,7 @@ class GatewayConnection:
         """Op 7, then (as the platform does) the close that ends the connection."""
         if self.closing:
             return
-        self.sim.state.counters["reconnects_sent"] += 1
+        self.ctx.state.counters["reconnects_sent"] += 1
         self.write(RECONNECT_FRAME)
         if close_code is not None:
             await self.close(close_code)
@@ -146,14 +151,14 @@ class GatewayConnection:
 
     async def serve(self) -> None:
         ws = self.ws
-        idle_timeout = self.sim.options.idle_timeout_s
+        idle_timeout = self.ctx.options.idle_timeout_s
         while not self.closing:
             try:
                 msg = await ws.receive(timeout=idle_timeout)
             except asyncio.TimeoutError:
                 if self.muted:
                     continue
-                self.sim.state.counters["heartbeat_timeouts"] += 1
+                self.ctx.state.counters["heartbeat_timeouts"] += 1
                 await self.close(Close.SESSION_TIMED_OUT)
                 break
             kind = msg.type
@@ -168,7 +173,7 @@ class GatewayConnection:
                 else:
                     await self.close(Close.INVALID_PAYLOAD)
             elif kind is WSMsgType.PING:
-                if not self.muted and self.sim.options.answer_pings:
+                if not self.muted and self.ctx.options.answer_pings:
                     await ws.pong(msg.data)
             elif kind is WSMsgType.PONG:
                 continue
@@ -177,7 +182,7 @@ class GatewayConnection:
                     # Any client close keeps the session resumable for the resume window, whatever its code
                     # (as the platform does: replay after a restart is seen in the field); counted so that
                     # tests can see what a client sent.
-                    self.sim.state.client_closes[msg.data if isinstance(msg.data, int) else 0] += 1
+                    self.ctx.state.client_closes[msg.data if isinstance(msg.data, int) else 0] += 1
                 break
 
     async def handle_text(self, data: Any) -> None:
@@ -187,78 +192,59 @@ class GatewayConnection:
         self.last_frame_at = time.monotonic()
         if self.stalled:
             return
-        parsed = client_frame(data)
-        if parsed is None:
-            await self.close(Close.INVALID_PAYLOAD)
-            return
-        op, d, _ = parsed
-        if op == Op.HEARTBEAT:
+        frame = read_frame(data)
+        if isinstance(frame, Close):
+            await self.close(frame)
+        elif frame.op == Op.HEARTBEAT:
             await self._heartbeat()
-        elif op == Op.IDENTIFY:
-            await self._identify(d)
-        elif op == Op.RESUME:
-            await self._resume(d)
+        elif frame.op == Op.IDENTIFY:
+            await self._identify(frame.d)
         else:
-            await self.close(Close.INVALID_OPCODE)
+            await self._resume(frame.d)
 
     async def _heartbeat(self) -> None:
         if self.session is None:
             await self.close(Close.NOT_AUTHENTICATED)
             return
-        counters = self.sim.state.counters
+        counters = self.ctx.state.counters
         self.heartbeats += 1
         counters["heartbeats"] += 1
-        if self.sim.outages.active("no_ack"):
+        if self.ctx.outages.active("no_ack"):
             counters["acks_withheld"] += 1
             return
-        self.write(ACK_FRAME)
+        self.write(HEARTBEAT_ACK_FRAME)
         counters["acks"] += 1
 
-    def _token_ok(self, d: dict[str, Any]) -> bool:
-        value = d.get("token")
-        token = token_from_authorization(value) if isinstance(value, str) else None
-        return self.sim.tokens.is_valid(token)
-
     async def _identify(self, d: Any) -> None:
-        sim = self.sim
-        counters = sim.state.counters
+        ctx = self.ctx
+        counters = ctx.state.counters
         counters["identifies"] += 1
         if self.session is not None:
             await self.close(Close.ALREADY_AUTHENTICATED)
             return
-        if sim.outages.active("no_ready"):
+        if ctx.outages.active("no_ready"):
             counters["identifies_ignored"] += 1
             self.stalled = True
             return
-        if sim.outages.active("internal_error"):
+        if ctx.outages.active("internal_error"):
             counters["identifies_failed"] += 1
             await self.close(Close.INTERNAL_ERROR)
             return
-        if not isinstance(d, dict):
-            await self.close(Close.INVALID_PAYLOAD)
+        identify = read_identify(d, ctx.tokens.is_valid)
+        if isinstance(identify, Close):
+            await self.close(identify)
             return
-        if not self._token_ok(d):
-            await self.close(Close.AUTHENTICATION_FAILED)
-            return
-        intents = d.get("intents")
-        if type(intents) is not int or intents < 0:
-            await self.close(Close.INVALID_INTENT)
-            return
-        shard = d.get("shard", [0, 1])
-        if not valid_shard(shard):
-            await self.close(Close.INVALID_SHARD)
-            return
-        if intents & ~sim.options.allowed_intents:
+        if identify.intents & ~ctx.options.allowed_intents:
             counters["identifies_rejected"] += 1
-            code = sim.options.intent_reject_code
+            code = ctx.options.intent_reject_code
             if code == Close.CREATE_SESSION_ERROR:
                 await self.invalid_session(code)
             else:
                 await self.close(code)
             return
-        session = sim.state.new_session(intents, list(shard))
+        session = ctx.state.new_session(identify.intents, identify.shard)
         self._attach(session)
-        options = sim.options
+        options = ctx.options
         ready = {
             "version": 1,
             "session_id": session.session_id,
@@ -269,32 +255,26 @@ class GatewayConnection:
         counters["ready"] += 1
 
     async def _resume(self, d: Any) -> None:
-        sim = self.sim
-        counters = sim.state.counters
+        ctx = self.ctx
+        counters = ctx.state.counters
         counters["resumes"] += 1
         if self.session is not None:
             await self.close(Close.ALREADY_AUTHENTICATED)
             return
-        if sim.outages.active("no_ready"):
+        if ctx.outages.active("no_ready"):
             counters["resumes_ignored"] += 1
             self.stalled = True
             return
-        if sim.outages.active("internal_error"):
+        if ctx.outages.active("internal_error"):
             counters["resumes_failed"] += 1
             await self.close(Close.INTERNAL_ERROR)
             return
-        if not isinstance(d, dict) or not isinstance(d.get("session_id"), str):
-            await self.close(Close.INVALID_PAYLOAD)
+        resume = read_resume(d, ctx.tokens.is_valid)
+        if isinstance(resume, Close):
+            await self.close(resume)
             return
-        if not self._token_ok(d):
-            await self.close(Close.AUTHENTICATION_FAILED)
-            return
-        seq = d.get("seq", 0)
-        seq = 0 if seq is None else seq
-        if type(seq) is not int or seq < 0:
-            await self.close(Close.INVALID_SEQ)
-            return
-        session = sim.state.live_session(d["session_id"], sim.options.resume_window_s)
+        seq = resume.seq
+        session = ctx.state.live_session(resume.session_id, ctx.options.resume_window_s)
         if session is not None and seq > session.seq:
             counters["resumes_failed"] += 1
             await self.close(Close.INVALID_SEQ)
@@ -315,17 +295,17 @@ class GatewayConnection:
         counters["resumed"] += 1
         counters["replayed"] += len(frames) - 1
 
-    def _attach(self, session: Session) -> None:
+    def _attach(self, session: SessionRecord) -> None:
         session.connection = self
         session.away_since = None
         self.session = session
-        cycle = self.sim.options.session_cycle_s
+        cycle = self.ctx.options.session_cycle_s
         if cycle > 0:
             self._cycle = asyncio.get_running_loop().call_later(cycle, self._end_cycle)
 
     def _end_cycle(self) -> None:
         self._cycle = None
-        self.sim.spawn(self.reconnect(Close.SESSION_TIMED_OUT))
+        self.ctx.spawn(self.reconnect(Close.SESSION_TIMED_OUT))
 
     def detach(self) -> None:
         """The connection is gone: its session, if it still holds it, waits for a Resume."""
@@ -364,33 +344,24 @@ class GatewayConnection:
             await self.close(code, reason)
 
 
-def valid_shard(shard: Any) -> bool:
-    return (
-        isinstance(shard, list)
-        and len(shard) == 2
-        and all(type(x) is int for x in shard)
-        and 0 <= shard[0] < shard[1]
-    )
-
-
 async def handle_gateway(request: web.Request) -> web.StreamResponse:
-    sim = request.app[SIM_KEY]
-    options = sim.options
+    ctx = request.app[CONTEXT_KEY]
+    options = ctx.options
     ws = web.WebSocketResponse(
         autoping=False, compress=False, timeout=options.close_timeout_s, max_msg_size=1 << 20
     )
     if not ws.can_prepare(request).ok:
         return error_response(400, 400, "websocket upgrade required")
     await ws.prepare(request)
-    conn = GatewayConnection(sim, ws, request)
-    state = sim.state
+    conn = SimConnection(ctx, ws, request)
+    state = ctx.state
     state.connections[conn.id] = conn
     state.counters["connections_total"] += 1
     try:
-        if sim.outages.active("no_hello"):
+        if ctx.outages.active("no_hello"):
             state.counters["hellos_withheld"] += 1
         else:
-            conn.send({"op": Op.HELLO, "d": {"heartbeat_interval": options.heartbeat_interval_ms}})
+            conn.write(hello_frame(options.heartbeat_interval_ms))
         await conn.serve()
     except ConnectionError:
         pass
@@ -400,3 +371,27 @@ async def handle_gateway(request: web.Request) -> web.StreamResponse:
         if not ws.closed and conn.transport is not None:
             conn.transport.abort()
     return ws
+
+
+async def close_connections(
+    state: SimState, code: int, reason: str | None = None, *, abort: bool = False, drop_sessions: bool = False
+) -> int:
+    """Close every gateway connection with `code` (or drop them, `abort`); `drop_sessions` forgets the
+    sessions too, so that a Resume gets op 9. Returns how many connections there were."""
+    conns = list(state.connections.values())
+    if drop_sessions:
+        state.sessions.clear()
+    if abort:
+        for conn in conns:
+            conn.abort()
+    elif conns:
+        await asyncio.gather(*(c.close(code, reason) for c in conns), return_exceptions=True)
+    return len(conns)
+
+
+async def reconnect_connections(state: SimState, close_code: int | None = Close.SESSION_TIMED_OUT) -> int:
+    """Op 7 to every connection, then the close the platform sends after it (None: no close)."""
+    conns = list(state.connections.values())
+    if conns:
+        await asyncio.gather(*(c.reconnect(close_code) for c in conns), return_exceptions=True)
+    return len(conns)

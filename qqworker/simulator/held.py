@@ -9,6 +9,8 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 
+__all__ = ["HeldConnection"]
+
 MAX_HELD_BYTES = 1 << 20
 
 

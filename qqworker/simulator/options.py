@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from qqworker.simulator.opcodes import ALL_INTENTS
+from qqworker.simulator.intents import ALL_INTENTS
+
+__all__ = ["DEFAULT_APP_ID", "DEFAULT_APP_SECRET", "MIN_IDLE_TIMEOUT_S", "SimOptions"]
 
 # Test credentials, not secrets: fixed so that scripts and docs can name them.
 DEFAULT_APP_ID = "102000001"

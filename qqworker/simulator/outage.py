@@ -8,6 +8,8 @@ import time
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
+__all__ = ["MODES", "Outages"]
+
 MODES: dict[str, str] = {
     "refuse": "the main port stops listening (connections refused) and every connection on it is dropped",
     "blackhole": "the main port accepts connections but answers nothing and sends nothing",

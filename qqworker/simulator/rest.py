@@ -10,19 +10,19 @@ from typing import Any
 
 from aiohttp import web
 
-from qqworker.simulator.context import SIM_KEY
+from qqworker.gwserver import token_from_authorization
+from qqworker.simulator.context import CONTEXT_KEY
 from qqworker.simulator.events import now_timestamp
 from qqworker.simulator.state import Reply
-from qqworker.simulator.tokens import token_from_authorization
-from qqworker.simulator.wire import error_response, json_response
+from qqworker.wire import error_response, json_response, token_issued, token_rejected, unauthorized
+
+__all__ = ["add_routes", "read_json"]
 
 BODY_TIMEOUT_S = 10.0
 REPLY_KEYS_KEPT = 100_000
 
 # Codes the platform uses (its OpenAPI documentation and field reports).
-TOKEN_INVALID = 100016
 TOKEN_INTERNAL = 100002
-AUTH_MISSING = 11244
 MSG_ID_INVALID = 40034024
 PROACTIVE_DENIED = 40034105
 DUPLICATE_MSG_SEQ = 40054005
@@ -32,10 +32,10 @@ RETIRED_NOT_FOUND = 404
 
 def retired_answer(request: web.Request, status: int) -> web.Response | None:
     """With `--retired`: the answer of a host the platform has moved away from, else None."""
-    sim = request.app[SIM_KEY]
-    if not sim.options.retired:
+    ctx = request.app[CONTEXT_KEY]
+    if not ctx.options.retired:
         return None
-    sim.state.counters["retired_answers"] += 1
+    ctx.state.counters["retired_answers"] += 1
     message = "internal error" if status >= 500 else "not found"
     code = RETIRED_INTERNAL if status >= 500 else RETIRED_NOT_FOUND
     return error_response(status, code, message)
@@ -55,38 +55,34 @@ async def read_json(request: web.Request) -> Any:
 
 
 def authorized(request: web.Request) -> bool:
-    sim = request.app[SIM_KEY]
-    return sim.tokens.is_valid(token_from_authorization(request.headers.get("Authorization")))
-
-
-def unauthorized() -> web.Response:
-    return error_response(401, AUTH_MISSING, "token not exist or expire")
+    ctx = request.app[CONTEXT_KEY]
+    return ctx.tokens.is_valid(token_from_authorization(request.headers.get("Authorization")))
 
 
 async def access_token(request: web.Request) -> web.Response:
-    sim = request.app[SIM_KEY]
-    counters = sim.state.counters
+    ctx = request.app[CONTEXT_KEY]
+    counters = ctx.state.counters
     counters["token_requests"] += 1
     retired = retired_answer(request, 404)
     if retired is not None:
         return retired
-    if sim.outages.active("token_error"):
+    if ctx.outages.active("token_error"):
         counters["token_errors"] += 1
         return json_response({"code": TOKEN_INTERNAL, "message": "internal error"}, status=500)
     try:
         body = await read_json(request)
     except ValueError:
         body = None
-    options = sim.options
+    options = ctx.options
     if (
         not isinstance(body, dict)
         or str(body.get("appId")) != options.app_id
         or body.get("clientSecret") != options.app_secret
     ):
         counters["token_rejected"] += 1
-        return json_response({"code": TOKEN_INVALID, "message": "invalid appid or secret"})
-    token, expires_in = sim.tokens.issue()
-    return json_response({"access_token": token, "expires_in": str(expires_in)})
+        return token_rejected()
+    token, expires_in = ctx.tokens.issue()
+    return token_issued(token, expires_in)
 
 
 async def gateway(request: web.Request) -> web.Response:
@@ -95,7 +91,7 @@ async def gateway(request: web.Request) -> web.Response:
         return retired
     if not authorized(request):
         return unauthorized()
-    return json_response({"url": request.app[SIM_KEY].gateway_url})
+    return json_response({"url": request.app[CONTEXT_KEY].endpoints.gateway_url})
 
 
 async def gateway_bot(request: web.Request) -> web.Response:
@@ -104,15 +100,15 @@ async def gateway_bot(request: web.Request) -> web.Response:
         return retired
     if not authorized(request):
         return unauthorized()
-    sim = request.app[SIM_KEY]
-    total = sim.options.session_start_total
+    ctx = request.app[CONTEXT_KEY]
+    total = ctx.options.session_start_total
     return json_response(
         {
-            "url": sim.gateway_url,
+            "url": ctx.endpoints.gateway_url,
             "shards": 1,
             "session_start_limit": {
                 "total": total,
-                "remaining": max(0, total - sim.state.counters["ready"]),
+                "remaining": max(0, total - ctx.state.counters["ready"]),
                 "reset_after": 14_400_000,
                 "max_concurrency": 1,
             },
@@ -123,7 +119,7 @@ async def gateway_bot(request: web.Request) -> web.Response:
 async def users_me(request: web.Request) -> web.Response:
     if not authorized(request):
         return unauthorized()
-    options = request.app[SIM_KEY].options
+    options = request.app[CONTEXT_KEY].options
     return json_response(
         {
             "id": options.bot_id,
@@ -146,8 +142,8 @@ async def post_message(request: web.Request, kind: str) -> web.Response:
     """Record a reply; reject it as the platform would when it is unauthorised, proactive or a repeat."""
     if not authorized(request):
         return unauthorized()
-    sim = request.app[SIM_KEY]
-    state = sim.state
+    ctx = request.app[CONTEXT_KEY]
+    state = ctx.state
     target = request.match_info["target"]
     try:
         body = await read_json(request)
@@ -175,7 +171,7 @@ async def post_message(request: web.Request, kind: str) -> web.Response:
     ts = now_timestamp()
     if kind in ("c2c", "group"):
         return json_response({"id": f"ROBOT1.0_{_RUN}r{number:010x}", "timestamp": ts})
-    options = sim.options
+    options = ctx.options
     return json_response(
         {
             "id": f"08{_RUN}r{number:014x}",
@@ -195,7 +191,7 @@ async def post_message(request: web.Request, kind: str) -> web.Response:
 def _rejected(
     request: web.Request, kind: str, target: str, body: dict[str, Any], code: int, message: str
 ) -> web.Response:
-    state = request.app[SIM_KEY].state
+    state = request.app[CONTEXT_KEY].state
     state.counters["replies_rejected"] += 1
     state.replies.append(Reply(request.method, request.path, kind, target, body, 400, code))
     return error_response(400, code, message)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import ipaddress
 import logging
 import socket
 import time
@@ -17,32 +16,26 @@ from typing import Any
 
 from aiohttp import web
 
+from qqworker.contract.settings import is_loopback_host
+from qqworker.gwserver import Close
 from qqworker.simulator import control, rest
-from qqworker.simulator.context import SIM_KEY
+from qqworker.simulator.context import CONTEXT_KEY, Endpoints, SimContext
 from qqworker.simulator.dispatch import dispatch
 from qqworker.simulator.events import EventFactory, Identities
-from qqworker.simulator.gateway import handle_gateway
+from qqworker.simulator.gateway import close_connections, handle_gateway, reconnect_connections
 from qqworker.simulator.held import HeldConnection
-from qqworker.simulator.opcodes import Close
 from qqworker.simulator.options import SimOptions
 from qqworker.simulator.outage import Outages
 from qqworker.simulator.state import SimState
 from qqworker.simulator.tokens import TokenStore
-from qqworker.simulator.wire import error_response
+from qqworker.wire import error_response
+
+__all__ = ["Simulator"]
 
 log = logging.getLogger("qqworker.simulator")
 
 REBIND_ATTEMPTS = 50
 REBIND_PAUSE_S = 0.1
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def _bind(host: str, port: int) -> socket.socket:
@@ -53,7 +46,12 @@ def _bind(host: str, port: int) -> socket.socket:
 
 
 class Simulator:
-    """A local QQ Bot platform. `async with Simulator() as sim:` starts it on free loopback ports."""
+    """A local QQ Bot platform. `async with Simulator() as sim:` starts it on free loopback ports.
+
+    It owns the listeners (the main port, faulted by the outages, and the control port, never faulted),
+    the aiohttp application and every background task; the handlers get its `context` (a `SimContext`),
+    never the Simulator. The methods below are the Python control API, the same as /_sim/*.
+    """
 
     def __init__(
         self,
@@ -65,19 +63,20 @@ class Simulator:
         options: SimOptions | None = None,
         **overrides: Any,
     ) -> None:
-        if not allow_remote and not is_loopback(host):
+        if not allow_remote and not is_loopback_host(host):
             raise ValueError(f"refusing to listen on non-loopback host {host!r} without allow_remote")
         self.options = dataclasses.replace(options or SimOptions(), **overrides)
         self.options.validate()
         self.host = host
-        self.port: int | None = port or None
-        self.control_port: int | None = control_port
+        self.endpoints = Endpoints(host, port or None, control_port)
         self._wanted_port = port
         self.state = SimState(self.options.replay_limit, self.options.max_replies_kept)
         self.tokens = TokenStore(self.options.token_ttl_s)
         self.events = EventFactory(Identities(self.options.bot_id, self.options.bot_name))
         self.outages = Outages(self.spawn, self._outage_started, self._outage_ended)
-        self._spare: asyncio.BaseTransport | None = None  # the connection a refuse outage must not drop
+        self.context = SimContext(
+            self.options, self.state, self.tokens, self.outages, self.events, self.endpoints, self.spawn
+        )
         self._tasks: set[asyncio.Task[Any]] = set()
         self._held: set[HeldConnection] = set()
         self._runner: web.AppRunner | None = None
@@ -87,25 +86,29 @@ class Simulator:
 
     # Addresses -------------------------------------------------------------------------------
 
-    def _base(self, port: int | None) -> str:
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"http://{host}:{port}"
+    @property
+    def port(self) -> int | None:
+        return self.endpoints.port
+
+    @property
+    def control_port(self) -> int | None:
+        return self.endpoints.control_port
 
     @property
     def api_base(self) -> str:
-        return self._base(self.port)
+        return self.endpoints.api_base
 
     @property
     def token_url(self) -> str:
-        return f"{self.api_base}/app/getAppAccessToken"
+        return self.endpoints.token_url
 
     @property
     def gateway_url(self) -> str:
-        return f"ws{self.api_base[4:]}/websocket/"
+        return self.endpoints.gateway_url
 
     @property
     def control_url(self) -> str:
-        return self._base(self.control_port) if self.control_port else self.api_base
+        return self.endpoints.control_url
 
     @property
     def app_id(self) -> str:
@@ -117,14 +120,7 @@ class Simulator:
 
     def info(self) -> dict[str, str]:
         """What `python -m qqworker.simulator` prints on its one startup line."""
-        return {
-            "api_base": self.api_base,
-            "token_url": self.token_url,
-            "gateway_url": self.gateway_url,
-            "control_url": self.control_url,
-            "app_id": self.app_id,
-            "app_secret": self.app_secret,
-        }
+        return self.context.info()
 
     # Lifecycle -------------------------------------------------------------------------------
 
@@ -137,7 +133,7 @@ class Simulator:
 
     async def start(self) -> None:
         app = web.Application(middlewares=[self._middleware()], client_max_size=1 << 20)
-        app[SIM_KEY] = self
+        app[CONTEXT_KEY] = self.context
         rest.add_routes(app)
         control.add_routes(app)
         app.router.add_get("/websocket/", handle_gateway)
@@ -147,11 +143,11 @@ class Simulator:
         loop = asyncio.get_running_loop()
         try:
             main_sock = _bind(self.host, self._wanted_port)
-            self.port = main_sock.getsockname()[1]
+            self.endpoints.port = main_sock.getsockname()[1]
             self._main = await loop.create_server(self._main_protocol, sock=main_sock)
             if self.control_port is not None:
                 control_sock = _bind(self.host, self.control_port)
-                self.control_port = control_sock.getsockname()[1]
+                self.endpoints.control_port = control_sock.getsockname()[1]
                 self._control = await loop.create_server(self._runner.server, sock=control_sock)
         except BaseException:
             await self.stop()
@@ -278,7 +274,7 @@ class Simulator:
         if self._runner is not None and self._runner.server is not None:
             for handler in self._runner.server.connections:
                 transport = handler.transport
-                if transport is None or transport is self._spare:
+                if transport is None or transport is self.context.spare:
                     continue
                 if transport.get_extra_info("sockname")[1] == self.port:
                     transport.abort()
@@ -310,7 +306,7 @@ class Simulator:
         session_id: str | None = None,
     ) -> dict[str, Any]:
         """Dispatch `count` events (as POST /_sim/events does) and return its answer."""
-        return await dispatch(self, event_type, d, count, session_id)
+        return await dispatch(self.context, event_type, d, count, session_id)
 
     async def close_connections(
         self,
@@ -322,38 +318,20 @@ class Simulator:
     ) -> int:
         """Close every gateway connection with `code` (or drop them, `abort`); `drop_sessions` forgets the
         sessions too, so that a Resume gets op 9. Returns how many connections there were."""
-        conns = list(self.state.connections.values())
-        if drop_sessions:
-            self.state.sessions.clear()
-        if abort:
-            for conn in conns:
-                conn.abort()
-        elif conns:
-            await asyncio.gather(*(c.close(code, reason) for c in conns), return_exceptions=True)
-        return len(conns)
+        return await close_connections(self.state, code, reason, abort=abort, drop_sessions=drop_sessions)
 
     async def reconnect(self, close_code: int | None = Close.SESSION_TIMED_OUT) -> int:
         """Op 7 to every connection, then the close the platform sends after it (None: no close)."""
-        conns = list(self.state.connections.values())
-        if conns:
-            await asyncio.gather(*(c.reconnect(close_code) for c in conns), return_exceptions=True)
-        return len(conns)
+        return await reconnect_connections(self.state, close_code)
 
     async def outage(self, mode: str, seconds: float, *, spare: asyncio.BaseTransport | None = None) -> None:
         """Start an outage mode for `seconds`; it ends by itself. `spare`: the connection of the request
         that asked for it, which a `refuse` leaves open so that the request is answered."""
-        self._spare = spare
-        try:
-            self.outages.start(mode, seconds)
-        finally:
-            self._spare = None
+        self.context.start_outage(mode, seconds, spare=spare)
 
     async def end_outage(self, mode: str | None = None) -> None:
         """End one outage mode now, or all of them."""
-        if mode is None:
-            await self.outages.end_all()
-        else:
-            await self.outages.end(mode)
+        await self.context.end_outage(mode)
 
     def revoke_tokens(self) -> int:
         """Invalidate every access token: REST answers 401 and Identify/Resume get 4004 until a new one."""
@@ -361,11 +339,7 @@ class Simulator:
 
     def snapshot(self) -> dict[str, Any]:
         """What GET /_sim/state answers."""
-        state = self.state.snapshot()
-        state["outages"] = self.outages.describe()
-        state["tokens_issued"] = self.tokens.issued
-        state.update({k: v for k, v in self.info().items() if k != "app_secret"})
-        return state
+        return self.context.snapshot()
 
     async def wait_until(
         self, predicate: Callable[[dict[str, Any]], bool], timeout: float = 10.0, interval: float = 0.02

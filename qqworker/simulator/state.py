@@ -6,14 +6,39 @@ import time
 import uuid
 from collections import Counter, deque
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-if TYPE_CHECKING:
-    from qqworker.simulator.gateway import GatewayConnection
+__all__ = ["LiveConnection", "Reply", "SessionRecord", "SimState"]
 
 
-class Session:
-    """One gateway session: its sequence numbers run on across connections until it expires."""
+class LiveConnection(Protocol):
+    """What the state, the dispatcher and the server need of a live gateway connection
+    (`gateway.SimConnection`), declared here so that this module imports no handler."""
+
+    session: SessionRecord | None
+    muted: bool
+
+    def describe(self, now: float) -> dict[str, Any]: ...
+
+    def write(self, data: bytes) -> bool: ...
+
+    async def drain(self) -> None: ...
+
+    def abort(self) -> None: ...
+
+    async def close(self, code: int, reason: str | None = None) -> None: ...
+
+    async def reconnect(self, close_code: int | None) -> None: ...
+
+    async def unmute(self, idle_limit_s: float | None) -> None: ...
+
+
+class SessionRecord:
+    """The simulator's record of one client's gateway session, made by a READY.
+
+    Its sequence numbers run on across connections until it expires: `connection` is the live connection
+    holding it (None while the client is away), `frames` the dispatches kept for a Resume's replay.
+    """
 
     __slots__ = (
         "away_since",
@@ -36,7 +61,7 @@ class Session:
         self.frames: deque[tuple[int, bytes]] = deque(maxlen=replay_limit)
         self.evicted_upto = 0
         self.created = time.monotonic()
-        self.connection: GatewayConnection | None = None
+        self.connection: LiveConnection | None = None
         self.away_since: float | None = None
 
     def next_seq(self) -> int:
@@ -101,24 +126,29 @@ class Reply:
 
 
 class SimState:
-    """Sessions, live connections and counters; everything GET /_sim/state reports."""
+    """Everything the simulator remembers and GET /_sim/state reports: the sessions, the live connections,
+    the replies received (and their keys, for the platform's duplicate check), and the counters.
+
+    No I/O and no clock of its own beyond `time.monotonic()` for ages: the gateway and REST handlers
+    write it, the snapshot reads it.
+    """
 
     def __init__(self, replay_limit: int, max_replies_kept: int) -> None:
         self.replay_limit = replay_limit
-        self.sessions: dict[str, Session] = {}
-        self.connections: dict[int, GatewayConnection] = {}
+        self.sessions: dict[str, SessionRecord] = {}
+        self.connections: dict[int, LiveConnection] = {}
         self.replies: deque[Reply] = deque(maxlen=max_replies_kept)
         self.reply_keys: dict[tuple[str, int], None] = {}  # an ordered set, oldest first
         self.counters: Counter[str] = Counter()
         self.closes: Counter[int] = Counter()
         self.client_closes: Counter[int] = Counter()  # close codes the clients sent
 
-    def new_session(self, intents: int, shard: list[int]) -> Session:
-        session = Session(intents, shard, self.replay_limit)
+    def new_session(self, intents: int, shard: list[int]) -> SessionRecord:
+        session = SessionRecord(intents, shard, self.replay_limit)
         self.sessions[session.session_id] = session
         return session
 
-    def live_session(self, session_id: str, window_s: float) -> Session | None:
+    def live_session(self, session_id: str, window_s: float) -> SessionRecord | None:
         session = self.sessions.get(session_id)
         if session is not None and session.expired(time.monotonic(), window_s):
             del self.sessions[session_id]

@@ -10,10 +10,14 @@ import secrets
 import time
 from collections.abc import Callable
 
+__all__ = ["RENEW_WINDOW_S", "TokenStore"]
+
 RENEW_WINDOW_S = 60
 
 
 class TokenStore:
+    """The app access tokens issued so far and when each runs out (clock-injected)."""
+
     def __init__(self, ttl_s: int, clock: Callable[[], float] = time.monotonic) -> None:
         self._ttl_s = ttl_s
         self._clock = clock
@@ -51,10 +55,3 @@ class TokenStore:
     def _purge(self, now: float) -> None:
         for token in [t for t, expiry in self._expiry.items() if expiry <= now]:
             del self._expiry[token]
-
-
-def token_from_authorization(value: str | None) -> str | None:
-    """The token in `QQBot <token>` (the literal prefix and one space), else None."""
-    if value is None or not value.startswith("QQBot "):
-        return None
-    return value[len("QQBot ") :] or None

@@ -13,7 +13,7 @@ from qqworker.contract.events import LogEvent
 from qqworker.contract.logs import log_event
 from qqworker.logs import configure_logging
 from qqworker.protocol import Dispatch, FrameRejected
-from qqworker.simulator.wire import dumps, frame_json
+from qqworker.wire import dumps, frame_json
 from tests.unit.test_protocol import established
 
 ODD = [

@@ -1,4 +1,7 @@
-"""Bytes on the wire: JSON bodies exactly as the platform sends them, and WebSocket text frames."""
+"""Bytes as the platform writes them: REST bodies exactly as it sends them, and gateway text frames.
+
+Shared by the two servers that play the platform, the simulator and the local gateway.
+"""
 
 from __future__ import annotations
 
@@ -9,8 +12,31 @@ from typing import Any
 
 from aiohttp import web
 
+from qqworker.gwserver import Op
+
+__all__ = [
+    "AUTH_MISSING",
+    "HEARTBEAT_ACK_FRAME",
+    "INVALID_SESSION_FRAME",
+    "JSON_TYPE",
+    "RECONNECT_FRAME",
+    "TOKEN_INVALID",
+    "dumps",
+    "error_response",
+    "frame_json",
+    "hello_frame",
+    "json_response",
+    "text_frame",
+    "token_issued",
+    "token_rejected",
+    "unauthorized",
+]
+
 # Exactly this, never with "; charset=...": qq-botpy only decodes a body whose Content-Type equals it.
 JSON_TYPE = "application/json"
+# The platform's codes for a token request with wrong credentials, and for a call without a valid token.
+TOKEN_INVALID = 100016
+AUTH_MISSING = 11244
 
 _PACK_SHORT = struct.Struct("!BB").pack
 _PACK_MEDIUM = struct.Struct("!BBH").pack
@@ -26,19 +52,6 @@ def dumps(obj: Any) -> str:
         except UnicodeEncodeError:
             return json.dumps(obj, separators=(",", ":"))
     return text
-
-
-def client_frame(data: str) -> tuple[int, Any, dict[str, Any]] | None:
-    """A client's gateway frame as (op, d, the whole frame); None when it is not a JSON object with an
-    integer `op` (the gateway closes with 4002, invalid payload)."""
-    try:
-        frame = json.loads(data)
-    except ValueError:
-        return None
-    op = frame.get("op") if isinstance(frame, dict) else None
-    if type(op) is not int:
-        return None
-    return op, frame.get("d"), frame
 
 
 def json_response(obj: Any, status: int = 200) -> web.Response:
@@ -60,6 +73,21 @@ def error_response(status: int, code: int, message: str) -> web.Response:
     )
 
 
+def unauthorized() -> web.Response:
+    """A REST call without a valid token."""
+    return error_response(401, AUTH_MISSING, "token not exist or expire")
+
+
+def token_rejected() -> web.Response:
+    """The token endpoint's answer to wrong credentials: HTTP 200 with a code, as the platform answers."""
+    return json_response({"code": TOKEN_INVALID, "message": "invalid appid or secret"})
+
+
+def token_issued(token: str, expires_in: int) -> web.Response:
+    """The token endpoint's answer, `expires_in` a string as the platform sends it."""
+    return json_response({"access_token": token, "expires_in": str(expires_in)})
+
+
 def text_frame(payload: bytes) -> bytes:
     """One unmasked, uncompressed, final WebSocket text frame (server to client, RFC 6455 §5.2)."""
     n = len(payload)
@@ -72,3 +100,12 @@ def text_frame(payload: bytes) -> bytes:
 
 def frame_json(obj: Any) -> bytes:
     return text_frame(dumps(obj).encode())
+
+
+def hello_frame(heartbeat_interval_ms: int) -> bytes:
+    return frame_json({"op": Op.HELLO, "d": {"heartbeat_interval": heartbeat_interval_ms}})
+
+
+HEARTBEAT_ACK_FRAME = frame_json({"op": Op.HEARTBEAT_ACK})
+RECONNECT_FRAME = frame_json({"op": Op.RECONNECT})
+INVALID_SESSION_FRAME = frame_json({"op": Op.INVALID_SESSION, "d": False})

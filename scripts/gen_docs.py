@@ -7,10 +7,10 @@
 from __future__ import annotations
 
 import argparse
-import re
 import sys
 from dataclasses import fields
-from pathlib import Path
+
+import readme_blocks
 
 from qqworker.closecodes import CLOSE_RULES, NO_CLOSE_FRAME, CloseRule, close_rule
 from qqworker.contract.events import EVENT_DOCS, LogEvent
@@ -18,7 +18,7 @@ from qqworker.contract.exitcodes import ExitCode, exit_meaning
 from qqworker.contract.rules import RELATIONS, field_rule
 from qqworker.contract.settings import PRODUCTION_APIS, SANDBOX_API, Settings
 
-README = Path(__file__).resolve().parent.parent / "README.md"
+README = readme_blocks.README
 
 
 def settings_table() -> str:
@@ -113,12 +113,10 @@ BLOCKS = {
 
 def render(text: str) -> str:
     for name, make in BLOCKS.items():
-        pattern = re.compile(
-            rf"(<!-- BEGIN generated:{name} [^\n]*-->\n).*?(<!-- END generated:{name} -->)", re.DOTALL
-        )
-        if not pattern.search(text):
-            raise SystemExit(f"README.md has no generated:{name} block")
-        text = pattern.sub(lambda m, make=make: m.group(1) + make() + "\n" + m.group(2), text)
+        try:
+            text = readme_blocks.replace(text, name, make())
+        except readme_blocks.MissingBlock as exc:
+            raise SystemExit(str(exc)) from None
     return text
 
 

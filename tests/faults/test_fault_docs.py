@@ -13,7 +13,7 @@ from tests.support import ROOT
 @pytest.mark.parametrize(
     ("script", "flag", "results"),
     [
-        ("fault_table.py", "--check", "docs/fault-results.json"),
+        ("fault_table.py", "--check", "tests/faults/results.json"),
         ("bench.py", "--check-readme", "docs/bench-results.json"),
     ],
 )

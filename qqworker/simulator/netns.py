@@ -228,6 +228,13 @@ class Link:
         self.worker.iptables("-D", "INPUT", "-i", "eth0", "-j", "DROP")
         self.worker.iptables("-D", "OUTPUT", "-d", SIM_ADDR, "-j", "DROP")
 
+    def set_black_hole(self, on: bool) -> None:
+        """drop_all (True) or undrop_all (False): the black hole as a switch, like set_unreachable."""
+        if on:
+            self.drop_all()
+        else:
+            self.undrop_all()
+
     def established_ports(self) -> list[int]:
         """The worker-side ports of the TCP connections the simulator has now (seen from its side)."""
         out = self.sim.exec("ss", "-tnH", "state", "established").stdout

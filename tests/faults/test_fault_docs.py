@@ -14,7 +14,7 @@ from tests.support import ROOT
     ("script", "flag", "results"),
     [
         ("fault_table.py", "--check", "tests/faults/results.json"),
-        ("bench.py", "--check-readme", "docs/bench-results.json"),
+        ("bench.py", "--check-readme", "scripts/benchmark/results.json"),
     ],
 )
 def test_readme_table_matches_results(script: str, flag: str, results: str) -> None:

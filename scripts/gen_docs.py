@@ -1,7 +1,7 @@
 """Renders the README's reference tables from the code's own tables, so the two cannot drift.
 
-`python scripts/gen_docs.py` rewrites the generated blocks in README.md; `--check` exits 1 if they are stale
-(the test suite runs it).
+`python scripts/gen_docs.py [--write]` rewrites the generated blocks in README.md (through
+scripts/readme_blocks.py); `--check` exits 1 if they are stale (the test suite runs it).
 """
 
 from __future__ import annotations
@@ -122,7 +122,9 @@ def render(text: str) -> str:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--check", action="store_true", help="exit 1 if README.md is stale")
+    action = parser.add_mutually_exclusive_group()
+    action.add_argument("--check", action="store_true", help="exit 1 if README.md is stale")
+    action.add_argument("--write", action="store_true", help="rewrite the blocks (the default)")
     args = parser.parse_args()
     current = README.read_text(encoding="utf-8")
     fresh = render(current)

@@ -4,10 +4,13 @@ results as they were."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "scripts"))
@@ -54,3 +57,23 @@ def test_committed_results_still_render_as_the_readme_shows() -> None:
     done = subprocess.run([sys.executable, "scripts/bench.py", "--check-readme"], cwd=ROOT,
                           capture_output=True, text=True, timeout=60)  # fmt: skip
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_update_readme_writes_results_that_check_readme_then_accepts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    saved = json.loads(table.RESULTS.read_text(encoding="utf-8"))
+    readme = tmp_path / "README.md"
+    readme.write_text("# Title\n\n## Benchmarks\n\nProse.\n", encoding="utf-8")
+    monkeypatch.setattr(table, "RESULTS", tmp_path / "results.json")
+    monkeypatch.setattr(table.readme_blocks, "README", readme)
+    text = table.table(saved["figures"], saved["settings"], saved["meta"], saved.get("profile"))
+    table.save(text, saved)
+    assert json.loads(table.RESULTS.read_text(encoding="utf-8")) == saved
+    assert readme.read_text(encoding="utf-8").startswith(
+        "# Title\n\n## Benchmarks\n\n<!-- BEGIN generated:bench (scripts/bench.py --update-readme) -->\n"
+    )
+    assert table.check_readme() == 0
+    saved["figures"]["events_per_s"] += 1
+    table.RESULTS.write_text(json.dumps(saved), encoding="utf-8")
+    assert table.check_readme() == 1

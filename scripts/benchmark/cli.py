@@ -98,7 +98,7 @@ def main(argv: list[str]) -> int:
     if args.only == "recovery":
         return only_recovery(plan, settings, bench_py, say, args.json)
     if args.only == "idle":
-        return only_idle(plan, bench_py, settings, say, args)
+        return only_idle(plan, settings, bench_py, say, args.json, args.scrape)
     figures = full_run(plan, settings, bench_py, say, args.scrape)
 
     prof: dict[str, Any] | None = None
@@ -263,14 +263,14 @@ def only_recovery(
 
 
 def only_idle(
-    plan: Plan, bench_py: Path | None, settings: dict[str, str], say: Say, args: argparse.Namespace
+    plan: Plan, settings: dict[str, str], bench_py: Path | None, say: Say, as_json: bool, scrape: str
 ) -> int:
     """`--only idle`: the supervisors' idle figures alone (never written to the README or the results)."""
-    figures = idle_figures(plan, bench_py, say, args.scrape)
+    figures = idle_figures(plan, bench_py, say, scrape)
     for label, measured, setting in table.rows(figures, settings):
         if label.startswith(("idle", "one request")):
             say(f"  {label}: {measured} ({setting})")
-    if args.json:
+    if as_json:
         print_json(figures)
     return 0
 

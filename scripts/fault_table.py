@@ -2,9 +2,9 @@
 """Renders the fault matrix's last results as the README's table.
 
     scripts/fault_table.py             print the table of build/fault-results/results.json
-    scripts/fault_table.py --update    copy those results to docs/fault-results.json and rewrite the
+    scripts/fault_table.py --update    copy those results to tests/faults/results.json and rewrite the
                                        README's generated block from them
-    scripts/fault_table.py --check     exit 1 when the README's block differs from docs/fault-results.json
+    scripts/fault_table.py --check     exit 1 when the README's block differs from tests/faults/results.json
 
 The results file is written by the fault tests themselves (tests/faults/results.py), one row per case
 with the figures it measured: nothing in the table is typed by hand.
@@ -19,12 +19,14 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import readme_blocks
+from readme_blocks import README
+
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "build" / "fault-results" / "results.json"
-COMMITTED = ROOT / "docs" / "fault-results.json"
-README = ROOT / "README.md"
-BEGIN = "<!-- BEGIN generated:faults (scripts/fault_table.py) -->"
-END = "<!-- END generated:faults -->"
+COMMITTED = ROOT / "tests" / "faults" / "results.json"  # beside the module that writes the results
+BLOCK = "faults"
+HOW = "scripts/fault_table.py"
 SECTION = "## Fault matrix"
 
 LABELS = {
@@ -93,28 +95,6 @@ def render(data: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def block(data: dict[str, Any]) -> str:
-    return f"{BEGIN}\n{render(data)}\n{END}"
-
-
-def replace_block(readme: str, new_block: str) -> str:
-    if BEGIN in readme and END in readme:
-        head, rest = readme.split(BEGIN, 1)
-        _, tail = rest.split(END, 1)
-        return head + new_block + tail
-    if SECTION in readme:
-        head, tail = readme.split(SECTION, 1)
-        first_line, _, body = tail.partition("\n")
-        return f"{head}{SECTION}{first_line}\n\n{new_block}\n{body}"
-    return readme.rstrip("\n") + f"\n\n{SECTION}\n\n{new_block}\n"
-
-
-def current_block(readme: str) -> str | None:
-    if BEGIN not in readme or END not in readme:
-        return None
-    return BEGIN + readme.split(BEGIN, 1)[1].split(END, 1)[0] + END
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -124,14 +104,14 @@ def main(argv: list[str] | None = None) -> int:
     )
     action = parser.add_mutually_exclusive_group()
     action.add_argument(
-        "--update", action="store_true", help="commit-ready: docs/fault-results.json + README"
+        "--update", action="store_true", help="commit-ready: tests/faults/results.json + README"
     )
-    action.add_argument("--check", action="store_true", help="README block == docs/fault-results.json")
+    action.add_argument("--check", action="store_true", help="README block == tests/faults/results.json")
     args = parser.parse_args(argv)
 
     if args.check:
         data = json.loads(COMMITTED.read_text(encoding="utf-8"))
-        if current_block(README.read_text(encoding="utf-8")) != block(data):
+        if not readme_blocks.check(README.read_text(encoding="utf-8"), BLOCK, render(data)):
             print(
                 f"README's fault table is not {COMMITTED.name} rendered: run scripts/fault_table.py --update"
             )
@@ -145,7 +125,10 @@ def main(argv: list[str] | None = None) -> int:
         COMMITTED.parent.mkdir(parents=True, exist_ok=True)
         if args.results.resolve() != COMMITTED.resolve():
             shutil.copyfile(args.results, COMMITTED)
-        README.write_text(replace_block(README.read_text(encoding="utf-8"), block(data)), encoding="utf-8")
+        readme = readme_blocks.replace(
+            README.read_text(encoding="utf-8"), BLOCK, render(data), how=HOW, section=SECTION
+        )
+        README.write_text(readme, encoding="utf-8")
         print(
             f"updated {COMMITTED.relative_to(ROOT)} and the README's fault table ({len(data['cases'])} cases)"
         )

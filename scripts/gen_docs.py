@@ -1,16 +1,16 @@
 """Renders the README's reference tables from the code's own tables, so the two cannot drift.
 
-`python scripts/gen_docs.py` rewrites the generated blocks in README.md; `--check` exits 1 if they are stale
-(the test suite runs it).
+`python scripts/gen_docs.py [--write]` rewrites the generated blocks in README.md (through
+scripts/readme_blocks.py); `--check` exits 1 if they are stale (the test suite runs it).
 """
 
 from __future__ import annotations
 
 import argparse
-import re
 import sys
 from dataclasses import fields
-from pathlib import Path
+
+import readme_blocks
 
 from qqworker.closecodes import CLOSE_RULES, NO_CLOSE_FRAME, CloseRule, close_rule
 from qqworker.contract.events import EVENT_DOCS, LogEvent
@@ -18,7 +18,7 @@ from qqworker.contract.exitcodes import ExitCode, exit_meaning
 from qqworker.contract.rules import RELATIONS, field_rule
 from qqworker.contract.settings import PRODUCTION_APIS, SANDBOX_API, Settings
 
-README = Path(__file__).resolve().parent.parent / "README.md"
+README = readme_blocks.README
 
 
 def settings_table() -> str:
@@ -113,18 +113,18 @@ BLOCKS = {
 
 def render(text: str) -> str:
     for name, make in BLOCKS.items():
-        pattern = re.compile(
-            rf"(<!-- BEGIN generated:{name} [^\n]*-->\n).*?(<!-- END generated:{name} -->)", re.DOTALL
-        )
-        if not pattern.search(text):
-            raise SystemExit(f"README.md has no generated:{name} block")
-        text = pattern.sub(lambda m, make=make: m.group(1) + make() + "\n" + m.group(2), text)
+        try:
+            text = readme_blocks.replace(text, name, make())
+        except readme_blocks.MissingBlock as exc:
+            raise SystemExit(str(exc)) from None
     return text
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--check", action="store_true", help="exit 1 if README.md is stale")
+    action = parser.add_mutually_exclusive_group()
+    action.add_argument("--check", action="store_true", help="exit 1 if README.md is stale")
+    action.add_argument("--write", action="store_true", help="rewrite the blocks (the default)")
     args = parser.parse_args()
     current = README.read_text(encoding="utf-8")
     fresh = render(current)

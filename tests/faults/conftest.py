@@ -15,7 +15,8 @@ from typing import Any
 
 import pytest
 
-from tests.faults import netns, results
+from qqworker.simulator import netns
+from tests.faults import results
 from tests.faults.harness import FaultSim, Supervised, Timings
 
 _RESULTS_KEY = pytest.StashKey[results.CaseResult]()
@@ -123,7 +124,7 @@ def supervise(tmp_path: Path, timings: Timings) -> Iterator[Callable[..., Superv
 
 @pytest.fixture
 def link() -> Iterator[netns.Link]:
-    """Two fresh namespaces joined by a veth (see netns.py); skips when this machine has none."""
+    """Two fresh namespaces joined by a veth (simulator/netns.py); skips when this machine has none."""
     try:
         netns.ensure_tools()
     except netns.NetnsUnavailable as exc:

@@ -1,5 +1,5 @@
 """Where the fault matrix's measured figures go: one JSON file, merged run over run, that
-scripts/fault_table.py renders into the README (and copies to docs/fault-results.json)."""
+scripts/fault_table.py renders into the README (and copies to tests/faults/results.json)."""
 
 from __future__ import annotations
 

@@ -13,8 +13,8 @@ from tests.support import ROOT
 @pytest.mark.parametrize(
     ("script", "flag", "results"),
     [
-        ("fault_table.py", "--check", "docs/fault-results.json"),
-        ("bench.py", "--check-readme", "docs/bench-results.json"),
+        ("fault_table.py", "--check", "tests/faults/results.json"),
+        ("bench.py", "--check-readme", "scripts/benchmark/results.json"),
     ],
 )
 def test_readme_table_matches_results(script: str, flag: str, results: str) -> None:

@@ -1,5 +1,6 @@
 """Faults on a real link: the simulator in one network namespace, the watchdog + worker in another,
-joined by a veth that every packet of the worker's connections crosses (see netns.py). Root, as CI is.
+joined by a veth that every packet of the worker's connections crosses (qqworker/simulator/netns.py).
+Root, as CI is.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from tests.faults import netns
+from qqworker.simulator import netns
 from tests.faults.conftest import fault
 from tests.faults.harness import FaultSim, Outcome, Supervised, Timings, assert_outcome, outage
 from tests.faults.results import CaseResult

@@ -1,5 +1,6 @@
 """Issue 15's rows: a dead link and a network that comes back, with the PRODUCTION defaults (no timing
-flag at all) and the platform's Hello interval (41250 ms), over the real veth of netns.py.
+flag at all) and the platform's Hello interval (41250 ms), over the real veth of
+qqworker/simulator/netns.py.
 
 Goals: a dead link noticed ≤ 15 s; the network back after "unreachable" → connected ≤ 2 s; after a
 black hole ≤ 5 s. The short half-open and unreachable rows run by default; the longer ones are slow.
@@ -15,7 +16,7 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from qqworker.contract.settings import Settings
-from tests.faults import netns
+from qqworker.simulator import netns
 from tests.faults.conftest import fault
 from tests.faults.delay import DelayRelay
 from tests.faults.harness import FaultSim, Supervised, Timings, assert_outcome, outage

@@ -11,7 +11,7 @@ import sys
 import venv
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 BENCH_DIR = ROOT / ".bench"
 VENV = BENCH_DIR / "venv"
 PACKAGES = ("qq-botpy==1.2.1", "supervisor>=4.2", "pyinstrument>=4.6")

@@ -1,11 +1,11 @@
-"""The recovery figures that need a real link (bench/netlab.py), with the PRODUCTION defaults (the
-watchdog gets no timing flag) and the platform's Hello interval, 41250 ms:
+"""The recovery figures that need a real link (qqworker/simulator/netns.py), with the PRODUCTION defaults
+(the watchdog gets no timing flag) and the platform's Hello interval, 41250 ms:
 
 * dead_link_detect_s: every packet of the established gateway connection dropped → `gateway.ack_timeout`;
 * network_back_unreachable_s: after an `outage_s` "network unreachable", route back → connected (p95 of
   `runs`, nearest rank, so the largest of 5);
 * network_back_blackhole_s: after an `outage_s` black hole, packets flow again → connected;
-* then, given the bench venv's python, the same faults for qq-botpy (bench/botpy_netrecovery.py).
+* then, given the bench venv's python, the same faults for qq-botpy (benchmark/botpy_netrecovery.py).
 """
 
 from __future__ import annotations
@@ -14,18 +14,18 @@ import math
 import os
 import signal
 import statistics
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench import botpy_netrecovery, netlab
-from bench.procs import Proc
-from qqworker.simulator.client_env import client_env
+from benchmark import botpy_netrecovery
+from benchmark.plan import PY, SCRIPTS
+from qqworker.simulator import netns
+from qqworker.simulator.remote import LineProcess, SimulatorProcess
 
-PY = sys.executable
-ROOT = Path(__file__).resolve().parent.parent
+__all__ = ["HELLO_MS", "KEYS", "measure"]
+
 HELLO_MS = 41250
 SETTLE_S = 4.0  # past the first WebSocket ping and its pong on a new connection
 KEYS = ("dead_link_detect_s", "network_back_unreachable_s", "network_back_unreachable_median_s",
@@ -43,28 +43,24 @@ def measure(
 ) -> dict[str, Any]:  # fmt: skip
     """The worker's figures, then qq-botpy's when `botpy` (the bench venv's python) is given."""
     figures: dict[str, Any] = dict.fromkeys(KEYS)
-    reason = netlab.unavailable()
-    if reason is not None:
-        say(f"  not measured: {reason}")
+    try:
+        netns.ensure_tools()
+    except netns.NetnsUnavailable as exc:
+        say(f"  not measured: {exc}")
         return figures
     work.mkdir(parents=True, exist_ok=True)
     # A SIGTERM (a timeout around the bench) must still remove the namespaces: make it an exception.
     previous = signal.signal(signal.SIGTERM, _terminate)
-    lab = netlab.Lab(str(os.getpid()))
-    sim = run = None
+    lab = netns.Link(f"b{os.getpid()}")
+    sim: SimulatorProcess | None = None
+    run: LineProcess | None = None
     try:
-        sim = Proc([*lab.prefix(lab.sim), PY, "-m", "qqworker.simulator", "--port", "0",
-                    "--heartbeat-interval-ms", str(HELLO_MS)], cwd=work)  # fmt: skip
-        deadline = time.monotonic() + 30
-        while not (sim.lines and sim.lines[0].record) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        if not (sim.lines and sim.lines[0].record):
-            raise RuntimeError("the simulator did not start: " + "\n".join(ln.text for ln in sim.lines))
-        info = sim.lines[0].record
-        lab.forward(int(str(info["api_base"]).rsplit(":", 1)[1].rstrip("/")))
-        env = client_env(info, PYTHONPATH=str(ROOT))
-        run = Proc([*lab.prefix(lab.worker), PY, "-m", "watchdog", "run",
-                    "--status-file", str(work / "netrecovery.status.json")], env=env, cwd=work)  # fmt: skip
+        sim = SimulatorProcess(gateway_heartbeat_ms=HELLO_MS, prefix=lab.sim.prefix(), call=lab.sim.call)
+        lab.forward(sim.port)
+        env = sim.env(PYTHONPATH=str(SCRIPTS))
+        status = work / "netrecovery.status.json"
+        args = [*lab.worker.prefix(), PY, "-m", "watchdog", "run", "--status-file", str(status)]
+        run = LineProcess(args, env=env, cwd=work)
         run.wait_for("gateway.connected", 60)
         time.sleep(SETTLE_S)
 
@@ -73,34 +69,30 @@ def measure(
         cut = lab.half_open()
         if not cut:
             raise RuntimeError("no established gateway connection to cut")
-        index, line = run.wait_for("gateway.ack_timeout", 300, after=mark)
-        figures["dead_link_detect_s"] = line.t - t0
-        figures["dead_link_evidence"] = (line.record or {}).get("evidence")
+        index, record = run.wait_for("gateway.ack_timeout", 300, after=mark)
+        figures["dead_link_detect_s"] = run.at(index) - t0
+        figures["dead_link_evidence"] = record.get("evidence")
         detect, evidence = figures["dead_link_detect_s"], figures["dead_link_evidence"]
         say(f"  dead link noticed after {detect:.2f} s ({evidence})")
         run.wait_for("gateway.connected", 120, after=index)
 
         backs: list[float] = []
         for n in range(runs):
-            backs.append(_outage(run, lab.unreachable, outage_s))
+            backs.append(_outage(run, lab.set_unreachable, outage_s))
             say(f"  unreachable {outage_s:g} s, run {n + 1}/{runs}: route back → connected {backs[-1]:.2f} s")
         figures["network_back_unreachable_s"] = p95(backs)
         figures["network_back_unreachable_median_s"] = statistics.median(backs)
-        figures["network_back_blackhole_s"] = _outage(run, lab.black_hole, outage_s)
+        figures["network_back_blackhole_s"] = _outage(run, lab.set_black_hole, outage_s)
         hole = figures["network_back_blackhole_s"]
         say(f"  black hole {outage_s:g} s: packets flow → connected {hole:.2f} s")
         if botpy is not None:
             run.stop(30)  # botpy alone on the link, as the worker was
-            figures.update(
-                botpy_netrecovery.measure(
-                    lab, env, botpy, work, outage_s, botpy_cap_s, say, str(info["control_url"])
-                )
-            )
+            figures.update(botpy_netrecovery.measure(lab, sim, env, botpy, work, outage_s, botpy_cap_s, say))
     finally:
         if run is not None:
             run.stop(30)
         if sim is not None:
-            sim.stop(10)
+            sim.stop()
         lab.close()
         signal.signal(signal.SIGTERM, previous)
     return figures
@@ -110,7 +102,7 @@ def _terminate(signum: int, frame: object) -> None:
     raise SystemExit(128 + signum)
 
 
-def _outage(run: Proc, fault: Callable[[bool], None], outage_s: float) -> float:
+def _outage(run: LineProcess, fault: Callable[[bool], None], outage_s: float) -> float:
     time.sleep(SETTLE_S)
     start = run.mark()
     fault(True)
@@ -120,5 +112,5 @@ def _outage(run: Proc, fault: Callable[[bool], None], outage_s: float) -> float:
     before_up = run.mark()
     t_up = time.monotonic()
     fault(False)
-    _, line = run.wait_for("gateway.connected", 300, after=before_up)
-    return line.t - t_up
+    index, _ = run.wait_for("gateway.connected", 300, after=before_up)
+    return run.at(index) - t_up

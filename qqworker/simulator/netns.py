@@ -1,4 +1,5 @@
-"""Two network namespaces joined by a veth with no leg in the host namespace, and the faults on it.
+"""Two network namespaces joined by a veth with no leg in the host namespace, and the faults on it: the
+one network lab of the fault matrix (tests/faults/) and the benchmark's real-link figures. Root only.
 
     SIM namespace  (simulator on 127.0.0.1:PORT)            192.0.2.1  eth0
         ||  veth: every packet of the worker's connections crosses it, so the faults are real
@@ -12,8 +13,9 @@ relay sits between the worker and the simulator: a DROP on the veth leaves the w
 connection half-open, a link that goes down leaves its SYNs unrouted.
 
 192.0.2.0/24 is TEST-NET-1 (RFC 5737): documentation only, and here it exists only on this veth.
-Test code reaches the simulator's control API from a thread that joined the simulator namespace
-(`setns`), so the control path never crosses the faulty link and no packet leaves for the host.
+The control API of a simulator inside is reached from a thread that joined the simulator namespace
+(`Namespace.call`, `setns`), so the control path never crosses the faulty link and no packet leaves for
+the host.
 """
 
 from __future__ import annotations
@@ -27,6 +29,18 @@ import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
+
+__all__ = [
+    "SIM_ADDR",
+    "WORKER_ADDR",
+    "Link",
+    "Namespace",
+    "NetnsUnavailable",
+    "ensure_tools",
+    "link",
+    "netem_available",
+    "run",
+]
 
 SIM_ADDR = "192.0.2.1"
 WORKER_ADDR = "192.0.2.2"
@@ -213,6 +227,13 @@ class Link:
     def undrop_all(self) -> None:
         self.worker.iptables("-D", "INPUT", "-i", "eth0", "-j", "DROP")
         self.worker.iptables("-D", "OUTPUT", "-d", SIM_ADDR, "-j", "DROP")
+
+    def set_black_hole(self, on: bool) -> None:
+        """drop_all (True) or undrop_all (False): the black hole as a switch, like set_unreachable."""
+        if on:
+            self.drop_all()
+        else:
+            self.undrop_all()
 
     def established_ports(self) -> list[int]:
         """The worker-side ports of the TCP connections the simulator has now (seen from its side)."""

@@ -3,7 +3,7 @@ client, first with the client on the simulator directly, then through the worker
 
 Everything runs in this one process and event loop, so the figure is the work on the path (parse, dedupe,
 queue, buffer, re-encode, write), not the scheduling between processes. Run with the project installed:
-`.venv/bin/python bench/gateway_latency.py [N]`.
+`.venv/bin/python scripts/benchmark/gateway_latency.py [N]`.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from qqworker.logs import configure_logging
 from qqworker.simulator import Simulator
 from qqworker.worker import Worker
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "simulator"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tests" / "simulator"))
 from qqsim_client import Gateway, fetch_token  # the docs-only test client
 
 STEP_S = 5.0

@@ -1,5 +1,5 @@
 """qq-botpy 1.2.1 through the same namespaces and faults as the worker's real-link figures
-(bench/netrecovery.py), run after the worker has stopped, with bench/botpy_recovery.py as the client:
+(benchmark/netrecovery.py), run after the worker has stopped, with clients/botpy_recovery.py as the client:
 
 * dead_link_detect_s_botpy: every packet of the established connection dropped → `botpy.closed`. botpy
   checks no heartbeat ACK and sends no ping, so it may not notice for as long as the kernel retransmits
@@ -14,16 +14,18 @@ One run of each (the worker's unreachable figure is a p95 over several): botpy's
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench import netlab
-from bench.procs import Line, Proc
+from benchmark.plan import EVENT
+from qqworker.simulator import netns
+from qqworker.simulator.remote import LineProcess, SimulatorProcess
 
-ROOT = Path(__file__).resolve().parent.parent
-CLIENT = ROOT / "bench" / "botpy_recovery.py"
+__all__ = ["BACK_CAP_S", "KEYS", "measure"]
+
 KEYS = ("dead_link_detect_s_botpy", "dead_link_botpy_cap_s", "network_back_unreachable_s_botpy",
         "network_back_unreachable_botpy_via", "network_back_blackhole_s_botpy",
         "network_back_blackhole_botpy_via")  # fmt: skip
@@ -35,8 +37,8 @@ BACK = {"botpy.ready": "READY", "botpy.resumed": "RESUMED",
 
 
 def measure(
-    lab: netlab.Lab, env: dict[str, str], bench_py: Path, work: Path, outage_s: float, cap_s: float,
-    say: Callable[[str], None], control_url: str,
+    lab: netns.Link, sim: SimulatorProcess, env: dict[str, str], bench_py: Path, work: Path, outage_s: float,
+    cap_s: float, say: Callable[[str], None],
 ) -> dict[str, Any]:  # fmt: skip
     figures: dict[str, Any] = dict.fromkeys(KEYS)
     figures["dead_link_botpy_cap_s"] = cap_s
@@ -47,17 +49,17 @@ def measure(
         t0 = time.monotonic()
         if not lab.half_open():
             raise RuntimeError("no established botpy connection to cut")
-        line = _first(client, ("botpy.closed",), cap_s, mark)
-        if line is None:
+        index = _first(client, ("botpy.closed",), cap_s, mark)
+        if index is None:
             say(f"  qq-botpy: dead link not noticed within {cap_s:g} s")
         else:
-            figures["dead_link_detect_s_botpy"] = line.t - t0
-            say(f"  qq-botpy: dead link noticed after {line.t - t0:.2f} s ({line.text})")
+            took = figures["dead_link_detect_s_botpy"] = client.at(index) - t0
+            say(f"  qq-botpy: dead link noticed after {took:.2f} s ({client.lines[index].text})")
         # A fresh client for the outages: the cut connection's packets stay dropped.
         client.stop(15)
         client = _start(lab, env, bench_py, work)
-        for name, fault in (("unreachable", lab.unreachable), ("blackhole", lab.black_hole)):
-            back, via, noticed = _outage(client, fault, outage_s, lambda: _dispatch(lab, control_url))
+        for name, fault in (("unreachable", lab.set_unreachable), ("blackhole", lab.set_black_hole)):
+            back, via, noticed = _outage(client, fault, outage_s, lambda: _dispatch(sim))
             figures[f"network_back_{name}_s_botpy"] = back
             figures[f"network_back_{name}_botpy_via"] = via
             seen = "noticed the outage" if noticed else "did not notice the outage"
@@ -68,33 +70,32 @@ def measure(
     return figures
 
 
-def _start(lab: netlab.Lab, env: dict[str, str], bench_py: Path, work: Path) -> Proc:
-    client = Proc([*lab.prefix(lab.worker), str(bench_py), str(CLIENT)], env=env, cwd=work)
+def _start(lab: netns.Link, env: dict[str, str], bench_py: Path, work: Path) -> LineProcess:
+    client = LineProcess(
+        [*lab.worker.prefix(), str(bench_py), "-m", "benchmark.clients.botpy_recovery"], env=env, cwd=work
+    )
     client.wait_for("botpy.ready", 60)
     return client
 
 
-def _first(client: Proc, events: tuple[str, ...], timeout: float, after: int) -> Line | None:
-    """The first line with one of `events` from index `after` on, waiting up to `timeout` s."""
-    deadline = time.monotonic() + timeout
-    while True:
-        for line in client.lines[after:]:
-            if line.record and line.record.get("event") in events:
-                return line
-        if time.monotonic() > deadline or client.popen.poll() is not None:
-            return None
-        time.sleep(0.05)
+def _first(client: LineProcess, events: tuple[str, ...], timeout: float, after: int) -> int | None:
+    """The index of the first line with one of `events` from index `after` on, waiting up to `timeout` s;
+    None when there is none by then (or the client has ended)."""
+    try:
+        return client.wait_any(events, timeout, after=after)[0]
+    except AssertionError:
+        return None
 
 
-def _dispatch(lab: netlab.Lab, control_url: str) -> None:
-    """One C2C event from the simulator (its control endpoint is inside the simulator's namespace)."""
-    lab.exec(lab.sim, "curl", "-s", "-m", "2", "-o", "/dev/null", "-H", "Content-Type: application/json",
-             "-d", '{"type": "C2C_MESSAGE_CREATE", "count": 1, "wait": false}', control_url + "/_sim/events",
-             check=False)  # fmt: skip
+def _dispatch(sim: SimulatorProcess) -> None:
+    """One C2C event from the simulator, not waiting for its delivery; the control request is made from
+    inside the simulator's namespace (SimulatorProcess's `call`), so it never crosses the faulty link."""
+    with contextlib.suppress(OSError, TimeoutError):
+        sim.control("/_sim/events", {"type": EVENT, "count": 1, "wait": False}, timeout=2)
 
 
 def _outage(
-    client: Proc, fault: Callable[[bool], None], outage_s: float, probe: Callable[[], None]
+    client: LineProcess, fault: Callable[[bool], None], outage_s: float, probe: Callable[[], None]
 ) -> tuple[float | None, str | None, bool]:
     """(fault lifted → connected again or None, what showed it with whether botpy noticed the outage
     at all, that noticing)."""
@@ -103,13 +104,18 @@ def _outage(
     fault(True)
     time.sleep(outage_s)
     before_up = client.mark()
-    noticed = any(ln.record and ln.record.get("event") == "botpy.closed" for ln in client.lines[start:])
+    noticed = _seen(client, "botpy.closed", start)
     t_up = time.monotonic()
     fault(False)
-    line = None
-    while line is None and time.monotonic() - t_up < BACK_CAP_S and client.popen.poll() is None:
+    index = None
+    while index is None and time.monotonic() - t_up < BACK_CAP_S and client.proc.poll() is None:
         probe()
-        line = _first(client, tuple(BACK), PROBE_S, before_up)
-    if line is None or line.record is None:
+        index = _first(client, tuple(BACK), PROBE_S, before_up)
+    if index is None:
         return None, None, noticed
-    return line.t - t_up, f"{BACK[line.record['event']]} (outage {'' if noticed else 'not '}noticed)", noticed
+    event = client.lines[index].event
+    return client.at(index) - t_up, f"{BACK[event]} (outage {'' if noticed else 'not '}noticed)", noticed
+
+
+def _seen(client: LineProcess, event: str, after: int) -> bool:
+    return any(ln.event == event for ln in client.lines[after:])

@@ -1,5 +1,5 @@
 """The official SDK (qq-botpy 1.2.1) as it is, pointed at the simulator, printing one JSON line per
-connection event for bench/botpy_netrecovery.py (the bench reads and timestamps them on arrival):
+connection event for benchmark/botpy_netrecovery.py (the bench reads and timestamps them on arrival):
 
 * `botpy.ready` / `botpy.resumed`: its on_ready / on_resumed hooks (READY / RESUMED dispatched);
 * `botpy.event`: a C2C message reached the handler (on_c2c_message_create);
@@ -7,7 +7,7 @@ connection event for bench/botpy_netrecovery.py (the bench reads and timestamps 
 * `botpy.closed`: one connection's receive loop ended (closed by either side, or an error), `error`
   naming the exception if there was one. botpy then starts a new connection about 5 s later.
 
-Only the hosts are patched (bench/botpy_client.py); botpy's reconnect logic and its fixed 30 s heartbeat
+Only the hosts are patched (clients/botpy_hosts.py); botpy's reconnect logic and its fixed 30 s heartbeat
 without an ACK check are unchanged. Runs with the bench's own venv (.bench/venv)."""
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from typing import Any
 import botpy
 from botpy import gateway as botpy_gateway
 
-from bench.botpy_client import patch_hosts
+from benchmark.clients.botpy_hosts import patch_hosts
 
 
 def emit(event: str, **fields: Any) -> None:
@@ -62,7 +62,7 @@ class RecoveryClient(botpy.Client):
 
 
 def main() -> int:
-    patch_hosts()
+    patch_hosts(os.environ["QQ_API_BASE"], os.environ["QQ_TOKEN_URL"])
     hook_connections()
     client = RecoveryClient(intents=botpy.Intents(public_messages=True), bot_log=None, ext_handlers=False)
     logging.getLogger("botpy").setLevel(logging.WARNING)

@@ -1,22 +1,19 @@
 """The simplest alternative the worker is measured against: a bare `websockets` receive loop with
 `json.loads`, Identify and nothing else (no heartbeat, no reconnect, no dedupe, no handler queue).
 
-    python bench/ws_loop.py   (credentials and URLs from QQ_APP_ID, QQ_APP_SECRET, QQ_API_BASE, QQ_TOKEN_URL;
-                               BENCH_TARGET and BENCH_OUT as for bench/noop.py)"""
+    python -m benchmark.clients.ws_loop   (scripts/ on PYTHONPATH; credentials and URLs from QQ_APP_ID,
+        QQ_APP_SECRET, QQ_API_BASE, QQ_TOKEN_URL; BENCH_TARGET and BENCH_OUT as for clients/noop.py)"""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import os
-import sys
 import urllib.request
-from pathlib import Path
 
 import websockets
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from bench.noop import _TARGET, mark
+from benchmark.clients.noop import TARGET, mark
 
 INTENTS = 1 << 25  # GROUP_AND_C2C_EVENT
 
@@ -51,7 +48,7 @@ async def main(token: str, url: str) -> None:
             frame = json.loads(message)
             if frame.get("op") == 0 and frame.get("t") != "READY":
                 count += 1
-                if count % _TARGET == 0:
+                if count % TARGET == 0:
                     mark(count)
 
 

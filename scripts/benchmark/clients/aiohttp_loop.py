@@ -1,18 +1,15 @@
-"""A bare `aiohttp` WebSocket receive loop with `json.loads`, like bench/ws_loop.py but on aiohttp's client
-(whose frame reader is compiled): what the transport alone costs when it is not `websockets`."""
+"""A bare `aiohttp` WebSocket receive loop with `json.loads`, like clients/ws_loop.py but on aiohttp's
+client (whose frame reader is compiled): what the transport alone costs when it is not `websockets`."""
 
 from __future__ import annotations
 
 import asyncio
 import json
-import sys
-from pathlib import Path
 
 import aiohttp
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from bench.noop import _TARGET, mark
-from bench.ws_loop import INTENTS, discover
+from benchmark.clients.noop import TARGET, mark
+from benchmark.clients.ws_loop import INTENTS, discover
 
 
 async def main(token: str, url: str) -> None:
@@ -25,7 +22,7 @@ async def main(token: str, url: str) -> None:
             frame = json.loads(message.data)
             if frame.get("op") == 0 and frame.get("t") != "READY":
                 count += 1
-                if count % _TARGET == 0:
+                if count % TARGET == 0:
                     mark(count)
 
 

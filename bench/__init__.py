@@ -1,1 +1,0 @@
-"""Helpers of scripts/bench.py: its environment, the clients it compares, and a process runner."""

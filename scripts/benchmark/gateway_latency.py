@@ -14,17 +14,14 @@ import statistics
 import sys
 import time
 from dataclasses import replace
-from pathlib import Path
 
 import aiohttp
 
 from qqworker.contract.settings import Settings
 from qqworker.logs import configure_logging
 from qqworker.simulator import Simulator
+from qqworker.simulator.docs_client import Gateway, fetch_token
 from qqworker.worker import Worker
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tests" / "simulator"))
-from qqsim_client import Gateway, fetch_token  # the docs-only test client
 
 STEP_S = 5.0
 

@@ -16,9 +16,9 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-from qqsim_client import Gateway, fetch_token
 
 from qqworker.simulator import Simulator
+from qqworker.simulator.docs_client import Gateway, fetch_token
 from tests.gateway.venvs import INSTALL_TIMEOUT_S, framework_python
 
 PACKAGES = ("nonebot-adapter-qq==1.7.3", "nonebot2==2.5.0")

@@ -9,9 +9,9 @@ from typing import Any
 
 import aiohttp
 import pytest
-from qqsim_client import STEP, Gateway, auth, fetch_token
 
 from qqworker.simulator import Simulator
+from qqworker.simulator.docs_client import STEP, Gateway, auth, fetch_token
 
 pytestmark = pytest.mark.timeout(30)
 

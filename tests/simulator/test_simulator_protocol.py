@@ -10,9 +10,9 @@ from typing import Any
 
 import aiohttp
 import pytest
-from qqsim_client import GROUP_AND_C2C, INTENTS, STEP, Gateway, auth, fetch_token
 
 from qqworker.simulator import Simulator
+from qqworker.simulator.docs_client import GROUP_AND_C2C, INTENTS, STEP, Gateway, auth, fetch_token
 from qqworker.simulator.events import GENERATED_TYPES, EventFactory, Identities, payload
 from qqworker.simulator.tokens import TokenStore
 

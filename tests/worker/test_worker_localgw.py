@@ -1,5 +1,5 @@
 """QQ_HANDLER=gateway in one process: the real worker against the simulator (the platform), and a
-client written from the platform's docs (tests/simulator/qqsim_client.py) against the local gateway,
+client written from the platform's docs (qqworker/simulator/docs_client.py) against the local gateway,
 over real loopback sockets."""
 
 from __future__ import annotations
@@ -9,10 +9,8 @@ import contextlib
 import io
 import json
 import socket
-import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
-from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -22,10 +20,8 @@ from qqworker.contract.exitcodes import ExitCode
 from qqworker.contract.settings import Settings
 from qqworker.logs import configure_logging
 from qqworker.simulator import Simulator
+from qqworker.simulator.docs_client import Gateway, auth
 from qqworker.worker import Worker
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "simulator"))
-from qqsim_client import Gateway, auth
 
 STEP = 5.0
 

@@ -172,7 +172,29 @@ class SupervisionPolicy:
         self._respawn_times: deque[float] = deque()
         self.state = ChildState.NONE
         self.last_exit: int | None = None
+        # What the next child is handed: (session_id, seq) to Resume, None to Identify anew. It
+        # outlives each child, so it is not part of `_reset_child`.
+        self.resume: tuple[str, int] | None = None
         self._reset_child(0.0)
+
+    # What the next child is handed -------------------------------------------------------------
+
+    def session_restored(self, session_id: str, seq: int) -> None:
+        """The session the last watchdog persisted, fresh enough at start: the first child resumes it."""
+        self.resume = (session_id, seq)
+
+    def session_seen(self, beat: Beat) -> None:
+        """Every beat read, whatever the child's state: the session and seq it reports are what the next
+        child resumes; a beat with neither means the worker dropped its session, so the next one identifies.
+        A beat with only one of them says nothing new."""
+        if beat.session_id and beat.seq is not None:
+            self.resume = (beat.session_id, beat.seq)
+        elif beat.session_id is None and beat.seq is None:
+            self.resume = None
+
+    def skip_past(self, skip: Skip) -> None:
+        """A poison event (`PoisonWatch`): the next child resumes after it, so it is never handed again."""
+        self.resume = (skip.session_id, skip.seq)
 
     # Observations ----------------------------------------------------------------------------
 

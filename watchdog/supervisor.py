@@ -87,7 +87,6 @@ class Supervisor:
         self.poison = PoisonWatch(settings.poison_after)
         self.child: process.Child | None = None
         self.generation = 0
-        self.resume: tuple[str, int] | None = None
         # The API base and token URL the last child used: the next child starts with them.
         self.api_base: str = settings.rest_base
         self.token_url: str = settings.token_urls[0] if settings.token_urls else ""
@@ -145,7 +144,7 @@ class Supervisor:
         self.resumed_from = resumed_from(restored)
         if restored.session is not None:
             assert restored.session.session_id is not None and restored.session.seq is not None
-            self.resume = (restored.session.session_id, restored.session.seq)
+            self.policy.session_restored(restored.session.session_id, restored.session.seq)
             if restored.session.api_base in self.settings.api_bases:  # a base the last run moved to
                 self.api_base = restored.session.api_base
         log_event(
@@ -154,7 +153,7 @@ class Supervisor:
             f"Watchdog started (heartbeat timeout {self.settings.heartbeat_timeout:g}s, "
             f"attempt grace {self.settings.attempt_grace:g}s, start method {process.START_METHOD}; "
             f"API base {self.api_base}, token endpoint {self.token_url})"
-            + (f"; resuming the persisted session ({restored.reason})" if self.resume else ""),
+            + (f"; resuming the persisted session ({restored.reason})" if self.policy.resume else ""),
             config=self.settings.public_dict(),
             subreaper=subreaper,
             api_base=self.api_base,
@@ -331,7 +330,8 @@ class Supervisor:
         if formatter is not None and hasattr(formatter, "generation"):
             formatter.generation = self.generation  # the watchdog's lines name the child they concern
         settings = prefer_hosts(self.settings, self.api_base, self.token_url)
-        child = process.spawn_child(settings, self.resume, self.generation)
+        resume = self.policy.resume
+        child = process.spawn_child(settings, resume, self.generation)
         self.child = child
         self.policy.child_spawned(self.clock())
         self._helpers = process.helper_pids()
@@ -340,7 +340,6 @@ class Supervisor:
         self._sel.register(child.log_fd, selectors.EVENT_READ, self._read_log)
         self._sel.register(child.beat_fd, selectors.EVENT_READ, self._read_beats)
         self.monitoring.monitor.child_spawned()
-        resume = self.resume
         log_event(
             log,
             LogEvent.CHILD_SPAWNED,
@@ -413,7 +412,7 @@ class Supervisor:
         skip = self.poison.child_died(beat) if respawn else None
         if skip is None:
             return
-        self.resume = (skip.session_id, skip.seq)
+        self.policy.skip_past(skip)
         log_event(
             log,
             LogEvent.EVENTS_SKIPPED,
@@ -611,18 +610,16 @@ class Supervisor:
                 redactor.remember(beat.redact)
             if (beat.v > BEAT_VERSION or unknown) and not self._skew_reported:
                 self._version_skew(beat, unknown)
-            if beat.session_id and beat.seq is not None:
-                self.resume = (beat.session_id, beat.seq)
-            elif beat.session_id is None and beat.seq is None:
-                self.resume = None  # the worker dropped its session: the next child identifies
+            self.policy.session_seen(beat)
+            resume = self.policy.resume
             if beat.api_base:
                 self.api_base = beat.api_base
             if beat.token_url:
                 self.token_url = beat.token_url
             self.monitoring.monitor.on_beat(beat)
             self.session_file.observe(  # what the next child would be handed, for the next watchdog
-                session_id=self.resume[0] if self.resume else None,
-                seq=self.resume[1] if self.resume else None,
+                session_id=resume[0] if resume else None,
+                seq=resume[1] if resume else None,
                 api_base=getattr(beat, "api_base", None),
                 connected=beat.phase == Phase.CONNECTED.value,
             )
@@ -783,7 +780,7 @@ class Supervisor:
             "attempt": beat.attempt if beat is not None else None,
             "last_beat_age_s": round(now - policy.last_beat_at, 3) if beat is not None else None,
             "connected_since": _wall(policy.connected_since, now, wall_now) if connected else None,
-            "resumable": self.resume is not None,
+            "resumable": self.policy.resume is not None,
             "api_base": self.api_base,
             "token_url": self.token_url,
             "skipped_events": self.poison.skipped,

@@ -521,6 +521,80 @@ def test_a_child_stopped_by_the_watchdog_itself_is_not_counted_as_a_restart() ->
     assert policy.state is ChildState.NONE and policy.last_exit == 0 and policy.restarts == 0
 
 
+# What the next child is handed: resume or identify ------------------------------------------------
+
+
+def session_beat(session_id: str | None, seq: int | None, phase: str = "connected") -> Beat:
+    return Beat(phase=phase, attempt=1, session_id=session_id, seq=seq)
+
+
+def test_without_a_restored_session_or_a_beat_the_first_child_identifies() -> None:
+    assert make().resume is None
+
+
+def test_a_restored_session_is_resumed_by_the_first_child() -> None:
+    policy = SupervisionPolicy(T)
+    policy.session_restored("S", 41)
+    policy.child_spawned(0.0)  # a new child does not forget what it is to be handed
+    assert policy.resume == ("S", 41)
+
+
+@pytest.mark.parametrize(
+    ("session_id", "seq", "expected"),
+    [
+        ("S2", 9, ("S2", 9)),  # the session and seq it reports
+        ("S2", 0, ("S2", 0)),  # seq 0 is a seq
+        (None, None, None),  # neither: the worker dropped its session, the next child identifies
+        ("S2", None, ("S", 4)),  # only one of them says nothing new
+        (None, 9, ("S", 4)),
+        ("", 9, ("S", 4)),  # an empty session id is not a session
+    ],
+)
+def test_each_beat_decides_what_the_next_child_resumes(
+    session_id: str | None, seq: int | None, expected: tuple[str, int] | None
+) -> None:
+    policy = make()
+    policy.session_restored("S", 4)
+    policy.session_seen(session_beat(session_id, seq))
+    assert policy.resume == expected
+
+
+def test_the_latest_beat_wins_and_a_dropped_session_can_be_followed_by_a_new_one() -> None:
+    policy = make()
+    for beat, expected in [
+        (session_beat("S", 1), ("S", 1)),
+        (session_beat("S", 7), ("S", 7)),
+        (session_beat(None, None, "waiting"), None),
+        (session_beat("S3", 2), ("S3", 2)),
+    ]:
+        policy.session_seen(beat)
+        assert policy.resume == expected
+
+
+def test_beats_count_for_the_hand_over_whatever_the_child_state() -> None:
+    policy = make()
+    is_kill(policy.tick(T.heartbeat_timeout + 1), LogEvent.CHILD_HEARTBEAT_MISSED)
+    assert policy.state is ChildState.KILLING
+    policy.session_seen(session_beat("S", 12))  # a beat read while the kill is under way
+    assert policy.resume == ("S", 12)
+    policy.child_exited(T.heartbeat_timeout + 2, -9)
+    policy.session_seen(session_beat("S", 13))  # read while draining, after the exit
+    assert policy.resume == ("S", 13)
+    policy.child_spawned(40.0)
+    assert policy.resume == ("S", 13)
+
+
+def test_a_poison_skip_hands_the_next_child_the_seq_past_the_event() -> None:
+    policy = make()
+    policy.session_seen(session_beat("S", 4))
+    skip = PoisonWatch(1).child_died(last_beat(5))
+    assert skip is not None
+    policy.skip_past(skip)
+    assert policy.resume == ("S", 5)
+    policy.session_seen(session_beat("S", 6))  # the next child's own progress takes over again
+    assert policy.resume == ("S", 6)
+
+
 # Poison events ----------------------------------------------------------------------------------
 
 

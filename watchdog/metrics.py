@@ -27,6 +27,7 @@ from prometheus_client.registry import CollectorRegistry  # noqa: E402
 from prometheus_client.utils import parse_version  # noqa: E402
 
 from watchdog.monitor import MODE_DOCS, Monitor, finite  # noqa: E402
+from watchdog.states import SupervisorState  # noqa: E402
 
 OPENMETRICS = "application/openmetrics-text"
 
@@ -35,7 +36,7 @@ OPENMETRICS = "application/openmetrics-text"
 class Extra:
     """What the supervisor adds at scrape time: things the monitor does not observe itself."""
 
-    supervisor_state: str
+    supervisor_state: SupervisorState
     worker_rss_bytes: float | None
     sink_drops: Mapping[str, int]
     generation: int

@@ -25,6 +25,7 @@ from typing import Any
 import psutil
 
 from qqworker.contract.logs import rfc3339_utc
+from watchdog.states import SupervisorState
 
 HEALTHY, UNHEALTHY, NOT_RUNNING = 0, 1, 3
 MAX_STATUS_BYTES = 1 << 20  # the real file is about 1 KB
@@ -184,7 +185,7 @@ def judge(status: dict[str, Any] | None, now: float, alive: bool) -> tuple[int, 
     if not isinstance(updated, (int, float)) or now - updated > stale_after:
         return UNHEALTHY, "running, but its status file is not being updated (the watchdog may be stuck)"
     state = status.get("state")
-    if state != "running":
+    if state != SupervisorState.RUNNING:
         return UNHEALTHY, f"running, state {state}"
     age = status.get("last_beat_age_s")
     timeout = status.get("heartbeat_timeout_s")

@@ -53,6 +53,7 @@ from watchdog.policy import (
 from watchdog.relay import LineSplitter, classify, group_output
 from watchdog.sdnotify import Notifier
 from watchdog.session_store import SessionFile, resumed_from
+from watchdog.states import SupervisorState
 from watchdog.status import gateway_status, webhook_status, write_status
 
 log = logging.getLogger("watchdog")
@@ -90,7 +91,7 @@ class Supervisor:
         # The API base and token URL the last child used: the next child starts with them.
         self.api_base: str = settings.rest_base
         self.token_url: str = settings.token_urls[0] if settings.token_urls else ""
-        self.state = "starting"
+        self.state = SupervisorState.STARTING
         self.stop_reason: str | None = None
         self.force_signal: int | None = None
         self._stop_signal: tuple[int, float] | None = None  # the first stop signal and when it came
@@ -261,7 +262,7 @@ class Supervisor:
             if self.stop_reason is not None:
                 return self._stopped()
             if isinstance(decision, Stop):
-                self.state = "fatal"
+                self.state = SupervisorState.FATAL
                 log_event(
                     log,
                     LogEvent.WATCHDOG_STOPPED,
@@ -273,7 +274,7 @@ class Supervisor:
                 self.notifier.stopping(status=f"stopped: {decision.reason}")
                 return int(decision.exit_code)
             if isinstance(decision, GiveUp):
-                self.state = "gave_up"
+                self.state = SupervisorState.GAVE_UP
                 log_event(
                     log,
                     LogEvent.WATCHDOG_GAVE_UP,
@@ -285,7 +286,7 @@ class Supervisor:
                 self.notifier.stopping(status="gave up: restart limit reached")
                 return int(decision.exit_code)
             assert isinstance(decision, Respawn)
-            self.state = "respawning"
+            self.state = SupervisorState.RESPAWNING
             self.monitoring.monitor.respawn_scheduled()
             log_event(
                 log,
@@ -299,7 +300,7 @@ class Supervisor:
             self._sleep(decision.delay_s)
 
     def _stopped(self) -> int:
-        self.state = "stopped"
+        self.state = SupervisorState.STOPPED
         forced = self.force_signal is not None
         code = 128 + self.force_signal if self.force_signal is not None else int(ExitCode.OK)
         log_event(
@@ -348,7 +349,7 @@ class Supervisor:
             child_pid=child.pid,
             resume=resume is not None,
         )
-        self.state = "running"
+        self.state = SupervisorState.RUNNING
         return child
 
     def _run_one_child(self) -> Decision | None:
@@ -501,7 +502,7 @@ class Supervisor:
                 processes=count,
             )
 
-        self.state = "stopping" if self.stop_reason is not None else "killing"
+        self.state = SupervisorState.STOPPING if self.stop_reason is not None else SupervisorState.KILLING
         self.monitoring.monitor.child_killed(reason)
         self._kill = process.TreeKill(
             child, self.settings.stop_timeout, self._helpers, on_signal, force=force, now=now
@@ -769,7 +770,7 @@ class Supervisor:
         wall_now = time.time()
         connected = child is not None and policy.phase is Phase.CONNECTED
         return {
-            "state": self.state,
+            "state": self.state.value,
             "watchdog_pid": os.getpid(),
             "watchdog_started_at_epoch": created,
             "started_at": self.started_at,

@@ -42,6 +42,7 @@ from qqworker.contract.beat import Beat, Phase
 from qqworker.contract.events import ATTEMPT_EVENTS, LogEvent
 from qqworker.contract.exitcodes import ExitCode, exit_meaning, is_permanent
 from qqworker.contract.settings import Settings
+from qqworker.delivery import Span
 
 REORDER_TOLERANCE_S = 1.0
 ACK_STALE_INTERVALS = 3  # the worker itself gives up after 2 unacknowledged intervals
@@ -565,6 +566,15 @@ class PoisonWatch:
 
 def _short(value: Any, limit: int = 128) -> str | None:
     return value[:limit] if isinstance(value, str) else None
+
+
+def stranded_spans(beat: Beat | None) -> list[Span]:
+    """The beat's `stranded` entries that are well formed (a beat is the child's word, not trusted)."""
+    spans = []
+    for entry in (beat.stranded if beat is not None and isinstance(beat.stranded, list) else [])[:4]:
+        if isinstance(entry, list) and len(entry) == 4 and all(type(n) is int for n in entry[1:]):
+            spans.append(Span(entry[0] if isinstance(entry[0], str) else None, *entry[1:]))
+    return spans
 
 
 PAUSE_MIN_S = 1.0  # below this, an oversleep is scheduling noise on a loaded host, not a pause

@@ -254,7 +254,7 @@ def test_status_json_cli_shape(tmp_path: Path) -> None:
 def test_stranded_spans_take_only_well_formed_entries_from_a_beat() -> None:
     from qqworker.contract.beat import Beat
     from qqworker.delivery import Span
-    from watchdog.supervisor import stranded_spans
+    from watchdog.policy import stranded_spans
 
     beat = Beat(
         phase="connected", attempt=0, stranded=[["A", 4, 6, 3], ["B", "x", 1, 1], "junk", ["C", 1, 1]]

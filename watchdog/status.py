@@ -18,13 +18,11 @@ import json
 import math
 import os
 import tempfile
-import time
 from dataclasses import dataclass, field
 from typing import Any
 
 import psutil
 
-from qqworker.contract.logs import rfc3339_utc
 from watchdog.states import SupervisorState
 
 HEALTHY, UNHEALTHY, NOT_RUNNING = 0, 1, 3
@@ -149,15 +147,6 @@ def read_status_file(path: str) -> StatusRead:
 
 def damaged_verdict(read: StatusRead) -> tuple[int, str]:
     return UNHEALTHY, f"damaged status file ({read.damage}): cannot tell whether the watchdog runs"
-
-
-def read_status(path: str) -> dict[str, Any] | None:
-    try:
-        with open(path, encoding="utf-8") as fh:
-            data = json.load(fh)
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
 
 
 def pid_alive(pid: Any, started_at: Any = None) -> bool:
@@ -335,10 +324,3 @@ def _age(age: Any, updated: Any, now: float) -> str | None:
     if not isinstance(age, (int, float)) or not isinstance(updated, (int, float)):
         return None
     return f"{age + max(0.0, now - updated):.1f}s ago"
-
-
-def wall(monotonic_time: float | None) -> str | None:
-    """A monotonic timestamp of this process as RFC 3339 wall-clock time (for people)."""
-    if monotonic_time is None:
-        return None
-    return rfc3339_utc(time.time() - (time.monotonic() - monotonic_time))

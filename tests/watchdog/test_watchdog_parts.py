@@ -18,7 +18,7 @@ from qqworker.child import Beater
 from qqworker.contract.beat import Beat, Phase, Progress
 from watchdog.process import Child, TreeKill
 from watchdog.relay import CutLine, LineSplitter, classify, group_output
-from watchdog.status import HEALTHY, NOT_RUNNING, UNHEALTHY, judge, pid_alive, read_status, write_status
+from watchdog.status import HEALTHY, NOT_RUNNING, UNHEALTHY, judge, pid_alive, read_status_file, write_status
 
 # Lines -------------------------------------------------------------------------------------------
 
@@ -98,10 +98,10 @@ def test_status_file_is_replaced_atomically(tmp_path: Path) -> None:
     path = tmp_path / "run" / "status.json"
     write_status(str(path), {"state": "running", "n": 1})
     write_status(str(path), {"state": "running", "n": 2})
-    assert read_status(str(path)) == {"state": "running", "n": 2}
+    assert read_status_file(str(path)).status == {"state": "running", "n": 2}
     assert [p.name for p in path.parent.iterdir()] == ["status.json"]  # no temporary left
     path.write_text("{half")
-    assert read_status(str(path)) is None
+    assert read_status_file(str(path)).status is None
 
 
 def test_pid_alive_checks_the_start_time_against_pid_reuse() -> None:

@@ -19,6 +19,17 @@ from dataclasses import dataclass
 
 from watchdog import prom
 
+__all__ = [
+    "LIGHT_IMPORT",
+    "Extra",
+    "MonitorCollector",
+    "registry",
+    "render",
+    "render_for",
+    "text_content_type",
+    "wants_openmetrics",
+]
+
 LIGHT_IMPORT = prom.load()  # False: the fallback ran (the full package, ssl and all)
 
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric  # noqa: E402

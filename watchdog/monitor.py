@@ -21,6 +21,8 @@ from qqworker.contract.beat import Beat, Phase
 from qqworker.contract.events import LogEvent
 from watchdog.states import ENDING_THE_CHILD, SupervisorState
 
+__all__ = ["MODE_DOCS", "Monitor", "Readiness", "finite"]
+
 # A connected worker is ready while its last gateway ACK is younger than this many gateway heartbeat
 # intervals (plus the slack): ACK age normally runs 0 → 1 interval; the worker itself drops the link
 # after 2 unanswered ones, so readiness turns false half an interval before that.

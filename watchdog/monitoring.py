@@ -21,6 +21,8 @@ from qqworker.logs import JsonLinesHandler
 from watchdog.monitor import Monitor
 from watchdog.states import NOT_SUPERVISING, SupervisorState
 
+__all__ = ["Monitoring", "SupervisorView", "sink_drops"]
+
 log = logging.getLogger("watchdog")
 
 

@@ -44,6 +44,24 @@ from qqworker.contract.exitcodes import ExitCode, exit_meaning, is_permanent
 from qqworker.contract.settings import Settings
 from qqworker.delivery import Span
 
+__all__ = [
+    "KEEP",
+    "REORDER_TOLERANCE_S",
+    "ChildState",
+    "Decision",
+    "GiveUp",
+    "Keep",
+    "Kill",
+    "PoisonWatch",
+    "Respawn",
+    "Skip",
+    "Stop",
+    "SupervisionPolicy",
+    "SupervisionTimings",
+    "pause_gap",
+    "stranded_spans",
+]
+
 REORDER_TOLERANCE_S = 1.0
 ACK_STALE_INTERVALS = 3  # the worker itself gives up after 2 unacknowledged intervals
 RECENT_LOGS = 64
@@ -64,7 +82,10 @@ OUTCOME_EVENTS = frozenset(
 
 
 @dataclass(frozen=True)
-class Timings:
+class SupervisionTimings:
+    """The bounds a child is judged by, from the settings (the shortened tables that tests, the demo and
+    the benchmark run with are `qqworker.simulator.remote.RunTimings`, rendered into these flags)."""
+
     heartbeat_timeout: float
     connect_timeout: float
     attempt_grace: float
@@ -78,7 +99,7 @@ class Timings:
     retry_max: float  # a WAITING beat without a due time is bounded by the worker's longest delay
 
     @classmethod
-    def from_settings(cls, s: Settings) -> Timings:
+    def from_settings(cls, s: Settings) -> SupervisionTimings:
         return cls(
             heartbeat_timeout=s.heartbeat_timeout,
             connect_timeout=s.connect_timeout,
@@ -143,6 +164,8 @@ Decision = Keep | Kill | Respawn | GiveUp | Stop
 
 
 class ChildState(str, Enum):
+    """The child as the policy sees it (what the whole supervisor is doing: `watchdog.states`)."""
+
     NONE = "none"  # no child (before the first spawn, between respawns)
     RUNNING = "running"
     KILLING = "killing"  # a kill was decided; waiting for the exit
@@ -166,7 +189,12 @@ class _Duty:
 
 
 class SupervisionPolicy:
-    def __init__(self, timings: Timings, rand: Callable[[], float] = random.random) -> None:
+    """The watchdog's judgement of its children, one at a time: each observation, with the time it was
+    made, is answered with a `Decision`; `next_deadline` says when `tick` could decide something new.
+    It also owns what the next child is handed: `resume` (session and seq) or nothing (identify anew).
+    """
+
+    def __init__(self, timings: SupervisionTimings, rand: Callable[[], float] = random.random) -> None:
         self.t = timings
         self.backoff = Backoff(timings.respawn_initial, timings.respawn_max, rand)
         self.restarts = 0

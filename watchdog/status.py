@@ -25,6 +25,23 @@ import psutil
 
 from watchdog.states import SupervisorState
 
+__all__ = [
+    "HEALTHY",
+    "NOT_RUNNING",
+    "UNHEALTHY",
+    "StatusRead",
+    "check_fields",
+    "damaged_verdict",
+    "gateway_status",
+    "judge",
+    "pid_alive",
+    "read_status_file",
+    "render",
+    "sink_text",
+    "webhook_status",
+    "write_status",
+]
+
 HEALTHY, UNHEALTHY, NOT_RUNNING = 0, 1, 3
 MAX_STATUS_BYTES = 1 << 20  # the real file is about 1 KB
 _NUMBER = (int, float)

@@ -47,7 +47,7 @@ from watchdog.policy import (
     Respawn,
     Stop,
     SupervisionPolicy,
-    Timings,
+    SupervisionTimings,
     pause_gap,
     stranded_spans,
 )
@@ -55,6 +55,8 @@ from watchdog.sdnotify import Notifier
 from watchdog.session_store import SessionFile, resumed_from
 from watchdog.snapshot import StatusSnapshot
 from watchdog.states import SupervisorState
+
+__all__ = ["FORCE_REPEAT_S", "Supervisor"]
 
 log = logging.getLogger("watchdog")
 
@@ -88,7 +90,7 @@ class Supervisor:
         self.out = out
         self.clock = clock
         self.notifier = notifier if notifier is not None else Notifier(unset_environment=True)
-        self.policy = SupervisionPolicy(Timings.from_settings(settings))
+        self.policy = SupervisionPolicy(SupervisionTimings.from_settings(settings))
         self.poison = PoisonWatch(settings.poison_after)
         self.child: process.Child | None = None
         self.generation = 0

@@ -18,11 +18,11 @@ from watchdog.policy import (
     Skip,
     Stop,
     SupervisionPolicy,
-    Timings,
+    SupervisionTimings,
     pause_gap,
 )
 
-T = Timings(
+T = SupervisionTimings(
     heartbeat_timeout=30.0,
     connect_timeout=15.0,
     attempt_grace=5.0,
@@ -38,7 +38,7 @@ T = Timings(
 BOUND = T.connect_timeout + T.attempt_grace  # 20 s
 
 
-def make(t: Timings = T, rand: float = 1.0) -> SupervisionPolicy:
+def make(t: SupervisionTimings = T, rand: float = 1.0) -> SupervisionPolicy:
     policy = SupervisionPolicy(t, rand=lambda: rand)
     policy.child_spawned(0.0)
     return policy
@@ -93,7 +93,7 @@ def is_kill(decision: object, event: LogEvent) -> Kill:
 
 def test_timings_come_from_settings() -> None:
     s = Settings(heartbeat_timeout=2, connect_timeout=3, attempt_grace=1, retry_max=9)
-    t = Timings.from_settings(s)
+    t = SupervisionTimings.from_settings(s)
     assert (t.heartbeat_timeout, t.attempt_bound, t.retry_max) == (2, 4, 9)
 
 
@@ -389,7 +389,7 @@ def test_ack_age_is_not_judged_without_the_gateway_interval() -> None:
 
 
 def test_memory_limit() -> None:
-    policy = make(Timings(**{**T.__dict__, "memory_limit_mb": 200.0}))
+    policy = make(SupervisionTimings(**{**T.__dict__, "memory_limit_mb": 200.0}))
     assert policy.rss(1.0, 199.9) is KEEP
     kill = is_kill(policy.rss(2.0, 250.0), LogEvent.CHILD_MEMORY_EXCEEDED)
     assert kill.fields == {"rss_mb": 250.0, "limit_mb": 200.0}
@@ -461,7 +461,7 @@ def test_a_short_connection_does_not_reset_the_delay() -> None:
 
 
 def test_max_restarts_within_the_window_gives_up_with_69() -> None:
-    t = Timings(**{**T.__dict__, "max_restarts": 3, "restart_window": 100.0})
+    t = SupervisionTimings(**{**T.__dict__, "max_restarts": 3, "restart_window": 100.0})
     policy = SupervisionPolicy(t, rand=lambda: 1.0)
     for i in range(3):
         policy.child_spawned(i * 10.0)
@@ -472,7 +472,7 @@ def test_max_restarts_within_the_window_gives_up_with_69() -> None:
 
 
 def test_restarts_outside_the_window_do_not_count() -> None:
-    t = Timings(**{**T.__dict__, "max_restarts": 2, "restart_window": 100.0})
+    t = SupervisionTimings(**{**T.__dict__, "max_restarts": 2, "restart_window": 100.0})
     policy = SupervisionPolicy(t, rand=lambda: 1.0)
     now = 0.0
     for _ in range(10):

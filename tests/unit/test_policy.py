@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
-from qqworker.contract.beat import Beat, Phase
+from qqworker.contract.beat import BEAT_VERSION, Beat, Phase
 from qqworker.contract.events import LogEvent
 from qqworker.contract.settings import Settings
+from qqworker.delivery import Span
 from watchdog.policy import (
     KEEP,
     REORDER_TOLERANCE_S,
@@ -20,6 +23,7 @@ from watchdog.policy import (
     SupervisionPolicy,
     SupervisionTimings,
     pause_gap,
+    stranded_spans,
 )
 
 T = SupervisionTimings(
@@ -735,3 +739,53 @@ def test_pause_gap_is_an_oversleep_far_beyond_what_was_asked(
 def test_pause_gap_has_a_floor_for_short_heartbeat_timeouts() -> None:
     assert pause_gap(0.1, 1.0, 2.0) is None
     assert pause_gap(0.1, 1.2, 2.0) == pytest.approx(1.1)
+
+
+# A closed log pipe, a beat only a newer worker knows, what a dead child's beat left stranded -----------
+
+
+def test_a_closed_log_pipe_while_the_child_runs_is_a_detection_after_a_short_grace() -> None:
+    policy = make()
+    connect_cleanly(policy, 1.0)
+    assert policy.logs_closed(2.0) is KEEP
+    grace = min(T.heartbeat_timeout, T.stop_timeout)
+    assert policy.next_deadline() == 2.0 + grace
+    assert policy.tick(2.0 + grace - 0.1) is KEEP
+    assert policy.logs_closed(2.5) is KEEP  # the first EOF counts
+    kill = is_kill(policy.tick(2.0 + grace + 0.1), LogEvent.CHILD_LOG_CLOSED)
+    assert kill.reason == "log pipe closed" and not kill.force
+    assert kill.fields["closed_s"] == pytest.approx(grace + 0.1)
+
+
+def test_a_closed_log_pipe_followed_by_the_exit_is_a_plain_exit() -> None:
+    policy = make()
+    connect_cleanly(policy, 1.0)
+    policy.logs_closed(2.0)
+    assert isinstance(policy.child_exited(2.1, 1), Respawn)
+    policy.child_spawned(3.0)
+    assert policy.logs_closed_at is None  # a new child starts clean
+
+
+def test_a_phase_only_a_newer_worker_knows_is_a_beat_but_not_judged() -> None:
+    data = json.dumps({"phase": "hibernating", "attempt": 1, "v": BEAT_VERSION + 1}).encode()
+    beat, unknown = Beat.parse(data)
+    assert unknown == {"phase:hibernating"}
+    with pytest.raises(ValueError):  # from a worker of this version or older it is garbage
+        Beat.decode(json.dumps({"phase": "hibernating", "attempt": 1}).encode())
+    policy = make()
+    connect_cleanly(policy, 1.0)
+    phase, last = policy.phase, policy.last_beat
+    assert policy.beat(T.heartbeat_timeout, beat) is KEEP
+    assert policy.last_beat_at == T.heartbeat_timeout  # liveness: the heartbeat timeout starts again
+    assert (policy.phase, policy.last_beat) == (phase, last)
+    assert policy.tick(T.heartbeat_timeout * 1.9) is KEEP
+    is_kill(policy.tick(T.heartbeat_timeout * 2.1), LogEvent.CHILD_HEARTBEAT_MISSED)
+
+
+def test_stranded_spans_take_only_well_formed_entries_from_a_beat() -> None:
+    beat = Beat(
+        phase="connected", attempt=0, stranded=[["A", 4, 6, 3], ["B", "x", 1, 1], "junk", ["C", 1, 1]]
+    )
+    assert stranded_spans(beat) == [Span("A", 4, 6, 3)]
+    assert stranded_spans(Beat(phase="connected", attempt=0, stranded="nope")) == []  # type: ignore[arg-type]
+    assert stranded_spans(None) == []

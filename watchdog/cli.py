@@ -27,6 +27,8 @@ from qqworker.contract.logs import log_event, redactor
 from qqworker.contract.settings import ConfigError, Settings, add_setting_flags, load_settings
 from qqworker.logs import configure_logging
 
+__all__ = ["main", "run_parser", "status_parser"]
+
 log = logging.getLogger("watchdog")
 
 

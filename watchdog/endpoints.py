@@ -17,6 +17,17 @@ from dataclasses import dataclass, field
 
 from qqworker.contract.settings import ConfigError, is_loopback_host
 
+__all__ = [
+    "MAX_CLIENTS",
+    "MAX_REQUEST",
+    "HttpServer",
+    "Response",
+    "build_response",
+    "parse_address",
+    "parse_request",
+    "request_header",
+]
+
 MAX_REQUEST = 8192
 MAX_CLIENTS = 16
 CLIENT_TIMEOUT_S = 5.0

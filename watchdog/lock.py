@@ -17,6 +17,8 @@ import fcntl
 import os
 import time
 
+__all__ = ["AlreadyRunning", "acquire", "lock_path", "write_pid_file"]
+
 HOLDER_READ_TRIES = 10
 HOLDER_READ_PAUSE_S = 0.05
 

@@ -19,6 +19,17 @@ from dataclasses import dataclass
 
 from watchdog import prom
 
+__all__ = [
+    "LIGHT_IMPORT",
+    "Extra",
+    "MonitorCollector",
+    "registry",
+    "render",
+    "render_for",
+    "text_content_type",
+    "wants_openmetrics",
+]
+
 LIGHT_IMPORT = prom.load()  # False: the fallback ran (the full package, ssl and all)
 
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric  # noqa: E402
@@ -27,6 +38,7 @@ from prometheus_client.registry import CollectorRegistry  # noqa: E402
 from prometheus_client.utils import parse_version  # noqa: E402
 
 from watchdog.monitor import MODE_DOCS, Monitor, finite  # noqa: E402
+from watchdog.states import SupervisorState  # noqa: E402
 
 OPENMETRICS = "application/openmetrics-text"
 
@@ -35,7 +47,7 @@ OPENMETRICS = "application/openmetrics-text"
 class Extra:
     """What the supervisor adds at scrape time: things the monitor does not observe itself."""
 
-    supervisor_state: str
+    supervisor_state: SupervisorState
     worker_rss_bytes: float | None
     sink_drops: Mapping[str, int]
     generation: int

@@ -19,6 +19,9 @@ from dataclasses import dataclass
 
 from qqworker.contract.beat import Beat, Phase
 from qqworker.contract.events import LogEvent
+from watchdog.states import ENDING_THE_CHILD, SupervisorState
+
+__all__ = ["MODE_DOCS", "Monitor", "Readiness", "finite"]
 
 # A connected worker is ready while its last gateway ACK is younger than this many gateway heartbeat
 # intervals (plus the slack): ACK age normally runs 0 → 1 interval; the worker itself drops the link
@@ -203,7 +206,7 @@ class Monitor:
         values = {name: getattr(beat, field, None) for name, field in MODE_GAUGES.items()}
         return {name: float(v) for name, v in values.items() if type(v) in (int, float)}
 
-    def readiness(self, supervisor_state: str) -> Readiness:
+    def readiness(self, supervisor_state: SupervisorState) -> Readiness:
         """Ready: a worker is connected, beating, and its gateway ACKs are fresh."""
         reason = self._not_ready_reason(supervisor_state)
         ready = reason is None
@@ -212,10 +215,10 @@ class Monitor:
             self._since = self.wall()
         return Readiness(ready, reason, self._since)
 
-    def _not_ready_reason(self, supervisor_state: str) -> str | None:
+    def _not_ready_reason(self, supervisor_state: SupervisorState) -> str | None:
         if not self.child_running:
             return f"no worker ({supervisor_state})"
-        if supervisor_state in ("killing", "stopping"):
+        if supervisor_state in ENDING_THE_CHILD:
             return f"the worker is being ended ({supervisor_state})"
         beat = self.beat
         if beat is None:

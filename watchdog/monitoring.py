@@ -19,15 +19,16 @@ from qqworker.contract.logs import log_event, rfc3339_utc
 from qqworker.contract.settings import Settings
 from qqworker.logs import JsonLinesHandler
 from watchdog.monitor import Monitor
+from watchdog.states import NOT_SUPERVISING, SupervisorState
+
+__all__ = ["Monitoring", "SupervisorView", "sink_drops"]
 
 log = logging.getLogger("watchdog")
-
-NOT_SUPERVISING = frozenset({"stopped", "fatal", "gave_up"})
 
 
 @dataclass(frozen=True)
 class SupervisorView:
-    state: str
+    state: SupervisorState
     generation: int
     child_pid: int | None
 
@@ -140,7 +141,7 @@ class Monitoring:
 
         view = self.view()
         supervising = view.state not in NOT_SUPERVISING
-        body = {"supervising": supervising, "state": view.state, "generation": view.generation}
+        body = {"supervising": supervising, "state": view.state.value, "generation": view.generation}
         return Response(200 if supervising else 503, _json(body))
 
     def _readyz(self) -> Any:

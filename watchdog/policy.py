@@ -42,6 +42,25 @@ from qqworker.contract.beat import Beat, Phase
 from qqworker.contract.events import ATTEMPT_EVENTS, LogEvent
 from qqworker.contract.exitcodes import ExitCode, exit_meaning, is_permanent
 from qqworker.contract.settings import Settings
+from qqworker.delivery import Span
+
+__all__ = [
+    "KEEP",
+    "REORDER_TOLERANCE_S",
+    "ChildState",
+    "Decision",
+    "GiveUp",
+    "Keep",
+    "Kill",
+    "PoisonWatch",
+    "Respawn",
+    "Skip",
+    "Stop",
+    "SupervisionPolicy",
+    "SupervisionTimings",
+    "pause_gap",
+    "stranded_spans",
+]
 
 REORDER_TOLERANCE_S = 1.0
 ACK_STALE_INTERVALS = 3  # the worker itself gives up after 2 unacknowledged intervals
@@ -63,7 +82,10 @@ OUTCOME_EVENTS = frozenset(
 
 
 @dataclass(frozen=True)
-class Timings:
+class SupervisionTimings:
+    """The bounds a child is judged by, from the settings (the shortened tables that tests, the demo and
+    the benchmark run with are `qqworker.simulator.remote.RunTimings`, rendered into these flags)."""
+
     heartbeat_timeout: float
     connect_timeout: float
     attempt_grace: float
@@ -77,7 +99,7 @@ class Timings:
     retry_max: float  # a WAITING beat without a due time is bounded by the worker's longest delay
 
     @classmethod
-    def from_settings(cls, s: Settings) -> Timings:
+    def from_settings(cls, s: Settings) -> SupervisionTimings:
         return cls(
             heartbeat_timeout=s.heartbeat_timeout,
             connect_timeout=s.connect_timeout,
@@ -142,6 +164,8 @@ Decision = Keep | Kill | Respawn | GiveUp | Stop
 
 
 class ChildState(str, Enum):
+    """The child as the policy sees it (what the whole supervisor is doing: `watchdog.states`)."""
+
     NONE = "none"  # no child (before the first spawn, between respawns)
     RUNNING = "running"
     KILLING = "killing"  # a kill was decided; waiting for the exit
@@ -165,14 +189,41 @@ class _Duty:
 
 
 class SupervisionPolicy:
-    def __init__(self, timings: Timings, rand: Callable[[], float] = random.random) -> None:
+    """The watchdog's judgement of its children, one at a time: each observation, with the time it was
+    made, is answered with a `Decision`; `next_deadline` says when `tick` could decide something new.
+    It also owns what the next child is handed: `resume` (session and seq) or nothing (identify anew).
+    """
+
+    def __init__(self, timings: SupervisionTimings, rand: Callable[[], float] = random.random) -> None:
         self.t = timings
         self.backoff = Backoff(timings.respawn_initial, timings.respawn_max, rand)
         self.restarts = 0
         self._respawn_times: deque[float] = deque()
         self.state = ChildState.NONE
         self.last_exit: int | None = None
+        # What the next child is handed: (session_id, seq) to Resume, None to Identify anew. It
+        # outlives each child, so it is not part of `_reset_child`.
+        self.resume: tuple[str, int] | None = None
         self._reset_child(0.0)
+
+    # What the next child is handed -------------------------------------------------------------
+
+    def session_restored(self, session_id: str, seq: int) -> None:
+        """The session the last watchdog persisted, fresh enough at start: the first child resumes it."""
+        self.resume = (session_id, seq)
+
+    def session_seen(self, beat: Beat) -> None:
+        """Every beat read, whatever the child's state: the session and seq it reports are what the next
+        child resumes; a beat with neither means the worker dropped its session, so the next one identifies.
+        A beat with only one of them says nothing new."""
+        if beat.session_id and beat.seq is not None:
+            self.resume = (beat.session_id, beat.seq)
+        elif beat.session_id is None and beat.seq is None:
+            self.resume = None
+
+    def skip_past(self, skip: Skip) -> None:
+        """A poison event (`PoisonWatch`): the next child resumes after it, so it is never handed again."""
+        self.resume = (skip.session_id, skip.seq)
 
     # Observations ----------------------------------------------------------------------------
 
@@ -543,6 +594,15 @@ class PoisonWatch:
 
 def _short(value: Any, limit: int = 128) -> str | None:
     return value[:limit] if isinstance(value, str) else None
+
+
+def stranded_spans(beat: Beat | None) -> list[Span]:
+    """The beat's `stranded` entries that are well formed (a beat is the child's word, not trusted)."""
+    spans = []
+    for entry in (beat.stranded if beat is not None and isinstance(beat.stranded, list) else [])[:4]:
+        if isinstance(entry, list) and len(entry) == 4 and all(type(n) is int for n in entry[1:]):
+            spans.append(Span(entry[0] if isinstance(entry[0], str) else None, *entry[1:]))
+    return spans
 
 
 PAUSE_MIN_S = 1.0  # below this, an oversleep is scheduling noise on a loaded host, not a pause

@@ -25,6 +25,22 @@ from qqworker.child import run_child
 from qqworker.contract.beat import BEAT_VERSION, VERSION_ENV
 from qqworker.contract.settings import Settings
 
+__all__ = [
+    "POLL_S",
+    "START_METHOD",
+    "Child",
+    "TreeKill",
+    "alive",
+    "descendants",
+    "helper_pids",
+    "no_resource_tracker",
+    "remember_tree",
+    "rss_mb",
+    "send",
+    "spawn_child",
+    "strays",
+]
+
 START_METHOD = "spawn"
 POLL_S = 0.05  # how often a kill under way checks whether the tree is gone
 

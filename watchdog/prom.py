@@ -16,6 +16,8 @@ import importlib
 import importlib.util
 import sys
 
+__all__ = ["load"]
+
 PACKAGE = "prometheus_client"
 LIGHT = (f"{PACKAGE}.registry", f"{PACKAGE}.metrics_core", f"{PACKAGE}.openmetrics.exposition")
 

@@ -21,6 +21,15 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from qqworker.contract.settings import ConfigError
 
+__all__ = [
+    "FailureReports",
+    "Outcome",
+    "PushSchedule",
+    "PushSender",
+    "check_push_url",
+    "push_request_url",
+]
+
 FAILURE_REPORT_EVERY_S = 60.0
 MAX_TIMEOUT_S = 10.0
 

@@ -13,6 +13,16 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
+__all__ = [
+    "CUT_EXCERPT_BYTES",
+    "MAX_LINE_BYTES",
+    "Classified",
+    "CutLine",
+    "LineSplitter",
+    "classify",
+    "group_output",
+]
+
 MAX_LINE_BYTES = 1 << 20  # a "line" this long without a newline is cut, so memory stays bounded
 CUT_EXCERPT_BYTES = 4096  # what is kept of a cut line
 

@@ -5,14 +5,28 @@ systemd passes `NOTIFY_SOCKET` (a filesystem path, or an abstract socket name st
 `WATCHDOG=1` at least every `WatchdogSec` (systemd passes it as `$WATCHDOG_USEC`, for `$WATCHDOG_PID`), and
 `STATUS=...` lines shown by `systemctl status`. Without `NOTIFY_SOCKET` every call is a no-op. A send never
 blocks (non-blocking socket, `MSG_DONTWAIT`): a supervisor must not stall on its own service manager.
+A failing send is counted, and logged as `FailureRun` decides: the first of a run of failures, and the
+success that ends it (systemd kills a service whose `WATCHDOG=1` pings stop arriving, so it must be seen).
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import time
-from collections.abc import Mapping, MutableMapping
+from collections.abc import Callable, Mapping, MutableMapping
+
+from qqworker.contract.events import LogEvent
+from qqworker.contract.logs import log_event
+
+__all__ = ["FailureRun", "Notifier", "format_message", "socket_address", "watchdog_period"]
+
+log = logging.getLogger("watchdog")
+
+# A failure run that starts within this long of the last reported one is only counted: a socket that
+# flaps (a service manager that reads its queue in bursts) is worth one line, not one per ping.
+REPORT_EVERY_S = 600.0
 
 # Read once and removed from the environment by `Notifier(unset_environment=True)`, so the worker child
 # (which inherits os.environ) can never pose as the service's main process.
@@ -52,6 +66,38 @@ def watchdog_period(environ: Mapping[str, str] | None = None, pid: int | None = 
     return usec / 1_000_000
 
 
+class FailureRun:
+    """Which failed and successful sends are worth a line: the first failure of a run of failures (unless
+    the last reported run began less than `every` seconds ago), and the success that ends a reported run.
+    Pure and clock-injected: `failed(now)` and `sent()` say whether to log, nothing else."""
+
+    def __init__(self, every: float = REPORT_EVERY_S) -> None:
+        self.every = every
+        self.failures = 0  # in the current run
+        self._failing = False
+        self._reported = False  # the current (or last) run was logged
+        self._reported_at: float | None = None
+
+    def failed(self, now: float) -> bool:
+        """A send failed at `now`: True when this is the line to log."""
+        self.failures += 1
+        if self._failing:
+            return False
+        self._failing = True
+        self._reported = self._reported_at is None or now - self._reported_at >= self.every
+        if self._reported:
+            self._reported_at = now
+        return self._reported
+
+    def sent(self) -> int | None:
+        """A send worked: the failures of the run it ends when that run was logged, else None."""
+        if not self._failing:
+            return None
+        failures, reported = self.failures, self._reported
+        self._failing, self.failures = False, 0
+        return failures if reported else None
+
+
 def format_message(fields: Mapping[str, object]) -> bytes:
     """`ready=True, status="x"` → `b"READY=1\\nSTATUS=x"`; booleans are 1/0, newlines in values become
     spaces."""
@@ -70,10 +116,17 @@ class Notifier:
     """Sends sd_notify datagrams to `$NOTIFY_SOCKET`; every method is a cheap no-op without it."""
 
     def __init__(
-        self, environ: MutableMapping[str, str] | None = None, *, unset_environment: bool = False
+        self,
+        environ: MutableMapping[str, str] | None = None,
+        *,
+        unset_environment: bool = False,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         environ = os.environ if environ is None else environ
-        self.address = socket_address(environ.get("NOTIFY_SOCKET"))
+        self.socket = environ.get("NOTIFY_SOCKET")
+        self.address = socket_address(self.socket)
+        self.clock = clock
+        self.failure_run = FailureRun()
         self.watchdog_period = watchdog_period(environ)
         # systemd's advice: ping at half the period, so one late loop turn is not yet fatal.
         self.watchdog_interval = None if self.watchdog_period is None else self.watchdog_period / 2
@@ -102,11 +155,31 @@ class Notifier:
                 self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
                 self._sock.setblocking(False)
             self._sock.sendto(message, socket.MSG_DONTWAIT, self.address)
-        except OSError as exc:  # no listener, queue full, socket gone: the caller decides whether to log
+        except OSError as exc:  # no listener, queue full, socket gone
             self.failed += 1
             self.last_error = exc
+            if self.failure_run.failed(self.clock()):
+                log_event(
+                    log,
+                    LogEvent.WATCHDOG_NOTIFY_FAILED,
+                    f"Cannot notify the service manager at {self.socket}: {exc}; supervising goes on "
+                    "(if this lasts, systemd's watchdog misses its pings)",
+                    level=logging.ERROR,
+                    socket=self.socket,
+                    error=str(exc),
+                )
             return False
         self.sent += 1
+        failures = self.failure_run.sent()
+        if failures is not None:
+            log_event(
+                log,
+                LogEvent.WATCHDOG_NOTIFY_RECOVERED,
+                f"Notifying the service manager at {self.socket} works again, after {failures} failed "
+                f"send{'s' if failures != 1 else ''}",
+                socket=self.socket,
+                failed=failures,
+            )
         return True
 
     def ready(self, status: str | None = None) -> bool:
@@ -150,14 +223,3 @@ class Notifier:
         if self._sock is not None:
             self._sock.close()
             self._sock = None
-
-
-_default: Notifier | None = None
-
-
-def notify(**fields: object) -> bool:
-    """Module-level shortcut on a Notifier made from the environment at first use."""
-    global _default
-    if _default is None:
-        _default = Notifier()
-    return _default.notify(**fields)

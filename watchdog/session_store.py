@@ -27,6 +27,19 @@ from qqworker.contract.logs import log_event, rfc3339_utc
 
 log = logging.getLogger("watchdog")
 
+__all__ = [
+    "REFRESH_EVERY_S",
+    "SessionFile",
+    "SessionKeeper",
+    "StoredSession",
+    "Verdict",
+    "judge",
+    "load",
+    "parse",
+    "read",
+    "resumed_from",
+]
+
 VERSION = 1
 # A timestamp this far in the future is not trusted (the clock was changed): the age is unknown.
 FUTURE_TOLERANCE_S = 300.0

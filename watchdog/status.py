@@ -18,13 +18,29 @@ import json
 import math
 import os
 import tempfile
-import time
 from dataclasses import dataclass, field
 from typing import Any
 
 import psutil
 
-from qqworker.contract.logs import rfc3339_utc
+from watchdog.states import SupervisorState
+
+__all__ = [
+    "HEALTHY",
+    "NOT_RUNNING",
+    "UNHEALTHY",
+    "StatusRead",
+    "check_fields",
+    "damaged_verdict",
+    "gateway_status",
+    "judge",
+    "pid_alive",
+    "read_status_file",
+    "render",
+    "sink_text",
+    "webhook_status",
+    "write_status",
+]
 
 HEALTHY, UNHEALTHY, NOT_RUNNING = 0, 1, 3
 MAX_STATUS_BYTES = 1 << 20  # the real file is about 1 KB
@@ -150,15 +166,6 @@ def damaged_verdict(read: StatusRead) -> tuple[int, str]:
     return UNHEALTHY, f"damaged status file ({read.damage}): cannot tell whether the watchdog runs"
 
 
-def read_status(path: str) -> dict[str, Any] | None:
-    try:
-        with open(path, encoding="utf-8") as fh:
-            data = json.load(fh)
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
-
-
 def pid_alive(pid: Any, started_at: Any = None) -> bool:
     """Is that the same process (same start time, when known), still running and not a zombie?"""
     if not isinstance(pid, int) or pid <= 0:
@@ -184,7 +191,7 @@ def judge(status: dict[str, Any] | None, now: float, alive: bool) -> tuple[int, 
     if not isinstance(updated, (int, float)) or now - updated > stale_after:
         return UNHEALTHY, "running, but its status file is not being updated (the watchdog may be stuck)"
     state = status.get("state")
-    if state != "running":
+    if state != SupervisorState.RUNNING:
         return UNHEALTHY, f"running, state {state}"
     age = status.get("last_beat_age_s")
     timeout = status.get("heartbeat_timeout_s")
@@ -334,10 +341,3 @@ def _age(age: Any, updated: Any, now: float) -> str | None:
     if not isinstance(age, (int, float)) or not isinstance(updated, (int, float)):
         return None
     return f"{age + max(0.0, now - updated):.1f}s ago"
-
-
-def wall(monotonic_time: float | None) -> str | None:
-    """A monotonic timestamp of this process as RFC 3339 wall-clock time (for people)."""
-    if monotonic_time is None:
-        return None
-    return rfc3339_utc(time.time() - (time.monotonic() - monotonic_time))

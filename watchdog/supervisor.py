@@ -1,9 +1,10 @@
 """The supervisor: the thin I/O shell around `SupervisionPolicy`.
 
-It spawns the child, relays its log pipe into the one ordered JSON stream, reads its heartbeat pipe,
-samples its memory, and carries out what the policy decides: kill the tree, respawn after a delay,
-give up (69) or stop (78). It also owns the process's signals (SIGTERM/SIGINT stop, a second one
-forces, SIGHUP reopens the log file, SIGCHLD wakes it), the status file and the systemd
+It spawns the child, feeds the policy what the child's two pipes carry (`watchdog.pipes`: its output,
+relayed into the one ordered JSON stream, and its heartbeats), samples its memory, and carries out what
+the policy decides: kill the tree, respawn after a delay, give up (69) or stop (78). It also owns the
+process's signals (SIGTERM/SIGINT stop, a second one forces, SIGHUP reopens the log file, SIGCHLD wakes
+it), when the status file is written (`watchdog.snapshot` says what is in it) and the systemd
 notifications.
 
 One thread and one `selectors` loop: the two pipes, the signal wake-up pipe (`signal.set_wakeup_fd`:
@@ -26,19 +27,18 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import psutil
-
-from qqworker.contract.beat import BEAT_VERSION, Beat, Phase
+from qqworker.contract.beat import Beat, Phase
 from qqworker.contract.events import LogEvent
 from qqworker.contract.exitcodes import ExitCode, exit_meaning
-from qqworker.contract.logs import log_event, redactor, rfc3339_utc
+from qqworker.contract.logs import log_event, rfc3339_utc
 from qqworker.contract.settings import Settings
-from qqworker.delivery import Span, report_abandoned
+from qqworker.delivery import report_abandoned
 from qqworker.hosts import prefer_hosts
 from qqworker.logs import JsonLinesHandler
 from qqworker.orphans import become_subreaper
 from watchdog import process
-from watchdog.monitoring import Monitoring, SupervisorView
+from watchdog.monitoring import Monitoring
+from watchdog.pipes import BeatReader, OutputReader
 from watchdog.policy import (
     Decision,
     GiveUp,
@@ -47,22 +47,23 @@ from watchdog.policy import (
     Respawn,
     Stop,
     SupervisionPolicy,
-    Timings,
+    SupervisionTimings,
     pause_gap,
+    stranded_spans,
 )
-from watchdog.relay import LineSplitter, classify, group_output
 from watchdog.sdnotify import Notifier
 from watchdog.session_store import SessionFile, resumed_from
-from watchdog.status import gateway_status, webhook_status, write_status
+from watchdog.snapshot import StatusSnapshot
+from watchdog.states import SupervisorState
+
+__all__ = ["FORCE_REPEAT_S", "Supervisor"]
 
 log = logging.getLogger("watchdog")
 
-READ_CHUNK = 1 << 16
 RSS_EVERY_S = 1.0
 TREE_EVERY_S = 5.0
 MAX_WAIT_S = 5.0
 DRAIN_TIMEOUT_S = 2.0  # after the child's exit, how long its output may take to reach EOF
-BAD_BEAT_REPORT_EVERY_S = 5.0
 SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGCHLD)
 STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT}
 # The same stop signal again within this long is the same request, not a "force": GNU timeout signals
@@ -71,6 +72,12 @@ FORCE_REPEAT_S = 1.0
 
 
 class Supervisor:
+    """One watchdog: runs one worker child at a time until stopped, gave up or a permanent error.
+
+    `run()` is the whole life (exit code returned); `request_stop` and `reopen_log` are what its
+    signals do. The decisions are `policy`'s (and `poison`'s); this class observes and applies them.
+    """
+
     def __init__(
         self,
         settings: Settings,
@@ -83,15 +90,14 @@ class Supervisor:
         self.out = out
         self.clock = clock
         self.notifier = notifier if notifier is not None else Notifier(unset_environment=True)
-        self.policy = SupervisionPolicy(Timings.from_settings(settings))
+        self.policy = SupervisionPolicy(SupervisionTimings.from_settings(settings))
         self.poison = PoisonWatch(settings.poison_after)
         self.child: process.Child | None = None
         self.generation = 0
-        self.resume: tuple[str, int] | None = None
         # The API base and token URL the last child used: the next child starts with them.
         self.api_base: str = settings.rest_base
         self.token_url: str = settings.token_urls[0] if settings.token_urls else ""
-        self.state = "starting"
+        self.state = SupervisorState.STARTING
         self.stop_reason: str | None = None
         self.force_signal: int | None = None
         self._stop_signal: tuple[int, float] | None = None  # the first stop signal and when it came
@@ -101,16 +107,14 @@ class Supervisor:
         self._sel = selectors.DefaultSelector()
         self._kill: process.TreeKill | None = None
         self._helpers: set[int] = set()
-        self._log_split = LineSplitter()
-        self._beat_split = LineSplitter(max_line=4096)
-        self._log_eof = self._beat_eof = True
-        self._bad_beats = 0
-        self._bad_beat_reported = float("-inf")
-        self._status_every = min(5.0, max(0.5, settings.heartbeat_interval))
-        self._next_status = self._next_rss = self._next_tree = float("-inf")
-        self._status_failed = False
-        self.monitoring = Monitoring(settings, self._sel, out, self._view, clock)
-        self._skew_reported = False
+        # The child's two pipes; a read of its output reads the beats first (OutputReader says why).
+        self.beats = BeatReader(self._unregister, self._now, self._on_beat, self._on_beats_eof)
+        self.output = OutputReader(
+            self._unregister, self._now, self.beats.read, self._on_line, self._on_output_eof
+        )
+        self._next_rss = self._next_tree = float("-inf")
+        self.snapshot = StatusSnapshot(self)
+        self.monitoring = Monitoring(settings, self._sel, out, self.snapshot.view, clock)
         self.session_file = SessionFile(settings.state_file, settings.app_id)
         self.resumed_from: dict[str, Any] | None = None
         self._writing: dict[int, Any] = {}  # stalled output fds registered for EVENT_WRITE
@@ -145,7 +149,7 @@ class Supervisor:
         self.resumed_from = resumed_from(restored)
         if restored.session is not None:
             assert restored.session.session_id is not None and restored.session.seq is not None
-            self.resume = (restored.session.session_id, restored.session.seq)
+            self.policy.session_restored(restored.session.session_id, restored.session.seq)
             if restored.session.api_base in self.settings.api_bases:  # a base the last run moved to
                 self.api_base = restored.session.api_base
         log_event(
@@ -154,7 +158,7 @@ class Supervisor:
             f"Watchdog started (heartbeat timeout {self.settings.heartbeat_timeout:g}s, "
             f"attempt grace {self.settings.attempt_grace:g}s, start method {process.START_METHOD}; "
             f"API base {self.api_base}, token endpoint {self.token_url})"
-            + (f"; resuming the persisted session ({restored.reason})" if self.resume else ""),
+            + (f"; resuming the persisted session ({restored.reason})" if self.policy.resume else ""),
             config=self.settings.public_dict(),
             subreaper=subreaper,
             api_base=self.api_base,
@@ -187,7 +191,7 @@ class Supervisor:
             os.close(signal_r)
             os.close(signal_w)
             self.session_file.stop()
-            self._write_status(force=True)
+            self.snapshot.write(force=True)
             self.notifier.close()
         return self.exit_code
 
@@ -262,7 +266,7 @@ class Supervisor:
             if self.stop_reason is not None:
                 return self._stopped()
             if isinstance(decision, Stop):
-                self.state = "fatal"
+                self.state = SupervisorState.FATAL
                 log_event(
                     log,
                     LogEvent.WATCHDOG_STOPPED,
@@ -274,7 +278,7 @@ class Supervisor:
                 self.notifier.stopping(status=f"stopped: {decision.reason}")
                 return int(decision.exit_code)
             if isinstance(decision, GiveUp):
-                self.state = "gave_up"
+                self.state = SupervisorState.GAVE_UP
                 log_event(
                     log,
                     LogEvent.WATCHDOG_GAVE_UP,
@@ -286,7 +290,7 @@ class Supervisor:
                 self.notifier.stopping(status="gave up: restart limit reached")
                 return int(decision.exit_code)
             assert isinstance(decision, Respawn)
-            self.state = "respawning"
+            self.state = SupervisorState.RESPAWNING
             self.monitoring.monitor.respawn_scheduled()
             log_event(
                 log,
@@ -296,11 +300,11 @@ class Supervisor:
                 restarts=decision.restarts,
             )
             self.notifier.status(f"respawning in {decision.delay_s:.1f}s (restart {decision.restarts})")
-            self._write_status(force=True)
+            self.snapshot.write(force=True)
             self._sleep(decision.delay_s)
 
     def _stopped(self) -> int:
-        self.state = "stopped"
+        self.state = SupervisorState.STOPPED
         forced = self.force_signal is not None
         code = 128 + self.force_signal if self.force_signal is not None else int(ExitCode.OK)
         log_event(
@@ -331,16 +335,16 @@ class Supervisor:
         if formatter is not None and hasattr(formatter, "generation"):
             formatter.generation = self.generation  # the watchdog's lines name the child they concern
         settings = prefer_hosts(self.settings, self.api_base, self.token_url)
-        child = process.spawn_child(settings, self.resume, self.generation)
+        resume = self.policy.resume
+        child = process.spawn_child(settings, resume, self.generation)
         self.child = child
         self.policy.child_spawned(self.clock())
         self._helpers = process.helper_pids()
-        self._log_split, self._beat_split = LineSplitter(), LineSplitter(max_line=4096)
-        self._log_eof = self._beat_eof = False
-        self._sel.register(child.log_fd, selectors.EVENT_READ, self._read_log)
-        self._sel.register(child.beat_fd, selectors.EVENT_READ, self._read_beats)
+        self.output.attach(child.pid, child.log_fd)
+        self.beats.attach(child.beat_fd)
+        self._sel.register(child.log_fd, selectors.EVENT_READ, self.output.read)
+        self._sel.register(child.beat_fd, selectors.EVENT_READ, self.beats.read)
         self.monitoring.monitor.child_spawned()
-        resume = self.resume
         log_event(
             log,
             LogEvent.CHILD_SPAWNED,
@@ -349,7 +353,7 @@ class Supervisor:
             child_pid=child.pid,
             resume=resume is not None,
         )
-        self.state = "running"
+        self.state = SupervisorState.RUNNING
         return child
 
     def _run_one_child(self) -> Decision | None:
@@ -369,7 +373,7 @@ class Supervisor:
             return self.policy.child_exited(self.clock(), None)
         if self.generation == 1:
             self.notifier.ready(status="supervising the worker")
-        self._write_status(force=True)
+        self.snapshot.write(force=True)
         try:
             self._watch(child)
             self._drain(child)
@@ -377,6 +381,8 @@ class Supervisor:
             self._unregister(child.log_fd)
             self._unregister(child.beat_fd)
             child.close_pipes()
+            self.output.detach()
+            self.beats.detach()
         exitcode = child.exitcode
         log_event(
             log,
@@ -402,7 +408,7 @@ class Supervisor:
         decision = self.policy.child_exited(self.clock(), exitcode)
         if exitcode != 0:
             self._after_death(last_beat, respawn=isinstance(decision, Respawn))
-        self._write_status(force=True)
+        self.snapshot.write(force=True)
         return decision
 
     def _after_death(self, beat: Beat | None, *, respawn: bool) -> None:
@@ -413,7 +419,7 @@ class Supervisor:
         skip = self.poison.child_died(beat) if respawn else None
         if skip is None:
             return
-        self.resume = (skip.session_id, skip.seq)
+        self.policy.skip_past(skip)
         log_event(
             log,
             LogEvent.EVENTS_SKIPPED,
@@ -456,11 +462,11 @@ class Supervisor:
         self.notifier.ping_if_due(now)
         self.monitoring.tick(now)
         self.out.outputs.retry_due(now)
-        if now >= self._next_status:
-            self._write_status()
+        if now >= self.snapshot.next_due:
+            self.snapshot.write()
 
     def _next_wake(self, now: float) -> float:
-        times = [now + MAX_WAIT_S, self._next_status]
+        times = [now + MAX_WAIT_S, self.snapshot.next_due]
         if self._kill is not None:
             times.append(now + process.POLL_S)
         elif self.child is not None:
@@ -502,12 +508,12 @@ class Supervisor:
                 processes=count,
             )
 
-        self.state = "stopping" if self.stop_reason is not None else "killing"
+        self.state = SupervisorState.STOPPING if self.stop_reason is not None else SupervisorState.KILLING
         self.monitoring.monitor.child_killed(reason)
         self._kill = process.TreeKill(
             child, self.settings.stop_timeout, self._helpers, on_signal, force=force, now=now
         )
-        self._write_status(force=True)
+        self.snapshot.write(force=True)
         self._step_kill(now)
 
     def _step_kill(self, now: float) -> None:
@@ -539,149 +545,64 @@ class Supervisor:
             with contextlib.suppress(KeyError, ValueError):
                 self._sel.unregister(fd)
 
-    def _read_log(self) -> None:
+    def _on_output_eof(self) -> None:
         child = self.child
-        if child is None or child.log_fd < 0 or self._log_eof:
-            return
-        try:
-            data = os.read(child.log_fd, READ_CHUNK)
-        except BlockingIOError:
-            return
-        except OSError:
-            data = b""
-        # A token the child learnt is beaten before it can be printed: read the beats first, so the
-        # redactor knows it before this output is relayed.
-        self._read_beats()
-        if data:
-            self._relay(child, self._log_split.feed(data))
-            return
-        self._relay(child, self._log_split.flush())
-        self._unregister(child.log_fd)
-        self._log_eof = True
-        if child.exitcode is None:
+        if child is not None and child.exitcode is None:
             self._apply(child, self.policy.logs_closed(self.clock()))
 
-    def _relay(self, child: process.Child, lines: list[bytes]) -> None:
-        if not lines:
-            return
-        now = self._now()
-        for item in group_output([classify(line, child.pid) for line in lines]):
-            text, event = item.text, item.event
-            if event is None:
-                first = text.splitlines()[0] if text else ""
-                cut = {} if item.cut_bytes is None else {"cut": True, "bytes": item.cut_bytes}
-                log_event(
-                    log,
-                    LogEvent.CHILD_OUTPUT,
-                    f"The worker printed: {first[:300]}"
-                    + (f" (a {item.cut_bytes}-byte line, cut)" if cut else ""),
-                    level=logging.WARNING,
-                    child_pid=child.pid,
-                    text=text,
-                    **cut,
-                )
-                continue
-            self.out.write_line(text)
-            self.monitoring.monitor.on_line(event, text)
-            self._apply(child, self.policy.log_event(now, event))
+    def _on_line(self, now: float, event: str, text: str) -> None:
+        """A contract line of the child's: into the one stream as it is, then judged."""
+        assert self.child is not None
+        self.out.write_line(text)
+        self.monitoring.monitor.on_line(event, text)
+        self._apply(self.child, self.policy.log_event(now, event))
 
-    def _read_beats(self) -> None:
+    def _on_beats_eof(self, now: float) -> None:
+        assert self.child is not None
+        self._apply(self.child, self.policy.beats_closed(now))
+
+    def _on_beat(self, now: float, beat: Beat) -> None:
         child = self.child
-        if child is None or child.beat_fd < 0 or self._beat_eof:
-            return
-        try:
-            data = os.read(child.beat_fd, READ_CHUNK)
-        except BlockingIOError:
-            return
-        except OSError:
-            data = b""
-        now = self._now()
-        if not data:
-            self._unregister(child.beat_fd)
-            self._beat_eof = True
-            self._apply(child, self.policy.beats_closed(now))
-            return
-        for line in self._beat_split.feed(data):
-            try:
-                beat, unknown = Beat.parse(line)
-            except ValueError as exc:
-                self._bad_beat(now, line, exc)
-                continue
-            if beat.redact:
-                redactor.remember(beat.redact)
-            if (beat.v > BEAT_VERSION or unknown) and not self._skew_reported:
-                self._version_skew(beat, unknown)
-            if beat.session_id and beat.seq is not None:
-                self.resume = (beat.session_id, beat.seq)
-            elif beat.session_id is None and beat.seq is None:
-                self.resume = None  # the worker dropped its session: the next child identifies
-            if beat.api_base:
-                self.api_base = beat.api_base
-            if beat.token_url:
-                self.token_url = beat.token_url
-            self.monitoring.monitor.on_beat(beat)
-            self.session_file.observe(  # what the next child would be handed, for the next watchdog
-                session_id=self.resume[0] if self.resume else None,
-                seq=self.resume[1] if self.resume else None,
-                api_base=getattr(beat, "api_base", None),
-                connected=beat.phase == Phase.CONNECTED.value,
-            )
-            previous = self.policy.phase
-            self._apply(child, self.policy.beat(now, beat))
-            if self.policy.phase is not previous:
-                self._phase_changed()
-
-    def _version_skew(self, beat: Beat, unknown: frozenset[str]) -> None:
-        self._skew_reported = True
-        log_event(
-            log,
-            LogEvent.WATCHDOG_VERSION_SKEW,
-            f"The worker speaks beat version {beat.v}, this watchdog {BEAT_VERSION}"
-            + (f" (fields it does not know: {', '.join(sorted(unknown))})" if unknown else "")
-            + ": its code is newer than the running watchdog's. Supervising it on the fields this "
-            "watchdog knows; restart the watchdog to run the new code on both sides",
-            level=logging.WARNING,
-            worker_version=beat.v,
-            watchdog_version=BEAT_VERSION,
-            unknown_fields=sorted(unknown),
+        assert child is not None
+        self.policy.session_seen(beat)
+        resume = self.policy.resume
+        if beat.api_base:
+            self.api_base = beat.api_base
+        if beat.token_url:
+            self.token_url = beat.token_url
+        self.monitoring.monitor.on_beat(beat)
+        self.session_file.observe(  # what the next child would be handed, for the next watchdog
+            session_id=resume[0] if resume else None,
+            seq=resume[1] if resume else None,
+            api_base=getattr(beat, "api_base", None),
+            connected=beat.phase == Phase.CONNECTED.value,
         )
-
-    def _bad_beat(self, now: float, line: bytes, exc: ValueError) -> None:
-        self._bad_beats += 1
-        if now - self._bad_beat_reported >= BAD_BEAT_REPORT_EVERY_S:
-            self._bad_beat_reported = now
-            log.warning(
-                "Ignored a malformed heartbeat message (%d so far): %s",
-                self._bad_beats,
-                exc,
-                extra={
-                    "event": LogEvent.BEAT_MALFORMED.value,
-                    "excerpt": line[:120].decode("utf-8", errors="replace"),
-                    "malformed": self._bad_beats,
-                },
-            )
+        previous = self.policy.phase
+        self._apply(child, self.policy.beat(now, beat))
+        if self.policy.phase is not previous:
+            self._phase_changed()
 
     def _drain(self, child: process.Child) -> None:
         """Reads the child's output to EOF, so its last lines come before `child.exited`."""
         for attempt in range(2):
             deadline = self.clock() + DRAIN_TIMEOUT_S
-            while not self._log_eof and self.clock() < deadline:
-                self._read_log()
-                if not self._log_eof:
+            while not self.output.eof and self.clock() < deadline:
+                self.output.read()
+                if not self.output.eof:
                     self._poll(0.05)
-            if self._log_eof:
+            if self.output.eof:
                 break
             if attempt == 0 and process.strays(child, self._helpers):
                 # Something the child left behind still holds the pipe open: it goes too.
                 self._kill_to_the_end(child, "left behind by the worker, holding its output open")
-        if not self._log_eof:
+        if not self.output.eof:
             log.warning(
                 "The worker's output did not reach EOF within %.1fs; closing it",
                 DRAIN_TIMEOUT_S * 2,
                 extra={"event": LogEvent.OUTPUT_NO_EOF.value, "child_pid": child.pid},
             )
-        if not self._beat_eof:
-            self._read_beats()
+        if not self.beats.eof:
+            self.beats.read()
         if process.strays(child, self._helpers):
             self._kill_to_the_end(child, "left behind by the worker")
 
@@ -754,89 +675,8 @@ class Supervisor:
     def _phase_changed(self) -> None:
         phase = self.policy.phase
         self.notifier.status(f"worker {phase.value if phase else 'starting'} (generation {self.generation})")
-        self._write_status(force=True)
-
-    def _view(self) -> SupervisorView:
-        child = self.child
-        return SupervisorView(self.state, self.generation, child.pid if child is not None else None)
-
-    def status(self) -> dict[str, Any]:
-        policy = self.policy
-        now = self.clock()
-        child = self.child
-        beat = policy.last_beat if child is not None else None
-        try:
-            created: float | None = psutil.Process().create_time()
-        except psutil.Error:
-            created = None
-        wall_now = time.time()
-        connected = child is not None and policy.phase is Phase.CONNECTED
-        return {
-            "state": self.state,
-            "watchdog_pid": os.getpid(),
-            "watchdog_started_at_epoch": created,
-            "started_at": self.started_at,
-            "child_pid": child.pid if child is not None else None,
-            "generation": self.generation,
-            "restarts": policy.restarts,
-            "phase": policy.phase.value if (child is not None and policy.phase) else None,
-            "attempt": beat.attempt if beat is not None else None,
-            "last_beat_age_s": round(now - policy.last_beat_at, 3) if beat is not None else None,
-            "connected_since": _wall(policy.connected_since, now, wall_now) if connected else None,
-            "resumable": self.resume is not None,
-            "api_base": self.api_base,
-            "token_url": self.token_url,
-            "skipped_events": self.poison.skipped,
-            "last_skipped": self.poison.last_skipped.fields() if self.poison.last_skipped else None,
-            "resumed_from": self.resumed_from,
-            "last_exit": self.last_exit,
-            "exit_code": self.exit_code,
-            "heartbeat_timeout_s": self.settings.heartbeat_timeout,
-            "stale_after_s": round(3 * self._status_every + 5, 3),
-            "updated_at": rfc3339_utc(wall_now),
-            "updated_at_epoch": round(wall_now, 3),
-            "sinks": self.out.sinks(),
-            "webhook": webhook_status(beat),
-            "gateway": gateway_status(beat),
-        }
-
-    def _write_status(self, *, force: bool = False) -> None:
-        now = self.clock()
-        if not force and now < self._next_status:
-            return
-        self._next_status = now + self._status_every
-        try:
-            write_status(self.settings.status_file, self.status())
-            self._status_failed = False
-        except OSError as exc:
-            if not self._status_failed:
-                self._status_failed = True
-                log.error(
-                    "Cannot write the status file %s: %s",
-                    self.settings.status_file,
-                    exc,
-                    extra={
-                        "event": LogEvent.STATUS_WRITE_FAILED.value,
-                        "path": self.settings.status_file,
-                        "error": str(exc),
-                    },
-                )
-
-
-def stranded_spans(beat: Beat | None) -> list[Span]:
-    """The beat's `stranded` entries that are well formed (a beat is the child's word, not trusted)."""
-    spans = []
-    for entry in (beat.stranded if beat is not None and isinstance(beat.stranded, list) else [])[:4]:
-        if isinstance(entry, list) and len(entry) == 4 and all(type(n) is int for n in entry[1:]):
-            spans.append(Span(entry[0] if isinstance(entry[0], str) else None, *entry[1:]))
-    return spans
+        self.snapshot.write(force=True)
 
 
 def _ignore_here(signum: int, frame: Any) -> None:
     """The C-level handler has already written the signal's number to the wake-up pipe."""
-
-
-def _wall(monotonic_time: float | None, now: float, wall_now: float) -> str | None:
-    if monotonic_time is None:
-        return None
-    return rfc3339_utc(wall_now - (now - monotonic_time))

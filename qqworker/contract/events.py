@@ -76,6 +76,8 @@ class LogEvent(str, Enum):
     SESSION_IGNORED = "watchdog.session_ignored"
     SESSION_UNSAVED = "watchdog.session_unsaved"
     WATCHDOG_PAUSED = "watchdog.paused"
+    WATCHDOG_NOTIFY_FAILED = "watchdog.notify_failed"
+    WATCHDOG_NOTIFY_RECOVERED = "watchdog.notify_recovered"
     # Not written by our code (a static test enforces it): a library's or Python's own line.
     LIBRARY_LOG = "log"
 
@@ -297,5 +299,14 @@ EVENT_DOCS: dict[LogEvent, tuple[str, str]] = {
         "gap_s",
         "the watchdog itself was not running for far longer than it slept (host suspend, SIGSTOP): "
         "deadlines restart from now, the child is not blamed",
+    ),
+    LogEvent.WATCHDOG_NOTIFY_FAILED: (
+        "socket, error",
+        "a systemd notification (`READY`, `WATCHDOG`, `STATUS`, `STOPPING`) could not be sent: the first of "
+        "a run of failures, at most one run in 10 minutes",
+    ),
+    LogEvent.WATCHDOG_NOTIFY_RECOVERED: (
+        "socket, failed",
+        "the notifications after a logged `watchdog.notify_failed` are sent again; `failed`: sends lost",
     ),
 }

@@ -17,7 +17,7 @@ from tests.faults.harness import START_TIMEOUT, FaultSim, Supervised, Timings
 from tests.faults.results import CaseResult
 from tests.support import PYTHON, ROOT, wait_until
 from tests.watchdog.wd_harness import closed_port
-from watchdog.status import read_status
+from watchdog.status import read_status_file
 
 RECOVER_SLACK = 2.5  # as for the other platform faults: one backoff step plus this, for CI
 
@@ -117,8 +117,8 @@ def test_switch_survives_respawn(
     assert len(switches(run)) == 1
     answered = retired.state()["counters"]["retired_answers"]
     # The beat names the base in use; the watchdog's status file and `watchdog status` show it.
-    wait_until(lambda: (read_status(str(run.status_file)) or {}).get("api_base") == sim.info["api_base"], 10,
-               "the status file to name the second base")  # fmt: skip
+    wait_until(lambda: (read_status_file(str(run.status_file)).status or {}).get("api_base")
+               == sim.info["api_base"], 10, "the status file to name the second base")  # fmt: skip
     shown = subprocess.run(
         [PYTHON, "-m", "watchdog", "status", "--status-file", str(run.status_file)],
         cwd=ROOT, capture_output=True, text=True, timeout=30,

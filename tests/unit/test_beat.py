@@ -1,6 +1,9 @@
+import json
+from dataclasses import asdict, fields
+
 import pytest
 
-from qqworker.contract.beat import Beat, Phase, Progress
+from qqworker.contract.beat import BEAT_VERSION, V1_FIELDS, Beat, Phase, Progress
 
 
 class Clock:
@@ -61,3 +64,62 @@ def test_the_ack_round_trip_and_the_delivery_totals_ride_on_the_beat() -> None:
     beat = progress.beat()
     assert beat.ack_rtt_s is None and beat.events_handled == 7  # totals outlive the connection
     assert Progress(clock=clock).beat().events_handled is None  # no dispatcher yet: unknown, not 0
+
+
+# Version skew: a newer worker's beat, an older watchdog's ----------------------------------------------
+
+
+def strict_v1_decode(data: bytes) -> Beat:
+    """What a watchdog from before beat versions did: every key must be a field it knows."""
+    raw = json.loads(data)
+    unknown = set(raw) - set(V1_FIELDS)
+    if unknown:
+        raise TypeError(f"unexpected keyword arguments {unknown}")
+    return Beat(**raw)
+
+
+def test_a_newer_beat_with_fields_this_version_does_not_know_is_read_and_they_are_named() -> None:
+    raw = asdict(Beat(phase="connected", attempt=1, session_id="s", seq=4))
+    raw.update(v=BEAT_VERSION + 1, future_field={"x": 1}, another=[1, 2])
+    beat, unknown = Beat.parse(json.dumps(raw).encode())
+    assert (beat.phase, beat.session_id, beat.seq, beat.v) == ("connected", "s", 4, BEAT_VERSION + 1)
+    assert unknown == {"future_field", "another"}
+    assert Beat.decode(json.dumps(raw).encode()) == beat
+
+
+def test_a_beat_without_a_version_is_version_1_and_missing_later_fields_take_defaults() -> None:
+    beat, unknown = Beat.parse(b'{"phase": "waiting", "attempt": 2, "next_attempt_in_s": 1.5}')
+    assert (beat.v, beat.redact, beat.next_attempt_in_s, unknown) == (1, None, 1.5, frozenset())
+
+
+def test_for_a_version_1_watchdog_the_beat_has_exactly_the_fields_it_knows() -> None:
+    beat = Beat(phase="connected", attempt=1, session_id="s", seq=9, redact=("tok",))
+    data = beat.encode(version=1)
+    old = strict_v1_decode(data)  # would raise on any other field
+    assert (old.session_id, old.seq) == ("s", 9)
+    assert b"tok" not in data and b'"v"' not in data
+
+
+def test_every_field_appended_after_version_1_is_left_out_for_it_and_sent_to_newer_ones() -> None:
+    later = [f.name for f in fields(Beat) if f.name not in V1_FIELDS]
+    assert later[:2] == ["v", "redact"]  # fields appended later by anyone follow; they need no change here
+    beat = Beat(phase="starting", attempt=0, redact=("a",))
+    assert set(json.loads(beat.encode(version=1))) == set(V1_FIELDS)
+    current = json.loads(beat.encode())
+    assert current["v"] == BEAT_VERSION and current["redact"] == ["a"]
+    assert Beat.decode(beat.encode()) == beat
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        {"phase": "waiting", "attempt": 1, "v": "2"},
+        {"phase": "waiting", "attempt": 1, "redact": "tok"},
+        {"phase": "waiting", "attempt": 1, "redact": [1]},
+        {"attempt": 1, "v": 3},
+        {"phase": "flying", "attempt": 1, "v": BEAT_VERSION},
+    ],
+)
+def test_what_is_not_a_beat_is_still_refused(raw: dict) -> None:
+    with pytest.raises(ValueError):
+        Beat.decode(json.dumps(raw).encode())

@@ -118,3 +118,31 @@ def test_log_file_is_written_and_reopened_after_rotation(tmp_path: Path) -> None
 def test_every_event_is_documented() -> None:
     assert set(EVENT_DOCS) == set(LogEvent)
     assert len({e.value for e in LogEvent}) == len(LogEvent)
+
+
+# The tokens the watchdog's redactor learns -------------------------------------------------------------
+
+
+def test_the_redactor_lists_the_latest_secrets_it_learnt_and_not_those_a_known_one_covers() -> None:
+    r = Redactor()
+    told = []
+    r.on_add = lambda: told.append(1)
+    r.add("app-secret")
+    r.add("token-1")
+    r.add("QQBot token-1")  # covered by token-1
+    r.add("token-1")  # known: nothing new
+    for n in range(2, 6):
+        r.add(f"token-{n}")
+    assert r.learnt() == ("token-2", "token-3", "token-4", "token-5")
+    assert len(told) == 7
+    assert r("QQBot token-1 and token-5, token-1") == f"{REDACTED} and {REDACTED}, {REDACTED}"
+
+
+def test_the_watchdog_remembers_a_bounded_number_of_tokens_it_was_told() -> None:
+    r = Redactor()
+    r.add("app-secret")
+    r.remember(["tok-a", 'tok"b'])
+    assert r('raw tok-a, json "tok\\"b", app-secret') == f'raw {REDACTED}, json "{REDACTED}", {REDACTED}'
+    r.remember([f"later-{n}" for n in range(Redactor.MAX_REMEMBERED)])
+    assert r("tok-a") == "tok-a"  # the oldest is forgotten; the bound holds
+    assert r("later-0 later-7 app-secret") == f"{REDACTED} {REDACTED} {REDACTED}"

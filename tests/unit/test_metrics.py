@@ -11,6 +11,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from qqworker.contract.beat import Beat
 from watchdog.metrics import Extra, registry, render
 from watchdog.monitor import Monitor
+from watchdog.states import SupervisorState
 
 REQUIRED = {  # the contract's "HTTP endpoints"
     "qqwatchdog_connected",
@@ -34,8 +35,8 @@ def line(event: str, **fields: Any) -> tuple[str, str]:
 
 
 def scrape(mon: Monitor, **extra: Any) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    values = {"supervisor_state": "running", "worker_rss_bytes": 40e6, "sink_drops": {"stdout": 0},
-              "generation": 2, **extra}  # fmt: skip
+    values = {"supervisor_state": SupervisorState.RUNNING, "worker_rss_bytes": 40e6,
+              "sink_drops": {"stdout": 0}, "generation": 2, **extra}  # fmt: skip
     return samples(render(registry(mon, lambda: Extra(**values))).decode())
 
 
@@ -45,7 +46,8 @@ def test_required_metrics_are_there_from_the_start() -> None:
     assert names >= REQUIRED - {"qqwatchdog_reconnects_total", "qqwatchdog_respawns_total"}
     assert got[("qqwatchdog_connected", ())] == 0
     assert math.isnan(got[("qqwatchdog_gateway_ack_age_seconds", ())])
-    text = render(registry(Monitor(beat_interval=1.0), lambda: Extra("running", None, {}, 0))).decode()
+    extra = Extra(SupervisorState.RUNNING, None, {}, 0)
+    text = render(registry(Monitor(beat_interval=1.0), lambda: extra)).decode()
     # Families without samples yet are still declared, so a dashboard's query names exist.
     for name in ("qqwatchdog_reconnects", "qqwatchdog_respawns"):
         assert f"# TYPE {name}_total counter" in text or f"# TYPE {name} counter" in text

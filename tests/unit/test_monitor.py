@@ -9,6 +9,7 @@ import pytest
 
 from qqworker.contract.beat import Beat
 from watchdog.monitor import Monitor
+from watchdog.states import SupervisorState
 
 
 class Clock:
@@ -46,36 +47,36 @@ def connect(mon: Monitor, resumed: bool = False, **beat: Any) -> None:
 
 
 def test_not_ready_without_a_worker_and_while_it_starts(mon: Monitor) -> None:
-    r = mon.readiness("starting")
+    r = mon.readiness(SupervisorState.STARTING)
     assert not r.ready and r.reason == "no worker (starting)"
     mon.child_spawned()
-    assert mon.readiness("running").reason == "worker starting"
+    assert mon.readiness(SupervisorState.RUNNING).reason == "worker starting"
     mon.on_beat(Beat(phase="connecting", attempt=1, attempt_age_s=0.1))
-    assert mon.readiness("running").reason == "not connected (connecting, attempt 1)"
+    assert mon.readiness(SupervisorState.RUNNING).reason == "not connected (connecting, attempt 1)"
     assert not mon.connected
 
 
 def test_ready_only_when_connected_beating_and_acks_fresh(mon: Monitor, clock: Clock) -> None:
     mon.child_spawned()
     connect(mon)
-    assert mon.readiness("running").ready and mon.connected
+    assert mon.readiness(SupervisorState.RUNNING).ready and mon.connected
     # The ACK age grows with the clock between beats: 1.5 intervals + 0.5 s is the limit.
     clock.t += 0.9
-    assert mon.readiness("running").ready
+    assert mon.readiness(SupervisorState.RUNNING).ready
     mon.on_beat(connected_beat(ack_age=1.9))
     clock.t += 0.2
-    r = mon.readiness("running")
+    r = mon.readiness(SupervisorState.RUNNING)
     assert not r.ready and r.reason.startswith("no gateway heartbeat ACK for 2.1s")
     # A fresh ACK makes it ready again.
     mon.on_beat(connected_beat(ack_age=0.1))
-    assert mon.readiness("running").ready
+    assert mon.readiness(SupervisorState.RUNNING).ready
 
 
 def test_a_worker_being_killed_or_stopped_is_not_ready(mon: Monitor) -> None:
     mon.child_spawned()
     connect(mon)
-    assert mon.readiness("killing").reason == "the worker is being ended (killing)"
-    assert mon.readiness("stopping").reason == "the worker is being ended (stopping)"
+    assert mon.readiness(SupervisorState.KILLING).reason == "the worker is being ended (killing)"
+    assert mon.readiness(SupervisorState.STOPPING).reason == "the worker is being ended (stopping)"
 
 
 def test_a_silent_worker_is_not_ready_even_if_its_last_beat_said_connected(
@@ -84,9 +85,9 @@ def test_a_silent_worker_is_not_ready_even_if_its_last_beat_said_connected(
     mon.child_spawned()
     connect(mon, interval=100.0)
     clock.t += 1.4  # 2 beat intervals + 0.5 s slack = 1.5 s
-    assert mon.readiness("running").ready
+    assert mon.readiness(SupervisorState.RUNNING).ready
     clock.t += 0.2
-    assert mon.readiness("running").reason == "no heartbeat from the worker for 1.6s"
+    assert mon.readiness(SupervisorState.RUNNING).reason == "no heartbeat from the worker for 1.6s"
 
 
 def test_a_closed_line_ends_readiness_before_the_next_beat(mon: Monitor) -> None:
@@ -94,21 +95,21 @@ def test_a_closed_line_ends_readiness_before_the_next_beat(mon: Monitor) -> None
     connect(mon)
     mon.on_line(*line("gateway.closed", close_code=4009, reason="session timed out", action="resume"))
     assert not mon.connected
-    assert mon.readiness("running").reason == "not connected (connected, attempt 1)"
+    assert mon.readiness(SupervisorState.RUNNING).reason == "not connected (connected, attempt 1)"
     assert dict(mon.reconnects) == {"4009": 1}
 
 
 def test_since_marks_the_last_change(mon: Monitor, clock: Clock) -> None:
     mon.child_spawned()
     connect(mon)
-    r = mon.readiness("running")
+    r = mon.readiness(SupervisorState.RUNNING)
     assert r.ready and r.since == 1.7e9 + 100.0
     clock.t = 100.5
-    assert mon.readiness("running").since == 1.7e9 + 100.0
+    assert mon.readiness(SupervisorState.RUNNING).since == 1.7e9 + 100.0
     clock.t = 101.0
     mon.child_exited(-9)
-    assert mon.readiness("respawning").since == 1.7e9 + 101.0
-    assert mon.readiness("respawning").as_dict(str) == {
+    assert mon.readiness(SupervisorState.RESPAWNING).since == 1.7e9 + 101.0
+    assert mon.readiness(SupervisorState.RESPAWNING).as_dict(str) == {
         "ready": False, "reason": "no worker (respawning)", "since": str(1.7e9 + 101.0),
     }  # fmt: skip
 

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
-from qqworker.contract.beat import Beat, Phase
+from qqworker.contract.beat import BEAT_VERSION, Beat, Phase
 from qqworker.contract.events import LogEvent
 from qqworker.contract.settings import Settings
+from qqworker.delivery import Span
 from watchdog.policy import (
     KEEP,
     REORDER_TOLERANCE_S,
@@ -18,11 +21,12 @@ from watchdog.policy import (
     Skip,
     Stop,
     SupervisionPolicy,
-    Timings,
+    SupervisionTimings,
     pause_gap,
+    stranded_spans,
 )
 
-T = Timings(
+T = SupervisionTimings(
     heartbeat_timeout=30.0,
     connect_timeout=15.0,
     attempt_grace=5.0,
@@ -38,7 +42,7 @@ T = Timings(
 BOUND = T.connect_timeout + T.attempt_grace  # 20 s
 
 
-def make(t: Timings = T, rand: float = 1.0) -> SupervisionPolicy:
+def make(t: SupervisionTimings = T, rand: float = 1.0) -> SupervisionPolicy:
     policy = SupervisionPolicy(t, rand=lambda: rand)
     policy.child_spawned(0.0)
     return policy
@@ -93,7 +97,7 @@ def is_kill(decision: object, event: LogEvent) -> Kill:
 
 def test_timings_come_from_settings() -> None:
     s = Settings(heartbeat_timeout=2, connect_timeout=3, attempt_grace=1, retry_max=9)
-    t = Timings.from_settings(s)
+    t = SupervisionTimings.from_settings(s)
     assert (t.heartbeat_timeout, t.attempt_bound, t.retry_max) == (2, 4, 9)
 
 
@@ -389,7 +393,7 @@ def test_ack_age_is_not_judged_without_the_gateway_interval() -> None:
 
 
 def test_memory_limit() -> None:
-    policy = make(Timings(**{**T.__dict__, "memory_limit_mb": 200.0}))
+    policy = make(SupervisionTimings(**{**T.__dict__, "memory_limit_mb": 200.0}))
     assert policy.rss(1.0, 199.9) is KEEP
     kill = is_kill(policy.rss(2.0, 250.0), LogEvent.CHILD_MEMORY_EXCEEDED)
     assert kill.fields == {"rss_mb": 250.0, "limit_mb": 200.0}
@@ -461,7 +465,7 @@ def test_a_short_connection_does_not_reset_the_delay() -> None:
 
 
 def test_max_restarts_within_the_window_gives_up_with_69() -> None:
-    t = Timings(**{**T.__dict__, "max_restarts": 3, "restart_window": 100.0})
+    t = SupervisionTimings(**{**T.__dict__, "max_restarts": 3, "restart_window": 100.0})
     policy = SupervisionPolicy(t, rand=lambda: 1.0)
     for i in range(3):
         policy.child_spawned(i * 10.0)
@@ -472,7 +476,7 @@ def test_max_restarts_within_the_window_gives_up_with_69() -> None:
 
 
 def test_restarts_outside_the_window_do_not_count() -> None:
-    t = Timings(**{**T.__dict__, "max_restarts": 2, "restart_window": 100.0})
+    t = SupervisionTimings(**{**T.__dict__, "max_restarts": 2, "restart_window": 100.0})
     policy = SupervisionPolicy(t, rand=lambda: 1.0)
     now = 0.0
     for _ in range(10):
@@ -519,6 +523,80 @@ def test_a_child_stopped_by_the_watchdog_itself_is_not_counted_as_a_restart() ->
     policy = make()
     policy.child_stopped(0)
     assert policy.state is ChildState.NONE and policy.last_exit == 0 and policy.restarts == 0
+
+
+# What the next child is handed: resume or identify ------------------------------------------------
+
+
+def session_beat(session_id: str | None, seq: int | None, phase: str = "connected") -> Beat:
+    return Beat(phase=phase, attempt=1, session_id=session_id, seq=seq)
+
+
+def test_without_a_restored_session_or_a_beat_the_first_child_identifies() -> None:
+    assert make().resume is None
+
+
+def test_a_restored_session_is_resumed_by_the_first_child() -> None:
+    policy = SupervisionPolicy(T)
+    policy.session_restored("S", 41)
+    policy.child_spawned(0.0)  # a new child does not forget what it is to be handed
+    assert policy.resume == ("S", 41)
+
+
+@pytest.mark.parametrize(
+    ("session_id", "seq", "expected"),
+    [
+        ("S2", 9, ("S2", 9)),  # the session and seq it reports
+        ("S2", 0, ("S2", 0)),  # seq 0 is a seq
+        (None, None, None),  # neither: the worker dropped its session, the next child identifies
+        ("S2", None, ("S", 4)),  # only one of them says nothing new
+        (None, 9, ("S", 4)),
+        ("", 9, ("S", 4)),  # an empty session id is not a session
+    ],
+)
+def test_each_beat_decides_what_the_next_child_resumes(
+    session_id: str | None, seq: int | None, expected: tuple[str, int] | None
+) -> None:
+    policy = make()
+    policy.session_restored("S", 4)
+    policy.session_seen(session_beat(session_id, seq))
+    assert policy.resume == expected
+
+
+def test_the_latest_beat_wins_and_a_dropped_session_can_be_followed_by_a_new_one() -> None:
+    policy = make()
+    for beat, expected in [
+        (session_beat("S", 1), ("S", 1)),
+        (session_beat("S", 7), ("S", 7)),
+        (session_beat(None, None, "waiting"), None),
+        (session_beat("S3", 2), ("S3", 2)),
+    ]:
+        policy.session_seen(beat)
+        assert policy.resume == expected
+
+
+def test_beats_count_for_the_hand_over_whatever_the_child_state() -> None:
+    policy = make()
+    is_kill(policy.tick(T.heartbeat_timeout + 1), LogEvent.CHILD_HEARTBEAT_MISSED)
+    assert policy.state is ChildState.KILLING
+    policy.session_seen(session_beat("S", 12))  # a beat read while the kill is under way
+    assert policy.resume == ("S", 12)
+    policy.child_exited(T.heartbeat_timeout + 2, -9)
+    policy.session_seen(session_beat("S", 13))  # read while draining, after the exit
+    assert policy.resume == ("S", 13)
+    policy.child_spawned(40.0)
+    assert policy.resume == ("S", 13)
+
+
+def test_a_poison_skip_hands_the_next_child_the_seq_past_the_event() -> None:
+    policy = make()
+    policy.session_seen(session_beat("S", 4))
+    skip = PoisonWatch(1).child_died(last_beat(5))
+    assert skip is not None
+    policy.skip_past(skip)
+    assert policy.resume == ("S", 5)
+    policy.session_seen(session_beat("S", 6))  # the next child's own progress takes over again
+    assert policy.resume == ("S", 6)
 
 
 # Poison events ----------------------------------------------------------------------------------
@@ -661,3 +739,53 @@ def test_pause_gap_is_an_oversleep_far_beyond_what_was_asked(
 def test_pause_gap_has_a_floor_for_short_heartbeat_timeouts() -> None:
     assert pause_gap(0.1, 1.0, 2.0) is None
     assert pause_gap(0.1, 1.2, 2.0) == pytest.approx(1.1)
+
+
+# A closed log pipe, a beat only a newer worker knows, what a dead child's beat left stranded -----------
+
+
+def test_a_closed_log_pipe_while_the_child_runs_is_a_detection_after_a_short_grace() -> None:
+    policy = make()
+    connect_cleanly(policy, 1.0)
+    assert policy.logs_closed(2.0) is KEEP
+    grace = min(T.heartbeat_timeout, T.stop_timeout)
+    assert policy.next_deadline() == 2.0 + grace
+    assert policy.tick(2.0 + grace - 0.1) is KEEP
+    assert policy.logs_closed(2.5) is KEEP  # the first EOF counts
+    kill = is_kill(policy.tick(2.0 + grace + 0.1), LogEvent.CHILD_LOG_CLOSED)
+    assert kill.reason == "log pipe closed" and not kill.force
+    assert kill.fields["closed_s"] == pytest.approx(grace + 0.1)
+
+
+def test_a_closed_log_pipe_followed_by_the_exit_is_a_plain_exit() -> None:
+    policy = make()
+    connect_cleanly(policy, 1.0)
+    policy.logs_closed(2.0)
+    assert isinstance(policy.child_exited(2.1, 1), Respawn)
+    policy.child_spawned(3.0)
+    assert policy.logs_closed_at is None  # a new child starts clean
+
+
+def test_a_phase_only_a_newer_worker_knows_is_a_beat_but_not_judged() -> None:
+    data = json.dumps({"phase": "hibernating", "attempt": 1, "v": BEAT_VERSION + 1}).encode()
+    beat, unknown = Beat.parse(data)
+    assert unknown == {"phase:hibernating"}
+    with pytest.raises(ValueError):  # from a worker of this version or older it is garbage
+        Beat.decode(json.dumps({"phase": "hibernating", "attempt": 1}).encode())
+    policy = make()
+    connect_cleanly(policy, 1.0)
+    phase, last = policy.phase, policy.last_beat
+    assert policy.beat(T.heartbeat_timeout, beat) is KEEP
+    assert policy.last_beat_at == T.heartbeat_timeout  # liveness: the heartbeat timeout starts again
+    assert (policy.phase, policy.last_beat) == (phase, last)
+    assert policy.tick(T.heartbeat_timeout * 1.9) is KEEP
+    is_kill(policy.tick(T.heartbeat_timeout * 2.1), LogEvent.CHILD_HEARTBEAT_MISSED)
+
+
+def test_stranded_spans_take_only_well_formed_entries_from_a_beat() -> None:
+    beat = Beat(
+        phase="connected", attempt=0, stranded=[["A", 4, 6, 3], ["B", "x", 1, 1], "junk", ["C", 1, 1]]
+    )
+    assert stranded_spans(beat) == [Span("A", 4, 6, 3)]
+    assert stranded_spans(Beat(phase="connected", attempt=0, stranded="nope")) == []  # type: ignore[arg-type]
+    assert stranded_spans(None) == []

@@ -15,7 +15,7 @@ from qqworker.contract.beat import Beat
 from qqworker.contract.rules import INT_MAX, RELATIONS, bounds, field_rule, is_number
 from qqworker.contract.settings import ConfigError, Settings, load_settings, parse_intents
 from qqworker.reconnect import ReconnectPolicy, Verdict
-from watchdog.policy import SupervisionPolicy, Timings
+from watchdog.policy import SupervisionPolicy, SupervisionTimings
 
 CREDS = {"QQ_APP_ID": "102000001", "QQ_APP_SECRET": "s3cr3t-value"}
 NUMBER_FIELDS = [f for f in fields(Settings) if is_number(f)]
@@ -197,7 +197,7 @@ def assert_no_bad_delay(s: Settings) -> None:
         "attempt_grace",
     ):
         assert_sane_delay(getattr(s, name), name)
-    timings = Timings.from_settings(s)
+    timings = SupervisionTimings.from_settings(s)
     assert_sane_delay(timings.attempt_bound, "attempt bound")
     policy = SupervisionPolicy(timings, rand=lambda: 0.5)
     now = 1000.0

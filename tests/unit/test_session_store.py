@@ -10,6 +10,7 @@ import time
 
 import pytest
 
+from qqworker.atomic import write_atomic
 from watchdog.session_store import (
     REFRESH_EVERY_S,
     SessionFile,
@@ -19,7 +20,6 @@ from watchdog.session_store import (
     load,
     parse,
     resumed_from,
-    write_atomic,
 )
 
 APP = "102000001"

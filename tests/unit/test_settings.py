@@ -1,4 +1,5 @@
 import argparse
+from dataclasses import fields
 from pathlib import Path
 
 import pytest
@@ -147,3 +148,21 @@ def test_boolean_environment_values() -> None:
     assert not load_settings({}, {**CREDS, "QQ_SANDBOX": "0"}).sandbox
     with pytest.raises(ConfigError, match="sandbox"):
         load_settings({}, {**CREDS, "QQ_SANDBOX": "maybe"})
+
+
+def test_a_newer_child_unpickles_an_older_watchdogs_settings_with_defaults_for_new_fields() -> None:
+    """The spawned child gets the watchdog's Settings pickled; after a `git pull` the child's class
+    has fields the old watchdog's instance lacks. Every field must therefore have a plain default
+    (a class attribute): no default_factory, no slots."""
+    import pickle
+    from dataclasses import MISSING
+
+    from qqworker.contract.settings import Settings
+
+    for f in fields(Settings):
+        assert f.default is not MISSING, f"{f.name} needs a plain default (version skew)"
+    current = Settings(app_id="1", stop_timeout=3.0)
+    older = Settings.__new__(Settings)  # what an instance from before `stop_timeout` existed holds
+    object.__setattr__(older, "__dict__", {k: v for k, v in current.__dict__.items() if k != "stop_timeout"})
+    child_side = pickle.loads(pickle.dumps(older))
+    assert child_side.stop_timeout == Settings().stop_timeout and child_side.app_id == "1"

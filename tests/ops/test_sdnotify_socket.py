@@ -1,8 +1,10 @@
-"""sd_notify over real AF_UNIX datagram sockets: a filesystem path and an abstract '@' name."""
+"""sd_notify over real AF_UNIX datagram sockets: a filesystem path and an abstract '@' name (the pure
+parts: tests/unit/test_sdnotify.py)."""
 
 from __future__ import annotations
 
 import itertools
+import logging
 import os
 import socket
 import subprocess
@@ -13,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from watchdog.sdnotify import Notifier, format_message, socket_address, watchdog_period
+from qqworker.contract.events import LogEvent
+from watchdog.sdnotify import Notifier
 
 
 @pytest.fixture
@@ -66,20 +69,12 @@ def test_ready_status_watchdog_arrive(which: str, request: pytest.FixtureRequest
 
 
 def test_child_process_messages_arrive(path_socket: tuple[socket.socket, str]) -> None:
-    """The module-level `notify()` in a separate process, as the watchdog will call it."""
+    """A `Notifier` made from the environment in a separate process, as the watchdog makes it."""
     sock, address = path_socket
     env = dict(os.environ, NOTIFY_SOCKET=address)
-    code = "from watchdog.sdnotify import notify; import sys; sys.exit(0 if notify(READY=1) else 1)"
+    code = "from watchdog.sdnotify import Notifier; import sys; sys.exit(0 if Notifier().ready() else 1)"
     subprocess.run([sys.executable, "-c", code], env=env, check=True, timeout=30)
     assert received(sock) == {"READY": "1"}
-
-
-def test_no_socket_is_a_no_op() -> None:
-    notifier = Notifier({})
-    assert not notifier.enabled
-    assert not notifier.ready() and not notifier.ping() and not notifier.ping_if_due()
-    assert notifier.next_ping_delay() is None
-    assert notifier.sent == 0 and notifier.failed == 0
 
 
 def test_missing_listener_fails_without_raising_or_blocking(tmp_path: Path) -> None:
@@ -87,6 +82,40 @@ def test_missing_listener_fails_without_raising_or_blocking(tmp_path: Path) -> N
     assert notifier.enabled
     assert not notifier.ready()
     assert notifier.failed == 1 and isinstance(notifier.last_error, OSError)
+
+
+def notify_lines(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
+    wanted = {LogEvent.WATCHDOG_NOTIFY_FAILED, LogEvent.WATCHDOG_NOTIFY_RECOVERED}
+    return [r for r in caplog.records if getattr(r, "event", None) in wanted]
+
+
+def test_failures_are_logged_once_per_run_and_the_recovery_once(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """No listener yet: one line for many failed sends; the listener appears: one line, with the count."""
+    caplog.set_level(logging.INFO, logger="watchdog")
+    path = str(tmp_path / "late.sock")
+    clock = iter(float(n) for n in range(100))
+    notifier = Notifier({"NOTIFY_SOCKET": path}, clock=lambda: next(clock))
+    assert not any([notifier.ready(), notifier.status("a"), notifier.status("b")])
+    (failed,) = notify_lines(caplog)
+    assert failed.event == LogEvent.WATCHDOG_NOTIFY_FAILED and failed.levelno == logging.ERROR
+    assert (failed.socket, failed.error) == (path, str(notifier.last_error))
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(path)
+    sock.settimeout(5)
+    try:
+        assert notifier.status("up") and notifier.status("still up")
+        assert received(sock) == {"STATUS": "up"}
+        lines = notify_lines(caplog)
+        assert [r.event for r in lines] == [
+            LogEvent.WATCHDOG_NOTIFY_FAILED,
+            LogEvent.WATCHDOG_NOTIFY_RECOVERED,
+        ]
+        assert (lines[1].socket, lines[1].failed) == (path, 3)
+    finally:
+        sock.close()
+        notifier.close()
 
 
 def test_full_queue_does_not_block(path_socket: tuple[socket.socket, str]) -> None:
@@ -97,29 +126,6 @@ def test_full_queue_does_not_block(path_socket: tuple[socket.socket, str]) -> No
     assert results[0] is True
     assert False in results  # the receive queue filled up and later sends failed at once
     assert isinstance(notifier.last_error, BlockingIOError)
-
-
-def test_unset_environment_hides_the_socket_from_children() -> None:
-    env = {"NOTIFY_SOCKET": "/run/systemd/notify", "WATCHDOG_USEC": "1000000", "PATH": "/bin"}
-    notifier = Notifier(env, unset_environment=True)
-    assert notifier.enabled and notifier.watchdog_period == 1.0
-    assert env == {"PATH": "/bin"}
-
-
-def test_watchdog_period_rules() -> None:
-    assert watchdog_period({}) is None
-    assert watchdog_period({"WATCHDOG_USEC": "5000000"}) == 5.0
-    assert watchdog_period({"WATCHDOG_USEC": "5000000", "WATCHDOG_PID": "42"}, pid=42) == 5.0
-    assert watchdog_period({"WATCHDOG_USEC": "5000000", "WATCHDOG_PID": "43"}, pid=42) is None
-    assert watchdog_period({"WATCHDOG_USEC": "0"}) is None
-    assert watchdog_period({"WATCHDOG_USEC": "soon"}) is None
-
-
-def test_address_and_message_format() -> None:
-    assert socket_address("@abc") == b"\0abc"
-    assert socket_address("/run/systemd/notify") == "/run/systemd/notify"
-    assert socket_address("") is None and socket_address("vsock:2:1234") is None
-    assert format_message({"ready": True, "status": "a\nb", "errno": None}) == b"READY=1\nSTATUS=a b"
 
 
 def test_the_real_watchdog_notifies_like_a_notify_service(tmp_path: Path) -> None:

@@ -10,7 +10,7 @@
   or a 60 s black hole until connected, then qq-botpy through the same faults (one run each, its dead
   link waited for up to 180 s) (`--only recovery` runs just the recovery figures);
 * the watchdog against supervisord, both supervising the same worker over the same 60 s idle: RSS, CPU;
-* the `multiprocess` start methods (python -m watchdog.start_methods);
+* the `multiprocess` start methods (scripts/benchmark/start_methods.py);
 * a pyinstrument profile of the worker's hot path (full run, or --profile).
 
     .venv/bin/python scripts/bench.py [--json] [--quick] [--no-peers] [--[no-]profile] [--update-readme]

@@ -117,7 +117,7 @@ def rows(figures: dict[str, Any], settings: dict[str, str]) -> list[tuple[str, s
           if "watchdog_metrics_cpu_ms" in f else []),
         ("start → child answered: spawn / forkserver / forkserver+preload / fork",
          " / ".join(num(f"start_{m}_ms", "{:.0f}") for m in START_METHODS) + " ms",
-         "python -m watchdog.start_methods, median"),
+         "scripts/benchmark/start_methods.py, median"),
     ]  # fmt: skip
 
 

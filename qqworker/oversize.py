@@ -24,7 +24,7 @@ class Move(str, Enum):
 
 
 @dataclass(frozen=True)
-class Verdict:
+class OversizeDecision:
     move: Move
     seq: int | None = None  # SKIP: the seq to Resume from (the frame's own seq); IDENTIFY: the last kept
     lost_first: int | None = None
@@ -37,11 +37,11 @@ class OversizeGuard:
         self._strikes = 0
         self._skips = 0
 
-    def too_big(self, resume_seq: int | None) -> Verdict:
+    def too_big(self, resume_seq: int | None) -> OversizeDecision:
         """A 1009 ended the connection while the session had received up to `resume_seq`."""
         if resume_seq is None:
             self._position, self._strikes, self._skips = None, 0, 0
-            return Verdict(Move.RESUME)
+            return OversizeDecision(Move.RESUME)
         if resume_seq == self._position:
             self._strikes += 1
         else:
@@ -49,10 +49,10 @@ class OversizeGuard:
                 self._skips = 0  # progress beyond the last position skipped: a new story
             self._position, self._strikes = resume_seq, 1
         if self._strikes < 2:
-            return Verdict(Move.RESUME)
+            return OversizeDecision(Move.RESUME)
         if self._skips >= MAX_SKIPS:
             self._position, self._strikes, self._skips = None, 0, 0
-            return Verdict(Move.IDENTIFY, resume_seq, resume_seq + 1, None)
+            return OversizeDecision(Move.IDENTIFY, resume_seq, resume_seq + 1, None)
         self._skips += 1
         self._strikes = 0
-        return Verdict(Move.SKIP, resume_seq + 1, resume_seq + 1, resume_seq + 1)
+        return OversizeDecision(Move.SKIP, resume_seq + 1, resume_seq + 1, resume_seq + 1)

@@ -15,7 +15,7 @@ from qqworker.closecodes import CloseAction
 from qqworker.contract.exitcodes import ExitCode
 from qqworker.protocol import Disconnect
 
-__all__ = ["ReconnectDecision", "ReconnectPolicy", "Verdict"]
+__all__ = ["ReconnectAction", "ReconnectDecision", "ReconnectPolicy"]
 
 # Intents not allowed: op 9 after Identify this many times in a row, AND spread over at least this many
 # retry caps of backoff (3 minutes at the default 60 s cap), so a platform hiccup of a few seconds
@@ -25,7 +25,7 @@ IDENTIFY_REJECTION_SPAN_CAPS = 3.0
 STABLE_AFTER_S = 60.0  # a session that lasted this long resets the backoff; shorter ones are flapping
 
 
-class Verdict(str, Enum):
+class ReconnectAction(str, Enum):
     RETRY = "retry"
     GIVE_UP = "give_up"
     FATAL = "fatal"
@@ -36,7 +36,7 @@ class ReconnectDecision:
     """The policy's answer after an attempt or a lost connection: retry after `delay_s` (the next
     attempt being number `attempt`), give up (exit 75) or stop for good (exit 78)."""
 
-    verdict: Verdict
+    verdict: ReconnectAction
     delay_s: float = 0.0
     attempt: int = 0  # the number the next attempt will carry
     reason: str = ""
@@ -44,7 +44,9 @@ class ReconnectDecision:
 
     @property
     def exit_code(self) -> ExitCode | None:
-        return {Verdict.GIVE_UP: ExitCode.GAVE_UP, Verdict.FATAL: ExitCode.CONFIG}.get(self.verdict)
+        return {ReconnectAction.GIVE_UP: ExitCode.GAVE_UP, ReconnectAction.FATAL: ExitCode.CONFIG}.get(
+            self.verdict
+        )
 
 
 class ReconnectPolicy:
@@ -74,7 +76,7 @@ class ReconnectPolicy:
     def attempt_failed(self, reason: str, *, permanent: bool = False) -> ReconnectDecision:
         """An attempt never reached READY/RESUMED (network error, timeout, token failure...)."""
         if permanent:
-            return ReconnectDecision(Verdict.FATAL, reason=reason)
+            return ReconnectDecision(ReconnectAction.FATAL, reason=reason)
         return self._retry(reason)
 
     def connection_lost(self, disconnect: Disconnect, now: float) -> ReconnectDecision:
@@ -86,12 +88,12 @@ class ReconnectPolicy:
             self.backoff.reset()
 
         if disconnect.action is CloseAction.FATAL:
-            return ReconnectDecision(Verdict.FATAL, reason=disconnect.reason)
+            return ReconnectDecision(ReconnectAction.FATAL, reason=disconnect.reason)
         if disconnect.auth_rejected:
             self.auth_rejections += 1
             if self.auth_rejections >= 2:
                 why = "the gateway rejected a freshly fetched token (4004)"
-                return ReconnectDecision(Verdict.FATAL, reason=why)
+                return ReconnectDecision(ReconnectAction.FATAL, reason=why)
         if disconnect.identify_rejected:
             self.identify_rejections += 1
             if self.first_rejection_at is None:
@@ -102,7 +104,7 @@ class ReconnectPolicy:
                 and span >= IDENTIFY_REJECTION_SPAN_CAPS * self.backoff.cap
             ):
                 return ReconnectDecision(
-                    Verdict.FATAL,
+                    ReconnectAction.FATAL,
                     reason=f"Identify rejected {self.identify_rejections} times in a row over "
                     f"{span:.0f}s (are the intents allowed for this bot?)",
                 )
@@ -110,17 +112,19 @@ class ReconnectPolicy:
             # The session is gone on the platform's side: nothing to wait for, a fresh Identify now.
             # It cannot loop: the session is dropped, the next attempt Identifies and is never refused so.
             if self.max_attempts and self.attempt >= self.max_attempts:
-                return ReconnectDecision(Verdict.GIVE_UP, attempt=self.attempt, reason=disconnect.reason)
-            return ReconnectDecision(Verdict.RETRY, 0.0, self.attempt + 1, disconnect.reason)
+                return ReconnectDecision(
+                    ReconnectAction.GIVE_UP, attempt=self.attempt, reason=disconnect.reason
+                )
+            return ReconnectDecision(ReconnectAction.RETRY, 0.0, self.attempt + 1, disconnect.reason)
         floor = self.backoff.cap if disconnect.action is CloseAction.BACKOFF else 0.0
         if stable and disconnect.action is CloseAction.RESUME:
             # The normal 30-minute cycle (op 7 / 4009) or a dropped link: resume at once. A session
             # that ended sooner is flapping and takes the backoff like any failure.
-            return ReconnectDecision(Verdict.RETRY, 0.0, self.attempt + 1, disconnect.reason)
+            return ReconnectDecision(ReconnectAction.RETRY, 0.0, self.attempt + 1, disconnect.reason)
         return self._retry(disconnect.reason, floor=floor, refresh_token=disconnect.refresh_token)
 
     def _retry(self, reason: str, *, floor: float = 0.0, refresh_token: bool = False) -> ReconnectDecision:
         if self.max_attempts and self.attempt >= self.max_attempts:
-            return ReconnectDecision(Verdict.GIVE_UP, attempt=self.attempt, reason=reason)
+            return ReconnectDecision(ReconnectAction.GIVE_UP, attempt=self.attempt, reason=reason)
         delay = self.backoff.next_delay(floor)
-        return ReconnectDecision(Verdict.RETRY, delay, self.attempt + 1, reason, refresh_token)
+        return ReconnectDecision(ReconnectAction.RETRY, delay, self.attempt + 1, reason, refresh_token)

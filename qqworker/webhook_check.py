@@ -27,12 +27,12 @@ from qqworker.webhook_sign import Signer
 
 
 @dataclass
-class Verdict:
+class CheckResult:
     ok: bool
     reason: str
 
 
-async def check(url: str, app_id: str, secret: str, timeout_s: float = 10.0) -> Verdict:
+async def check(url: str, app_id: str, secret: str, timeout_s: float = 10.0) -> CheckResult:
     signer = Signer(secret)
     plain_token = secrets.token_urlsafe(15)
     event_ts = str(int(time.time()))
@@ -45,23 +45,25 @@ async def check(url: str, app_id: str, secret: str, timeout_s: float = 10.0) -> 
         ):
             status, text = resp.status, (await resp.content.read(65536)).decode("utf-8", "replace")
     except asyncio.TimeoutError:
-        return Verdict(False, f"no answer within {timeout_s:g}s")
+        return CheckResult(False, f"no answer within {timeout_s:g}s")
     except (aiohttp.ClientError, OSError) as exc:
-        return Verdict(False, f"cannot reach {url}: {type(exc).__name__}: {exc}")
+        return CheckResult(False, f"cannot reach {url}: {type(exc).__name__}: {exc}")
     if not 200 <= status < 300:
-        return Verdict(False, f"HTTP {status} (the platform needs a 2xx): {text[:200]!r}")
+        return CheckResult(False, f"HTTP {status} (the platform needs a 2xx): {text[:200]!r}")
     try:
         answer = json.loads(text)
     except ValueError:
-        return Verdict(False, f"the answer is not JSON: {text[:200]!r}")
+        return CheckResult(False, f"the answer is not JSON: {text[:200]!r}")
     if not isinstance(answer, dict) or not isinstance(answer.get("signature"), str):
-        return Verdict(False, f"the answer has no signature: {text[:200]!r}")
+        return CheckResult(False, f"the answer has no signature: {text[:200]!r}")
     if answer.get("plain_token") != plain_token:
         got = answer.get("plain_token")
-        return Verdict(False, f"plain_token {got!r} is not the one sent ({plain_token!r})")
+        return CheckResult(False, f"plain_token {got!r} is not the one sent ({plain_token!r})")
     if not signer.verify(event_ts, plain_token.encode(), answer["signature"]):
-        return Verdict(False, "the signature does not verify: the bot signs with another secret, or wrongly")
-    return Verdict(True, "the answer's plain_token and signature are right: the platform would accept it")
+        return CheckResult(
+            False, "the signature does not verify: the bot signs with another secret, or wrongly"
+        )
+    return CheckResult(True, "the answer's plain_token and signature are right: the platform would accept it")
 
 
 def main(argv: Sequence[str]) -> int:

@@ -36,7 +36,7 @@ from qqworker.liveness import PingsIgnored
 from qqworker.netpath import DEAD_LINK, local_failure, probe_target, tcp_probe, wait_for_path
 from qqworker.oversize import Move, OversizeGuard
 from qqworker.protocol import Established, GatewayProtocol, ResumePoint
-from qqworker.reconnect import ReconnectDecision, ReconnectPolicy, Verdict
+from qqworker.reconnect import ReconnectAction, ReconnectDecision, ReconnectPolicy
 from qqworker.rest import RestClient, RestError
 from qqworker.signatures import adapt
 
@@ -336,9 +336,9 @@ class Worker:
         while True:
             attempt = self.policy.start_attempt()
             decision = await self._attempt(attempt)
-            if decision.verdict is Verdict.FATAL:
+            if decision.verdict is ReconnectAction.FATAL:
                 return self._fatal(decision.reason, self._close_code)
-            if decision.verdict is Verdict.GIVE_UP:
+            if decision.verdict is ReconnectAction.GIVE_UP:
                 log_event(
                     log,
                     LogEvent.RECONNECT_GAVE_UP,

@@ -29,10 +29,10 @@ log = logging.getLogger("watchdog")
 
 __all__ = [
     "REFRESH_EVERY_S",
+    "RestoreDecision",
     "SessionFile",
     "SessionKeeper",
     "StoredSession",
-    "Verdict",
     "judge",
     "load",
     "parse",
@@ -69,7 +69,7 @@ class StoredSession:
 
 
 @dataclass(frozen=True)
-class Verdict:
+class RestoreDecision:
     session: StoredSession | None  # to hand to the first worker; None: start a new session
     reason: str  # why (for the log line), also when it is used
     quiet: bool = False  # nothing worth a line (no file at all)
@@ -115,32 +115,36 @@ def parse(data: bytes) -> StoredSession:
     )
 
 
-def judge(data: bytes | None, *, app_id: str, now: float, max_age_s: float) -> Verdict:
+def judge(data: bytes | None, *, app_id: str, now: float, max_age_s: float) -> RestoreDecision:
     """Use the persisted session, or ignore it (with the reason). `now`: wall clock, epoch seconds."""
     if data is None:
-        return Verdict(None, "no persisted session", quiet=True)
+        return RestoreDecision(None, "no persisted session", quiet=True)
     try:
         stored = parse(data)
     except ValueError as exc:
-        return Verdict(None, f"damaged: {exc}")
+        return RestoreDecision(None, f"damaged: {exc}")
     if stored.app_id != app_id:
-        return Verdict(None, f"it belongs to another bot (app id {stored.app_id}, this one is {app_id})")
+        return RestoreDecision(
+            None, f"it belongs to another bot (app id {stored.app_id}, this one is {app_id})"
+        )
     if not stored.resumable:
-        return Verdict(None, "it holds no resumable session (the last worker had dropped it)")
+        return RestoreDecision(None, "it holds no resumable session (the last worker had dropped it)")
     if max_age_s <= 0:
-        return Verdict(None, "resuming a persisted session is off (resume_max_age 0)")
+        return RestoreDecision(None, "resuming a persisted session is off (resume_max_age 0)")
     seen = stored.last_connected_at if stored.last_connected_at is not None else stored.saved_at
     age = now - seen
     if age < -FUTURE_TOLERANCE_S:
-        return Verdict(None, f"its time is {-age:.0f}s in the future (the clock was changed?): age unknown")
+        return RestoreDecision(
+            None, f"its time is {-age:.0f}s in the future (the clock was changed?): age unknown"
+        )
     age = max(0.0, age)
     if age > max_age_s:
-        return Verdict(
+        return RestoreDecision(
             None,
             f"too old: last connected {age:.0f}s ago, beyond resume_max_age {max_age_s:g}s",
             age_s=round(age, 3),
         )
-    return Verdict(stored, f"last connected {age:.1f}s ago", age_s=round(age, 3))
+    return RestoreDecision(stored, f"last connected {age:.1f}s ago", age_s=round(age, 3))
 
 
 # File I/O ------------------------------------------------------------------------------------
@@ -155,14 +159,14 @@ def read(path: str) -> bytes | None:
         return None
 
 
-def load(path: str, *, app_id: str, now: float, max_age_s: float) -> Verdict:
+def load(path: str, *, app_id: str, now: float, max_age_s: float) -> RestoreDecision:
     """`judge` on the file at `path`; never raises."""
     try:
         data = read(path)
     except OSError as exc:
-        return Verdict(None, f"unreadable: {exc.strerror or exc}")
+        return RestoreDecision(None, f"unreadable: {exc.strerror or exc}")
     if data is not None and len(data) > MAX_FILE_BYTES:
-        return Verdict(None, f"damaged: larger than {MAX_FILE_BYTES} bytes")
+        return RestoreDecision(None, f"damaged: larger than {MAX_FILE_BYTES} bytes")
     return judge(data, app_id=app_id, now=now, max_age_s=max_age_s)
 
 
@@ -235,9 +239,9 @@ class SessionFile:
         self.writer = LatestWriter(path, write=write)
         self._failing = False
 
-    def restore(self, max_age_s: float) -> Verdict:
+    def restore(self, max_age_s: float) -> RestoreDecision:
         if not self.path:
-            return Verdict(None, "no state file configured", quiet=True)
+            return RestoreDecision(None, "no state file configured", quiet=True)
         verdict = load(self.path, app_id=self.app_id, now=self.clock(), max_age_s=max_age_s)
         if verdict.session is not None:
             self.keeper = SessionKeeper(self.app_id, verdict.session)
@@ -282,7 +286,7 @@ class SessionFile:
             )
 
 
-def resumed_from(verdict: Verdict) -> dict[str, Any] | None:
+def resumed_from(verdict: RestoreDecision) -> dict[str, Any] | None:
     """`watchdog.started`'s `resumed_from` field (and the status file's)."""
     stored = verdict.session
     if stored is None:

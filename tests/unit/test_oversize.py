@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from qqworker.oversize import MAX_SKIPS, Move, OversizeGuard, Verdict
+from qqworker.oversize import MAX_SKIPS, Move, OversizeDecision, OversizeGuard
 
 
 def test_a_one_off_resumes_and_a_repeat_at_the_same_position_skips_that_frame() -> None:
     guard = OversizeGuard()
-    assert guard.too_big(7) == Verdict(Move.RESUME)
-    assert guard.too_big(7) == Verdict(Move.SKIP, 8, 8, 8)
+    assert guard.too_big(7) == OversizeDecision(Move.RESUME)
+    assert guard.too_big(7) == OversizeDecision(Move.SKIP, 8, 8, 8)
     # Past it, a later oversized frame elsewhere is a one-off again.
-    assert guard.too_big(20) == Verdict(Move.RESUME)
+    assert guard.too_big(20) == OversizeDecision(Move.RESUME)
 
 
 def test_oversized_frames_in_a_row_are_skipped_one_by_one_then_the_session_is_given_up() -> None:
@@ -22,7 +22,7 @@ def test_oversized_frames_in_a_row_are_skipped_one_by_one_then_the_session_is_gi
         assert verdict.move is Move.SKIP and verdict.seq == seq + 1
         seq += 1
     assert guard.too_big(seq).move is Move.RESUME
-    assert guard.too_big(seq) == Verdict(Move.IDENTIFY, seq, seq + 1, None)
+    assert guard.too_big(seq) == OversizeDecision(Move.IDENTIFY, seq, seq + 1, None)
 
 
 def test_without_a_resumable_session_there_is_nothing_to_skip() -> None:

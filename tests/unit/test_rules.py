@@ -14,7 +14,7 @@ from qqworker.backoff import Backoff
 from qqworker.contract.beat import Beat
 from qqworker.contract.rules import INT_MAX, RELATIONS, bounds, field_rule, is_number
 from qqworker.contract.settings import ConfigError, Settings, load_settings, parse_intents
-from qqworker.reconnect import ReconnectPolicy, Verdict
+from qqworker.reconnect import ReconnectAction, ReconnectPolicy
 from watchdog.policy import SupervisionPolicy, SupervisionTimings
 
 CREDS = {"QQ_APP_ID": "102000001", "QQ_APP_SECRET": "s3cr3t-value"}
@@ -186,7 +186,7 @@ def assert_no_bad_delay(s: Settings) -> None:
     for _ in range(70):  # the worker's own loop: every retry it schedules has a sane delay
         policy_w.start_attempt()
         decision = policy_w.attempt_failed("refused")
-        if decision.verdict is not Verdict.RETRY:
+        if decision.verdict is not ReconnectAction.RETRY:
             break
         assert_sane_delay(decision.delay_s, "reconnect decision")
     for name in (

@@ -11,12 +11,9 @@ from __future__ import annotations
 
 import contextlib
 import itertools
-import json
 import os
-import shutil
 import threading
 import time
-import urllib.request
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,174 +21,14 @@ from typing import Any, Protocol
 
 import psutil
 
-from qqworker.simulator.client_env import client_env
 from tests.faults.results import CaseResult
-from tests.support import PYTHON, LineProcess, assert_no_secret, private_state_file, wait_until
+from tests.support import PYTHON, LineProcess, RunTimings, SimulatorProcess, assert_no_secret
 
 DOWN_EVENTS = frozenset(
     {"gateway.closed", "gateway.ack_timeout", "reconnect.failed", "child.killed", "child.exited"}
 )
 # Every wait in a case is bounded by one of these (generous: CI machines are slow and shared).
 START_TIMEOUT = 30.0
-
-
-@dataclass(frozen=True)
-class Timings:
-    """The short intervals the matrix runs with (production defaults are in the contract)."""
-
-    retry_initial: float = 0.1
-    retry_max: float = 1.0
-    connect_timeout: float = 2.0
-    heartbeat_interval: float = 0.2
-    heartbeat_timeout: float = 2.0
-    attempt_grace: float = 1.0
-    respawn_initial: float = 0.1
-    respawn_max: float = 1.0
-    healthy_after: float = 5.0
-    stop_timeout: float = 3.0
-    max_attempts: int = 0
-    # The simulator's Hello interval: the worker heartbeats this often and misses ACKs after two.
-    gateway_heartbeat_ms: int = 300
-    # Log silence allowed beyond the longest retry delay while not connected.
-    silence_grace: float = 1.5
-    # True: the processes get no timing flag at all (these values then mirror the production defaults).
-    defaults: bool = False
-
-    def worker_flags(self) -> list[str]:
-        worker = {
-            "--retry-initial",
-            "--retry-max",
-            "--connect-timeout",
-            "--heartbeat-interval",
-            "--max-attempts",
-        }
-        flags = self.flags()
-        return [
-            x
-            for name, value in zip(flags[::2], flags[1::2], strict=True)
-            if name in worker
-            for x in (name, value)
-        ]
-
-    def flags(self) -> list[str]:
-        if self.defaults:
-            return []
-        return [
-            "--retry-initial", str(self.retry_initial),
-            "--retry-max", str(self.retry_max),
-            "--connect-timeout", str(self.connect_timeout),
-            "--heartbeat-interval", str(self.heartbeat_interval),
-            "--heartbeat-timeout", str(self.heartbeat_timeout),
-            "--attempt-grace", str(self.attempt_grace),
-            "--respawn-initial", str(self.respawn_initial),
-            "--respawn-max", str(self.respawn_max),
-            "--healthy-after", str(self.healthy_after),
-            "--stop-timeout", str(self.stop_timeout),
-            "--max-attempts", str(self.max_attempts),
-        ]  # fmt: skip
-
-    @property
-    def silence_bound(self) -> float:
-        """The contract's rule: no gap longer than the (largest) retry delay plus a small grace. A
-        connect attempt that hangs is bounded by connect_timeout, so that counts as a delay too."""
-        return max(self.retry_max, self.connect_timeout) + self.silence_grace
-
-    @property
-    def kill_silence_bound(self) -> float:
-        """While the watchdog replaces a child it may wait stop_timeout for SIGTERM to work (a blocked
-        loop never runs its handler) before SIGKILL: that wait is a bounded, configured silence."""
-        return max(self.retry_max, self.connect_timeout, self.stop_timeout) + self.silence_grace
-
-    @property
-    def ack_bound(self) -> float:
-        """A half-open link must be noticed within two missed gateway heartbeats, plus slack."""
-        return 2 * self.gateway_heartbeat_ms / 1000 + 2.0
-
-
-class FaultSim:
-    """`python -m qqworker.simulator`, optionally inside a namespace (`prefix`, `call`)."""
-
-    def __init__(
-        self,
-        timings: Timings,
-        extra: Sequence[str] = (),
-        prefix: Sequence[str] = (),
-        call: Callable[..., Any] | None = None,
-    ) -> None:
-        args = [
-            *prefix, PYTHON, "-m", "qqworker.simulator", "--port", "0",
-            "--heartbeat-interval-ms", str(timings.gateway_heartbeat_ms), *extra,
-        ]  # fmt: skip
-        self.process = LineProcess(args)
-        self._call = call
-        try:
-            wait_until(lambda: self.process.records(), START_TIMEOUT, "the simulator's JSON line")
-        except AssertionError:
-            self.process.stop(5)
-            raise AssertionError(f"the simulator did not start:\n{self.process.output()}") from None
-        self.info: dict[str, Any] = self.process.records()[0]
-        self.control_url: str = self.info.get("control_url") or self.info["api_base"]
-        self.port = int(self.info["api_base"].rsplit(":", 1)[1].rstrip("/"))
-        self.state_file = private_state_file()
-
-    def _request(self, url: str, body: dict[str, Any] | None, timeout: float) -> Any:
-        data = None if body is None else json.dumps(body).encode()
-        request = urllib.request.Request(
-            url,
-            data=data,
-            method="GET" if body is None else "POST",
-            headers={"Content-Type": "application/json"},
-        )
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            payload = response.read()
-        return json.loads(payload) if payload else None
-
-    def control(self, path: str, body: dict[str, Any] | None = None, timeout: float = 10) -> Any:
-        url = self.control_url.rstrip("/") + path
-        if self._call is not None:
-            return self._call(self._request, url, body, timeout)
-        return self._request(url, body, timeout)
-
-    def state(self) -> Any:
-        return self.control("/_sim/state")
-
-    def events(self, count: int, kind: str = "C2C_MESSAGE_CREATE") -> list[int]:
-        """Dispatches `count` events to every session (kept for a session that is away); their seqs."""
-        answer = self.control("/_sim/events", {"type": kind, "count": count})
-        seqs: list[int] = []
-        for first, last in answer.get("seq", {}).values():
-            seqs.extend(range(first, last + 1))
-        return seqs
-
-    def say(self, content: str, count: int = 1) -> list[int]:
-        """Dispatches C2C messages with this content (a trigger word for tests/faults/handlers.py)."""
-        answer = self.control(
-            "/_sim/events", {"type": "C2C_MESSAGE_CREATE", "d": {"content": content}, "count": count}
-        )
-        return [s for first, last in answer.get("seq", {}).values() for s in range(first, last + 1)]
-
-    def outage(self, mode: str, seconds: float) -> None:
-        self.control("/_sim/outage", {"mode": mode, "seconds": seconds})
-
-    def close(self, code: int, **extra: Any) -> int:
-        return int(self.control("/_sim/close", {"code": code, **extra})["closed"])
-
-    def current_token(self) -> str | None:
-        """The access token the worker holds: the endpoint hands out the same one until near expiry."""
-        body = {"appId": str(self.info["app_id"]), "clientSecret": str(self.info["app_secret"])}
-        url = self.info["token_url"]
-        try:
-            answer = self._call(self._request, url, body, 10) if self._call else self._request(url, body, 10)
-        except OSError:
-            return None
-        return answer.get("access_token") if isinstance(answer, dict) else None
-
-    def env(self, **overrides: str) -> dict[str, str]:
-        return client_env(self.info, **{"QQW_STATE_FILE": str(self.state_file), **overrides})
-
-    def stop(self) -> None:
-        self.process.stop(10)
-        shutil.rmtree(self.state_file.parent, ignore_errors=True)
 
 
 class TreeWatcher:
@@ -249,11 +86,11 @@ class Platform(Protocol):
 
 @dataclass
 class Supervised:
-    """The real watchdog (`python -m watchdog run`) supervising the real worker, against a FaultSim."""
+    """The real watchdog (`python -m watchdog run`) supervising the real worker, against a platform."""
 
     sim: Platform
     workdir: Path
-    timings: Timings = field(default_factory=Timings)
+    timings: RunTimings = field(default_factory=RunTimings)
     prefix: Sequence[str] = ()
     extra_flags: Sequence[str] = ()
     env_overrides: dict[str, str] = field(default_factory=dict)
@@ -424,7 +261,7 @@ def assert_outcome(
 
 def outage(
     run: Supervised,
-    sim: FaultSim,
+    sim: SimulatorProcess,
     *,
     inject: Callable[[], Any],
     restore: Callable[[], Any] | None,

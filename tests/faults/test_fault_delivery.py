@@ -15,10 +15,10 @@ import pytest
 
 from tests.faults.conftest import fault
 from tests.faults.fakegw import SESSION, FakeGateway
-from tests.faults.harness import FaultSim, Supervised, Timings
+from tests.faults.harness import Supervised
 from tests.faults.results import CaseResult
 from tests.faults.test_fault_process import RESPAWN_SLACK, child_pid, with_handler
-from tests.support import wait_until
+from tests.support import RunTimings, SimulatorProcess, wait_until
 
 DELIVERY_BOUND = 10.0
 WATCHDOG_ONLY = pytest.mark.skipif(
@@ -29,7 +29,7 @@ RESPAWN_BOUND = 1.0 + RESPAWN_SLACK  # the matrix's respawn cap, then start-up a
 
 @fault("platform", "two CHANNEL_UPDATE events for one channel (same d.id)", "both handled ≤ 10 s")
 def test_two_updates_to_one_channel(
-    sim: FaultSim, supervise: Callable[..., Supervised], timings: Timings, record: CaseResult
+    sim: SimulatorProcess, supervise: Callable[..., Supervised], timings: RunTimings, record: CaseResult
 ) -> None:
     run = supervise(sim)
     run.connected()
@@ -58,7 +58,7 @@ RECOVER_SLACK = 2.5
     "never exit 78; connected ≤ 10 s + retry cap + 2.5 s",
 )
 def test_internal_error_closes_for_ten_seconds(
-    sim: FaultSim, supervise: Callable[..., Supervised], timings: Timings, record: CaseResult
+    sim: SimulatorProcess, supervise: Callable[..., Supervised], timings: RunTimings, record: CaseResult
 ) -> None:
     run = supervise(sim)
     run.connected()
@@ -87,7 +87,11 @@ def test_internal_error_closes_for_ten_seconds(
     "the new session resumed (no 4007); the old event reported abandoned",
 )
 def test_old_session_handler_across_op9_then_respawn(
-    sim: FaultSim, supervise: Callable[..., Supervised], timings: Timings, record: CaseResult, tmp_path: Path
+    sim: SimulatorProcess,
+    supervise: Callable[..., Supervised],
+    timings: RunTimings,
+    record: CaseResult,
+    tmp_path: Path,
 ) -> None:
     run = with_handler(supervise, sim, tmp_path, "slow_word")
     _, first = run.connected()
@@ -128,7 +132,11 @@ QUEUED = 20
     "each handled before exit or reported and replayed by the successor",
 )
 def test_sigterm_with_a_queue_hands_it_on(
-    sim: FaultSim, supervise: Callable[..., Supervised], timings: Timings, record: CaseResult, tmp_path: Path
+    sim: SimulatorProcess,
+    supervise: Callable[..., Supervised],
+    timings: RunTimings,
+    record: CaseResult,
+    tmp_path: Path,
 ) -> None:
     run = with_handler(supervise, sim, tmp_path, "slow_each", extra_flags=["--handler-concurrency", "1"])
     run.connected()
@@ -164,7 +172,11 @@ def test_sigterm_with_a_queue_hands_it_on(
     "skipped after --poison-after 2 deaths (events.skipped); the next event handled",
 )
 def test_poison_event_is_skipped_and_the_next_one_handled(
-    sim: FaultSim, supervise: Callable[..., Supervised], timings: Timings, record: CaseResult, tmp_path: Path
+    sim: SimulatorProcess,
+    supervise: Callable[..., Supervised],
+    timings: RunTimings,
+    record: CaseResult,
+    tmp_path: Path,
 ) -> None:
     run = with_handler(supervise, sim, tmp_path, "exit_on_poison", extra_flags=["--poison-after", "2"])
     run.connected()
@@ -191,7 +203,7 @@ def test_poison_event_is_skipped_and_the_next_one_handled(
 
 @WATCHDOG_ONLY
 def test_sigterm_to_the_watchdog_reports_the_queue_and_never_needs_sigkill(
-    sim: FaultSim, supervise: Callable[..., Supervised], timings: Timings, tmp_path: Path
+    sim: SimulatorProcess, supervise: Callable[..., Supervised], timings: RunTimings, tmp_path: Path
 ) -> None:
     run = with_handler(supervise, sim, tmp_path, "slow_each", extra_flags=["--handler-concurrency", "1"])
     run.connected()
@@ -214,7 +226,7 @@ def test_sigterm_to_the_watchdog_reports_the_queue_and_never_needs_sigkill(
     "skipped after its second 1009 (events.lost); the next event handled ≤ 10 s",
 )
 def test_oversized_frame_replayed_by_resume(
-    supervise: Callable[..., Supervised], timings: Timings, record: CaseResult
+    supervise: Callable[..., Supervised], timings: RunTimings, record: CaseResult
 ) -> None:
     big = '{"op": 0, "s": 2, "t": "C2C_MESSAGE_CREATE", "d": {"content": "' + "x" * (1 << 20) + '"}}'
     gateway = FakeGateway([big], timings.gateway_heartbeat_ms, replay=True)

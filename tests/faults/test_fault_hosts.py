@@ -13,9 +13,9 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from tests.faults.conftest import fault
-from tests.faults.harness import START_TIMEOUT, FaultSim, Supervised, Timings
+from tests.faults.harness import START_TIMEOUT, Supervised
 from tests.faults.results import CaseResult
-from tests.support import PYTHON, ROOT, wait_until
+from tests.support import PYTHON, ROOT, RunTimings, SimulatorProcess, wait_until
 from tests.watchdog.wd_harness import closed_port
 from watchdog.status import read_status
 
@@ -23,14 +23,14 @@ RECOVER_SLACK = 2.5  # as for the other platform faults: one backoff step plus t
 
 
 @pytest.fixture
-def retired(timings: Timings) -> Iterator[FaultSim]:
+def retired(timings: RunTimings) -> Iterator[SimulatorProcess]:
     """A second simulator answering like a retired host (500 on discovery, 404 on the token path)."""
-    made = FaultSim(timings, extra=["--retired"])
+    made = SimulatorProcess(*timings.simulator_flags(), "--retired")
     yield made
     made.stop()
 
 
-def retired_first(run_env: FaultSim, retired: FaultSim) -> dict[str, str]:
+def retired_first(run_env: SimulatorProcess, retired: SimulatorProcess) -> dict[str, str]:
     bases = f"{retired.info['api_base']},{run_env.info['api_base']}"
     return {"QQ_API_BASE": bases, "QQ_TOKEN_URL": str(run_env.info["token_url"])}
 
@@ -45,10 +45,10 @@ def switches(run: Supervised) -> list[dict[str, object]]:
     "one switch, connected through the next base ≤ retry cap + 2.5 s after the failure",
 )
 def test_retired_api_base(
-    sim: FaultSim,
-    retired: FaultSim,
+    sim: SimulatorProcess,
+    retired: SimulatorProcess,
     supervise: Callable[..., Supervised],
-    timings: Timings,
+    timings: RunTimings,
     record: CaseResult,
 ) -> None:
     run = supervise(sim, env_overrides=retired_first(sim, retired))
@@ -77,7 +77,7 @@ def test_retired_api_base(
     "no switch; attempt and backoff lines as usual (silence ≤ retry cap + 1.5 s)",
 )
 def test_every_base_refusing(
-    sim: FaultSim, supervise: Callable[..., Supervised], timings: Timings, record: CaseResult
+    sim: SimulatorProcess, supervise: Callable[..., Supervised], timings: RunTimings, record: CaseResult
 ) -> None:
     bases = [f"http://127.0.0.1:{closed_port()}", f"http://127.0.0.1:{closed_port()}"]
     run = supervise(sim, env_overrides={"QQ_API_BASE": ",".join(bases)})
@@ -104,10 +104,10 @@ def test_every_base_refusing(
     "the next child starts on the base that worked: no new switch, reconnect ≤ respawn cap + 2.5 s",
 )
 def test_switch_survives_respawn(
-    sim: FaultSim,
-    retired: FaultSim,
+    sim: SimulatorProcess,
+    retired: SimulatorProcess,
     supervise: Callable[..., Supervised],
-    timings: Timings,
+    timings: RunTimings,
     record: CaseResult,
 ) -> None:
     run = supervise(sim, env_overrides=retired_first(sim, retired))

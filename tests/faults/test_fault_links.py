@@ -12,16 +12,17 @@ import pytest
 
 from tests.faults import netns
 from tests.faults.conftest import fault
-from tests.faults.harness import FaultSim, Outcome, Supervised, Timings, assert_outcome, outage
+from tests.faults.harness import Outcome, Supervised, assert_outcome, outage
 from tests.faults.results import CaseResult
+from tests.support import RunTimings, SimulatorProcess
 
 DETECTORS = ("gateway.ack_timeout", "gateway.closed", "reconnect.failed", "child.ack_stale", "child.killed")
 
 
 @contextlib.contextmanager
-def sim_over_link(link: netns.Link, timings: Timings) -> Iterator[FaultSim]:
+def sim_over_link(link: netns.Link, timings: RunTimings) -> Iterator[SimulatorProcess]:
     """The simulator inside the link's simulator namespace; its port forwarded over the veth."""
-    sim = FaultSim(timings, prefix=link.sim.prefix(), call=link.sim.call)
+    sim = SimulatorProcess(*timings.simulator_flags(), prefix=link.sim.prefix(), call=link.sim.call)
     try:
         link.forward(sim.port)
         yield sim
@@ -30,14 +31,14 @@ def sim_over_link(link: netns.Link, timings: Timings) -> Iterator[FaultSim]:
 
 
 @pytest.fixture
-def netsim(link: netns.Link, timings: Timings) -> Iterator[FaultSim]:
+def netsim(link: netns.Link, timings: RunTimings) -> Iterator[SimulatorProcess]:
     with sim_over_link(link, timings) as sim:
         yield sim
 
 
 @pytest.fixture
 def over_link(
-    link: netns.Link, netsim: FaultSim, supervise: Callable[..., Supervised]
+    link: netns.Link, netsim: SimulatorProcess, supervise: Callable[..., Supervised]
 ) -> Callable[..., Supervised]:
     def start(**kwargs: object) -> Supervised:
         return supervise(netsim, prefix=link.worker.prefix(), **kwargs)
@@ -46,7 +47,7 @@ def over_link(
 
 
 def check(
-    record: CaseResult, timings: Timings, result: Outcome, *, detect_bound: float, recover_bound: float
+    record: CaseResult, timings: RunTimings, result: Outcome, *, detect_bound: float, recover_bound: float
 ) -> None:
     assert_outcome(
         record,
@@ -57,7 +58,7 @@ def check(
     )
 
 
-def reattempt_bound(timings: Timings) -> float:
+def reattempt_bound(timings: RunTimings) -> float:
     """Link back → connected: at most one backoff delay plus one connect attempt already under way, plus
     the handshake itself and slack for a loaded machine."""
     return timings.retry_max + timings.connect_timeout + 2.0
@@ -68,9 +69,9 @@ def reattempt_bound(timings: Timings) -> float:
 )
 def test_link_down(
     link: netns.Link,
-    netsim: FaultSim,
+    netsim: SimulatorProcess,
     over_link: Callable[..., Supervised],
-    timings: Timings,
+    timings: RunTimings,
     record: CaseResult,
 ) -> None:
     run = over_link()
@@ -87,9 +88,9 @@ def test_link_down(
 @fault("link", "every packet dropped (iptables DROP both ways) for 4 s", "detect ≤ 2 missed ACKs + 2 s")
 def test_all_packets_dropped(
     link: netns.Link,
-    netsim: FaultSim,
+    netsim: SimulatorProcess,
     over_link: Callable[..., Supervised],
-    timings: Timings,
+    timings: RunTimings,
     record: CaseResult,
 ) -> None:
     run = over_link()
@@ -110,9 +111,9 @@ def test_all_packets_dropped(
 )
 def test_half_open(
     link: netns.Link,
-    netsim: FaultSim,
+    netsim: SimulatorProcess,
     over_link: Callable[..., Supervised],
-    timings: Timings,
+    timings: RunTimings,
     record: CaseResult,
 ) -> None:
     run = over_link()
@@ -136,9 +137,9 @@ def test_half_open(
 )
 def test_slow_link(
     link: netns.Link,
-    netsim: FaultSim,
+    netsim: SimulatorProcess,
     over_link: Callable[..., Supervised],
-    timings: Timings,
+    timings: RunTimings,
     record: CaseResult,
 ) -> None:
     run = over_link()
@@ -167,9 +168,9 @@ def test_slow_link(
 )
 def test_packet_loss(
     link: netns.Link,
-    netsim: FaultSim,
+    netsim: SimulatorProcess,
     over_link: Callable[..., Supervised],
-    timings: Timings,
+    timings: RunTimings,
     record: CaseResult,
 ) -> None:
     run = over_link()
@@ -207,7 +208,7 @@ def test_netem(link: netns.Link) -> None:
 @fault("link", "DNS failure: `localhost` unresolvable (hosts entry gone, resolver at nothing) for 3 s",
        "detect ≤ 1 s after the drop")  # fmt: skip
 def test_dns_failure(
-    link: netns.Link, timings: Timings, supervise: Callable[..., Supervised], record: CaseResult
+    link: netns.Link, timings: RunTimings, supervise: Callable[..., Supervised], record: CaseResult
 ) -> None:
     # The gateway, token and REST URLs use a host name that the worker's namespace resolves through its
     # own /etc/hosts and resolv.conf (`ip netns exec` bind-mounts /etc/netns/NAME/* over /etc/*).
@@ -215,7 +216,9 @@ def test_dns_failure(
     for ns in (link.sim, link.worker):
         ns.write_etc("hosts", hosts_ok)
         ns.write_etc("resolv.conf", "nameserver 127.0.0.53\noptions timeout:1 attempts:1\n")
-    sim = FaultSim(timings, extra=["--host", "localhost"], prefix=link.sim.prefix(), call=link.sim.call)
+    sim = SimulatorProcess(
+        *timings.simulator_flags(), "--host", "localhost", prefix=link.sim.prefix(), call=link.sim.call
+    )
     try:
         link.forward(sim.port)
         assert "localhost" in sim.info["gateway_url"], sim.info
@@ -245,7 +248,7 @@ def test_dns_failure(
         sim.stop()
 
 
-SEED = Timings(retry_initial=1.0, retry_max=10.0, connect_timeout=5.0, heartbeat_interval=1.0,
+SEED = RunTimings(retry_initial=1.0, retry_max=10.0, connect_timeout=5.0, heartbeat_interval=1.0,
                heartbeat_timeout=10.0, attempt_grace=5.0, stop_timeout=5.0)  # fmt: skip
 
 
@@ -256,7 +259,7 @@ SEED = Timings(retry_initial=1.0, retry_max=10.0, connect_timeout=5.0, heartbeat
     "silence ≤ retry cap + grace; back ≤ cap + connect timeout + 2 s",
 )
 def test_link_down_60s(
-    link: netns.Link, netsim: FaultSim, over_link: Callable[..., Supervised], record: CaseResult
+    link: netns.Link, netsim: SimulatorProcess, over_link: Callable[..., Supervised], record: CaseResult
 ) -> None:
     run = over_link(timings=SEED)
     result = outage(

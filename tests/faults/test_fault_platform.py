@@ -11,16 +11,17 @@ import pytest
 
 from tests.faults.conftest import fault
 from tests.faults.fakegw import FakeGateway
-from tests.faults.harness import FaultSim, Outcome, Supervised, Timings, assert_outcome, outage
+from tests.faults.harness import Outcome, Supervised, assert_outcome, outage
 from tests.faults.relay import Relay
 from tests.faults.results import CaseResult
+from tests.support import RunTimings, SimulatorProcess
 
 # After a close the worker reconnects at once (resume) or after one backoff step; slack for CI.
 RECOVER_SLACK = 2.5
 DETECT_BOUND = 1.0  # a close frame or an answer is seen as soon as it arrives
 
 
-def check(record: CaseResult, timings: Timings, result: Outcome, *, detect: float, recover: float) -> None:
+def check(record: CaseResult, timings: RunTimings, result: Outcome, *, detect: float, recover: float) -> None:
     assert_outcome(
         record, result, detect_bound=detect, recover_bound=recover, silence_bound=timings.silence_bound
     )
@@ -50,9 +51,9 @@ RECONNECTING = [
 def test_close_code(
     code: int | None,
     resumes: bool,
-    sim: FaultSim,
+    sim: SimulatorProcess,
     supervise: Callable[..., Supervised],
-    timings: Timings,
+    timings: RunTimings,
     record: CaseResult,
 ) -> None:
     run = supervise(sim)
@@ -78,7 +79,7 @@ def test_close_code(
     "retry cap ≤ reconnect ≤ cap + 2.5 s",
 )
 def test_close_rate_limited(
-    sim: FaultSim, supervise: Callable[..., Supervised], timings: Timings, record: CaseResult
+    sim: SimulatorProcess, supervise: Callable[..., Supervised], timings: RunTimings, record: CaseResult
 ) -> None:
     run = supervise(sim)
     result = outage(run, sim, inject=lambda: sim.close(4008), restore=None, detect_events=("gateway.closed",))
@@ -102,7 +103,11 @@ def fatal_case(code: int, klass: str) -> object:
     ],
 )
 def test_close_fatal(
-    code: int, sim: FaultSim, supervise: Callable[..., Supervised], timings: Timings, record: CaseResult
+    code: int,
+    sim: SimulatorProcess,
+    supervise: Callable[..., Supervised],
+    timings: RunTimings,
+    record: CaseResult,
 ) -> None:
     run = supervise(sim)
     run.connected()
@@ -128,7 +133,7 @@ def test_close_fatal(
     "reconnect ≤ retry cap + 2.5 s, resumed",
 )
 def test_op7_reconnect(
-    sim: FaultSim, supervise: Callable[..., Supervised], timings: Timings, record: CaseResult
+    sim: SimulatorProcess, supervise: Callable[..., Supervised], timings: RunTimings, record: CaseResult
 ) -> None:
     run = supervise(sim)
     result = outage(
@@ -144,7 +149,7 @@ def test_op7_reconnect(
 
 @fault("platform", "op 9 Invalid Session on Resume (the session is gone)", "identify ≤ retry cap + 2.5 s")
 def test_op9_invalid_session(
-    sim: FaultSim, supervise: Callable[..., Supervised], timings: Timings, record: CaseResult
+    sim: SimulatorProcess, supervise: Callable[..., Supervised], timings: RunTimings, record: CaseResult
 ) -> None:
     run = supervise(sim)
     result = outage(
@@ -159,7 +164,7 @@ def test_op9_invalid_session(
     run.assert_clean_end()
 
 
-def _force_new_token(sim: FaultSim) -> None:
+def _force_new_token(sim: SimulatorProcess) -> None:
     """The worker holds a valid token; revoking it and closing 4004 makes it ask for a new one."""
     sim.control("/_sim/revoke_tokens", {})
     sim.close(4004)
@@ -169,7 +174,7 @@ def _force_new_token(sim: FaultSim) -> None:
     "platform", "token endpoint answers HTTP 500 for 3 s", "failure logged ≤ 1 s; reconnect ≤ 1 attempt after"
 )
 def test_token_500(
-    sim: FaultSim, supervise: Callable[..., Supervised], timings: Timings, record: CaseResult
+    sim: SimulatorProcess, supervise: Callable[..., Supervised], timings: RunTimings, record: CaseResult
 ) -> None:
     run = supervise(sim)
 
@@ -187,7 +192,7 @@ def test_token_500(
 
 @fault("platform", "token endpoint hangs (accepts, never answers) for 4 s", "failure ≤ connect timeout + 1 s")
 def test_token_timeout(
-    sim: FaultSim, supervise: Callable[..., Supervised], timings: Timings, record: CaseResult
+    sim: SimulatorProcess, supervise: Callable[..., Supervised], timings: RunTimings, record: CaseResult
 ) -> None:
     relay = Relay("127.0.0.1", sim.port)
     try:
@@ -213,7 +218,7 @@ def test_token_timeout(
 
 @fault("platform", "wrong credentials (token endpoint: 200 + code 100016)", "exit 78 ≤ 3 s, no respawn")
 def test_wrong_credentials(
-    sim: FaultSim, supervise: Callable[..., Supervised], timings: Timings, record: CaseResult
+    sim: SimulatorProcess, supervise: Callable[..., Supervised], timings: RunTimings, record: CaseResult
 ) -> None:
     t0 = time.monotonic()
     run = supervise(sim, env_overrides={"QQ_APP_SECRET": "definitely-not-the-secret-0000"})
@@ -244,7 +249,11 @@ SILENT_BOUND = "attempt fails ≤ connect timeout + 1 s"
     ],
 )  # fmt: skip
 def test_gateway_silent(
-    mode: str, sim: FaultSim, supervise: Callable[..., Supervised], timings: Timings, record: CaseResult
+    mode: str,
+    sim: SimulatorProcess,
+    supervise: Callable[..., Supervised],
+    timings: RunTimings,
+    record: CaseResult,
 ) -> None:
     run = supervise(sim)
 
@@ -274,7 +283,9 @@ MALFORMED: list[str | bytes] = [
     "malformed frames (not JSON, not an object, bad op, bad seq, binary)",
     "ignored and logged, no reconnect",
 )
-def test_malformed_frames(supervise: Callable[..., Supervised], timings: Timings, record: CaseResult) -> None:
+def test_malformed_frames(
+    supervise: Callable[..., Supervised], timings: RunTimings, record: CaseResult
+) -> None:
     gateway = FakeGateway(MALFORMED, timings.gateway_heartbeat_ms)
     try:
         run = supervise(gateway)
@@ -297,7 +308,9 @@ def test_malformed_frames(supervise: Callable[..., Supervised], timings: Timings
     "oversized frame (1 MiB + 1) from the gateway",
     "dropped with 1009, resumed ≤ retry cap + 2.5 s",
 )
-def test_oversized_frame(supervise: Callable[..., Supervised], timings: Timings, record: CaseResult) -> None:
+def test_oversized_frame(
+    supervise: Callable[..., Supervised], timings: RunTimings, record: CaseResult
+) -> None:
     big = '{"op": 0, "s": 2, "t": "C2C_MESSAGE_CREATE", "d": {"content": "' + "x" * (1 << 20) + '"}}'
     gateway = FakeGateway([big], timings.gateway_heartbeat_ms)
     try:

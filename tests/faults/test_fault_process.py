@@ -15,9 +15,9 @@ import psutil
 import pytest
 
 from tests.faults.conftest import fault
-from tests.faults.harness import FaultSim, Outcome, Supervised, Timings, assert_outcome, outage
+from tests.faults.harness import Outcome, Supervised, assert_outcome, outage
 from tests.faults.results import CaseResult
-from tests.support import ROOT
+from tests.support import ROOT, RunTimings, SimulatorProcess
 
 HEARTBEAT_SLACK = 2.0  # the watchdog's timer granularity and a loaded CI machine
 # A respawned child: interpreter start-up, imports, token, discovery and the handshake.
@@ -31,7 +31,7 @@ def _watchdog_only() -> None:
 
 
 def with_handler(
-    supervise: Callable[..., Supervised], sim: FaultSim, tmp_path: Path, name: str, **kw: object
+    supervise: Callable[..., Supervised], sim: SimulatorProcess, tmp_path: Path, name: str, **kw: object
 ):
     flags = tmp_path / "flags"
     flags.mkdir(exist_ok=True)
@@ -47,7 +47,7 @@ def child_pid(run: Supervised) -> int:
 
 def measure_respawn(
     record: CaseResult,
-    timings: Timings,
+    timings: RunTimings,
     run: Supervised,
     result: Outcome,
     *,
@@ -65,13 +65,13 @@ def measure_respawn(
     assert int(result.reconnected["generation"]) >= 2, result.reconnected
 
 
-def respawn_bound(timings: Timings) -> float:
+def respawn_bound(timings: RunTimings) -> float:
     return timings.stop_timeout + timings.respawn_max + RESPAWN_SLACK
 
 
 @fault("process", "worker frozen (SIGSTOP)", "detect ≤ heartbeat timeout + 2 s; resumed by a new child")
 def test_worker_frozen(
-    sim: FaultSim, supervise: Callable[..., Supervised], timings: Timings, record: CaseResult
+    sim: SimulatorProcess, supervise: Callable[..., Supervised], timings: RunTimings, record: CaseResult
 ) -> None:
     run = supervise(sim)
     run.connected()
@@ -93,7 +93,7 @@ def test_worker_frozen(
 
 @fault("process", "worker killed (SIGKILL)", "exit seen ≤ 1 s; resumed by a new child")
 def test_worker_killed(
-    sim: FaultSim, supervise: Callable[..., Supervised], timings: Timings, record: CaseResult
+    sim: SimulatorProcess, supervise: Callable[..., Supervised], timings: RunTimings, record: CaseResult
 ) -> None:
     run = supervise(sim)
     run.connected()
@@ -114,7 +114,11 @@ def test_worker_killed(
     "detect ≤ heartbeat timeout + 2 s",
 )
 def test_event_loop_blocked(
-    sim: FaultSim, supervise: Callable[..., Supervised], timings: Timings, record: CaseResult, tmp_path: Path
+    sim: SimulatorProcess,
+    supervise: Callable[..., Supervised],
+    timings: RunTimings,
+    record: CaseResult,
+    tmp_path: Path,
 ) -> None:
     run = with_handler(supervise, sim, tmp_path, "block_loop")
     result = outage(
@@ -137,7 +141,11 @@ def test_event_loop_blocked(
     "detect ≤ delay + connect timeout + attempt grace + 1 s",
 )
 def test_reconnect_stalled(
-    sim: FaultSim, supervise: Callable[..., Supervised], timings: Timings, record: CaseResult, tmp_path: Path
+    sim: SimulatorProcess,
+    supervise: Callable[..., Supervised],
+    timings: RunTimings,
+    record: CaseResult,
+    tmp_path: Path,
 ) -> None:
     run = with_handler(supervise, sim, tmp_path, "stall_reconnect")
     run.connected()
@@ -163,7 +171,11 @@ def test_reconnect_stalled(
     "detect ≤ 2 s past the limit",
 )
 def test_memory_leak(
-    sim: FaultSim, supervise: Callable[..., Supervised], timings: Timings, record: CaseResult, tmp_path: Path
+    sim: SimulatorProcess,
+    supervise: Callable[..., Supervised],
+    timings: RunTimings,
+    record: CaseResult,
+    tmp_path: Path,
 ) -> None:
     limit_mb = 200
     run = with_handler(supervise, sim, tmp_path, "leak", extra_flags=["--memory-limit-mb", str(limit_mb)])
@@ -184,7 +196,11 @@ def test_memory_leak(
 
 @fault("process", "handler raises on every event", "each logged as handler.error; no reconnect, no respawn")
 def test_handler_raises(
-    sim: FaultSim, supervise: Callable[..., Supervised], timings: Timings, record: CaseResult, tmp_path: Path
+    sim: SimulatorProcess,
+    supervise: Callable[..., Supervised],
+    timings: RunTimings,
+    record: CaseResult,
+    tmp_path: Path,
 ) -> None:
     run = with_handler(supervise, sim, tmp_path, "raises")
     run.connected()
@@ -211,7 +227,11 @@ def test_handler_raises(
     "others still handled; stop ≤ stop timeout",
 )
 def test_handler_blocks(
-    sim: FaultSim, supervise: Callable[..., Supervised], timings: Timings, record: CaseResult, tmp_path: Path
+    sim: SimulatorProcess,
+    supervise: Callable[..., Supervised],
+    timings: RunTimings,
+    record: CaseResult,
+    tmp_path: Path,
 ) -> None:
     run = with_handler(supervise, sim, tmp_path, "blocks")
     run.connected()
@@ -243,9 +263,9 @@ def stop_case(sig: signal.Signals) -> object:
 @pytest.mark.parametrize("sig", [stop_case(signal.SIGTERM), stop_case(signal.SIGINT)])
 def test_watchdog_stop_signal(
     sig: signal.Signals,
-    sim: FaultSim,
+    sim: SimulatorProcess,
     supervise: Callable[..., Supervised],
-    timings: Timings,
+    timings: RunTimings,
     record: CaseResult,
 ) -> None:
     run = supervise(sim)
@@ -262,7 +282,11 @@ def test_watchdog_stop_signal(
 
 @fault("process", "watchdog gets SIGHUP (logrotate moved the log file)", "log reopened, child untouched")
 def test_watchdog_sighup(
-    sim: FaultSim, supervise: Callable[..., Supervised], timings: Timings, record: CaseResult, tmp_path: Path
+    sim: SimulatorProcess,
+    supervise: Callable[..., Supervised],
+    timings: RunTimings,
+    record: CaseResult,
+    tmp_path: Path,
 ) -> None:
     log_file = tmp_path / "qqw.log"
     run = supervise(sim, extra_flags=["--log-file", str(log_file)])
@@ -289,7 +313,7 @@ def test_watchdog_sighup(
     "process", "watchdog killed (SIGKILL): the worker must not outlive it", "worker gone ≤ stop timeout + 2 s"
 )
 def test_watchdog_killed(
-    sim: FaultSim, supervise: Callable[..., Supervised], timings: Timings, record: CaseResult
+    sim: SimulatorProcess, supervise: Callable[..., Supervised], timings: RunTimings, record: CaseResult
 ) -> None:
     run = supervise(sim)
     run.connected()

@@ -18,13 +18,13 @@ from qqworker.contract.settings import Settings
 from tests.faults import netns
 from tests.faults.conftest import fault
 from tests.faults.delay import DelayRelay
-from tests.faults.harness import FaultSim, Supervised, Timings, assert_outcome, outage
+from tests.faults.harness import Supervised, assert_outcome, outage
 from tests.faults.results import CaseResult
 from tests.faults.test_fault_links import DETECTORS, sim_over_link
-from tests.support import PYTHON
+from tests.support import PYTHON, RunTimings, SimulatorProcess
 
 _D = Settings()
-PRODUCTION = Timings(
+PRODUCTION = RunTimings(
     retry_initial=_D.retry_initial, retry_max=_D.retry_max, connect_timeout=_D.connect_timeout,
     heartbeat_interval=_D.heartbeat_interval, heartbeat_timeout=_D.heartbeat_timeout,
     attempt_grace=_D.attempt_grace, respawn_initial=_D.respawn_initial, respawn_max=_D.respawn_max,
@@ -40,14 +40,14 @@ SETTLE_S = 4.0  # past the first WebSocket ping and its pong: the worker knows t
 
 
 @pytest.fixture
-def prodsim(link: netns.Link) -> Iterator[FaultSim]:
+def prodsim(link: netns.Link) -> Iterator[SimulatorProcess]:
     with sim_over_link(link, PRODUCTION) as sim:
         yield sim
 
 
 @pytest.fixture
 def prod_run(
-    link: netns.Link, prodsim: FaultSim, supervise: Callable[..., Supervised]
+    link: netns.Link, prodsim: SimulatorProcess, supervise: Callable[..., Supervised]
 ) -> Callable[[], Supervised]:
     return lambda: supervise(prodsim, prefix=link.worker.prefix(), timings=PRODUCTION)
 
@@ -68,7 +68,7 @@ def _bounds(record: CaseResult, result: object, *, detect: float, recover: float
     "detect ≤ 15 s (WebSocket ping unanswered)",
 )
 def test_half_open_production(
-    link: netns.Link, prodsim: FaultSim, prod_run: Callable[[], Supervised], record: CaseResult
+    link: netns.Link, prodsim: SimulatorProcess, prod_run: Callable[[], Supervised], record: CaseResult
 ) -> None:
     run = prod_run()
     cut: list[int] = []
@@ -85,7 +85,9 @@ def test_half_open_production(
     run.assert_clean_end()
 
 
-def _unreachable(link: netns.Link, sim: FaultSim, run: Supervised, record: CaseResult, hold_s: float) -> None:
+def _unreachable(
+    link: netns.Link, sim: SimulatorProcess, run: Supervised, record: CaseResult, hold_s: float
+) -> None:
     result = outage(
         run, sim,
         inject=lambda: link.set_unreachable(True),
@@ -107,7 +109,7 @@ def _unreachable(link: netns.Link, sim: FaultSim, run: Supervised, record: CaseR
     "detect ≤ 15 s; route back → connected ≤ 2 s",
 )
 def test_unreachable_production(
-    link: netns.Link, prodsim: FaultSim, prod_run: Callable[[], Supervised], record: CaseResult
+    link: netns.Link, prodsim: SimulatorProcess, prod_run: Callable[[], Supervised], record: CaseResult
 ) -> None:
     _unreachable(link, prodsim, prod_run(), record, 20.0)
 
@@ -120,7 +122,7 @@ def test_unreachable_production(
     "route back → connected ≤ 2 s; silence ≤ 60 s + grace",
 )
 def test_unreachable_90s_production(
-    link: netns.Link, prodsim: FaultSim, prod_run: Callable[[], Supervised], record: CaseResult
+    link: netns.Link, prodsim: SimulatorProcess, prod_run: Callable[[], Supervised], record: CaseResult
 ) -> None:
     _unreachable(link, prodsim, prod_run(), record, 90.0)
 
@@ -133,7 +135,7 @@ def test_unreachable_90s_production(
     "detect ≤ 15 s; packets flow again → connected ≤ 5 s",
 )
 def test_black_hole_production(
-    link: netns.Link, prodsim: FaultSim, prod_run: Callable[[], Supervised], record: CaseResult
+    link: netns.Link, prodsim: SimulatorProcess, prod_run: Callable[[], Supervised], record: CaseResult
 ) -> None:
     run = prod_run()
     result = outage(
@@ -152,7 +154,7 @@ def test_black_hole_production(
     "connected ≤ 5 s after the last up; Identify/Resume ≤ backoff",
 )
 def test_link_flap_production(
-    link: netns.Link, prodsim: FaultSim, prod_run: Callable[[], Supervised], record: CaseResult
+    link: netns.Link, prodsim: SimulatorProcess, prod_run: Callable[[], Supervised], record: CaseResult
 ) -> None:
     run = prod_run()
     run.connected()
@@ -194,7 +196,7 @@ def test_production_timings_mirror_the_defaults() -> None:
 )
 def test_cpu_hog_production(supervise: Callable[..., Supervised], record: CaseResult) -> None:
     duration = HOG_S
-    sim = FaultSim(PRODUCTION)
+    sim = SimulatorProcess(*PRODUCTION.simulator_flags())
     try:
         run = supervise(sim, timings=PRODUCTION)
         run.connected()
@@ -236,7 +238,7 @@ def test_latency_and_loss_raise_no_false_verdict(
     link: netns.Link, supervise: Callable[..., Supervised], record: CaseResult
 ) -> None:
     duration = LATENCY_RUN_S
-    sim = FaultSim(PRODUCTION, prefix=link.sim.prefix(), call=link.sim.call)
+    sim = SimulatorProcess(*PRODUCTION.simulator_flags(), prefix=link.sim.prefix(), call=link.sim.call)
     relay: DelayRelay | None = None
     try:
         link.forward(sim.port, sim_side=False)
@@ -279,7 +281,9 @@ def test_latency_and_loss_raise_no_false_verdict(
 def test_half_open_without_pongs(
     link: netns.Link, supervise: Callable[..., Supervised], record: CaseResult
 ) -> None:
-    sim = FaultSim(PRODUCTION, extra=["--no-pong"], prefix=link.sim.prefix(), call=link.sim.call)
+    sim = SimulatorProcess(
+        *PRODUCTION.simulator_flags(), "--no-pong", prefix=link.sim.prefix(), call=link.sim.call
+    )
     try:
         link.forward(sim.port)
         run = supervise(sim, prefix=link.worker.prefix(), timings=PRODUCTION)

@@ -4,6 +4,7 @@ start (a crash, systemd restarting a hung watchdog). The next watchdog resumes t
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import signal
 import time
@@ -14,8 +15,9 @@ import psutil
 import pytest
 
 from tests.faults.conftest import fault
-from tests.faults.harness import FaultSim, Supervised, Timings
+from tests.faults.harness import Supervised
 from tests.faults.results import CaseResult
+from tests.support import RunTimings, SimulatorProcess
 
 # Interpreter start-up of the new watchdog and its worker, the token, the discovery and the handshake.
 CONNECTED_BOUND_S = 8.0
@@ -33,7 +35,7 @@ def handled(*runs: Supervised) -> Counter[int]:
 
 
 def restarted(
-    sim: FaultSim, supervise: Callable[..., Supervised], record: CaseResult, **kw: object
+    sim: SimulatorProcess, supervise: Callable[..., Supervised], record: CaseResult, **kw: object
 ) -> Supervised:
     t0 = time.monotonic()
     run = supervise(sim, **kw)
@@ -61,7 +63,7 @@ def once_each(record: CaseResult, counts: Counter[int], seqs: list[int]) -> None
     "also those sent meanwhile",
 )
 def test_watchdog_restarted(
-    sim: FaultSim, supervise: Callable[..., Supervised], timings: Timings, record: CaseResult
+    sim: SimulatorProcess, supervise: Callable[..., Supervised], timings: RunTimings, record: CaseResult
 ) -> None:
     first = supervise(sim)
     first.connected()
@@ -84,19 +86,14 @@ def test_watchdog_restarted(
     "resumed; every event handled once, also those the Resume replays that the old worker had handled",
 )
 def test_watchdog_killed_and_started_again(
-    supervise: Callable[..., Supervised], timings: Timings, record: CaseResult
+    supervise: Callable[..., Supervised], timings: RunTimings, record: CaseResult
 ) -> None:
     # Beats only every 5 s and no gateway ACK meanwhile (every ACK is beaten at once): the persisted seq
     # lags the handled events, so the Resume replays some the old worker had handled.
-    slow_beats = Timings(
-        **{
-            **timings.__dict__,
-            "heartbeat_interval": 5.0,
-            "heartbeat_timeout": 30.0,
-            "gateway_heartbeat_ms": 41250,
-        }
+    slow_beats = dataclasses.replace(
+        timings, heartbeat_interval=5.0, heartbeat_timeout=30.0, gateway_heartbeat_ms=41250
     )
-    sim = FaultSim(slow_beats)
+    sim = SimulatorProcess(*slow_beats.simulator_flags())
     try:
         _killed_and_started_again(sim, supervise, timings, slow_beats, record)
     finally:
@@ -104,10 +101,10 @@ def test_watchdog_killed_and_started_again(
 
 
 def _killed_and_started_again(
-    sim: FaultSim,
+    sim: SimulatorProcess,
     supervise: Callable[..., Supervised],
-    timings: Timings,
-    slow_beats: Timings,
+    timings: RunTimings,
+    slow_beats: RunTimings,
     record: CaseResult,
 ) -> None:
     first = supervise(sim, timings=slow_beats)

@@ -22,9 +22,9 @@ from typing import Any
 import pytest
 
 from tests.faults.conftest import fault
-from tests.faults.harness import START_TIMEOUT, FaultSim, Supervised, Timings
+from tests.faults.harness import START_TIMEOUT, Supervised
 from tests.faults.results import CaseResult
-from tests.support import PYTHON, ROOT, kill_session, wait_until
+from tests.support import PYTHON, ROOT, RunTimings, SimulatorProcess, kill_session, wait_until
 
 SMALL_BUFFER = ["--log-buffer-kb", "16", "--log-retry", "0.5"]
 
@@ -111,11 +111,13 @@ def stdout_to(path: Path) -> list[str]:
     return ["sh", "-c", f'exec "$@" >{shlex.quote(str(path))}', "sh"]
 
 
-def sim_counters(sim: FaultSim) -> dict[str, int]:
+def sim_counters(sim: SimulatorProcess) -> dict[str, int]:
     return sim.state()["counters"]
 
 
-def events_flowing(sim: FaultSim, stop: threading.Event, every_s: float = 0.25, count: int = 25) -> list[int]:
+def events_flowing(
+    sim: SimulatorProcess, stop: threading.Event, every_s: float = 0.25, count: int = 25
+) -> list[int]:
     """Dispatches `count` echo events every `every_s` until `stop`; the seqs, for the test to check."""
     seqs: list[int] = []
     while not stop.is_set():
@@ -141,9 +143,9 @@ def in_thread(fn: Callable[[], list[int]]) -> tuple[threading.Thread, list[list[
     "stall_s", [10.0, pytest.param(60.0, marks=pytest.mark.slow, id="60s")], ids=lambda v: f"{v:g}s"
 )
 def test_stdout_never_read(
-    sim: FaultSim,
+    sim: SimulatorProcess,
     supervise: Callable[..., Supervised],
-    timings: Timings,
+    timings: RunTimings,
     record: CaseResult,
     tmp_path: Path,
     stall_s: float,
@@ -229,7 +231,7 @@ def _status(run: Supervised) -> dict[str, Any] | None:
     "watchdog.paused, no child.killed, events flow again ≤ 10 s",
 )
 def test_whole_group_paused(
-    sim: FaultSim, supervise: Callable[..., Supervised], timings: Timings, record: CaseResult
+    sim: SimulatorProcess, supervise: Callable[..., Supervised], timings: RunTimings, record: CaseResult
 ) -> None:
     run = supervise(sim)
     run.connected()
@@ -275,7 +277,7 @@ def small_fs(tmp_path: Path) -> Iterator[Path]:
     "log.sink_failed, bot and stdout go on, log.sink_recovered ≤ retry + 2 s after the space",
 )
 def test_log_disk_full(
-    sim: FaultSim, supervise: Callable[..., Supervised], record: CaseResult, small_fs: Path
+    sim: SimulatorProcess, supervise: Callable[..., Supervised], record: CaseResult, small_fs: Path
 ) -> None:
     log = FileLines(small_fs / "logs" / "qqw.log")
     run = supervise(sim, extra_flags=["--log-file", str(log.path), *SMALL_BUFFER])
@@ -321,7 +323,9 @@ def test_log_disk_full(
     "terminal of a foreground watchdog closed (pty hang-up, then EIO)",
     "watchdog supervises on, log file says log.sink_failed, clean stop",
 )
-def test_terminal_closed(sim: FaultSim, timings: Timings, record: CaseResult, tmp_path: Path) -> None:
+def test_terminal_closed(
+    sim: SimulatorProcess, timings: RunTimings, record: CaseResult, tmp_path: Path
+) -> None:
     log = FileLines(tmp_path / "qqw.log")
     master, slave = pty.openpty()
 
@@ -373,7 +377,7 @@ def test_terminal_closed(sim: FaultSim, timings: Timings, record: CaseResult, tm
     "gateway heartbeats and handlers go on, log file complete, drops counted exactly",
 )
 def test_worker_alone_stdout_never_read(
-    sim: FaultSim, supervise: Callable[..., Supervised], record: CaseResult, tmp_path: Path
+    sim: SimulatorProcess, supervise: Callable[..., Supervised], record: CaseResult, tmp_path: Path
 ) -> None:
     reader = StuckReader(tmp_path / "stdout.fifo")
     log = FileLines(tmp_path / "worker.log")
@@ -416,7 +420,11 @@ def test_worker_alone_stdout_never_read(
     "worker keeps its link and answers, counts its pipe's loss, not killed after the pause",
 )
 def test_watchdog_stopped_worker_pipe_full(
-    sim: FaultSim, supervise: Callable[..., Supervised], timings: Timings, record: CaseResult, tmp_path: Path
+    sim: SimulatorProcess,
+    supervise: Callable[..., Supervised],
+    timings: RunTimings,
+    record: CaseResult,
+    tmp_path: Path,
 ) -> None:
     # The file is the complete record: the test's own reader of stdout may fall behind the burst that
     # follows SIGCONT, and the watchdog's stdout then drops (and counts) lines of its own.

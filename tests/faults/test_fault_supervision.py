@@ -17,9 +17,9 @@ import psutil
 import pytest
 
 from tests.faults.conftest import fault
-from tests.faults.harness import FaultSim, Supervised, Timings
+from tests.faults.harness import Supervised
 from tests.faults.results import CaseResult
-from tests.support import ROOT, wait_until
+from tests.support import ROOT, RunTimings, SimulatorProcess, wait_until
 
 RESPAWN_SLACK = 6.0  # interpreter start-up, imports, token, discovery and the handshake of a new child
 RUN = str(ROOT / "scripts" / "run.sh")
@@ -39,7 +39,9 @@ def alive(pid: int) -> bool:
 
 
 @pytest.fixture
-def start(sim: FaultSim, supervise: Callable[..., Supervised], tmp_path: Path) -> Callable[..., Supervised]:
+def start(
+    sim: SimulatorProcess, supervise: Callable[..., Supervised], tmp_path: Path
+) -> Callable[..., Supervised]:
     def run(handler: str = "supervision", **env: str) -> Supervised:
         flags = tmp_path / "flags"
         flags.mkdir(exist_ok=True)
@@ -60,7 +62,7 @@ def start(sim: FaultSim, supervise: Callable[..., Supervised], tmp_path: Path) -
     "retried with backoff, a line per try, connected; never exit 78",
 )
 def test_handler_import_fails_twice_then_succeeds(
-    start: Callable[..., Supervised], sim: FaultSim, timings: Timings, record: CaseResult
+    start: Callable[..., Supervised], sim: SimulatorProcess, timings: RunTimings, record: CaseResult
 ) -> None:
     run = start(QQF_IMPORT_FAILS="2")
     t0 = time.monotonic()
@@ -82,7 +84,7 @@ def test_handler_import_fails_twice_then_succeeds(
     "retried for as long as it fails, never killed for it; the stop ends the retry at once",
 )
 def test_handler_import_keeps_failing_then_stop(
-    start: Callable[..., Supervised], timings: Timings, record: CaseResult
+    start: Callable[..., Supervised], timings: RunTimings, record: CaseResult
 ) -> None:
     run = start(QQF_IMPORT_FAILS="100000")
     wait_until(lambda: len(run.process.records("handler.import_failed")) >= 5, 30, "five import tries")
@@ -117,7 +119,9 @@ def test_handler_import_error_of_the_spec_is_permanent(
     "worker newer than its watchdog: beats with a higher version and an unknown field",
     "supervised on the known fields; said once; no kill",
 )
-def test_beat_with_an_extra_field(start: Callable[..., Supervised], sim: FaultSim, timings: Timings) -> None:
+def test_beat_with_an_extra_field(
+    start: Callable[..., Supervised], sim: SimulatorProcess, timings: RunTimings
+) -> None:
     run = start()
     run.connected()
     mark = run.mark()
@@ -141,7 +145,9 @@ def test_beat_with_an_extra_field(start: Callable[..., Supervised], sim: FaultSi
     "handler prints its access token raw (print, fds 1 and 2, a grandchild)",
     "the token never reaches the watchdog's output",
 )
-def test_handler_prints_its_token(start: Callable[..., Supervised], sim: FaultSim, tmp_path: Path) -> None:
+def test_handler_prints_its_token(
+    start: Callable[..., Supervised], sim: SimulatorProcess, tmp_path: Path
+) -> None:
     run = start()
     run.connected()
     mark = run.mark()
@@ -163,7 +169,7 @@ def test_handler_prints_its_token(start: Callable[..., Supervised], sim: FaultSi
     "detect ≤ min(heartbeat, stop timeout) + 2 s; respawned, resumed",
 )
 def test_handler_closes_its_output(
-    start: Callable[..., Supervised], sim: FaultSim, timings: Timings, record: CaseResult
+    start: Callable[..., Supervised], sim: SimulatorProcess, timings: RunTimings, record: CaseResult
 ) -> None:
     run = start()
     run.connected()
@@ -193,7 +199,7 @@ def test_handler_closes_its_output(
     "every one of them gone ≤ 3 s",
 )
 def test_watchdog_killed_with_grandchildren(
-    start: Callable[..., Supervised], sim: FaultSim, tmp_path: Path, record: CaseResult
+    start: Callable[..., Supervised], sim: SimulatorProcess, tmp_path: Path, record: CaseResult
 ) -> None:
     run = start()
     run.connected()
@@ -230,7 +236,9 @@ def _watchdogs_on(status_file: Path) -> list[psutil.Process]:
     "two `scripts/run.sh --background` started at once on one run directory",
     "one watchdog; the other refused (exit 73); stop and status act on the one running",
 )
-def test_two_background_starts(sim: FaultSim, timings: Timings, tmp_path: Path, record: CaseResult) -> None:
+def test_two_background_starts(
+    sim: SimulatorProcess, timings: RunTimings, tmp_path: Path, record: CaseResult
+) -> None:
     run_dir = tmp_path / "run"
     status_file = run_dir / "status.json"
     env = sim.env(QQW_RUN_DIR=str(run_dir), QQW_STATUS_FILE=str(status_file), QQ_HANDLER="log")
@@ -284,7 +292,7 @@ def test_two_background_starts(sim: FaultSim, timings: Timings, tmp_path: Path, 
     "worker gone ≤ stop timeout + 2 s",
 )
 def test_watchdog_killed_while_the_loop_is_blocked(
-    start: Callable[..., Supervised], sim: FaultSim, timings: Timings, record: CaseResult
+    start: Callable[..., Supervised], sim: SimulatorProcess, timings: RunTimings, record: CaseResult
 ) -> None:
     run = start(handler="block_loop")
     run.connected()
@@ -308,7 +316,7 @@ def test_watchdog_killed_while_the_loop_is_blocked(
     "refused (exit 73): the run directory's pid file is guarded too",
 )
 def test_second_background_start_with_another_status_file(
-    sim: FaultSim, timings: Timings, tmp_path: Path
+    sim: SimulatorProcess, timings: RunTimings, tmp_path: Path
 ) -> None:
     run_dir = tmp_path / "run"
     base = sim.env(QQW_RUN_DIR=str(run_dir), QQ_HANDLER="log")

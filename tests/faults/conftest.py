@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from tests.faults import netns, results
-from tests.faults.harness import Supervised
+from tests.supervised import Platform, Supervised
 from tests.support import RunTimings, SimulatorProcess
 
 _RESULTS_KEY = pytest.StashKey[results.CaseResult]()
@@ -111,7 +111,7 @@ def supervise(tmp_path: Path, timings: RunTimings) -> Iterator[Callable[..., Sup
     """Starts `python -m watchdog run` against a simulator; every run is torn down, tree and all."""
     runs: list[Supervised] = []
 
-    def start(sim: SimulatorProcess, **kwargs: Any) -> Supervised:
+    def start(sim: Platform, **kwargs: Any) -> Supervised:
         kwargs.setdefault("timings", timings)
         run = Supervised(sim, tmp_path / f"run{len(runs)}", **kwargs)
         runs.append(run)

@@ -13,10 +13,9 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from tests.faults.conftest import fault
-from tests.faults.harness import START_TIMEOUT, Supervised
 from tests.faults.results import CaseResult
-from tests.support import PYTHON, ROOT, RunTimings, SimulatorProcess, wait_until
-from tests.watchdog.wd_harness import closed_port
+from tests.supervised import START_TIMEOUT, Supervised
+from tests.support import PYTHON, ROOT, RunTimings, SimulatorProcess, closed_port, wait_until
 from watchdog.status import read_status
 
 RECOVER_SLACK = 2.5  # as for the other platform faults: one backoff step plus this, for CI
@@ -51,8 +50,8 @@ def test_retired_api_base(
     timings: RunTimings,
     record: CaseResult,
 ) -> None:
-    run = supervise(sim, env_overrides=retired_first(sim, retired))
-    failed_at, failed = run.wait("reconnect.failed", START_TIMEOUT)
+    run = supervise(sim, env=retired_first(sim, retired))
+    failed_at, failed = run.wait_for("reconnect.failed", START_TIMEOUT)
     back_at, _ = run.connected(after=failed_at)
     switch_s = record.measure(
         "switch_s", run.at(back_at) - run.at(failed_at), timings.retry_max + RECOVER_SLACK
@@ -68,7 +67,7 @@ def test_retired_api_base(
     # Events sent through the base that works arrive.
     seqs = sim.say("hello")
     assert not run.wait_seqs(seqs, 10)
-    run.assert_clean_end()
+    run.finish()
 
 
 @fault(
@@ -80,8 +79,8 @@ def test_every_base_refusing(
     sim: SimulatorProcess, supervise: Callable[..., Supervised], timings: RunTimings, record: CaseResult
 ) -> None:
     bases = [f"http://127.0.0.1:{closed_port()}", f"http://127.0.0.1:{closed_port()}"]
-    run = supervise(sim, env_overrides={"QQ_API_BASE": ",".join(bases)})
-    first_failed, _ = run.wait("reconnect.failed", START_TIMEOUT)
+    run = supervise(sim, env={"QQ_API_BASE": ",".join(bases)})
+    first_failed, _ = run.wait_for("reconnect.failed", START_TIMEOUT)
     deadline = time.monotonic() + 20
     while len(run.process.records("reconnect.failed")) < 6 and time.monotonic() < deadline:
         time.sleep(0.1)
@@ -95,7 +94,7 @@ def test_every_base_refusing(
     assert {r["url"] for r in run.process.records("gateway.connecting")} == {f"{bases[0]}/gateway/bot"}
     scheduled = run.process.records("reconnect.scheduled")
     assert len(scheduled) >= 5 and all(0 < float(r["delay_s"]) <= timings.retry_max for r in scheduled)
-    run.assert_clean_end()
+    run.finish()
 
 
 @fault(
@@ -110,8 +109,8 @@ def test_switch_survives_respawn(
     timings: RunTimings,
     record: CaseResult,
 ) -> None:
-    run = supervise(sim, env_overrides=retired_first(sim, retired))
-    _, started = run.wait("watchdog.started", START_TIMEOUT)
+    run = supervise(sim, env=retired_first(sim, retired))
+    _, started = run.wait_for("watchdog.started", START_TIMEOUT)
     assert (started["api_base"], started["token_url"]) == (retired.info["api_base"], sim.info["token_url"])
     run.connected()
     assert len(switches(run)) == 1
@@ -135,4 +134,4 @@ def test_switch_survives_respawn(
     assert [r["api_base"] for r in started] == [sim.info["api_base"]]
     assert len(switches(run)) == 1  # none in the second generation
     assert retired.state()["counters"]["retired_answers"] == answered
-    run.assert_clean_end()
+    run.finish()

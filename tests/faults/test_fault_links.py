@@ -12,8 +12,9 @@ import pytest
 
 from tests.faults import netns
 from tests.faults.conftest import fault
-from tests.faults.harness import Outcome, Supervised, assert_outcome, outage
+from tests.faults.harness import Outcome, assert_outcome, outage
 from tests.faults.results import CaseResult
+from tests.supervised import Supervised
 from tests.support import RunTimings, SimulatorProcess
 
 DETECTORS = ("gateway.ack_timeout", "gateway.closed", "reconnect.failed", "child.ack_stale", "child.killed")
@@ -82,7 +83,7 @@ def test_link_down(
         detect_events=DETECTORS, hold_s=4.0,
     )  # fmt: skip
     check(record, timings, result, detect_bound=timings.ack_bound, recover_bound=reattempt_bound(timings))
-    run.assert_clean_end()
+    run.finish()
 
 
 @fault("link", "every packet dropped (iptables DROP both ways) for 4 s", "detect ≤ 2 missed ACKs + 2 s")
@@ -101,7 +102,7 @@ def test_all_packets_dropped(
         detect_events=DETECTORS, hold_s=4.0,
     )  # fmt: skip
     check(record, timings, result, detect_bound=timings.ack_bound, recover_bound=reattempt_bound(timings))
-    run.assert_clean_end()
+    run.finish()
 
 
 @fault(
@@ -129,7 +130,7 @@ def test_half_open(
         f"a half-open link must be caught by the heartbeat ACK deadline, got {result.detected}"
     )
     check(record, timings, result, detect_bound=timings.ack_bound, recover_bound=reattempt_bound(timings))
-    run.assert_clean_end()
+    run.finish()
 
 
 @fault(
@@ -160,7 +161,7 @@ def test_slow_link(
     record.measure("delivered_300_s", delivered_s, 60)
     record.measure("silence_s", silence, timings.silence_bound)
     assert silence <= timings.silence_bound, f"log silent {silence:.2f}s while reconnecting on the slow link"
-    run.assert_clean_end()
+    run.finish()
 
 
 @fault(
@@ -194,7 +195,7 @@ def test_packet_loss(
         f"events still missing {caught_up:.2f}s after the loss ended"
     )
     assert silence <= timings.silence_bound, f"log silent {silence:.2f}s while reconnecting under loss"
-    run.assert_clean_end()
+    run.finish()
 
 
 @fault("link", "latency and loss with `tc netem`", "—")
@@ -243,7 +244,7 @@ def test_dns_failure(
             detect_bound=timings.retry_max + 1.0,
             recover_bound=reattempt_bound(timings),
         )
-        run.assert_clean_end()
+        run.finish()
     finally:
         sim.stop()
 
@@ -271,4 +272,4 @@ def test_link_down_60s(
     attempts = [r for r in run.process.records("gateway.connecting")]
     record.measure("attempts", float(len(attempts)), None, unit="")
     check(record, SEED, result, detect_bound=SEED.ack_bound, recover_bound=reattempt_bound(SEED))
-    run.assert_clean_end()
+    run.finish()

@@ -11,9 +11,10 @@ import pytest
 
 from tests.faults.conftest import fault
 from tests.faults.fakegw import FakeGateway
-from tests.faults.harness import Outcome, Supervised, assert_outcome, outage
+from tests.faults.harness import Outcome, assert_outcome, outage
 from tests.faults.relay import Relay
 from tests.faults.results import CaseResult
+from tests.supervised import Supervised
 from tests.support import RunTimings, SimulatorProcess
 
 # After a close the worker reconnects at once (resume) or after one backoff step; slack for CI.
@@ -70,7 +71,7 @@ def test_close_code(
     if code == 4004:
         assert run.process.records("auth.token_fetched")[1:], "4004 must fetch a new access token"
     check(record, timings, result, detect=DETECT_BOUND, recover=timings.retry_max + RECOVER_SLACK)
-    run.assert_clean_end()
+    run.finish()
 
 
 @fault(
@@ -87,7 +88,7 @@ def test_close_rate_limited(
         f"4008 must wait the cap; waited {result.recover_s:.2f}s"
     )
     check(record, timings, result, detect=DETECT_BOUND, recover=timings.retry_max + RECOVER_SLACK)
-    run.assert_clean_end()
+    run.finish()
 
 
 def fatal_case(code: int, klass: str) -> object:
@@ -115,7 +116,7 @@ def test_close_fatal(
     mark = run.mark()
     t0 = time.monotonic()
     sim.close(code)
-    at, fatal = run.wait("worker.fatal", 10, after=mark)
+    at, fatal = run.wait_for("worker.fatal", 10, after=mark)
     exit_code = run.process.wait(15)
     exited = time.monotonic() - t0
     record.measure("detect_s", run.at(at) - t0, DETECT_BOUND)
@@ -124,7 +125,7 @@ def test_close_fatal(
     assert exit_code == 78, f"the watchdog must exit 78 after a permanent worker error, got {exit_code}"
     run.assert_not_respawned()
     assert run.at(at) - t0 <= DETECT_BOUND and exited <= 3.0
-    run.assert_clean_end(expected_exit=78)
+    run.finish(expect=78)
 
 
 @fault(
@@ -144,7 +145,7 @@ def test_op7_reconnect(
     )  # fmt: skip
     assert result.reconnected.get("resumed") is True, result.reconnected
     check(record, timings, result, detect=DETECT_BOUND, recover=timings.retry_max + RECOVER_SLACK)
-    run.assert_clean_end()
+    run.finish()
 
 
 @fault("platform", "op 9 Invalid Session on Resume (the session is gone)", "identify ≤ retry cap + 2.5 s")
@@ -161,7 +162,7 @@ def test_op9_invalid_session(
     )  # fmt: skip
     assert result.reconnected.get("resumed") is False, result.reconnected
     check(record, timings, result, detect=DETECT_BOUND, recover=timings.retry_max + 2 * RECOVER_SLACK)
-    run.assert_clean_end()
+    run.finish()
 
 
 def _force_new_token(sim: SimulatorProcess) -> None:
@@ -187,7 +188,7 @@ def test_token_500(
     )
     assert result.reconnected.get("resumed") is False
     check(record, timings, result, detect=DETECT_BOUND, recover=3.0 + timings.retry_max + RECOVER_SLACK)
-    run.assert_clean_end()
+    run.finish()
 
 
 @fault("platform", "token endpoint hangs (accepts, never answers) for 4 s", "failure ≤ connect timeout + 1 s")
@@ -197,7 +198,7 @@ def test_token_timeout(
     relay = Relay("127.0.0.1", sim.port)
     try:
         token_url = f"http://127.0.0.1:{relay.port}/app/getAppAccessToken"
-        run = supervise(sim, env_overrides={"QQ_TOKEN_URL": token_url})
+        run = supervise(sim, env={"QQ_TOKEN_URL": token_url})
 
         def inject() -> None:
             relay.hold(True)
@@ -211,7 +212,7 @@ def test_token_timeout(
             record, timings, result,
             detect=timings.connect_timeout + 1.0, recover=timings.retry_max + timings.connect_timeout + 2.0,
         )  # fmt: skip
-        run.assert_clean_end()
+        run.finish()
     finally:
         relay.close()
 
@@ -221,15 +222,15 @@ def test_wrong_credentials(
     sim: SimulatorProcess, supervise: Callable[..., Supervised], timings: RunTimings, record: CaseResult
 ) -> None:
     t0 = time.monotonic()
-    run = supervise(sim, env_overrides={"QQ_APP_SECRET": "definitely-not-the-secret-0000"})
-    at, fatal = run.wait("worker.fatal", 15)
+    run = supervise(sim, env={"QQ_APP_SECRET": "definitely-not-the-secret-0000"})
+    at, fatal = run.wait_for("worker.fatal", 15)
     code = run.process.wait(15)
     record.measure("exit_s", time.monotonic() - t0, 3.0 + 2.0)  # + interpreter start-up
     assert code == 78, f"wrong credentials must end the watchdog with 78, got {code}"
     run.assert_not_respawned()
     assert "definitely-not-the-secret-0000" not in run.output()
     del at, fatal
-    run.assert_clean_end(expected_exit=78)
+    run.finish(expect=78)
 
 
 SILENT_BOUND = "attempt fails ≤ connect timeout + 1 s"
@@ -266,7 +267,7 @@ def test_gateway_silent(
         record, timings, result,
         detect=timings.connect_timeout + 1.0, recover=4.0 + timings.retry_max + timings.connect_timeout + 2.0,
     )  # fmt: skip
-    run.assert_clean_end()
+    run.finish()
 
 
 MALFORMED: list[str | bytes] = [
@@ -298,7 +299,7 @@ def test_malformed_frames(
         assert len(rejected) >= 3, f"malformed frames must be logged: {rejected}"
         assert gateway.connections == 1, "a malformed frame must not cost the connection"
         record.measure("delivered_after_s", time.monotonic() - t0, 10)
-        run.assert_clean_end()
+        run.finish()
     finally:
         gateway.close()
 
@@ -316,13 +317,13 @@ def test_oversized_frame(
     try:
         run = supervise(gateway)
         first, _ = run.connected()
-        at, rejected = run.wait("gateway.frame_rejected", 10)
+        at, rejected = run.wait_for("gateway.frame_rejected", 10)
         back, reconnected = run.connected(10, after=at)
         record.measure("recover_s", run.at(back) - run.at(at), timings.retry_max + RECOVER_SLACK)
         assert reconnected.get("resumed") is True, reconnected
         assert run.at(back) - run.at(at) <= timings.retry_max + RECOVER_SLACK
         assert "x" * 1000 not in run.output(), "the oversized payload must not be echoed into the logs"
         del first, rejected
-        run.assert_clean_end()
+        run.finish()
     finally:
         gateway.close()

@@ -1,10 +1,12 @@
 """Faults of the processes themselves: the worker frozen, killed, its event loop blocked, its reconnect
-path stalled without logs, leaking memory, a handler that raises or blocks; and the watchdog receiving
-SIGTERM, SIGINT, SIGHUP or SIGKILL. The real watchdog supervises the real worker against the simulator."""
+path stalled or retrying without logs, leaking memory, its heartbeat pipe closed, a handler that raises or
+blocks; and the watchdog receiving SIGTERM, SIGINT, SIGHUP or SIGKILL. The real watchdog supervises the
+real worker against the simulator; each fault is tested here once (tests/watchdog/ keeps the lifecycle)."""
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import signal
 import time
@@ -15,9 +17,10 @@ import psutil
 import pytest
 
 from tests.faults.conftest import fault
-from tests.faults.harness import Outcome, Supervised, assert_outcome, outage
+from tests.faults.harness import Outcome, assert_outcome, outage
 from tests.faults.results import CaseResult
-from tests.support import ROOT, RunTimings, SimulatorProcess
+from tests.supervised import SLACK, Supervised
+from tests.support import RunTimings, SimulatorProcess
 
 HEARTBEAT_SLACK = 2.0  # the watchdog's timer granularity and a loaded CI machine
 # A respawned child: interpreter start-up, imports, token, discovery and the handshake.
@@ -32,17 +35,12 @@ def _watchdog_only() -> None:
 
 def with_handler(
     supervise: Callable[..., Supervised], sim: SimulatorProcess, tmp_path: Path, name: str, **kw: object
-):
+) -> Supervised:
+    """A run whose worker handles with tests/handlers.py's `name`; its claims are shared by every run of
+    the case (a later watchdog's worker does not misbehave again)."""
     flags = tmp_path / "flags"
     flags.mkdir(exist_ok=True)
-    env = {"QQ_HANDLER": f"tests.faults.handlers:{name}", "QQF_FLAG_DIR": str(flags), "PYTHONPATH": str(ROOT)}
-    return supervise(sim, env_overrides=env, **kw)
-
-
-def child_pid(run: Supervised) -> int:
-    spawned = run.process.records("child.spawned")
-    assert spawned, "no child.spawned line"
-    return int(spawned[-1]["child_pid"])
+    return supervise(sim, handler=f"tests.handlers:{name}", env={"QQF_FLAG_DIR": str(flags)}, **kw)
 
 
 def measure_respawn(
@@ -50,10 +48,13 @@ def measure_respawn(
     timings: RunTimings,
     run: Supervised,
     result: Outcome,
+    old_pid: int,
     *,
     detect_bound: float,
     recover_bound: float,
 ) -> None:
+    """The figures against their bounds, and the replacement itself: the old child exited and is gone,
+    a respawn was scheduled, and a new child (another pid) was told to Resume and did."""
     assert_outcome(
         record,
         result,
@@ -61,8 +62,20 @@ def measure_respawn(
         recover_bound=recover_bound,
         silence_bound=timings.kill_silence_bound,
     )
+    assert [r for r in run.process.records("child.exited") if r["child_pid"] == old_pid], "no child.exited"
+    assert run.process.records("respawn.scheduled"), "no respawn.scheduled line"
+    spawned = run.process.records("child.spawned")[-1]
+    assert spawned["resume"] is True and spawned["child_pid"] != old_pid, spawned
     assert result.reconnected.get("resumed") is True, f"the new child must Resume: {result.reconnected}"
     assert int(result.reconnected["generation"]) >= 2, result.reconnected
+    assert not any(p.pid == old_pid for p in run.session()), "the old worker is still there"
+
+
+def killed_with(run: Supervised, pid: int) -> str:
+    """The signal of the watchdog's child.killed line for this child."""
+    killed = [r for r in run.process.records("child.killed") if r["child_pid"] == pid]
+    assert killed, f"no child.killed line for {pid}"
+    return str(killed[0]["signal"])
 
 
 def respawn_bound(timings: RunTimings) -> float:
@@ -75,7 +88,7 @@ def test_worker_frozen(
 ) -> None:
     run = supervise(sim)
     run.connected()
-    pid = child_pid(run)
+    pid = run.child_pid()
     result = outage(
         run, sim,
         inject=lambda: os.kill(pid, signal.SIGSTOP),
@@ -84,11 +97,15 @@ def test_worker_frozen(
     )  # fmt: skip
     record.measure("freeze_to_connected_s", result.detect_s + result.recover_s, None)
     measure_respawn(
-        record, timings, run, result,
+        record, timings, run, result, pid,
         detect_bound=timings.heartbeat_timeout + HEARTBEAT_SLACK, recover_bound=respawn_bound(timings),
     )  # fmt: skip
+    assert result.detected["silent_s"] >= timings.heartbeat_timeout, result.detected
+    # Straight to SIGKILL: a worker that cannot beat cannot stop gracefully, and waiting for it would
+    # only be a silent pause; the seq it handed on covers what it never handled.
+    assert killed_with(run, pid) == "SIGKILL"
     assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
-    run.assert_clean_end()
+    run.finish()
 
 
 @fault("process", "worker killed (SIGKILL)", "exit seen ≤ 1 s; resumed by a new child")
@@ -97,15 +114,16 @@ def test_worker_killed(
 ) -> None:
     run = supervise(sim)
     run.connected()
-    pid = child_pid(run)
+    pid = run.child_pid()
     result = outage(
         run, sim, inject=lambda: os.kill(pid, signal.SIGKILL), restore=None, detect_events=("child.exited",)
     )
     assert result.detected.get("exitcode") == -9, result.detected
+    assert result.detected.get("meaning") == "killed by SIGKILL", result.detected
     measure_respawn(
-        record, timings, run, result, detect_bound=1.0, recover_bound=timings.respawn_max + RESPAWN_SLACK
+        record, timings, run, result, pid, detect_bound=1.0, recover_bound=timings.respawn_max + RESPAWN_SLACK
     )
-    run.assert_clean_end()
+    run.finish()
 
 
 @fault(
@@ -121,6 +139,8 @@ def test_event_loop_blocked(
     tmp_path: Path,
 ) -> None:
     run = with_handler(supervise, sim, tmp_path, "block_loop")
+    run.connected()
+    pid = run.child_pid()
     result = outage(
         run,
         sim,
@@ -129,10 +149,14 @@ def test_event_loop_blocked(
         detect_events=("child.heartbeat_missed",),
     )
     measure_respawn(
-        record, timings, run, result,
+        record, timings, run, result, pid,
         detect_bound=timings.heartbeat_timeout + HEARTBEAT_SLACK, recover_bound=respawn_bound(timings),
     )  # fmt: skip
-    run.assert_clean_end()
+    # A blocked loop cannot act on SIGTERM: SIGKILL follows after the stop timeout.
+    assert killed_with(run, pid) == "SIGKILL"
+    (exited,) = [r for r in run.process.records("child.exited") if r["child_pid"] == pid]
+    assert exited["exitcode"] == -9, exited
+    run.finish()
 
 
 @fault(
@@ -149,6 +173,7 @@ def test_reconnect_stalled(
 ) -> None:
     run = with_handler(supervise, sim, tmp_path, "stall_reconnect")
     run.connected()
+    pid = run.child_pid()
     seqs = sim.say("stall-reconnect")
     assert not run.wait_seqs(seqs, 10)
 
@@ -161,8 +186,44 @@ def test_reconnect_stalled(
         settle_s=0.2,
     )
     bound = timings.retry_max + timings.connect_timeout + timings.attempt_grace + 1.0
-    measure_respawn(record, timings, run, result, detect_bound=bound, recover_bound=respawn_bound(timings))
-    run.assert_clean_end()
+    measure_respawn(
+        record, timings, run, result, pid, detect_bound=bound, recover_bound=respawn_bound(timings)
+    )
+    assert result.detected["overdue_s"] >= timings.connect_timeout + timings.attempt_grace, result.detected
+    # It was beating all along: this was caught by the attempt check, not the heartbeat.
+    assert not run.process.records("child.heartbeat_missed")
+    run.finish()
+
+
+@fault(
+    "process",
+    "reconnect loop retrying without logging its attempts (phases move, beats flow)",
+    "detect ≤ delay + connect timeout + attempt grace + 2.5 s",
+)
+def test_retries_without_logs(
+    sim: SimulatorProcess, supervise: Callable[..., Supervised], timings: RunTimings, record: CaseResult
+) -> None:
+    run = supervise(sim)  # tests/handlers.py's act: "silent" makes every next attempt fail without a word
+    run.connected()
+    pid = run.child_pid()
+    seqs = sim.say("silent")
+    assert not run.wait_seqs(seqs, 10)
+
+    result = outage(
+        run,
+        sim,
+        inject=lambda: sim.close(4009),
+        restore=None,
+        detect_events=("child.attempt_overdue",),
+        settle_s=0.2,
+    )
+    # Caught ~0.3 s past delay + connect timeout + grace: the slack tests/watchdog gave this case (SLACK).
+    bound = timings.retry_max + timings.connect_timeout + timings.attempt_grace + SLACK
+    measure_respawn(
+        record, timings, run, result, pid, detect_bound=bound, recover_bound=respawn_bound(timings)
+    )
+    assert not run.process.records("child.heartbeat_missed")
+    run.finish()
 
 
 @fault(
@@ -180,7 +241,7 @@ def test_memory_leak(
     limit_mb = 200
     run = with_handler(supervise, sim, tmp_path, "leak", extra_flags=["--memory-limit-mb", str(limit_mb)])
     run.connected()
-    pid = child_pid(run)
+    pid = run.child_pid()
     baseline = psutil.Process(pid).memory_info().rss / 2**20
     record.measure("baseline_rss_mb", baseline, float(limit_mb), unit="MB")
 
@@ -190,8 +251,34 @@ def test_memory_leak(
 
     result = outage(run, sim, inject=inject, restore=None, detect_events=("child.memory_exceeded",), events=5)
     assert result.detected.get("rss_mb", 0) > limit_mb, result.detected
-    measure_respawn(record, timings, run, result, detect_bound=5.0, recover_bound=respawn_bound(timings))
-    run.assert_clean_end()
+    assert result.detected.get("limit_mb") == limit_mb, result.detected
+    measure_respawn(record, timings, run, result, pid, detect_bound=5.0, recover_bound=respawn_bound(timings))
+    run.finish()
+
+
+@fault(
+    "process",
+    "heartbeat pipe closed while the worker lives on (its write end swapped for /dev/null)",
+    "detect ≤ stop timeout + 2 s",
+)
+def test_beat_pipe_closed(
+    sim: SimulatorProcess, supervise: Callable[..., Supervised], timings: RunTimings, record: CaseResult
+) -> None:
+    # A long heartbeat timeout, so that the closed pipe's own, shorter bound is what fires.
+    timings = dataclasses.replace(timings, heartbeat_timeout=6.0)
+    run = supervise(sim, timings=timings)  # tests/handlers.py's act: "closepipe"
+    run.connected()
+    pid = run.child_pid()
+    result = outage(
+        run, sim, inject=lambda: sim.say("closepipe"), restore=None, detect_events=("child.heartbeat_missed",)
+    )
+    assert "heartbeat pipe" in result.detected["message"], result.detected
+    measure_respawn(
+        record, timings, run, result, pid,
+        detect_bound=min(timings.heartbeat_timeout, timings.stop_timeout) + HEARTBEAT_SLACK,
+        recover_bound=respawn_bound(timings),
+    )  # fmt: skip
+    run.finish()
 
 
 @fault("process", "handler raises on every event", "each logged as handler.error; no reconnect, no respawn")
@@ -218,7 +305,7 @@ def test_handler_raises(
     )
     events = {ln.event for ln in run.process.lines[mark:]}
     assert not events & {"gateway.closed", "child.killed", "child.exited"}, events
-    run.assert_clean_end()
+    run.finish()
 
 
 @fault(
@@ -246,7 +333,7 @@ def test_handler_blocks(
     events = {ln.event for ln in run.process.lines[mark:]}
     assert not events & {"gateway.ack_timeout", "child.killed", "child.heartbeat_missed"}, events
     t1 = time.monotonic()
-    run.assert_clean_end()
+    run.finish()
     stop_s = time.monotonic() - t1
     record.measure("stop_s", stop_s, timings.stop_timeout + 5.0)
     assert stop_s <= timings.stop_timeout + 5.0
@@ -272,7 +359,7 @@ def test_watchdog_stop_signal(
     run.connected()
     time.sleep(0.5)
     t0 = time.monotonic()
-    run.assert_clean_end(expected_exit=0, sig=sig)
+    run.finish(sig, expect=0)
     exit_s = time.monotonic() - t0
     record.measure("exit_s", exit_s, timings.stop_timeout + 1.0)
     assert run.process.records("worker.stopped"), "the worker must stop cleanly, not be killed"
@@ -296,7 +383,7 @@ def test_watchdog_sighup(
     mark = run.mark()
     t0 = time.monotonic()
     run.process.signal(signal.SIGHUP)
-    at, _ = run.wait("log.reopened", 5, after=mark)
+    at, _ = run.wait_for("log.reopened", 5, after=mark)
     record.measure("reopened_s", run.at(at) - t0, 2.0)
     seqs = sim.events(3)
     assert not run.wait_seqs(seqs, 10)
@@ -306,7 +393,7 @@ def test_watchdog_sighup(
     events = {ln.event for ln in run.process.lines[mark:]}
     assert not events & {"child.killed", "child.exited", "gateway.closed"}, events
     assert run.at(at) - t0 <= 2.0
-    run.assert_clean_end()
+    run.finish()
 
 
 @fault(
@@ -318,7 +405,7 @@ def test_watchdog_killed(
     run = supervise(sim)
     run.connected()
     run.tree.poll()
-    pid = child_pid(run)
+    pid = run.child_pid()
     child = psutil.Process(pid)
     t0 = time.monotonic()
     run.process.signal(signal.SIGKILL)
@@ -328,4 +415,4 @@ def test_watchdog_killed(
     bound = timings.stop_timeout + 2.0  # PDEATHSIG is a SIGTERM: the worker's own clean stop, bounded
     record.measure("child_gone_s", gone_s, bound)
     assert gone_s <= bound, f"the worker outlived its watchdog by {gone_s:.1f}s"
-    run.assert_clean_end(expected_exit=-9)
+    run.finish(expect=-9)

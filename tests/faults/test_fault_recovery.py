@@ -18,9 +18,10 @@ from qqworker.contract.settings import Settings
 from tests.faults import netns
 from tests.faults.conftest import fault
 from tests.faults.delay import DelayRelay
-from tests.faults.harness import Supervised, assert_outcome, outage
+from tests.faults.harness import assert_outcome, outage
 from tests.faults.results import CaseResult
 from tests.faults.test_fault_links import DETECTORS, sim_over_link
+from tests.supervised import Supervised
 from tests.support import PYTHON, RunTimings, SimulatorProcess
 
 _D = Settings()
@@ -82,7 +83,7 @@ def test_half_open_production(
     assert result.detected["evidence"] == "no_pong", result.detected
     # The new connection passes at once; it waits one short backoff step (the session was < 60 s old).
     _bounds(record, result, detect=DEAD_LINK_BOUND_S, recover=PRODUCTION.retry_initial + 3.0)
-    run.assert_clean_end()
+    run.finish()
 
 
 def _unreachable(
@@ -100,7 +101,7 @@ def _unreachable(
     assert back, "the network's return was not noticed by a probe"
     record.measure("probes_failed", float(back[-1]["failed"]), None, unit="")
     _bounds(record, result, detect=DEAD_LINK_BOUND_S, recover=BACK_UNREACHABLE_S)
-    run.assert_clean_end()
+    run.finish()
 
 
 @fault(
@@ -144,7 +145,7 @@ def test_black_hole_production(
         detect_events=DETECTORS, hold_s=60.0, settle_s=SETTLE_S, timeout=90.0,
     )  # fmt: skip
     _bounds(record, result, detect=DEAD_LINK_BOUND_S, recover=BACK_BLACKHOLE_S)
-    run.assert_clean_end()
+    run.finish()
 
 
 @pytest.mark.slow
@@ -177,7 +178,7 @@ def test_link_flap_production(
     record.measure("silence_s", run.silence_while_down(mark), PRODUCTION.silence_bound)
     assert handshakes <= 6, f"{handshakes} Identify/Resume in 20 s of flapping"
     assert run.silence_while_down(mark) <= PRODUCTION.silence_bound
-    run.assert_clean_end()
+    run.finish()
 
 
 def test_production_timings_mirror_the_defaults() -> None:
@@ -215,7 +216,7 @@ def test_cpu_hog_production(supervise: Callable[..., Supervised], record: CaseRe
         record.measure("hog_s", duration, None)
         record.measure("kills_and_drops", float(len(bad)), 0.0, unit="")
         assert not bad, f"false verdicts under a CPU hog: {bad[:3]}"
-        run.assert_clean_end()
+        run.finish()
     finally:
         sim.stop()
 
@@ -265,7 +266,7 @@ def test_latency_and_loss_raise_no_false_verdict(
         record.measure("false_verdicts", float(len(bad)), 0.0, unit="")
         assert not bad, f"a healthy but slow, lossy link was declared dead: {bad[:3]}"
         assert not missing, f"events lost on the slow, lossy link: {sorted(missing)[:10]}"
-        run.assert_clean_end()
+        run.finish()
     finally:
         if relay is not None:
             relay.close()
@@ -293,6 +294,6 @@ def test_half_open_without_pongs(
         )  # fmt: skip
         assert run.process.records("gateway.ack_timeout") == [] or result.detected["evidence"] != "no_pong"
         _bounds(record, result, detect=35.0, recover=PRODUCTION.retry_initial + 3.0)
-        run.assert_clean_end()
+        run.finish()
     finally:
         sim.stop()

@@ -15,8 +15,8 @@ import psutil
 import pytest
 
 from tests.faults.conftest import fault
-from tests.faults.harness import Supervised
 from tests.faults.results import CaseResult
+from tests.supervised import Supervised
 from tests.support import RunTimings, SimulatorProcess
 
 # Interpreter start-up of the new watchdog and its worker, the token, the discovery and the handshake.
@@ -69,7 +69,7 @@ def test_watchdog_restarted(
     first.connected()
     before = sim.events(3)
     assert not first.wait_seqs(before, 10)
-    first.assert_clean_end()
+    first.finish()
     during = sim.events(4)  # nothing runs: the platform keeps them for the session's Resume
     second = restarted(sim, supervise, record)
     assert not second.wait_seqs(during, 10)
@@ -77,7 +77,7 @@ def test_watchdog_restarted(
     assert not second.wait_seqs(after, 10)
     time.sleep(0.3)  # a duplicate would show by now
     once_each(record, handled(first, second), before + during + after)
-    second.assert_clean_end()
+    second.finish()
 
 
 @fault(
@@ -125,4 +125,4 @@ def _killed_and_started_again(
         "the persisted seq did not lag: nothing the old worker had handled was replayed"
     )
     once_each(record, handled(first, second), before + during)
-    second.assert_clean_end()
+    second.finish()

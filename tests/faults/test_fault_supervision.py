@@ -17,8 +17,8 @@ import psutil
 import pytest
 
 from tests.faults.conftest import fault
-from tests.faults.harness import Supervised
 from tests.faults.results import CaseResult
+from tests.supervised import Supervised
 from tests.support import ROOT, RunTimings, SimulatorProcess, wait_until
 
 RESPAWN_SLACK = 6.0  # interpreter start-up, imports, token, discovery and the handshake of a new child
@@ -45,13 +45,7 @@ def start(
     def run(handler: str = "supervision", **env: str) -> Supervised:
         flags = tmp_path / "flags"
         flags.mkdir(exist_ok=True)
-        overrides = {
-            "QQ_HANDLER": f"tests.faults.handlers:{handler}",
-            "QQF_FLAG_DIR": str(flags),
-            "PYTHONPATH": str(ROOT),
-            **env,
-        }
-        return supervise(sim, env_overrides=overrides)
+        return supervise(sim, handler=f"tests.handlers:{handler}", env={"QQF_FLAG_DIR": str(flags), **env})
 
     return run
 
@@ -75,7 +69,7 @@ def test_handler_import_fails_twice_then_succeeds(
     assert not run.wait_seqs(seqs, 15), "events not handled after the import finally worked"
     run.assert_not_respawned()  # the watchdog's liveness checks held while the worker retried
     assert not run.process.records("worker.fatal")
-    run.assert_clean_end()
+    run.finish()
 
 
 @fault(
@@ -126,7 +120,7 @@ def test_beat_with_an_extra_field(
     run.connected()
     mark = run.mark()
     sim.say("newer-beats")
-    _, skew = run.wait("watchdog.version_skew", 10, after=mark)
+    _, skew = run.wait_for("watchdog.version_skew", 10, after=mark)
     assert skew["unknown_fields"] == ["from_the_future"] and skew["worker_version"] > skew["watchdog_version"]
     time.sleep(timings.heartbeat_timeout + 1.5)  # every beat from now on is a newer one
     seqs = sim.events(3)
@@ -137,7 +131,7 @@ def test_beat_with_an_extra_field(
     assert "malformed heartbeat" not in run.output()
     status = json.loads(run.status_file.read_text())
     assert status["phase"] == "connected" and status["last_beat_age_s"] < timings.heartbeat_timeout
-    run.assert_clean_end()
+    run.finish()
 
 
 @fault(
@@ -160,7 +154,7 @@ def test_handler_prints_its_token(
         assert shown in printed, f"{shown!r} missing from:\n{printed}"
     token = sim.current_token()
     assert token and token not in run.output()
-    run.assert_clean_end()  # also: neither the token nor the secret in the output or the status file
+    run.finish()  # also: neither the token nor the secret in the output or the status file
 
 
 @fault(
@@ -177,12 +171,12 @@ def test_handler_closes_its_output(
     mark = run.mark()
     t0 = time.monotonic()
     sim.say("close-output")
-    index, _ = run.wait("child.log_closed", 20, after=mark)
+    index, _ = run.wait_for("child.log_closed", 20, after=mark)
     detect_s = run.at(index) - t0
     bound = min(timings.heartbeat_timeout, timings.stop_timeout) + 2.0
     record.measure("detect_s", detect_s, bound)
     assert detect_s <= bound, f"closed output detected after {detect_s:.2f}s (bound {bound}s)"
-    _, killed = run.wait("child.killed", 5, after=index)
+    _, killed = run.wait_for("child.killed", 5, after=index)
     assert killed["child_pid"] == old and killed["reason"] == "log pipe closed"
     t1 = time.monotonic()
     _, connected = run.connected(after=index)
@@ -190,7 +184,7 @@ def test_handler_closes_its_output(
     assert connected["resumed"] is True
     seqs = sim.events(3)
     assert not run.wait_seqs(seqs, 15)
-    run.assert_clean_end()
+    run.finish()
 
 
 @fault(
@@ -217,7 +211,7 @@ def test_watchdog_killed_with_grandchildren(
     gone_s = time.monotonic() - t0
     record.measure("tree_gone_s", gone_s, 3.0)
     assert gone_s <= 3.0, f"the worker's tree outlived its watchdog by {gone_s:.1f}s"
-    run.assert_clean_end(expected_exit=-9)
+    run.finish(expect=-9)
 
 
 def _watchdogs_on(status_file: Path) -> list[psutil.Process]:
@@ -298,7 +292,7 @@ def test_watchdog_killed_while_the_loop_is_blocked(
     run.connected()
     mark = run.mark()
     sim.say("block-loop")
-    run.wait("dispatch", 10, after=mark)  # the handler has the event: the loop blocks now
+    run.wait_for("dispatch", 10, after=mark)  # the handler has the event: the loop blocks now
     worker = int(run.process.records("child.spawned")[-1]["child_pid"])
     t0 = time.monotonic()
     run.process.signal(signal.SIGKILL)  # well before the heartbeat timeout: the watchdog never judged it
@@ -307,7 +301,7 @@ def test_watchdog_killed_while_the_loop_is_blocked(
     gone_s = time.monotonic() - t0
     record.measure("worker_gone_s", gone_s, bound)
     assert gone_s <= bound, f"the blocked worker outlived its watchdog by {gone_s:.1f}s"
-    run.assert_clean_end(expected_exit=-9)
+    run.finish(expect=-9)
 
 
 @fault(

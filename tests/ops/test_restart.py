@@ -314,7 +314,7 @@ def test_events_running_at_a_clean_stop_are_run_again_and_those_finished_behind_
     sim = SimulatorProcess()
     journal = tmp_path / "journal.txt"
     journal.touch()
-    env = {"QQ_HANDLER": "tests.ops.restart_handlers:journal", "QQW_TEST_JOURNAL": str(journal)}
+    env = {"QQ_HANDLER": "tests.handlers:journal", "QQW_TEST_JOURNAL": str(journal)}
 
     def notes() -> list[str]:
         return journal.read_text().splitlines()

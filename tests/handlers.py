@@ -1,9 +1,15 @@
-"""Misbehaving dispatch handlers for the process faults (QQ_HANDLER=tests.faults.handlers:NAME).
+"""The handlers the tests load into the real worker process (QQ_HANDLER=tests.handlers:NAME).
 
-Each logs every event as the built-in `log` handler does (so the matrix can count deliveries), and
-misbehaves on an event whose content is its trigger word. The first worker process to see a trigger
-claims it in QQF_FLAG_DIR; a respawned worker that gets the event replayed on Resume does not misbehave
-again, so each case shows one fault and one recovery.
+Three kinds, each in its section below:
+- forms and plain behaviours (`explode`, `block`, `echo_sync`, `event_only`, `three_args`, ...) for
+  the worker's own handler tests, and `journal`, which notes when each call starts and ends;
+- faults by trigger word (`block_loop`, `stall_reconnect`, `leak`, `supervision`, ...): each logs every
+  event as the built-in `log` handler does (so a test can count deliveries) and misbehaves on an event
+  whose content is its trigger word. The first worker process to see a trigger claims it in
+  QQF_FLAG_DIR; a respawned worker that gets the event replayed on Resume does not misbehave again,
+  so each case shows one fault and one recovery;
+- `act`, the watchdog's tests' default handler: logs every event, and does the misbehaviour a
+  message's content names (COMMANDS) once per run (QQF_FLAG_DIR again), whichever process sees it.
 """
 
 from __future__ import annotations
@@ -13,10 +19,13 @@ import contextlib
 import json
 import os
 import sys
+import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from qqworker.contract.beat import Phase
 from qqworker.handlers import log_dispatch, log_handler
 
 _leaked: list[bytearray] = []
@@ -54,6 +63,66 @@ def _claim(name: str) -> bool:
     with os.fdopen(fd, "w") as handle:
         handle.write(str(os.getpid()))
     return True
+
+
+# Forms and plain behaviours ----------------------------------------------------------------------
+
+
+def explode(event: Any, reply: Any) -> None:
+    raise ValueError(f"handler exploded on seq {event.seq}")
+
+
+def block(event: Any, reply: Any) -> None:
+    """A sync handler that holds its thread far longer than the gateway's heartbeat interval."""
+    time.sleep(3)
+
+
+def echo_sync(event: Any, reply: Any) -> None:
+    """A sync handler replying twice through the thread-safe helper (distinct msg_seq each)."""
+    if reply.possible:
+        reply.sync("first")
+        reply.sync("second")
+
+
+def leave_a_stuck_thread(event: Any, reply: Any) -> None:
+    """Starts a non-daemon thread that outlives any stop, as a stuck DNS lookup in the executor would."""
+    threading.Thread(target=time.sleep, args=(60,), name="stuck", daemon=False).start()
+
+
+def event_only(event: Any) -> None:
+    """The one-argument form the contract allows: `f(event)` (logs each as the `log` built-in)."""
+    log_dispatch(event)
+
+
+def three_args(event: Any, reply: Any, extra: Any) -> None:
+    """No accepted form: refused when the handler is loaded."""
+
+
+def _note(what: str, event: Any) -> None:
+    with Path(os.environ["QQW_TEST_JOURNAL"]).open("a", encoding="utf-8") as fh:
+        fh.write(f"{what} {event.id}\n")
+
+
+def _first_slow() -> bool:
+    marker = Path(os.environ["QQW_TEST_JOURNAL"] + ".slow-once")
+    if marker.exists():
+        return False
+    marker.touch()
+    return True
+
+
+async def journal(event: Any, reply: Any) -> None:
+    """Writes `start ID` and `done ID` to $QQW_TEST_JOURNAL; an event saying "slow" takes a minute, the
+    first time only (so a stop in the meantime cancels it, and the successor's replayed copy finishes
+    at once)."""
+    _note("start", event)
+    data = event.data if isinstance(event.data, dict) else {}
+    if data.get("content") == "slow" and _first_slow():
+        await asyncio.sleep(60)
+    _note("done", event)
+
+
+# Faults by trigger word ----------------------------------------------------------------------------
 
 
 async def block_loop(event: Any, reply: Any) -> None:
@@ -184,3 +253,91 @@ def exit_on_poison(event: Any, reply: Any) -> None:
     log_dispatch(event)
     if _content(event) == "poison":
         os._exit(3)
+
+
+# act: the misbehaviour a message names, once per run ---------------------------------------------
+
+
+def _act_block_loop() -> None:
+    time.sleep(600)  # on the event loop's own thread: no beat can be sent any more
+
+
+def _print() -> None:
+    print("plain text from a handler", flush=True)
+    os.write(2, b"C-level output on fd 2\n")
+    sys.stderr.write('Traceback (most recent call last):\n  File "x.py", line 1\nValueError: boom\n')
+    sys.stderr.flush()
+
+
+def _foreign_json() -> None:
+    """JSON lines that look like contract lines but are not the worker logger's own."""
+    print('{"event": "gateway.connecting", "level": "info", "logger": "structlog.lib"}', flush=True)
+    print('{"event": "gateway.connecting", "role": "worker", "pid": 1, "note": "another pid"}', flush=True)
+
+
+def _big_line() -> None:
+    sys.stdout.write("x" * (5 << 20) + "\n")
+    sys.stdout.flush()
+
+
+def _silent() -> None:
+    """Every next attempt fails at once and logs nothing, though its phases move as usual."""
+    import qqworker.worker as worker
+
+    async def silent(self: Any, attempt: int) -> Any:
+        loop = asyncio.get_running_loop()
+        self.progress.update(
+            phase=Phase.CONNECTING, attempt=attempt, attempt_started_at=loop.time(), next_attempt_at=None
+        )
+        await asyncio.sleep(0.05)
+        return self.policy.attempt_failed("failed without a word")
+
+    worker.Worker._attempt = silent  # type: ignore[method-assign]
+
+
+def _close_beat_pipe() -> None:
+    """The heartbeat pipe's only write end is replaced by /dev/null: the watchdog reads EOF while
+    this process keeps running and believes it is beating."""
+    from qqworker import child
+
+    assert child.BEATER is not None
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, child.BEATER.fd)
+    os.close(devnull)
+
+
+def _exit(code: int) -> Callable[[], None]:
+    def leave() -> None:
+        os._exit(code)
+
+    return leave
+
+
+COMMANDS: dict[str, Callable[[], None]] = {
+    "block": _act_block_loop,
+    "print": _print,
+    "silent": _silent,
+    "closepipe": _close_beat_pipe,
+    "exit3": _exit(3),
+    "foreignjson": _foreign_json,
+    "bigline": _big_line,
+}
+
+
+def _once(command: str) -> bool:
+    """True the first time any process of this run sees `command` (always, without QQF_FLAG_DIR)."""
+    flags = os.environ.get("QQF_FLAG_DIR")
+    if not flags:
+        return True
+    try:
+        os.close(os.open(Path(flags) / f"act.{command}", os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+    except FileExistsError:
+        return False
+    return True
+
+
+async def act(event: Any, reply: Any) -> None:
+    await log_handler(event, reply)
+    command = _content(event).strip()
+    if command in COMMANDS and _once(command):
+        COMMANDS[command]()

@@ -1,6 +1,8 @@
+from dataclasses import replace
+
 import pytest
 
-from qqworker.contract.beat import Beat, Phase, Progress
+from qqworker.contract.beat import MAX_REDACT_CHARS, Beat, Phase, Progress
 
 
 class Clock:
@@ -61,3 +63,31 @@ def test_the_ack_round_trip_and_the_delivery_totals_ride_on_the_beat() -> None:
     beat = progress.beat()
     assert beat.ack_rtt_s is None and beat.events_handled == 7  # totals outlive the connection
     assert Progress(clock=clock).beat().events_handled is None  # no dispatcher yet: unknown, not 0
+
+
+# The largest beat still fits one pipe write -------------------------------------------------------
+
+
+def test_a_gateway_beat_stays_far_below_the_pipe_limit() -> None:
+    """The watchdog reads beats as lines of at most 4096 bytes: the gateway's fields, with the most
+    client marks a beat carries and the longest names, take a few hundred of them."""
+    progress = Progress(phase=Phase.CONNECTED, session_id="s" * 36, seq=10**12)
+    name = "[ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff]:65535#1000000000"
+    fields = {
+        "gateway_clients": 10**6,
+        "gateway_buffered": 10**6,
+        "gateway_seq": 10**15,
+        "gateway_evicted": 10**15,
+        "gateway_client_marks": [[name, 10**15, 10**15]] * 4,
+        "oldest_seq": 10**12,
+        "oldest_type": "T" * 128,
+        "oldest_id": "i" * 128,
+    }
+    progress.delivery_source = lambda: fields
+    progress.totals_source = lambda: (10**12, 10**12, 10**12, 10**6)
+    beat = progress.beat()
+    assert len(beat.encode()) < 2048
+    # With the largest list of tokens to redact a beat may carry, it still fits one pipe write.
+    tokens = tuple("t" * 60 for _ in range(MAX_REDACT_CHARS // 63))
+    size = len(replace(beat, redact=tokens).encode())
+    assert size < 4096, size

@@ -118,3 +118,20 @@ def test_log_file_is_written_and_reopened_after_rotation(tmp_path: Path) -> None
 def test_every_event_is_documented() -> None:
     assert set(EVENT_DOCS) == set(LogEvent)
     assert len({e.value for e in LogEvent}) == len(LogEvent)
+
+
+# Odd Unicode in a log line ------------------------------------------------------------------------
+
+
+def test_a_log_line_with_a_lone_surrogate_is_one_valid_json_line() -> None:
+    raw = io.BytesIO()
+    stream = io.TextIOWrapper(raw, encoding="utf-8", errors="strict", write_through=True)
+    log = logging.getLogger("test.unicode")
+    try:
+        configure_logging(role="worker", stream=stream)
+        log_event(log, LogEvent.HANDLER_ERROR, "handler failed on \ud83d", event_type="X", error="\udc00")
+    finally:
+        configure_logging(role="worker")
+    (line,) = raw.getvalue().decode("utf-8").splitlines()
+    record = json.loads(line)
+    assert record["message"] == "handler failed on \ud83d" and record["error"] == "\udc00"

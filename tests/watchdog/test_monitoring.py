@@ -25,7 +25,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.supervised import LIFECYCLE, SLACK, Supervised
 from tests.support import SimulatorProcess, assert_no_secret, closed_port, wait_until
-from tests.unit.test_grafana import check as check_dashboard
+from tests.unit.test_metrics import check as check_dashboard
 
 GATEWAY_HEARTBEAT_S = 0.5
 # /readyz turns 503 once the last ACK is older than 1.5 gateway intervals + 0.5 s (watchdog.monitor).

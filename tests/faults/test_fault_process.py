@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
 import os
 import signal
 import time
@@ -20,7 +21,7 @@ from tests.faults.conftest import fault
 from tests.faults.harness import Outcome, assert_outcome, outage
 from tests.faults.results import CaseResult
 from tests.supervised import SLACK, Supervised
-from tests.support import RunTimings, SimulatorProcess
+from tests.support import RunTimings, SimulatorProcess, wait_until
 
 HEARTBEAT_SLACK = 2.0  # the watchdog's timer granularity and a loaded CI machine
 # A respawned child: interpreter start-up, imports, token, discovery and the handshake.
@@ -357,13 +358,19 @@ def test_watchdog_stop_signal(
 ) -> None:
     run = supervise(sim)
     run.connected()
+    assert {p.pid for p in run.session()} >= {run.pid, run.child_pid()}
     time.sleep(0.5)
     t0 = time.monotonic()
     run.finish(sig, expect=0)
     exit_s = time.monotonic() - t0
     record.measure("exit_s", exit_s, timings.stop_timeout + 1.0)
     assert run.process.records("worker.stopped"), "the worker must stop cleanly, not be killed"
-    assert run.process.records("watchdog.stopped")
+    lines = [ln.event for ln in run.process.lines]
+    # The worker's own last lines are relayed before the watchdog reports its exit.
+    assert lines.index("worker.stopped") < lines.index("child.exited") < lines.index("watchdog.stopped")
+    assert run.process.records("child.exited")[-1]["exitcode"] == 0
+    assert run.process.records("watchdog.stopped")[-1]["reason"] == f"received {sig.name}"
+    assert not run.process.records("respawn.scheduled")
     assert exit_s <= timings.stop_timeout + 1.0
 
 
@@ -375,16 +382,18 @@ def test_watchdog_sighup(
     record: CaseResult,
     tmp_path: Path,
 ) -> None:
-    log_file = tmp_path / "qqw.log"
+    log_file = tmp_path / "logs" / "qqw.log"  # a directory the watchdog makes
     run = supervise(sim, extra_flags=["--log-file", str(log_file)])
     run.connected()
-    assert log_file.exists() and log_file.stat().st_size > 0
-    log_file.rename(tmp_path / "qqw.log.1")
+    wait_until(lambda: "gateway.connected" in log_file.read_text(), 10, "the worker's lines in the log file")
+    rotated = log_file.with_suffix(".log.1")
+    log_file.rename(rotated)
     mark = run.mark()
     t0 = time.monotonic()
     run.process.signal(signal.SIGHUP)
-    at, _ = run.wait_for("log.reopened", 5, after=mark)
+    at, reopened = run.wait_for("log.reopened", 5, after=mark)
     record.measure("reopened_s", run.at(at) - t0, 2.0)
+    assert reopened["path"] == str(log_file)
     seqs = sim.events(3)
     assert not run.wait_seqs(seqs, 10)
     time.sleep(0.5)
@@ -393,6 +402,10 @@ def test_watchdog_sighup(
     events = {ln.event for ln in run.process.lines[mark:]}
     assert not events & {"child.killed", "child.exited", "gateway.closed"}, events
     assert run.at(at) - t0 <= 2.0
+    old = [json.loads(line) for line in rotated.read_text().splitlines()]
+    new = [json.loads(line) for line in log_file.read_text().splitlines()]
+    assert old[0]["event"] == "watchdog.started" and all(r["event"] != "log.reopened" for r in old)
+    assert new[0]["event"] == "log.reopened"
     run.finish()
 
 

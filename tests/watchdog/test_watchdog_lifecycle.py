@@ -1,5 +1,6 @@
-"""The watchdog's own life on real processes: exit codes 75/78/69, signals, the log relay, the status
-command, and never an orphan, also when the watchdog itself is SIGKILLed."""
+"""The watchdog's own life on real processes: exit codes 75/78/69, a forced stop, the log relay, the status
+command, systemd notifications. (A stop by SIGTERM or SIGINT, SIGHUP and a SIGKILLed watchdog are rows of
+the fault matrix, tests/faults/test_fault_process.py.)"""
 
 from __future__ import annotations
 
@@ -110,23 +111,6 @@ def test_any_other_exit_is_respawned(tmp_path: Path, sim: SimulatorProcess, clea
     wd.finish()
 
 
-def test_sigterm_stops_the_worker_cleanly_then_exits_0_with_nothing_left(
-    tmp_path: Path, sim: SimulatorProcess, cleanup
-) -> None:
-    wd = Supervised(sim, tmp_path, timings=LIFECYCLE)
-    cleanup.append(wd)
-    wd.connected()
-    child = wd.child_pid()
-    assert {p.pid for p in wd.session()} >= {wd.pid, child}
-    assert wd.finish(signal.SIGTERM) == 0
-    lines = [ln.event for ln in wd.process.lines]
-    # The worker's own last lines are relayed before the watchdog reports its exit.
-    assert lines.index("worker.stopped") < lines.index("child.exited") < lines.index("watchdog.stopped")
-    assert wd.process.records("child.exited")[-1]["exitcode"] == 0
-    assert wd.process.records("watchdog.stopped")[-1]["reason"] == "received SIGTERM"
-    assert not wd.process.records("respawn.scheduled")
-
-
 def test_a_second_sigint_forces_the_tree_down_at_once(tmp_path: Path, sim: SimulatorProcess, cleanup) -> None:
     # The worker's loop is blocked, so SIGTERM cannot stop it; the stop timeout is long.
     wd = Supervised(sim, tmp_path, timings=replace(LIFECYCLE, heartbeat_timeout=30, stop_timeout=20))
@@ -146,40 +130,6 @@ def test_a_second_sigint_forces_the_tree_down_at_once(tmp_path: Path, sim: Simul
     assert wd.process.records("child.killed")[-1]["signal"] == "SIGKILL"
     assert wd.process.records("watchdog.stopped")[-1]["forced"] is True
     assert code == 130
-
-
-def test_a_sigkilled_watchdog_leaves_no_orphan(tmp_path: Path, sim: SimulatorProcess, cleanup) -> None:
-    wd = Supervised(sim, tmp_path, timings=LIFECYCLE)
-    cleanup.append(wd)
-    wd.connected()
-    child = wd.child_pid()
-    os.kill(wd.pid, signal.SIGKILL)
-    wd.process.wait(10)
-    # The worker notices (parent-death signal) and exits by itself; so does multiprocess's helper.
-    wait_until(lambda: not wd.session(), 15, f"the worker {child} and every helper to exit")
-
-
-def test_sighup_reopens_the_log_file(tmp_path: Path, sim: SimulatorProcess, cleanup) -> None:
-    log_file = tmp_path / "logs" / "qqwatchdog.log"
-    wd = Supervised(sim, tmp_path, timings=LIFECYCLE, env={"QQW_LOG_FILE": str(log_file)})
-    cleanup.append(wd)
-    wd.connected()
-    rotated = log_file.with_suffix(".log.1")
-    wait_until(lambda: "gateway.connected" in log_file.read_text(), 10, "the worker's lines in the log file")
-    log_file.rename(rotated)
-    mark = wd.process.mark()
-    wd.process.signal(signal.SIGHUP)
-    _, reopened = wd.wait_for("log.reopened", after=mark)
-    assert reopened["path"] == str(log_file)
-    first, last = wd.send("after rotation", 2)
-    wd.wait_all_delivered(first, last)
-    wd.finish()
-    old = [json.loads(line) for line in rotated.read_text().splitlines()]
-    new = [json.loads(line) for line in log_file.read_text().splitlines()]
-    assert old[0]["event"] == "watchdog.started" and all(r["event"] != "log.reopened" for r in old)
-    assert new[0]["event"] == "log.reopened"
-    assert {r["seq"] for r in new if r["event"] == "dispatch"} >= {first, last}
-    assert new[-1]["event"] == "watchdog.stopped"
 
 
 def test_the_relay_keeps_one_json_line_per_line_and_wraps_everything_else(

@@ -314,9 +314,11 @@ class Supervised:
         assert_no_secret([self.output(), status], secrets)
 
     def kill(self) -> None:
-        for pid in list(self.tree.seen):
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.kill(pid, signal.SIGKILL)
+        for pid, created in list(self.tree.seen.items()):
+            with contextlib.suppress(psutil.Error):
+                proc = psutil.Process(pid)
+                if proc.create_time() == created:  # not a later process that got the pid
+                    proc.kill()
         for proc in self.session():
             with contextlib.suppress(psutil.Error):
                 proc.kill()

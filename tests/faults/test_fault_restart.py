@@ -5,6 +5,7 @@ start (a crash, systemd restarting a hung watchdog). The next watchdog resumes t
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import signal
 import time
@@ -115,14 +116,18 @@ def _killed_and_started_again(
     child = psutil.Process(int(first.process.records("child.spawned")[-1]["child_pid"]))
     first.process.signal(signal.SIGKILL)
     child.wait(timings.stop_timeout + 2)  # PR_SET_PDEATHSIG: its own clean stop, which writes the window
+    saved = json.loads(sim.state_file.read_text())
+    lag = max(handled(first)) - int(saved["seq"])
+    assert lag > 0, f"the persisted seq did not lag: {saved['seq']} of {max(handled(first))} handled"
+    assert saved["clean_stop"] is False
     during = sim.events(3)
     second = restarted(sim, supervise, record, timings=slow_beats)
     assert not second.wait_seqs(during, 10)
     time.sleep(0.5)
     replayed = sim.state()["counters"].get("replayed", 0)
     record.measure("replayed", replayed, None, unit="")
-    assert replayed > len(during), (
-        "the persisted seq did not lag: nothing the old worker had handled was replayed"
-    )
+    assert replayed >= len(during) + lag, f"{replayed} replayed: not what the old worker had handled too"
     once_each(record, handled(first, second), before + during)
+    resumed_from = second.process.records("watchdog.started")[0]["resumed_from"]
+    assert resumed_from["session_id"] == saved["session_id"] and resumed_from["clean_stop"] is False
     second.finish()

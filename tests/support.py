@@ -6,6 +6,7 @@ re-exports them for the tests and adds the checks only tests make.
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -29,6 +30,7 @@ __all__ = [
     "RunTimings",
     "SimulatorProcess",
     "assert_no_secret",
+    "closed_port",
     "kill_session",
     "private_state_file",
     "session_processes",
@@ -43,3 +45,10 @@ def assert_no_secret(outputs: Iterable[str], secrets: Iterable[str]) -> None:
         for secret in secrets:
             if secret and secret in text:
                 raise AssertionError(f"a secret or token appeared in the output: {secret[:4]}…")
+
+
+def closed_port() -> int:
+    """A loopback port nobody listens on (connections are refused at once)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]

@@ -17,7 +17,8 @@ import pytest
 
 from qqworker.simulator import netns
 from tests.faults import results
-from tests.faults.harness import FaultSim, Supervised, Timings
+from tests.supervised import Platform, Supervised
+from tests.support import RunTimings, SimulatorProcess
 
 _RESULTS_KEY = pytest.StashKey[results.CaseResult]()
 _collected: list[results.CaseResult] = []
@@ -94,24 +95,24 @@ def record(request: pytest.FixtureRequest) -> results.CaseResult:
 
 
 @pytest.fixture
-def timings() -> Timings:
-    return Timings()
+def timings() -> RunTimings:
+    return RunTimings()
 
 
 @pytest.fixture
-def sim(timings: Timings) -> Iterator[FaultSim]:
+def sim(timings: RunTimings) -> Iterator[SimulatorProcess]:
     """The simulator on 127.0.0.1 in the host namespace."""
-    made = FaultSim(timings)
+    made = SimulatorProcess(*timings.simulator_flags())
     yield made
     made.stop()
 
 
 @pytest.fixture
-def supervise(tmp_path: Path, timings: Timings) -> Iterator[Callable[..., Supervised]]:
+def supervise(tmp_path: Path, timings: RunTimings) -> Iterator[Callable[..., Supervised]]:
     """Starts `python -m watchdog run` against a simulator; every run is torn down, tree and all."""
     runs: list[Supervised] = []
 
-    def start(sim: FaultSim, **kwargs: Any) -> Supervised:
+    def start(sim: Platform, **kwargs: Any) -> Supervised:
         kwargs.setdefault("timings", timings)
         run = Supervised(sim, tmp_path / f"run{len(runs)}", **kwargs)
         runs.append(run)

@@ -15,6 +15,7 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
+from qqworker.simulator.client_env import client_env
 from tests.support import private_state_file
 
 APP_ID = "102000077"
@@ -149,22 +150,11 @@ class FakeGateway:
             self.sent.append((seq, text))
             self.seq = max(self.seq, seq)
 
-    # The parts of FaultSim the harness uses ----------------------------------------------------
+    # What the harness needs of a platform (tests.faults.harness.Platform) -----------------------
 
     def env(self, **overrides: str) -> dict[str, str]:
-        import os
-
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("QQ_", "QQW_"))}
-        env.update(
-            QQ_APP_ID=APP_ID,
-            QQ_APP_SECRET=APP_SECRET,
-            QQ_API_BASE=self.info["api_base"],
-            QQ_TOKEN_URL=self.info["token_url"],
-            QQW_STATE_FILE=str(self.state_file),  # its sessions mean nothing to another gateway
-            PYTHONUNBUFFERED="1",
-        )
-        env.update(overrides)
-        return env
+        """The worker's environment, as SimulatorProcess.env(): its sessions mean nothing elsewhere."""
+        return client_env(self.info, **{"QQW_STATE_FILE": str(self.state_file), **overrides})
 
     def current_token(self) -> str:
         return TOKEN

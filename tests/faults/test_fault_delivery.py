@@ -15,10 +15,10 @@ import pytest
 
 from tests.faults.conftest import fault
 from tests.faults.fakegw import SESSION, FakeGateway
-from tests.faults.harness import FaultSim, Supervised, Timings
 from tests.faults.results import CaseResult
-from tests.faults.test_fault_process import RESPAWN_SLACK, child_pid, with_handler
-from tests.support import wait_until
+from tests.faults.test_fault_process import RESPAWN_SLACK, with_handler
+from tests.supervised import Supervised
+from tests.support import RunTimings, SimulatorProcess, wait_until
 
 DELIVERY_BOUND = 10.0
 WATCHDOG_ONLY = pytest.mark.skipif(
@@ -29,7 +29,7 @@ RESPAWN_BOUND = 1.0 + RESPAWN_SLACK  # the matrix's respawn cap, then start-up a
 
 @fault("platform", "two CHANNEL_UPDATE events for one channel (same d.id)", "both handled ≤ 10 s")
 def test_two_updates_to_one_channel(
-    sim: FaultSim, supervise: Callable[..., Supervised], timings: Timings, record: CaseResult
+    sim: SimulatorProcess, supervise: Callable[..., Supervised], timings: RunTimings, record: CaseResult
 ) -> None:
     run = supervise(sim)
     run.connected()
@@ -45,7 +45,7 @@ def test_two_updates_to_one_channel(
     assert not missing, f"an update to the same channel was dropped as a duplicate: seqs {sorted(missing)}"
     ids = {r["event_id"] for r in run.process.records("dispatch") if r.get("event_type") == "CHANNEL_UPDATE"}
     assert len(ids) == 2, f"two distinct envelope ids expected: {ids}"
-    run.assert_clean_end()
+    run.finish()
 
 
 HICCUP_S = 10.0
@@ -58,7 +58,7 @@ RECOVER_SLACK = 2.5
     "never exit 78; connected ≤ 10 s + retry cap + 2.5 s",
 )
 def test_internal_error_closes_for_ten_seconds(
-    sim: FaultSim, supervise: Callable[..., Supervised], timings: Timings, record: CaseResult
+    sim: SimulatorProcess, supervise: Callable[..., Supervised], timings: RunTimings, record: CaseResult
 ) -> None:
     run = supervise(sim)
     run.connected()
@@ -77,7 +77,7 @@ def test_internal_error_closes_for_ten_seconds(
     assert recover_s <= bound, f"connected {recover_s:.1f}s after the outage began (bound {bound:.1f}s)"
     assert not run.process.records("worker.fatal"), "a 10 s platform hiccup must never be fatal"
     run.assert_not_respawned()
-    run.assert_clean_end()
+    run.finish()
 
 
 @WATCHDOG_ONLY
@@ -87,14 +87,18 @@ def test_internal_error_closes_for_ten_seconds(
     "the new session resumed (no 4007); the old event reported abandoned",
 )
 def test_old_session_handler_across_op9_then_respawn(
-    sim: FaultSim, supervise: Callable[..., Supervised], timings: Timings, record: CaseResult, tmp_path: Path
+    sim: SimulatorProcess,
+    supervise: Callable[..., Supervised],
+    timings: RunTimings,
+    record: CaseResult,
+    tmp_path: Path,
 ) -> None:
     run = with_handler(supervise, sim, tmp_path, "slow_word")
     _, first = run.connected()
     old_session = first["session_id"]
     assert not run.wait_seqs(sim.events(10), DELIVERY_BOUND)  # the old session's seq is well past 1
     (slow_seq,) = sim.say("slow")
-    run.wait("dispatch", DELIVERY_BOUND, seq=slow_seq)  # in its handler now, for a minute
+    run.wait_for("dispatch", DELIVERY_BOUND, seq=slow_seq)  # in its handler now, for a minute
     mark = run.mark()
     sim.close(4009, drop_sessions=True)  # the Resume gets op 9: Identify anew, a new session from seq 1
     _, identified = run.connected(DELIVERY_BOUND, after=mark)
@@ -104,8 +108,8 @@ def test_old_session_handler_across_op9_then_respawn(
     time.sleep(4 * timings.heartbeat_interval)  # a beat hands the new session's seq on
     mark = run.mark()
     t0 = time.monotonic()
-    os.kill(child_pid(run), signal.SIGKILL)
-    _, abandoned = run.wait("events.abandoned", DELIVERY_BOUND, after=mark)
+    os.kill(run.child_pid(), signal.SIGKILL)
+    _, abandoned = run.wait_for("events.abandoned", DELIVERY_BOUND, after=mark)
     assert (abandoned["session_id"], abandoned["first_seq"], abandoned["count"]) == (old_session, slow_seq, 1)
     assert abandoned["role"] == "watchdog"
     back, resumed = run.connected(RESPAWN_BOUND, after=mark)
@@ -115,7 +119,7 @@ def test_old_session_handler_across_op9_then_respawn(
     assert not invalid, f"the successor resumed with a seq of another session: {invalid}"
     later = sim.events(3)
     assert not run.wait_seqs(later, DELIVERY_BOUND), "events after the respawn"
-    run.assert_clean_end()
+    run.finish()
 
 
 QUEUED = 20
@@ -128,7 +132,11 @@ QUEUED = 20
     "each handled before exit or reported and replayed by the successor",
 )
 def test_sigterm_with_a_queue_hands_it_on(
-    sim: FaultSim, supervise: Callable[..., Supervised], timings: Timings, record: CaseResult, tmp_path: Path
+    sim: SimulatorProcess,
+    supervise: Callable[..., Supervised],
+    timings: RunTimings,
+    record: CaseResult,
+    tmp_path: Path,
 ) -> None:
     run = with_handler(supervise, sim, tmp_path, "slow_each", extra_flags=["--handler-concurrency", "1"])
     run.connected()
@@ -136,8 +144,8 @@ def test_sigterm_with_a_queue_hands_it_on(
     time.sleep(0.5)  # one or two handled, the rest queued
     mark = run.mark()
     t0 = time.monotonic()
-    os.kill(child_pid(run), signal.SIGTERM)  # a clean stop of this worker; the watchdog starts the next
-    at, stopped = run.wait("worker.stopped", timings.stop_timeout + 2, after=mark)
+    os.kill(run.child_pid(), signal.SIGTERM)  # a clean stop of this worker; the watchdog starts the next
+    at, stopped = run.wait_for("worker.stopped", timings.stop_timeout + 2, after=mark)
     stop_s = run.at(at) - t0
     record.measure("stop_s", stop_s, timings.stop_timeout)
     assert stop_s <= timings.stop_timeout, "the stop must end within the stop timeout"
@@ -147,14 +155,14 @@ def test_sigterm_with_a_queue_hands_it_on(
     first, last = stopped["unhandled_first_seq"], stopped["unhandled_last_seq"]
     assert set(range(first, last + 1)) == set(seqs) - handled and left == last - first + 1
     record.measure("unhandled_at_stop", float(left), None, unit="")
-    _, exited = run.wait("child.exited", 10, after=at, child_pid=stopped["pid"])
+    _, exited = run.wait_for("child.exited", 10, after=at, child_pid=stopped["pid"])
     assert exited["exitcode"] == 0
-    _, respawned = run.wait("child.spawned", 10, after=at)
+    _, respawned = run.wait_for("child.spawned", 10, after=at)
     assert f"after seq {first - 1}" in respawned["message"], respawned["message"]
     missing = run.wait_seqs(seqs, DELIVERY_BOUND + 0.3 * QUEUED)
     record.measure("all_handled_s", time.monotonic() - t0, None)
     assert not missing, f"queued events lost across the stop: {sorted(missing)}"
-    run.assert_clean_end()
+    run.finish()
 
 
 @WATCHDOG_ONLY
@@ -164,7 +172,11 @@ def test_sigterm_with_a_queue_hands_it_on(
     "skipped after --poison-after 2 deaths (events.skipped); the next event handled",
 )
 def test_poison_event_is_skipped_and_the_next_one_handled(
-    sim: FaultSim, supervise: Callable[..., Supervised], timings: Timings, record: CaseResult, tmp_path: Path
+    sim: SimulatorProcess,
+    supervise: Callable[..., Supervised],
+    timings: RunTimings,
+    record: CaseResult,
+    tmp_path: Path,
 ) -> None:
     run = with_handler(supervise, sim, tmp_path, "exit_on_poison", extra_flags=["--poison-after", "2"])
     run.connected()
@@ -172,7 +184,7 @@ def test_poison_event_is_skipped_and_the_next_one_handled(
     (poison,) = sim.say("poison")
     (innocent,) = sim.say("innocent")
     bound = 4 * RESPAWN_BOUND
-    _, skipped = run.wait("events.skipped", bound)
+    _, skipped = run.wait_for("events.skipped", bound)
     assert (skipped["seq"], skipped["event_type"], skipped["deaths"]) == (poison, "C2C_MESSAGE_CREATE", 2)
     assert skipped["event_id"], skipped
     assert "poison" not in json.dumps(skipped), "the event's content must never be logged"
@@ -186,12 +198,12 @@ def test_poison_event_is_skipped_and_the_next_one_handled(
     )
     later = sim.events(2)
     assert not run.wait_seqs(later, DELIVERY_BOUND)
-    run.assert_clean_end()
+    run.finish()
 
 
 @WATCHDOG_ONLY
 def test_sigterm_to_the_watchdog_reports_the_queue_and_never_needs_sigkill(
-    sim: FaultSim, supervise: Callable[..., Supervised], timings: Timings, tmp_path: Path
+    sim: SimulatorProcess, supervise: Callable[..., Supervised], timings: RunTimings, tmp_path: Path
 ) -> None:
     run = with_handler(supervise, sim, tmp_path, "slow_each", extra_flags=["--handler-concurrency", "1"])
     run.connected()
@@ -205,7 +217,7 @@ def test_sigterm_to_the_watchdog_reports_the_queue_and_never_needs_sigkill(
     assert len(handled) + stopped["unhandled"] == QUEUED
     kills = [r["signal"] for r in run.process.records("child.killed")]
     assert kills == ["SIGTERM"], f"the worker's drain must end before the SIGKILL: {kills}"
-    run.assert_clean_end()
+    run.finish()
 
 
 @fault(
@@ -214,7 +226,7 @@ def test_sigterm_to_the_watchdog_reports_the_queue_and_never_needs_sigkill(
     "skipped after its second 1009 (events.lost); the next event handled ≤ 10 s",
 )
 def test_oversized_frame_replayed_by_resume(
-    supervise: Callable[..., Supervised], timings: Timings, record: CaseResult
+    supervise: Callable[..., Supervised], timings: RunTimings, record: CaseResult
 ) -> None:
     big = '{"op": 0, "s": 2, "t": "C2C_MESSAGE_CREATE", "d": {"content": "' + "x" * (1 << 20) + '"}}'
     gateway = FakeGateway([big], timings.gateway_heartbeat_ms, replay=True)
@@ -222,7 +234,7 @@ def test_oversized_frame_replayed_by_resume(
         run = supervise(gateway)
         run.connected()
         t0 = time.monotonic()
-        at, lost = run.wait("events.lost", DELIVERY_BOUND)
+        at, lost = run.wait_for("events.lost", DELIVERY_BOUND)
         assert (lost["first_seq"], lost["last_seq"], lost["session_id"]) == (2, 2, SESSION), lost
         missing = run.wait_seqs([3], DELIVERY_BOUND)  # the well-formed event after it, replayed
         record.measure("next_event_handled_s", time.monotonic() - t0, DELIVERY_BOUND)
@@ -234,6 +246,6 @@ def test_oversized_frame_replayed_by_resume(
         assert len(too_big) == 2, f"one retry, then past it: {len(too_big)} closes with 1009"
         assert len(run.process.records("events.lost")) == 1
         assert "x" * 1000 not in run.output(), "the oversized payload must not be echoed into the logs"
-        run.assert_clean_end()
+        run.finish()
     finally:
         gateway.close()

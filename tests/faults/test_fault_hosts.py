@@ -13,24 +13,23 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from tests.faults.conftest import fault
-from tests.faults.harness import START_TIMEOUT, FaultSim, Supervised, Timings
 from tests.faults.results import CaseResult
-from tests.support import PYTHON, ROOT, wait_until
-from tests.watchdog.wd_harness import closed_port
+from tests.supervised import START_TIMEOUT, Supervised
+from tests.support import PYTHON, ROOT, RunTimings, SimulatorProcess, closed_port, wait_until
 from watchdog.status import read_status_file
 
 RECOVER_SLACK = 2.5  # as for the other platform faults: one backoff step plus this, for CI
 
 
 @pytest.fixture
-def retired(timings: Timings) -> Iterator[FaultSim]:
+def retired(timings: RunTimings) -> Iterator[SimulatorProcess]:
     """A second simulator answering like a retired host (500 on discovery, 404 on the token path)."""
-    made = FaultSim(timings, extra=["--retired"])
+    made = SimulatorProcess(*timings.simulator_flags(), "--retired")
     yield made
     made.stop()
 
 
-def retired_first(run_env: FaultSim, retired: FaultSim) -> dict[str, str]:
+def retired_first(run_env: SimulatorProcess, retired: SimulatorProcess) -> dict[str, str]:
     bases = f"{retired.info['api_base']},{run_env.info['api_base']}"
     return {"QQ_API_BASE": bases, "QQ_TOKEN_URL": str(run_env.info["token_url"])}
 
@@ -45,14 +44,14 @@ def switches(run: Supervised) -> list[dict[str, object]]:
     "one switch, connected through the next base ≤ retry cap + 2.5 s after the failure",
 )
 def test_retired_api_base(
-    sim: FaultSim,
-    retired: FaultSim,
+    sim: SimulatorProcess,
+    retired: SimulatorProcess,
     supervise: Callable[..., Supervised],
-    timings: Timings,
+    timings: RunTimings,
     record: CaseResult,
 ) -> None:
-    run = supervise(sim, env_overrides=retired_first(sim, retired))
-    failed_at, failed = run.wait("reconnect.failed", START_TIMEOUT)
+    run = supervise(sim, env=retired_first(sim, retired))
+    failed_at, failed = run.wait_for("reconnect.failed", START_TIMEOUT)
     back_at, _ = run.connected(after=failed_at)
     switch_s = record.measure(
         "switch_s", run.at(back_at) - run.at(failed_at), timings.retry_max + RECOVER_SLACK
@@ -68,7 +67,7 @@ def test_retired_api_base(
     # Events sent through the base that works arrive.
     seqs = sim.say("hello")
     assert not run.wait_seqs(seqs, 10)
-    run.assert_clean_end()
+    run.finish()
 
 
 @fault(
@@ -77,11 +76,11 @@ def test_retired_api_base(
     "no switch; attempt and backoff lines as usual (silence ≤ retry cap + 1.5 s)",
 )
 def test_every_base_refusing(
-    sim: FaultSim, supervise: Callable[..., Supervised], timings: Timings, record: CaseResult
+    sim: SimulatorProcess, supervise: Callable[..., Supervised], timings: RunTimings, record: CaseResult
 ) -> None:
     bases = [f"http://127.0.0.1:{closed_port()}", f"http://127.0.0.1:{closed_port()}"]
-    run = supervise(sim, env_overrides={"QQ_API_BASE": ",".join(bases)})
-    first_failed, _ = run.wait("reconnect.failed", START_TIMEOUT)
+    run = supervise(sim, env={"QQ_API_BASE": ",".join(bases)})
+    first_failed, _ = run.wait_for("reconnect.failed", START_TIMEOUT)
     deadline = time.monotonic() + 20
     while len(run.process.records("reconnect.failed")) < 6 and time.monotonic() < deadline:
         time.sleep(0.1)
@@ -95,7 +94,7 @@ def test_every_base_refusing(
     assert {r["url"] for r in run.process.records("gateway.connecting")} == {f"{bases[0]}/gateway/bot"}
     scheduled = run.process.records("reconnect.scheduled")
     assert len(scheduled) >= 5 and all(0 < float(r["delay_s"]) <= timings.retry_max for r in scheduled)
-    run.assert_clean_end()
+    run.finish()
 
 
 @fault(
@@ -104,14 +103,14 @@ def test_every_base_refusing(
     "the next child starts on the base that worked: no new switch, reconnect ≤ respawn cap + 2.5 s",
 )
 def test_switch_survives_respawn(
-    sim: FaultSim,
-    retired: FaultSim,
+    sim: SimulatorProcess,
+    retired: SimulatorProcess,
     supervise: Callable[..., Supervised],
-    timings: Timings,
+    timings: RunTimings,
     record: CaseResult,
 ) -> None:
-    run = supervise(sim, env_overrides=retired_first(sim, retired))
-    _, started = run.wait("watchdog.started", START_TIMEOUT)
+    run = supervise(sim, env=retired_first(sim, retired))
+    _, started = run.wait_for("watchdog.started", START_TIMEOUT)
     assert (started["api_base"], started["token_url"]) == (retired.info["api_base"], sim.info["token_url"])
     run.connected()
     assert len(switches(run)) == 1
@@ -135,4 +134,4 @@ def test_switch_survives_respawn(
     assert [r["api_base"] for r in started] == [sim.info["api_base"]]
     assert len(switches(run)) == 1  # none in the second generation
     assert retired.state()["counters"]["retired_answers"] == answered
-    run.assert_clean_end()
+    run.finish()

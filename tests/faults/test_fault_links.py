@@ -13,16 +13,18 @@ import pytest
 
 from qqworker.simulator import netns
 from tests.faults.conftest import fault
-from tests.faults.harness import FaultSim, Outcome, Supervised, Timings, assert_outcome, outage
+from tests.faults.harness import Outcome, assert_outcome, outage
 from tests.faults.results import CaseResult
+from tests.supervised import Supervised
+from tests.support import RunTimings, SimulatorProcess
 
 DETECTORS = ("gateway.ack_timeout", "gateway.closed", "reconnect.failed", "child.ack_stale", "child.killed")
 
 
 @contextlib.contextmanager
-def sim_over_link(link: netns.Link, timings: Timings) -> Iterator[FaultSim]:
+def sim_over_link(link: netns.Link, timings: RunTimings) -> Iterator[SimulatorProcess]:
     """The simulator inside the link's simulator namespace; its port forwarded over the veth."""
-    sim = FaultSim(timings, prefix=link.sim.prefix(), call=link.sim.call)
+    sim = SimulatorProcess(*timings.simulator_flags(), prefix=link.sim.prefix(), call=link.sim.call)
     try:
         link.forward(sim.port)
         yield sim
@@ -31,14 +33,14 @@ def sim_over_link(link: netns.Link, timings: Timings) -> Iterator[FaultSim]:
 
 
 @pytest.fixture
-def netsim(link: netns.Link, timings: Timings) -> Iterator[FaultSim]:
+def netsim(link: netns.Link, timings: RunTimings) -> Iterator[SimulatorProcess]:
     with sim_over_link(link, timings) as sim:
         yield sim
 
 
 @pytest.fixture
 def over_link(
-    link: netns.Link, netsim: FaultSim, supervise: Callable[..., Supervised]
+    link: netns.Link, netsim: SimulatorProcess, supervise: Callable[..., Supervised]
 ) -> Callable[..., Supervised]:
     def start(**kwargs: object) -> Supervised:
         return supervise(netsim, prefix=link.worker.prefix(), **kwargs)
@@ -47,7 +49,7 @@ def over_link(
 
 
 def check(
-    record: CaseResult, timings: Timings, result: Outcome, *, detect_bound: float, recover_bound: float
+    record: CaseResult, timings: RunTimings, result: Outcome, *, detect_bound: float, recover_bound: float
 ) -> None:
     assert_outcome(
         record,
@@ -58,7 +60,7 @@ def check(
     )
 
 
-def reattempt_bound(timings: Timings) -> float:
+def reattempt_bound(timings: RunTimings) -> float:
     """Link back → connected: at most one backoff delay plus one connect attempt already under way, plus
     the handshake itself and slack for a loaded machine."""
     return timings.retry_max + timings.connect_timeout + 2.0
@@ -69,9 +71,9 @@ def reattempt_bound(timings: Timings) -> float:
 )
 def test_link_down(
     link: netns.Link,
-    netsim: FaultSim,
+    netsim: SimulatorProcess,
     over_link: Callable[..., Supervised],
-    timings: Timings,
+    timings: RunTimings,
     record: CaseResult,
 ) -> None:
     run = over_link()
@@ -82,15 +84,15 @@ def test_link_down(
         detect_events=DETECTORS, hold_s=4.0,
     )  # fmt: skip
     check(record, timings, result, detect_bound=timings.ack_bound, recover_bound=reattempt_bound(timings))
-    run.assert_clean_end()
+    run.finish()
 
 
 @fault("link", "every packet dropped (iptables DROP both ways) for 4 s", "detect ≤ 2 missed ACKs + 2 s")
 def test_all_packets_dropped(
     link: netns.Link,
-    netsim: FaultSim,
+    netsim: SimulatorProcess,
     over_link: Callable[..., Supervised],
-    timings: Timings,
+    timings: RunTimings,
     record: CaseResult,
 ) -> None:
     run = over_link()
@@ -101,7 +103,7 @@ def test_all_packets_dropped(
         detect_events=DETECTORS, hold_s=4.0,
     )  # fmt: skip
     check(record, timings, result, detect_bound=timings.ack_bound, recover_bound=reattempt_bound(timings))
-    run.assert_clean_end()
+    run.finish()
 
 
 @fault(
@@ -111,9 +113,9 @@ def test_all_packets_dropped(
 )
 def test_half_open(
     link: netns.Link,
-    netsim: FaultSim,
+    netsim: SimulatorProcess,
     over_link: Callable[..., Supervised],
-    timings: Timings,
+    timings: RunTimings,
     record: CaseResult,
 ) -> None:
     run = over_link()
@@ -129,7 +131,7 @@ def test_half_open(
         f"a half-open link must be caught by the heartbeat ACK deadline, got {result.detected}"
     )
     check(record, timings, result, detect_bound=timings.ack_bound, recover_bound=reattempt_bound(timings))
-    run.assert_clean_end()
+    run.finish()
 
 
 @fault(
@@ -137,9 +139,9 @@ def test_half_open(
 )
 def test_slow_link(
     link: netns.Link,
-    netsim: FaultSim,
+    netsim: SimulatorProcess,
     over_link: Callable[..., Supervised],
-    timings: Timings,
+    timings: RunTimings,
     record: CaseResult,
 ) -> None:
     run = over_link()
@@ -160,7 +162,7 @@ def test_slow_link(
     record.measure("delivered_300_s", delivered_s, 60)
     record.measure("silence_s", silence, timings.silence_bound)
     assert silence <= timings.silence_bound, f"log silent {silence:.2f}s while reconnecting on the slow link"
-    run.assert_clean_end()
+    run.finish()
 
 
 @fault(
@@ -168,9 +170,9 @@ def test_slow_link(
 )
 def test_packet_loss(
     link: netns.Link,
-    netsim: FaultSim,
+    netsim: SimulatorProcess,
     over_link: Callable[..., Supervised],
-    timings: Timings,
+    timings: RunTimings,
     record: CaseResult,
 ) -> None:
     run = over_link()
@@ -194,7 +196,7 @@ def test_packet_loss(
         f"events still missing {caught_up:.2f}s after the loss ended"
     )
     assert silence <= timings.silence_bound, f"log silent {silence:.2f}s while reconnecting under loss"
-    run.assert_clean_end()
+    run.finish()
 
 
 @fault("link", "latency and loss with `tc netem`", "—")
@@ -208,7 +210,7 @@ def test_netem(link: netns.Link) -> None:
 @fault("link", "DNS failure: `localhost` unresolvable (hosts entry gone, resolver at nothing) for 3 s",
        "detect ≤ 1 s after the drop")  # fmt: skip
 def test_dns_failure(
-    link: netns.Link, timings: Timings, supervise: Callable[..., Supervised], record: CaseResult
+    link: netns.Link, timings: RunTimings, supervise: Callable[..., Supervised], record: CaseResult
 ) -> None:
     # The gateway, token and REST URLs use a host name that the worker's namespace resolves through its
     # own /etc/hosts and resolv.conf (`ip netns exec` bind-mounts /etc/netns/NAME/* over /etc/*).
@@ -216,7 +218,9 @@ def test_dns_failure(
     for ns in (link.sim, link.worker):
         ns.write_etc("hosts", hosts_ok)
         ns.write_etc("resolv.conf", "nameserver 127.0.0.53\noptions timeout:1 attempts:1\n")
-    sim = FaultSim(timings, extra=["--host", "localhost"], prefix=link.sim.prefix(), call=link.sim.call)
+    sim = SimulatorProcess(
+        *timings.simulator_flags(), "--host", "localhost", prefix=link.sim.prefix(), call=link.sim.call
+    )
     try:
         link.forward(sim.port)
         assert "localhost" in sim.info["gateway_url"], sim.info
@@ -241,12 +245,12 @@ def test_dns_failure(
             detect_bound=timings.retry_max + 1.0,
             recover_bound=reattempt_bound(timings),
         )
-        run.assert_clean_end()
+        run.finish()
     finally:
         sim.stop()
 
 
-SEED = Timings(retry_initial=1.0, retry_max=10.0, connect_timeout=5.0, heartbeat_interval=1.0,
+SEED = RunTimings(retry_initial=1.0, retry_max=10.0, connect_timeout=5.0, heartbeat_interval=1.0,
                heartbeat_timeout=10.0, attempt_grace=5.0, stop_timeout=5.0)  # fmt: skip
 
 
@@ -257,7 +261,7 @@ SEED = Timings(retry_initial=1.0, retry_max=10.0, connect_timeout=5.0, heartbeat
     "silence ≤ retry cap + grace; back ≤ cap + connect timeout + 2 s",
 )
 def test_link_down_60s(
-    link: netns.Link, netsim: FaultSim, over_link: Callable[..., Supervised], record: CaseResult
+    link: netns.Link, netsim: SimulatorProcess, over_link: Callable[..., Supervised], record: CaseResult
 ) -> None:
     run = over_link(timings=SEED)
     result = outage(
@@ -269,4 +273,4 @@ def test_link_down_60s(
     attempts = [r for r in run.process.records("gateway.connecting")]
     record.measure("attempts", float(len(attempts)), None, unit="")
     check(record, SEED, result, detect_bound=SEED.ack_bound, recover_bound=reattempt_bound(SEED))
-    run.assert_clean_end()
+    run.finish()

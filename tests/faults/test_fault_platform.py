@@ -11,16 +11,18 @@ import pytest
 
 from tests.faults.conftest import fault
 from tests.faults.fakegw import FakeGateway
-from tests.faults.harness import FaultSim, Outcome, Supervised, Timings, assert_outcome, outage
+from tests.faults.harness import Outcome, assert_outcome, outage
 from tests.faults.relay import Relay
 from tests.faults.results import CaseResult
+from tests.supervised import Supervised
+from tests.support import RunTimings, SimulatorProcess
 
 # After a close the worker reconnects at once (resume) or after one backoff step; slack for CI.
 RECOVER_SLACK = 2.5
 DETECT_BOUND = 1.0  # a close frame or an answer is seen as soon as it arrives
 
 
-def check(record: CaseResult, timings: Timings, result: Outcome, *, detect: float, recover: float) -> None:
+def check(record: CaseResult, timings: RunTimings, result: Outcome, *, detect: float, recover: float) -> None:
     assert_outcome(
         record, result, detect_bound=detect, recover_bound=recover, silence_bound=timings.silence_bound
     )
@@ -50,9 +52,9 @@ RECONNECTING = [
 def test_close_code(
     code: int | None,
     resumes: bool,
-    sim: FaultSim,
+    sim: SimulatorProcess,
     supervise: Callable[..., Supervised],
-    timings: Timings,
+    timings: RunTimings,
     record: CaseResult,
 ) -> None:
     run = supervise(sim)
@@ -69,7 +71,7 @@ def test_close_code(
     if code == 4004:
         assert run.process.records("auth.token_fetched")[1:], "4004 must fetch a new access token"
     check(record, timings, result, detect=DETECT_BOUND, recover=timings.retry_max + RECOVER_SLACK)
-    run.assert_clean_end()
+    run.finish()
 
 
 @fault(
@@ -78,7 +80,7 @@ def test_close_code(
     "retry cap ≤ reconnect ≤ cap + 2.5 s",
 )
 def test_close_rate_limited(
-    sim: FaultSim, supervise: Callable[..., Supervised], timings: Timings, record: CaseResult
+    sim: SimulatorProcess, supervise: Callable[..., Supervised], timings: RunTimings, record: CaseResult
 ) -> None:
     run = supervise(sim)
     result = outage(run, sim, inject=lambda: sim.close(4008), restore=None, detect_events=("gateway.closed",))
@@ -86,7 +88,7 @@ def test_close_rate_limited(
         f"4008 must wait the cap; waited {result.recover_s:.2f}s"
     )
     check(record, timings, result, detect=DETECT_BOUND, recover=timings.retry_max + RECOVER_SLACK)
-    run.assert_clean_end()
+    run.finish()
 
 
 def fatal_case(code: int, klass: str) -> object:
@@ -102,7 +104,11 @@ def fatal_case(code: int, klass: str) -> object:
     ],
 )
 def test_close_fatal(
-    code: int, sim: FaultSim, supervise: Callable[..., Supervised], timings: Timings, record: CaseResult
+    code: int,
+    sim: SimulatorProcess,
+    supervise: Callable[..., Supervised],
+    timings: RunTimings,
+    record: CaseResult,
 ) -> None:
     run = supervise(sim)
     run.connected()
@@ -110,7 +116,7 @@ def test_close_fatal(
     mark = run.mark()
     t0 = time.monotonic()
     sim.close(code)
-    at, fatal = run.wait("worker.fatal", 10, after=mark)
+    at, fatal = run.wait_for("worker.fatal", 10, after=mark)
     exit_code = run.process.wait(15)
     exited = time.monotonic() - t0
     record.measure("detect_s", run.at(at) - t0, DETECT_BOUND)
@@ -119,7 +125,7 @@ def test_close_fatal(
     assert exit_code == 78, f"the watchdog must exit 78 after a permanent worker error, got {exit_code}"
     run.assert_not_respawned()
     assert run.at(at) - t0 <= DETECT_BOUND and exited <= 3.0
-    run.assert_clean_end(expected_exit=78)
+    run.finish(expect=78)
 
 
 @fault(
@@ -128,7 +134,7 @@ def test_close_fatal(
     "reconnect ≤ retry cap + 2.5 s, resumed",
 )
 def test_op7_reconnect(
-    sim: FaultSim, supervise: Callable[..., Supervised], timings: Timings, record: CaseResult
+    sim: SimulatorProcess, supervise: Callable[..., Supervised], timings: RunTimings, record: CaseResult
 ) -> None:
     run = supervise(sim)
     result = outage(
@@ -139,12 +145,12 @@ def test_op7_reconnect(
     )  # fmt: skip
     assert result.reconnected.get("resumed") is True, result.reconnected
     check(record, timings, result, detect=DETECT_BOUND, recover=timings.retry_max + RECOVER_SLACK)
-    run.assert_clean_end()
+    run.finish()
 
 
 @fault("platform", "op 9 Invalid Session on Resume (the session is gone)", "identify ≤ retry cap + 2.5 s")
 def test_op9_invalid_session(
-    sim: FaultSim, supervise: Callable[..., Supervised], timings: Timings, record: CaseResult
+    sim: SimulatorProcess, supervise: Callable[..., Supervised], timings: RunTimings, record: CaseResult
 ) -> None:
     run = supervise(sim)
     result = outage(
@@ -156,10 +162,10 @@ def test_op9_invalid_session(
     )  # fmt: skip
     assert result.reconnected.get("resumed") is False, result.reconnected
     check(record, timings, result, detect=DETECT_BOUND, recover=timings.retry_max + 2 * RECOVER_SLACK)
-    run.assert_clean_end()
+    run.finish()
 
 
-def _force_new_token(sim: FaultSim) -> None:
+def _force_new_token(sim: SimulatorProcess) -> None:
     """The worker holds a valid token; revoking it and closing 4004 makes it ask for a new one."""
     sim.control("/_sim/revoke_tokens", {})
     sim.close(4004)
@@ -169,7 +175,7 @@ def _force_new_token(sim: FaultSim) -> None:
     "platform", "token endpoint answers HTTP 500 for 3 s", "failure logged ≤ 1 s; reconnect ≤ 1 attempt after"
 )
 def test_token_500(
-    sim: FaultSim, supervise: Callable[..., Supervised], timings: Timings, record: CaseResult
+    sim: SimulatorProcess, supervise: Callable[..., Supervised], timings: RunTimings, record: CaseResult
 ) -> None:
     run = supervise(sim)
 
@@ -182,17 +188,17 @@ def test_token_500(
     )
     assert result.reconnected.get("resumed") is False
     check(record, timings, result, detect=DETECT_BOUND, recover=3.0 + timings.retry_max + RECOVER_SLACK)
-    run.assert_clean_end()
+    run.finish()
 
 
 @fault("platform", "token endpoint hangs (accepts, never answers) for 4 s", "failure ≤ connect timeout + 1 s")
 def test_token_timeout(
-    sim: FaultSim, supervise: Callable[..., Supervised], timings: Timings, record: CaseResult
+    sim: SimulatorProcess, supervise: Callable[..., Supervised], timings: RunTimings, record: CaseResult
 ) -> None:
     relay = Relay("127.0.0.1", sim.port)
     try:
         token_url = f"http://127.0.0.1:{relay.port}/app/getAppAccessToken"
-        run = supervise(sim, env_overrides={"QQ_TOKEN_URL": token_url})
+        run = supervise(sim, env={"QQ_TOKEN_URL": token_url})
 
         def inject() -> None:
             relay.hold(True)
@@ -206,25 +212,25 @@ def test_token_timeout(
             record, timings, result,
             detect=timings.connect_timeout + 1.0, recover=timings.retry_max + timings.connect_timeout + 2.0,
         )  # fmt: skip
-        run.assert_clean_end()
+        run.finish()
     finally:
         relay.close()
 
 
 @fault("platform", "wrong credentials (token endpoint: 200 + code 100016)", "exit 78 ≤ 3 s, no respawn")
 def test_wrong_credentials(
-    sim: FaultSim, supervise: Callable[..., Supervised], timings: Timings, record: CaseResult
+    sim: SimulatorProcess, supervise: Callable[..., Supervised], timings: RunTimings, record: CaseResult
 ) -> None:
     t0 = time.monotonic()
-    run = supervise(sim, env_overrides={"QQ_APP_SECRET": "definitely-not-the-secret-0000"})
-    at, fatal = run.wait("worker.fatal", 15)
+    run = supervise(sim, env={"QQ_APP_SECRET": "definitely-not-the-secret-0000"})
+    at, fatal = run.wait_for("worker.fatal", 15)
     code = run.process.wait(15)
     record.measure("exit_s", time.monotonic() - t0, 3.0 + 2.0)  # + interpreter start-up
     assert code == 78, f"wrong credentials must end the watchdog with 78, got {code}"
     run.assert_not_respawned()
     assert "definitely-not-the-secret-0000" not in run.output()
     del at, fatal
-    run.assert_clean_end(expected_exit=78)
+    run.finish(expect=78)
 
 
 SILENT_BOUND = "attempt fails ≤ connect timeout + 1 s"
@@ -244,7 +250,11 @@ SILENT_BOUND = "attempt fails ≤ connect timeout + 1 s"
     ],
 )  # fmt: skip
 def test_gateway_silent(
-    mode: str, sim: FaultSim, supervise: Callable[..., Supervised], timings: Timings, record: CaseResult
+    mode: str,
+    sim: SimulatorProcess,
+    supervise: Callable[..., Supervised],
+    timings: RunTimings,
+    record: CaseResult,
 ) -> None:
     run = supervise(sim)
 
@@ -257,7 +267,7 @@ def test_gateway_silent(
         record, timings, result,
         detect=timings.connect_timeout + 1.0, recover=4.0 + timings.retry_max + timings.connect_timeout + 2.0,
     )  # fmt: skip
-    run.assert_clean_end()
+    run.finish()
 
 
 MALFORMED: list[str | bytes] = [
@@ -274,7 +284,9 @@ MALFORMED: list[str | bytes] = [
     "malformed frames (not JSON, not an object, bad op, bad seq, binary)",
     "ignored and logged, no reconnect",
 )
-def test_malformed_frames(supervise: Callable[..., Supervised], timings: Timings, record: CaseResult) -> None:
+def test_malformed_frames(
+    supervise: Callable[..., Supervised], timings: RunTimings, record: CaseResult
+) -> None:
     gateway = FakeGateway(MALFORMED, timings.gateway_heartbeat_ms)
     try:
         run = supervise(gateway)
@@ -287,7 +299,7 @@ def test_malformed_frames(supervise: Callable[..., Supervised], timings: Timings
         assert len(rejected) >= 3, f"malformed frames must be logged: {rejected}"
         assert gateway.connections == 1, "a malformed frame must not cost the connection"
         record.measure("delivered_after_s", time.monotonic() - t0, 10)
-        run.assert_clean_end()
+        run.finish()
     finally:
         gateway.close()
 
@@ -297,19 +309,21 @@ def test_malformed_frames(supervise: Callable[..., Supervised], timings: Timings
     "oversized frame (1 MiB + 1) from the gateway",
     "dropped with 1009, resumed ≤ retry cap + 2.5 s",
 )
-def test_oversized_frame(supervise: Callable[..., Supervised], timings: Timings, record: CaseResult) -> None:
+def test_oversized_frame(
+    supervise: Callable[..., Supervised], timings: RunTimings, record: CaseResult
+) -> None:
     big = '{"op": 0, "s": 2, "t": "C2C_MESSAGE_CREATE", "d": {"content": "' + "x" * (1 << 20) + '"}}'
     gateway = FakeGateway([big], timings.gateway_heartbeat_ms)
     try:
         run = supervise(gateway)
         first, _ = run.connected()
-        at, rejected = run.wait("gateway.frame_rejected", 10)
+        at, rejected = run.wait_for("gateway.frame_rejected", 10)
         back, reconnected = run.connected(10, after=at)
         record.measure("recover_s", run.at(back) - run.at(at), timings.retry_max + RECOVER_SLACK)
         assert reconnected.get("resumed") is True, reconnected
         assert run.at(back) - run.at(at) <= timings.retry_max + RECOVER_SLACK
         assert "x" * 1000 not in run.output(), "the oversized payload must not be echoed into the logs"
         del first, rejected
-        run.assert_clean_end()
+        run.finish()
     finally:
         gateway.close()

@@ -19,13 +19,14 @@ from qqworker.contract.settings import Settings
 from qqworker.simulator import netns
 from tests.faults.conftest import fault
 from tests.faults.delay import DelayRelay
-from tests.faults.harness import FaultSim, Supervised, Timings, assert_outcome, outage
+from tests.faults.harness import assert_outcome, outage
 from tests.faults.results import CaseResult
 from tests.faults.test_fault_links import DETECTORS, sim_over_link
-from tests.support import PYTHON
+from tests.supervised import Supervised
+from tests.support import PYTHON, RunTimings, SimulatorProcess
 
 _D = Settings()
-PRODUCTION = Timings(
+PRODUCTION = RunTimings(
     retry_initial=_D.retry_initial, retry_max=_D.retry_max, connect_timeout=_D.connect_timeout,
     heartbeat_interval=_D.heartbeat_interval, heartbeat_timeout=_D.heartbeat_timeout,
     attempt_grace=_D.attempt_grace, respawn_initial=_D.respawn_initial, respawn_max=_D.respawn_max,
@@ -41,14 +42,14 @@ SETTLE_S = 4.0  # past the first WebSocket ping and its pong: the worker knows t
 
 
 @pytest.fixture
-def prodsim(link: netns.Link) -> Iterator[FaultSim]:
+def prodsim(link: netns.Link) -> Iterator[SimulatorProcess]:
     with sim_over_link(link, PRODUCTION) as sim:
         yield sim
 
 
 @pytest.fixture
 def prod_run(
-    link: netns.Link, prodsim: FaultSim, supervise: Callable[..., Supervised]
+    link: netns.Link, prodsim: SimulatorProcess, supervise: Callable[..., Supervised]
 ) -> Callable[[], Supervised]:
     return lambda: supervise(prodsim, prefix=link.worker.prefix(), timings=PRODUCTION)
 
@@ -69,7 +70,7 @@ def _bounds(record: CaseResult, result: object, *, detect: float, recover: float
     "detect ≤ 15 s (WebSocket ping unanswered)",
 )
 def test_half_open_production(
-    link: netns.Link, prodsim: FaultSim, prod_run: Callable[[], Supervised], record: CaseResult
+    link: netns.Link, prodsim: SimulatorProcess, prod_run: Callable[[], Supervised], record: CaseResult
 ) -> None:
     run = prod_run()
     cut: list[int] = []
@@ -83,10 +84,12 @@ def test_half_open_production(
     assert result.detected["evidence"] == "no_pong", result.detected
     # The new connection passes at once; it waits one short backoff step (the session was < 60 s old).
     _bounds(record, result, detect=DEAD_LINK_BOUND_S, recover=PRODUCTION.retry_initial + 3.0)
-    run.assert_clean_end()
+    run.finish()
 
 
-def _unreachable(link: netns.Link, sim: FaultSim, run: Supervised, record: CaseResult, hold_s: float) -> None:
+def _unreachable(
+    link: netns.Link, sim: SimulatorProcess, run: Supervised, record: CaseResult, hold_s: float
+) -> None:
     result = outage(
         run, sim,
         inject=lambda: link.set_unreachable(True),
@@ -99,7 +102,7 @@ def _unreachable(link: netns.Link, sim: FaultSim, run: Supervised, record: CaseR
     assert back, "the network's return was not noticed by a probe"
     record.measure("probes_failed", float(back[-1]["failed"]), None, unit="")
     _bounds(record, result, detect=DEAD_LINK_BOUND_S, recover=BACK_UNREACHABLE_S)
-    run.assert_clean_end()
+    run.finish()
 
 
 @fault(
@@ -108,7 +111,7 @@ def _unreachable(link: netns.Link, sim: FaultSim, run: Supervised, record: CaseR
     "detect ≤ 15 s; route back → connected ≤ 2 s",
 )
 def test_unreachable_production(
-    link: netns.Link, prodsim: FaultSim, prod_run: Callable[[], Supervised], record: CaseResult
+    link: netns.Link, prodsim: SimulatorProcess, prod_run: Callable[[], Supervised], record: CaseResult
 ) -> None:
     _unreachable(link, prodsim, prod_run(), record, 20.0)
 
@@ -121,7 +124,7 @@ def test_unreachable_production(
     "route back → connected ≤ 2 s; silence ≤ 60 s + grace",
 )
 def test_unreachable_90s_production(
-    link: netns.Link, prodsim: FaultSim, prod_run: Callable[[], Supervised], record: CaseResult
+    link: netns.Link, prodsim: SimulatorProcess, prod_run: Callable[[], Supervised], record: CaseResult
 ) -> None:
     _unreachable(link, prodsim, prod_run(), record, 90.0)
 
@@ -134,7 +137,7 @@ def test_unreachable_90s_production(
     "detect ≤ 15 s; packets flow again → connected ≤ 5 s",
 )
 def test_black_hole_production(
-    link: netns.Link, prodsim: FaultSim, prod_run: Callable[[], Supervised], record: CaseResult
+    link: netns.Link, prodsim: SimulatorProcess, prod_run: Callable[[], Supervised], record: CaseResult
 ) -> None:
     run = prod_run()
     result = outage(
@@ -143,7 +146,7 @@ def test_black_hole_production(
         detect_events=DETECTORS, hold_s=60.0, settle_s=SETTLE_S, timeout=90.0,
     )  # fmt: skip
     _bounds(record, result, detect=DEAD_LINK_BOUND_S, recover=BACK_BLACKHOLE_S)
-    run.assert_clean_end()
+    run.finish()
 
 
 @pytest.mark.slow
@@ -153,7 +156,7 @@ def test_black_hole_production(
     "connected ≤ 5 s after the last up; Identify/Resume ≤ backoff",
 )
 def test_link_flap_production(
-    link: netns.Link, prodsim: FaultSim, prod_run: Callable[[], Supervised], record: CaseResult
+    link: netns.Link, prodsim: SimulatorProcess, prod_run: Callable[[], Supervised], record: CaseResult
 ) -> None:
     run = prod_run()
     run.connected()
@@ -176,7 +179,7 @@ def test_link_flap_production(
     record.measure("silence_s", run.silence_while_down(mark), PRODUCTION.silence_bound)
     assert handshakes <= 6, f"{handshakes} Identify/Resume in 20 s of flapping"
     assert run.silence_while_down(mark) <= PRODUCTION.silence_bound
-    run.assert_clean_end()
+    run.finish()
 
 
 def test_production_timings_mirror_the_defaults() -> None:
@@ -195,7 +198,7 @@ def test_production_timings_mirror_the_defaults() -> None:
 )
 def test_cpu_hog_production(supervise: Callable[..., Supervised], record: CaseResult) -> None:
     duration = HOG_S
-    sim = FaultSim(PRODUCTION)
+    sim = SimulatorProcess(*PRODUCTION.simulator_flags())
     try:
         run = supervise(sim, timings=PRODUCTION)
         run.connected()
@@ -214,7 +217,7 @@ def test_cpu_hog_production(supervise: Callable[..., Supervised], record: CaseRe
         record.measure("hog_s", duration, None)
         record.measure("kills_and_drops", float(len(bad)), 0.0, unit="")
         assert not bad, f"false verdicts under a CPU hog: {bad[:3]}"
-        run.assert_clean_end()
+        run.finish()
     finally:
         sim.stop()
 
@@ -237,7 +240,7 @@ def test_latency_and_loss_raise_no_false_verdict(
     link: netns.Link, supervise: Callable[..., Supervised], record: CaseResult
 ) -> None:
     duration = LATENCY_RUN_S
-    sim = FaultSim(PRODUCTION, prefix=link.sim.prefix(), call=link.sim.call)
+    sim = SimulatorProcess(*PRODUCTION.simulator_flags(), prefix=link.sim.prefix(), call=link.sim.call)
     relay: DelayRelay | None = None
     try:
         link.forward(sim.port, sim_side=False)
@@ -264,7 +267,7 @@ def test_latency_and_loss_raise_no_false_verdict(
         record.measure("false_verdicts", float(len(bad)), 0.0, unit="")
         assert not bad, f"a healthy but slow, lossy link was declared dead: {bad[:3]}"
         assert not missing, f"events lost on the slow, lossy link: {sorted(missing)[:10]}"
-        run.assert_clean_end()
+        run.finish()
     finally:
         if relay is not None:
             relay.close()
@@ -280,7 +283,9 @@ def test_latency_and_loss_raise_no_false_verdict(
 def test_half_open_without_pongs(
     link: netns.Link, supervise: Callable[..., Supervised], record: CaseResult
 ) -> None:
-    sim = FaultSim(PRODUCTION, extra=["--no-pong"], prefix=link.sim.prefix(), call=link.sim.call)
+    sim = SimulatorProcess(
+        *PRODUCTION.simulator_flags(), "--no-pong", prefix=link.sim.prefix(), call=link.sim.call
+    )
     try:
         link.forward(sim.port)
         run = supervise(sim, prefix=link.worker.prefix(), timings=PRODUCTION)
@@ -290,6 +295,6 @@ def test_half_open_without_pongs(
         )  # fmt: skip
         assert run.process.records("gateway.ack_timeout") == [] or result.detected["evidence"] != "no_pong"
         _bounds(record, result, detect=35.0, recover=PRODUCTION.retry_initial + 3.0)
-        run.assert_clean_end()
+        run.finish()
     finally:
         sim.stop()

@@ -4,6 +4,8 @@ start (a crash, systemd restarting a hung watchdog). The next watchdog resumes t
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import os
 import signal
 import time
@@ -14,8 +16,9 @@ import psutil
 import pytest
 
 from tests.faults.conftest import fault
-from tests.faults.harness import FaultSim, Supervised, Timings
 from tests.faults.results import CaseResult
+from tests.supervised import Supervised
+from tests.support import RunTimings, SimulatorProcess
 
 # Interpreter start-up of the new watchdog and its worker, the token, the discovery and the handshake.
 CONNECTED_BOUND_S = 8.0
@@ -33,7 +36,7 @@ def handled(*runs: Supervised) -> Counter[int]:
 
 
 def restarted(
-    sim: FaultSim, supervise: Callable[..., Supervised], record: CaseResult, **kw: object
+    sim: SimulatorProcess, supervise: Callable[..., Supervised], record: CaseResult, **kw: object
 ) -> Supervised:
     t0 = time.monotonic()
     run = supervise(sim, **kw)
@@ -61,13 +64,13 @@ def once_each(record: CaseResult, counts: Counter[int], seqs: list[int]) -> None
     "also those sent meanwhile",
 )
 def test_watchdog_restarted(
-    sim: FaultSim, supervise: Callable[..., Supervised], timings: Timings, record: CaseResult
+    sim: SimulatorProcess, supervise: Callable[..., Supervised], timings: RunTimings, record: CaseResult
 ) -> None:
     first = supervise(sim)
     first.connected()
     before = sim.events(3)
     assert not first.wait_seqs(before, 10)
-    first.assert_clean_end()
+    first.finish()
     during = sim.events(4)  # nothing runs: the platform keeps them for the session's Resume
     second = restarted(sim, supervise, record)
     assert not second.wait_seqs(during, 10)
@@ -75,7 +78,7 @@ def test_watchdog_restarted(
     assert not second.wait_seqs(after, 10)
     time.sleep(0.3)  # a duplicate would show by now
     once_each(record, handled(first, second), before + during + after)
-    second.assert_clean_end()
+    second.finish()
 
 
 @fault(
@@ -84,19 +87,14 @@ def test_watchdog_restarted(
     "resumed; every event handled once, also those the Resume replays that the old worker had handled",
 )
 def test_watchdog_killed_and_started_again(
-    supervise: Callable[..., Supervised], timings: Timings, record: CaseResult
+    supervise: Callable[..., Supervised], timings: RunTimings, record: CaseResult
 ) -> None:
     # Beats only every 5 s and no gateway ACK meanwhile (every ACK is beaten at once): the persisted seq
     # lags the handled events, so the Resume replays some the old worker had handled.
-    slow_beats = Timings(
-        **{
-            **timings.__dict__,
-            "heartbeat_interval": 5.0,
-            "heartbeat_timeout": 30.0,
-            "gateway_heartbeat_ms": 41250,
-        }
+    slow_beats = dataclasses.replace(
+        timings, heartbeat_interval=5.0, heartbeat_timeout=30.0, gateway_heartbeat_ms=41250
     )
-    sim = FaultSim(slow_beats)
+    sim = SimulatorProcess(*slow_beats.simulator_flags())
     try:
         _killed_and_started_again(sim, supervise, timings, slow_beats, record)
     finally:
@@ -104,10 +102,10 @@ def test_watchdog_killed_and_started_again(
 
 
 def _killed_and_started_again(
-    sim: FaultSim,
+    sim: SimulatorProcess,
     supervise: Callable[..., Supervised],
-    timings: Timings,
-    slow_beats: Timings,
+    timings: RunTimings,
+    slow_beats: RunTimings,
     record: CaseResult,
 ) -> None:
     first = supervise(sim, timings=slow_beats)
@@ -118,14 +116,18 @@ def _killed_and_started_again(
     child = psutil.Process(int(first.process.records("child.spawned")[-1]["child_pid"]))
     first.process.signal(signal.SIGKILL)
     child.wait(timings.stop_timeout + 2)  # PR_SET_PDEATHSIG: its own clean stop, which writes the window
+    saved = json.loads(sim.state_file.read_text())
+    lag = max(handled(first)) - int(saved["seq"])
+    assert lag > 0, f"the persisted seq did not lag: {saved['seq']} of {max(handled(first))} handled"
+    assert saved["clean_stop"] is False
     during = sim.events(3)
     second = restarted(sim, supervise, record, timings=slow_beats)
     assert not second.wait_seqs(during, 10)
     time.sleep(0.5)
     replayed = sim.state()["counters"].get("replayed", 0)
     record.measure("replayed", replayed, None, unit="")
-    assert replayed > len(during), (
-        "the persisted seq did not lag: nothing the old worker had handled was replayed"
-    )
+    assert replayed >= len(during) + lag, f"{replayed} replayed: not what the old worker had handled too"
     once_each(record, handled(first, second), before + during)
-    second.assert_clean_end()
+    resumed_from = second.process.records("watchdog.started")[0]["resumed_from"]
+    assert resumed_from["session_id"] == saved["session_id"] and resumed_from["clean_stop"] is False
+    second.finish()

@@ -22,9 +22,9 @@ from typing import Any
 import pytest
 
 from tests.faults.conftest import fault
-from tests.faults.harness import START_TIMEOUT, FaultSim, Supervised, Timings
 from tests.faults.results import CaseResult
-from tests.support import PYTHON, ROOT, kill_session, wait_until
+from tests.supervised import START_TIMEOUT, Supervised
+from tests.support import PYTHON, ROOT, RunTimings, SimulatorProcess, kill_session, wait_until
 
 SMALL_BUFFER = ["--log-buffer-kb", "16", "--log-retry", "0.5"]
 
@@ -111,11 +111,13 @@ def stdout_to(path: Path) -> list[str]:
     return ["sh", "-c", f'exec "$@" >{shlex.quote(str(path))}', "sh"]
 
 
-def sim_counters(sim: FaultSim) -> dict[str, int]:
+def sim_counters(sim: SimulatorProcess) -> dict[str, int]:
     return sim.state()["counters"]
 
 
-def events_flowing(sim: FaultSim, stop: threading.Event, every_s: float = 0.25, count: int = 25) -> list[int]:
+def events_flowing(
+    sim: SimulatorProcess, stop: threading.Event, every_s: float = 0.25, count: int = 25
+) -> list[int]:
     """Dispatches `count` echo events every `every_s` until `stop`; the seqs, for the test to check."""
     seqs: list[int] = []
     while not stop.is_set():
@@ -141,9 +143,9 @@ def in_thread(fn: Callable[[], list[int]]) -> tuple[threading.Thread, list[list[
     "stall_s", [10.0, pytest.param(60.0, marks=pytest.mark.slow, id="60s")], ids=lambda v: f"{v:g}s"
 )
 def test_stdout_never_read(
-    sim: FaultSim,
+    sim: SimulatorProcess,
     supervise: Callable[..., Supervised],
-    timings: Timings,
+    timings: RunTimings,
     record: CaseResult,
     tmp_path: Path,
     stall_s: float,
@@ -155,7 +157,7 @@ def test_stdout_never_read(
             sim,
             prefix=stdout_to(reader.path),
             extra_flags=["--log-file", str(log.path), *SMALL_BUFFER],
-            env_overrides={"QQ_HANDLER": "echo"},
+            env={"QQ_HANDLER": "echo"},
         )
         log.wait("gateway.connected", START_TIMEOUT)
         before = sim_counters(sim)
@@ -204,7 +206,7 @@ def test_stdout_never_read(
         assert notice["sink"] == "stdout" and notice["lines"] > 0
         assert log.wait("log.dropped", 5, sink="stdout")["lines"] == notice["lines"]
         record.measure("stdout_dropped", dropped, None, unit="lines")
-        run.assert_clean_end()
+        run.finish()
         time.sleep(0.3)
         # Exact accounting: every line produced for stdout was written to it or counted as dropped;
         # the file (never stalled) got them all.
@@ -229,7 +231,7 @@ def _status(run: Supervised) -> dict[str, Any] | None:
     "watchdog.paused, no child.killed, events flow again ≤ 10 s",
 )
 def test_whole_group_paused(
-    sim: FaultSim, supervise: Callable[..., Supervised], timings: Timings, record: CaseResult
+    sim: SimulatorProcess, supervise: Callable[..., Supervised], timings: RunTimings, record: CaseResult
 ) -> None:
     run = supervise(sim)
     run.connected()
@@ -240,7 +242,7 @@ def test_whole_group_paused(
     time.sleep(2 * timings.heartbeat_timeout)
     os.killpg(pgid, signal.SIGCONT)
     t0 = time.monotonic()
-    _, paused = run.wait("watchdog.paused", 5, after=mark)
+    _, paused = run.wait_for("watchdog.paused", 5, after=mark)
     assert paused["gap_s"] >= timings.heartbeat_timeout, paused
     seqs = sim.events(3)
     missing = run.wait_seqs(seqs, 10)
@@ -250,7 +252,7 @@ def test_whole_group_paused(
     events = {ln.event for ln in run.process.lines[mark:]}
     assert not events & {"child.killed", "child.heartbeat_missed", "child.attempt_overdue"}, events
     assert len(run.process.records("child.spawned")) == 1
-    run.assert_clean_end()
+    run.finish()
 
 
 @pytest.fixture
@@ -275,7 +277,7 @@ def small_fs(tmp_path: Path) -> Iterator[Path]:
     "log.sink_failed, bot and stdout go on, log.sink_recovered ≤ retry + 2 s after the space",
 )
 def test_log_disk_full(
-    sim: FaultSim, supervise: Callable[..., Supervised], record: CaseResult, small_fs: Path
+    sim: SimulatorProcess, supervise: Callable[..., Supervised], record: CaseResult, small_fs: Path
 ) -> None:
     log = FileLines(small_fs / "logs" / "qqw.log")
     run = supervise(sim, extra_flags=["--log-file", str(log.path), *SMALL_BUFFER])
@@ -285,7 +287,7 @@ def test_log_disk_full(
     while not run.process.records("log.sink_failed") and time.monotonic() < deadline:
         seqs += sim.events(20)
         time.sleep(0.1)
-    _, failed = run.wait("log.sink_failed", 5)
+    _, failed = run.wait_for("log.sink_failed", 5)
     assert failed["sink"] == "file" and failed["error"].startswith("ENOSPC"), failed
     # Supervision and the bot go on: more events are handled (more than the 16 KiB buffer holds), in
     # bursts this test's own stdout reader keeps up with.
@@ -298,10 +300,10 @@ def test_log_disk_full(
     mark = run.mark()
     subprocess.run(["mount", "-o", "remount,size=4m", str(small_fs)], check=True)
     t0 = time.monotonic()
-    at, recovered = run.wait("log.sink_recovered", 5, after=mark)
+    at, recovered = run.wait_for("log.sink_recovered", 5, after=mark)
     record.measure("recovered_s", run.at(at) - t0, 0.5 + 2.0)
     assert recovered["sink"] == "file"
-    _, dropped = run.wait("log.dropped", 5, after=mark, sink="file")
+    _, dropped = run.wait_for("log.dropped", 5, after=mark, sink="file")
     assert dropped["lines"] > 0
     seqs = sim.events(3)
     assert not run.wait_seqs(seqs, 10)
@@ -313,7 +315,7 @@ def test_log_disk_full(
     for line in log.path.read_bytes().splitlines():
         json.loads(line)  # a write cut by ENOSPC was completed later: no torn line
     assert not {ln.event for ln in run.process.lines} & {"child.killed", "child.exited"}
-    run.assert_clean_end()
+    run.finish()
 
 
 @fault(
@@ -321,7 +323,9 @@ def test_log_disk_full(
     "terminal of a foreground watchdog closed (pty hang-up, then EIO)",
     "watchdog supervises on, log file says log.sink_failed, clean stop",
 )
-def test_terminal_closed(sim: FaultSim, timings: Timings, record: CaseResult, tmp_path: Path) -> None:
+def test_terminal_closed(
+    sim: SimulatorProcess, timings: RunTimings, record: CaseResult, tmp_path: Path
+) -> None:
     log = FileLines(tmp_path / "qqw.log")
     master, slave = pty.openpty()
 
@@ -373,7 +377,7 @@ def test_terminal_closed(sim: FaultSim, timings: Timings, record: CaseResult, tm
     "gateway heartbeats and handlers go on, log file complete, drops counted exactly",
 )
 def test_worker_alone_stdout_never_read(
-    sim: FaultSim, supervise: Callable[..., Supervised], record: CaseResult, tmp_path: Path
+    sim: SimulatorProcess, supervise: Callable[..., Supervised], record: CaseResult, tmp_path: Path
 ) -> None:
     reader = StuckReader(tmp_path / "stdout.fifo")
     log = FileLines(tmp_path / "worker.log")
@@ -383,7 +387,7 @@ def test_worker_alone_stdout_never_read(
             alone=True,
             prefix=stdout_to(reader.path),
             extra_flags=["--log-file", str(log.path), *SMALL_BUFFER],
-            env_overrides={"QQ_HANDLER": "echo"},
+            env={"QQ_HANDLER": "echo"},
         )
         log.wait("gateway.connected", START_TIMEOUT)
         before = sim_counters(sim)
@@ -401,7 +405,7 @@ def test_worker_alone_stdout_never_read(
         notice = wait_until(lambda: reader.records("log.dropped"), 10, "log.dropped on stdout")[0]
         record.measure("stdout_dropped", notice["lines"], None, unit="lines")
         assert notice["sink"] == "stdout" and notice["lines"] > 0
-        run.assert_clean_end()
+        run.finish()
         time.sleep(0.3)
         written = reader.records()
         lost = sum(r["lines"] for r in written if r["event"] == "log.dropped" and r["sink"] == "stdout")
@@ -416,14 +420,16 @@ def test_worker_alone_stdout_never_read(
     "worker keeps its link and answers, counts its pipe's loss, not killed after the pause",
 )
 def test_watchdog_stopped_worker_pipe_full(
-    sim: FaultSim, supervise: Callable[..., Supervised], timings: Timings, record: CaseResult, tmp_path: Path
+    sim: SimulatorProcess,
+    supervise: Callable[..., Supervised],
+    timings: RunTimings,
+    record: CaseResult,
+    tmp_path: Path,
 ) -> None:
     # The file is the complete record: the test's own reader of stdout may fall behind the burst that
     # follows SIGCONT, and the watchdog's stdout then drops (and counts) lines of its own.
     log = FileLines(tmp_path / "qqw.log")
-    run = supervise(
-        sim, extra_flags=["--log-file", str(log.path), *SMALL_BUFFER], env_overrides={"QQ_HANDLER": "echo"}
-    )
+    run = supervise(sim, extra_flags=["--log-file", str(log.path), *SMALL_BUFFER], env={"QQ_HANDLER": "echo"})
     run.connected()
     time.sleep(0.5)
     mark = log.mark()
@@ -449,4 +455,4 @@ def test_watchdog_stopped_worker_pipe_full(
     assert len(set(seqs) - shown) <= dropped["lines"], "lines missing beyond those counted as dropped"
     events = {r["event"] for r in log.records()[mark:]}
     assert not events & {"child.killed", "child.heartbeat_missed", "child.ack_stale"}, events
-    run.assert_clean_end()
+    run.finish()

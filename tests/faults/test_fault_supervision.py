@@ -17,9 +17,9 @@ import psutil
 import pytest
 
 from tests.faults.conftest import fault
-from tests.faults.harness import FaultSim, Supervised, Timings
 from tests.faults.results import CaseResult
-from tests.support import ROOT, wait_until
+from tests.supervised import Supervised
+from tests.support import ROOT, RunTimings, SimulatorProcess, wait_until
 
 RESPAWN_SLACK = 6.0  # interpreter start-up, imports, token, discovery and the handshake of a new child
 RUN = str(ROOT / "scripts" / "run.sh")
@@ -39,17 +39,13 @@ def alive(pid: int) -> bool:
 
 
 @pytest.fixture
-def start(sim: FaultSim, supervise: Callable[..., Supervised], tmp_path: Path) -> Callable[..., Supervised]:
+def start(
+    sim: SimulatorProcess, supervise: Callable[..., Supervised], tmp_path: Path
+) -> Callable[..., Supervised]:
     def run(handler: str = "supervision", **env: str) -> Supervised:
         flags = tmp_path / "flags"
         flags.mkdir(exist_ok=True)
-        overrides = {
-            "QQ_HANDLER": f"tests.faults.handlers:{handler}",
-            "QQF_FLAG_DIR": str(flags),
-            "PYTHONPATH": str(ROOT),
-            **env,
-        }
-        return supervise(sim, env_overrides=overrides)
+        return supervise(sim, handler=f"tests.handlers:{handler}", env={"QQF_FLAG_DIR": str(flags), **env})
 
     return run
 
@@ -60,7 +56,7 @@ def start(sim: FaultSim, supervise: Callable[..., Supervised], tmp_path: Path) -
     "retried with backoff, a line per try, connected; never exit 78",
 )
 def test_handler_import_fails_twice_then_succeeds(
-    start: Callable[..., Supervised], sim: FaultSim, timings: Timings, record: CaseResult
+    start: Callable[..., Supervised], sim: SimulatorProcess, timings: RunTimings, record: CaseResult
 ) -> None:
     run = start(QQF_IMPORT_FAILS="2")
     t0 = time.monotonic()
@@ -73,7 +69,7 @@ def test_handler_import_fails_twice_then_succeeds(
     assert not run.wait_seqs(seqs, 15), "events not handled after the import finally worked"
     run.assert_not_respawned()  # the watchdog's liveness checks held while the worker retried
     assert not run.process.records("worker.fatal")
-    run.assert_clean_end()
+    run.finish()
 
 
 @fault(
@@ -82,7 +78,7 @@ def test_handler_import_fails_twice_then_succeeds(
     "retried for as long as it fails, never killed for it; the stop ends the retry at once",
 )
 def test_handler_import_keeps_failing_then_stop(
-    start: Callable[..., Supervised], timings: Timings, record: CaseResult
+    start: Callable[..., Supervised], timings: RunTimings, record: CaseResult
 ) -> None:
     run = start(QQF_IMPORT_FAILS="100000")
     wait_until(lambda: len(run.process.records("handler.import_failed")) >= 5, 30, "five import tries")
@@ -117,12 +113,14 @@ def test_handler_import_error_of_the_spec_is_permanent(
     "worker newer than its watchdog: beats with a higher version and an unknown field",
     "supervised on the known fields; said once; no kill",
 )
-def test_beat_with_an_extra_field(start: Callable[..., Supervised], sim: FaultSim, timings: Timings) -> None:
+def test_beat_with_an_extra_field(
+    start: Callable[..., Supervised], sim: SimulatorProcess, timings: RunTimings
+) -> None:
     run = start()
     run.connected()
     mark = run.mark()
     sim.say("newer-beats")
-    _, skew = run.wait("watchdog.version_skew", 10, after=mark)
+    _, skew = run.wait_for("watchdog.version_skew", 10, after=mark)
     assert skew["unknown_fields"] == ["from_the_future"] and skew["worker_version"] > skew["watchdog_version"]
     time.sleep(timings.heartbeat_timeout + 1.5)  # every beat from now on is a newer one
     seqs = sim.events(3)
@@ -133,7 +131,7 @@ def test_beat_with_an_extra_field(start: Callable[..., Supervised], sim: FaultSi
     assert "malformed heartbeat" not in run.output()
     status = json.loads(run.status_file.read_text())
     assert status["phase"] == "connected" and status["last_beat_age_s"] < timings.heartbeat_timeout
-    run.assert_clean_end()
+    run.finish()
 
 
 @fault(
@@ -141,7 +139,9 @@ def test_beat_with_an_extra_field(start: Callable[..., Supervised], sim: FaultSi
     "handler prints its access token raw (print, fds 1 and 2, a grandchild)",
     "the token never reaches the watchdog's output",
 )
-def test_handler_prints_its_token(start: Callable[..., Supervised], sim: FaultSim, tmp_path: Path) -> None:
+def test_handler_prints_its_token(
+    start: Callable[..., Supervised], sim: SimulatorProcess, tmp_path: Path
+) -> None:
     run = start()
     run.connected()
     mark = run.mark()
@@ -154,7 +154,7 @@ def test_handler_prints_its_token(start: Callable[..., Supervised], sim: FaultSi
         assert shown in printed, f"{shown!r} missing from:\n{printed}"
     token = sim.current_token()
     assert token and token not in run.output()
-    run.assert_clean_end()  # also: neither the token nor the secret in the output or the status file
+    run.finish()  # also: neither the token nor the secret in the output or the status file
 
 
 @fault(
@@ -163,7 +163,7 @@ def test_handler_prints_its_token(start: Callable[..., Supervised], sim: FaultSi
     "detect ≤ min(heartbeat, stop timeout) + 2 s; respawned, resumed",
 )
 def test_handler_closes_its_output(
-    start: Callable[..., Supervised], sim: FaultSim, timings: Timings, record: CaseResult
+    start: Callable[..., Supervised], sim: SimulatorProcess, timings: RunTimings, record: CaseResult
 ) -> None:
     run = start()
     run.connected()
@@ -171,12 +171,12 @@ def test_handler_closes_its_output(
     mark = run.mark()
     t0 = time.monotonic()
     sim.say("close-output")
-    index, _ = run.wait("child.log_closed", 20, after=mark)
+    index, _ = run.wait_for("child.log_closed", 20, after=mark)
     detect_s = run.at(index) - t0
     bound = min(timings.heartbeat_timeout, timings.stop_timeout) + 2.0
     record.measure("detect_s", detect_s, bound)
     assert detect_s <= bound, f"closed output detected after {detect_s:.2f}s (bound {bound}s)"
-    _, killed = run.wait("child.killed", 5, after=index)
+    _, killed = run.wait_for("child.killed", 5, after=index)
     assert killed["child_pid"] == old and killed["reason"] == "log pipe closed"
     t1 = time.monotonic()
     _, connected = run.connected(after=index)
@@ -184,7 +184,7 @@ def test_handler_closes_its_output(
     assert connected["resumed"] is True
     seqs = sim.events(3)
     assert not run.wait_seqs(seqs, 15)
-    run.assert_clean_end()
+    run.finish()
 
 
 @fault(
@@ -193,7 +193,7 @@ def test_handler_closes_its_output(
     "every one of them gone ≤ 3 s",
 )
 def test_watchdog_killed_with_grandchildren(
-    start: Callable[..., Supervised], sim: FaultSim, tmp_path: Path, record: CaseResult
+    start: Callable[..., Supervised], sim: SimulatorProcess, tmp_path: Path, record: CaseResult
 ) -> None:
     run = start()
     run.connected()
@@ -211,7 +211,7 @@ def test_watchdog_killed_with_grandchildren(
     gone_s = time.monotonic() - t0
     record.measure("tree_gone_s", gone_s, 3.0)
     assert gone_s <= 3.0, f"the worker's tree outlived its watchdog by {gone_s:.1f}s"
-    run.assert_clean_end(expected_exit=-9)
+    run.finish(expect=-9)
 
 
 def _watchdogs_on(status_file: Path) -> list[psutil.Process]:
@@ -230,7 +230,9 @@ def _watchdogs_on(status_file: Path) -> list[psutil.Process]:
     "two `scripts/run.sh --background` started at once on one run directory",
     "one watchdog; the other refused (exit 73); stop and status act on the one running",
 )
-def test_two_background_starts(sim: FaultSim, timings: Timings, tmp_path: Path, record: CaseResult) -> None:
+def test_two_background_starts(
+    sim: SimulatorProcess, timings: RunTimings, tmp_path: Path, record: CaseResult
+) -> None:
     run_dir = tmp_path / "run"
     status_file = run_dir / "status.json"
     env = sim.env(QQW_RUN_DIR=str(run_dir), QQW_STATUS_FILE=str(status_file), QQ_HANDLER="log")
@@ -284,13 +286,13 @@ def test_two_background_starts(sim: FaultSim, timings: Timings, tmp_path: Path, 
     "worker gone ≤ stop timeout + 2 s",
 )
 def test_watchdog_killed_while_the_loop_is_blocked(
-    start: Callable[..., Supervised], sim: FaultSim, timings: Timings, record: CaseResult
+    start: Callable[..., Supervised], sim: SimulatorProcess, timings: RunTimings, record: CaseResult
 ) -> None:
     run = start(handler="block_loop")
     run.connected()
     mark = run.mark()
     sim.say("block-loop")
-    run.wait("dispatch", 10, after=mark)  # the handler has the event: the loop blocks now
+    run.wait_for("dispatch", 10, after=mark)  # the handler has the event: the loop blocks now
     worker = int(run.process.records("child.spawned")[-1]["child_pid"])
     t0 = time.monotonic()
     run.process.signal(signal.SIGKILL)  # well before the heartbeat timeout: the watchdog never judged it
@@ -299,7 +301,7 @@ def test_watchdog_killed_while_the_loop_is_blocked(
     gone_s = time.monotonic() - t0
     record.measure("worker_gone_s", gone_s, bound)
     assert gone_s <= bound, f"the blocked worker outlived its watchdog by {gone_s:.1f}s"
-    run.assert_clean_end(expected_exit=-9)
+    run.finish(expect=-9)
 
 
 @fault(
@@ -308,7 +310,7 @@ def test_watchdog_killed_while_the_loop_is_blocked(
     "refused (exit 73): the run directory's pid file is guarded too",
 )
 def test_second_background_start_with_another_status_file(
-    sim: FaultSim, timings: Timings, tmp_path: Path
+    sim: SimulatorProcess, timings: RunTimings, tmp_path: Path
 ) -> None:
     run_dir = tmp_path / "run"
     base = sim.env(QQW_RUN_DIR=str(run_dir), QQ_HANDLER="log")

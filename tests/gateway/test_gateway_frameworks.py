@@ -18,8 +18,8 @@ import pytest
 
 from tests.gateway.bots import FRAMEWORKS, STEP, BotProcess, Framework
 from tests.gateway.venvs import INSTALL_TIMEOUT_S
-from tests.support import PYTHON, SimulatorProcess, assert_no_secret, wait_until
-from tests.watchdog.wd_harness import Watchdog, closed_port
+from tests.supervised import LIFECYCLE, Supervised
+from tests.support import PYTHON, SimulatorProcess, assert_no_secret, closed_port, wait_until
 
 TIMEOUT = INSTALL_TIMEOUT_S + 120
 # The local Hello interval: qqbotsdk-py drops a link whose next frame is over 1.1x it late, so the
@@ -32,7 +32,7 @@ class Rig:
     framework: Framework
     python: Path
     sim: SimulatorProcess
-    wd: Watchdog
+    wd: Supervised
     base: str
     workdir: Path
 
@@ -62,9 +62,10 @@ def rig(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Rig]:
     python = framework.python()
     sim = SimulatorProcess("--heartbeat-interval-ms", "2000")
     port = closed_port()
-    wd = Watchdog(
-        tmp_path,
+    wd = Supervised(
         sim,
+        tmp_path,
+        timings=LIFECYCLE,
         env={"QQ_HANDLER": "gateway", "QQW_GATEWAY_LISTEN": f"127.0.0.1:{port}"},
         gateway_heartbeat=GATEWAY_HEARTBEAT_S,
     )
@@ -76,7 +77,7 @@ def rig(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Rig]:
         yield Rig(framework, python, sim, wd, f"http://127.0.0.1:{port}", workdir)
         wd.finish()
     finally:
-        wd.kill_all()
+        wd.close()
         sim.stop()
 
 

@@ -183,12 +183,12 @@ def test_background_with_a_fifo_log_file_reports_the_refusal(tmp_path: Path) -> 
 def test_sighup_onto_a_fifo_keeps_the_watchdog_running_on_stdout(tmp_path: Path) -> None:
     import signal
 
+    from tests.supervised import LIFECYCLE, Supervised
     from tests.support import SimulatorProcess
-    from tests.watchdog.wd_harness import Watchdog
 
     log_file = tmp_path / "qqw.log"
     sim = SimulatorProcess()
-    wd = Watchdog(tmp_path, sim, log_file=str(log_file))
+    wd = Supervised(sim, tmp_path, timings=LIFECYCLE, log_file=str(log_file))
     try:
         wd.connected()
         log_file.rename(tmp_path / "qqw.log.1")
@@ -200,5 +200,5 @@ def test_sighup_onto_a_fifo_keeps_the_watchdog_running_on_stdout(tmp_path: Path)
         wd.wait_for("dispatch", timeout=10)  # still supervising, lines still on stdout
         assert wd.finish() == 0
     finally:
-        wd.kill_all()
+        wd.close()
         sim.stop()

@@ -1,9 +1,9 @@
 import json
-from dataclasses import asdict, fields
+from dataclasses import asdict, fields, replace
 
 import pytest
 
-from qqworker.contract.beat import BEAT_VERSION, V1_FIELDS, Beat, Phase, Progress
+from qqworker.contract.beat import BEAT_VERSION, MAX_REDACT_CHARS, V1_FIELDS, Beat, Phase, Progress
 
 
 class Clock:
@@ -123,3 +123,31 @@ def test_every_field_appended_after_version_1_is_left_out_for_it_and_sent_to_new
 def test_what_is_not_a_beat_is_still_refused(raw: dict) -> None:
     with pytest.raises(ValueError):
         Beat.decode(json.dumps(raw).encode())
+
+
+# The largest beat still fits one pipe write -------------------------------------------------------
+
+
+def test_a_gateway_beat_stays_far_below_the_pipe_limit() -> None:
+    """The watchdog reads beats as lines of at most 4096 bytes: the gateway's fields, with the most
+    client marks a beat carries and the longest names, take a few hundred of them."""
+    progress = Progress(phase=Phase.CONNECTED, session_id="s" * 36, seq=10**12)
+    name = "[ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff]:65535#1000000000"
+    fields = {
+        "gateway_clients": 10**6,
+        "gateway_buffered": 10**6,
+        "gateway_seq": 10**15,
+        "gateway_evicted": 10**15,
+        "gateway_client_marks": [[name, 10**15, 10**15]] * 4,
+        "oldest_seq": 10**12,
+        "oldest_type": "T" * 128,
+        "oldest_id": "i" * 128,
+    }
+    progress.delivery_source = lambda: fields
+    progress.totals_source = lambda: (10**12, 10**12, 10**12, 10**6)
+    beat = progress.beat()
+    assert len(beat.encode()) < 2048
+    # With the largest list of tokens to redact a beat may carry, it still fits one pipe write.
+    tokens = tuple("t" * 60 for _ in range(MAX_REDACT_CHARS // 63))
+    size = len(replace(beat, redact=tokens).encode())
+    assert size < 4096, size

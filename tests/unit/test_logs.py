@@ -146,3 +146,20 @@ def test_the_watchdog_remembers_a_bounded_number_of_tokens_it_was_told() -> None
     r.remember([f"later-{n}" for n in range(Redactor.MAX_REMEMBERED)])
     assert r("tok-a") == "tok-a"  # the oldest is forgotten; the bound holds
     assert r("later-0 later-7 app-secret") == f"{REDACTED} {REDACTED} {REDACTED}"
+
+
+# Odd Unicode in a log line ------------------------------------------------------------------------
+
+
+def test_a_log_line_with_a_lone_surrogate_is_one_valid_json_line() -> None:
+    raw = io.BytesIO()
+    stream = io.TextIOWrapper(raw, encoding="utf-8", errors="strict", write_through=True)
+    log = logging.getLogger("test.unicode")
+    try:
+        configure_logging(role="worker", stream=stream)
+        log_event(log, LogEvent.HANDLER_ERROR, "handler failed on \ud83d", event_type="X", error="\udc00")
+    finally:
+        configure_logging(role="worker")
+    (line,) = raw.getvalue().decode("utf-8").splitlines()
+    record = json.loads(line)
+    assert record["message"] == "handler failed on \ud83d" and record["error"] == "\udc00"

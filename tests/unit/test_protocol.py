@@ -1,5 +1,6 @@
 import json
 
+import orjson
 import pytest
 
 from qqworker.closecodes import CLOSE_RULES, CloseAction
@@ -436,3 +437,39 @@ def test_a_dead_link_is_decided_once_and_end_returns_it() -> None:
     _, dead = conn.poll(3.0)
     assert isinstance(dead, Disconnect) and not dead.drops_session and "unacknowledged" in dead.reason
     assert conn.end("", code=4915) is dead and conn.session.resumable
+
+
+# Odd Unicode: every frame a standards-following JSON encoder can produce --------------------------
+
+
+ODD = [
+    "\ud83d",  # a lone high surrogate: orjson refuses its escape, json and the RFC accept it
+    "\udc00 tail",  # a lone low surrogate
+    "\U0001f600",  # an emoji: json.dumps sends it as an escaped surrogate pair
+    "中文 😀 \u0000 \u2028 \ufeff \U0010ffff",  # CJK, NUL, a line separator, a BOM, the last code point
+]
+
+
+@pytest.mark.parametrize("content", ODD)
+def test_the_worker_accepts_every_standard_frame(content: str) -> None:
+    conn = established()
+    text = json.dumps(
+        {"op": 0, "s": 2, "t": "C2C_MESSAGE_CREATE", "id": "C2C:m1", "d": {"id": "m1", "content": content}}
+    )
+    for wire in (text, text.encode()):
+        (event,) = established().receive_text(wire, 1)
+        assert isinstance(event, Dispatch) and event.data["content"] == content
+    assert isinstance(conn.receive_text(text, 1)[0], Dispatch)
+
+
+def test_orjson_alone_refuses_a_lone_surrogate_escape() -> None:
+    """Why the fallback exists (and that it is only a fallback: orjson takes everything else)."""
+    with pytest.raises(orjson.JSONDecodeError):
+        orjson.loads('{"a": "\\ud83d"}')
+    assert orjson.loads('{"a": "\\ud83d\\ude00"}') == {"a": "\U0001f600"}
+
+
+@pytest.mark.parametrize("bad", [b'{"op": 0, "d": "\xff"}', "{not json", b"\xc3("])
+def test_what_is_not_json_is_still_rejected(bad: str | bytes) -> None:
+    (out,) = established().receive_text(bad, 1)
+    assert isinstance(out, FrameRejected) and out.reason == "frame is not JSON"

@@ -15,6 +15,7 @@ from qqworker.contract.settings import (
     check_url,
     load_settings,
     parse_intents,
+    parse_listen,
 )
 
 CREDS = {"QQ_APP_ID": "102000001", "QQ_APP_SECRET": "s3cr3t-value"}
@@ -166,3 +167,78 @@ def test_a_newer_child_unpickles_an_older_watchdogs_settings_with_defaults_for_n
     object.__setattr__(older, "__dict__", {k: v for k, v in current.__dict__.items() if k != "stop_timeout"})
     child_side = pickle.loads(pickle.dumps(older))
     assert child_side.stop_timeout == Settings().stop_timeout and child_side.app_id == "1"
+
+
+# QQ_HANDLER=gateway: the listen address and the loopback rule -------------------------------------
+
+
+GATEWAY_CREDS = {**CREDS, "QQ_HANDLER": "gateway"}
+
+
+def test_the_default_listen_address_is_the_contracts() -> None:
+    s = load_settings({}, GATEWAY_CREDS)
+    assert s.gateway_listen == "127.0.0.1:8765" and not s.gateway_allow_remote
+    assert (
+        load_settings({}, {**GATEWAY_CREDS, "QQW_GATEWAY_LISTEN": "[::1]:9000"}).gateway_listen
+        == "[::1]:9000"
+    )
+    assert load_settings({"gateway_listen": "localhost:1"}, GATEWAY_CREDS).gateway_listen == "localhost:1"
+
+
+@pytest.mark.parametrize(
+    ("value", "parsed"),
+    [("127.0.0.1:8765", ("127.0.0.1", 8765)), ("9000", ("127.0.0.1", 9000)), ("[::1]:80", ("::1", 80))],
+)
+def test_listen_addresses_parse(value: str, parsed: tuple[str, int]) -> None:
+    assert parse_listen(value, "gateway_listen") == parsed
+
+
+@pytest.mark.parametrize("value", ["", "host:", "127.0.0.1:http", "127.0.0.1:70000"])
+def test_bad_listen_addresses_are_config_errors(value: str) -> None:
+    with pytest.raises(ConfigError, match="gateway_listen"):
+        load_settings({"gateway_listen": value}, GATEWAY_CREDS)
+
+
+def test_a_non_loopback_address_needs_the_explicit_option() -> None:
+    with pytest.raises(ConfigError, match="gateway-allow-remote"):
+        load_settings({"gateway_listen": "0.0.0.0:8765"}, GATEWAY_CREDS)
+    s = load_settings({"gateway_listen": "0.0.0.0:8765", "gateway_allow_remote": True}, GATEWAY_CREDS)
+    assert s.gateway_listen == "0.0.0.0:8765"
+    # Only the gateway handler listens: another handler does not care what the setting says.
+    load_settings({"gateway_listen": "0.0.0.0:8765"}, {**GATEWAY_CREDS, "QQ_HANDLER": "log"})
+
+
+# QQ_HANDLER=webhook: names, defaults and what validation refuses ----------------------------------
+
+
+def test_defaults_and_the_contracts_names() -> None:
+    s = load_settings(
+        {}, {**CREDS, "QQ_HANDLER": "webhook", "QQW_WEBHOOK_URL": "http://127.0.0.1:8080/qq/webhook"}
+    )
+    assert s.webhook_urls == ("http://127.0.0.1:8080/qq/webhook",)
+    assert s.webhook_retry_max == 30.0
+    s = load_settings(
+        {"webhook_url": "http://localhost:1/a, https://bot.example.com/qq/webhook", "webhook_retry_max": "5"},
+        {**CREDS, "QQ_HANDLER": "webhook"},
+    )
+    assert s.webhook_urls == ("http://localhost:1/a", "https://bot.example.com/qq/webhook")
+    assert s.webhook_retry_max == 5.0
+
+
+@pytest.mark.parametrize(
+    ("url", "needle"),
+    [
+        ("", "needs QQW_WEBHOOK_URL"),
+        ("http://bot.example.com/qq/webhook", "only for loopback"),
+        ("ws://127.0.0.1:1/qq", "not an http(s) URL"),
+        ("127.0.0.1:8080/qq/webhook", "not an http(s) URL"),
+    ],
+)
+def test_refused_webhook_urls(url: str, needle: str) -> None:
+    with pytest.raises(ConfigError, match="webhook_url") as info:
+        load_settings({}, {**CREDS, "QQ_HANDLER": "webhook", "QQW_WEBHOOK_URL": url})
+    assert needle in str(info.value)
+
+
+def test_the_url_is_only_checked_for_the_webhook_handler() -> None:
+    assert load_settings({}, {**CREDS, "QQW_WEBHOOK_URL": "http://bot.example.com/"}).handler == "log"

@@ -23,9 +23,9 @@ import pytest
 from prometheus_client.openmetrics.parser import text_string_to_metric_families as openmetrics_families
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.support import SimulatorProcess, assert_no_secret, wait_until
-from tests.unit.test_grafana import check as check_dashboard
-from tests.watchdog.wd_harness import SLACK, Watchdog, closed_port
+from tests.supervised import LIFECYCLE, SLACK, Supervised
+from tests.support import SimulatorProcess, assert_no_secret, closed_port, wait_until
+from tests.unit.test_metrics import check as check_dashboard
 
 GATEWAY_HEARTBEAT_S = 0.5
 # /readyz turns 503 once the last ACK is older than 1.5 gateway intervals + 0.5 s (watchdog.monitor).
@@ -41,11 +41,11 @@ def sim() -> Iterator[SimulatorProcess]:
 
 
 @pytest.fixture
-def cleanup() -> Iterator[list[Watchdog]]:
-    runs: list[Watchdog] = []
+def cleanup() -> Iterator[list[Supervised]]:
+    runs: list[Supervised] = []
     yield runs
     for wd in runs:
-        wd.kill_all()
+        wd.close()
 
 
 def get(port: int, path: str) -> tuple[int, bytes]:
@@ -87,10 +87,10 @@ def wait_ready(port: int, ready: bool, timeout: float) -> float:
 
 
 def test_readyz_and_metrics_follow_a_4009_cycle_a_black_hole_and_a_respawn(
-    tmp_path: Path, sim: SimulatorProcess, cleanup: list[Watchdog]
+    tmp_path: Path, sim: SimulatorProcess, cleanup: list[Supervised]
 ) -> None:
     port = closed_port()
-    wd = Watchdog(tmp_path, sim, http=str(port))
+    wd = Supervised(sim, tmp_path, timings=LIFECYCLE, http=str(port))
     cleanup.append(wd)
     wd.connected()
     wait_ready(port, True, 10)
@@ -212,10 +212,12 @@ def push_server() -> Iterator[PushServer]:
 
 
 def test_pushes_only_while_ready_and_none_after_the_watchdog_is_killed(
-    tmp_path: Path, sim: SimulatorProcess, push_server: PushServer, cleanup: list[Watchdog]
+    tmp_path: Path, sim: SimulatorProcess, push_server: PushServer, cleanup: list[Supervised]
 ) -> None:
     port = closed_port()
-    wd = Watchdog(tmp_path, sim, http=str(port), push_url=push_server.url, push_interval=1)
+    wd = Supervised(
+        sim, tmp_path, timings=LIFECYCLE, http=str(port), push_url=push_server.url, push_interval=1
+    )
     cleanup.append(wd)
     wd.connected()
     wait_until(lambda: push_server.count() >= 3, 10, "three pushes while connected")
@@ -239,19 +241,19 @@ def test_pushes_only_while_ready_and_none_after_the_watchdog_is_killed(
     killed = time.monotonic()
     time.sleep(3.0)
     assert push_server.count(since=killed + 0.3) == 0
-    wd.kill_all()
+    wd.close()
     assert_no_secret((line.text for line in wd.process.lines), [PUSH_TOKEN])
 
 
 @pytest.mark.parametrize("mode", ["hang", "refuse"])
 def test_a_hanging_or_refusing_push_endpoint_changes_nothing_for_the_bot(
-    tmp_path: Path, sim: SimulatorProcess, cleanup: list[Watchdog], mode: str
+    tmp_path: Path, sim: SimulatorProcess, cleanup: list[Supervised], mode: str
 ) -> None:
     server = PushServer("hang") if mode == "hang" else None
     url = server.url if server else f"http://127.0.0.1:{closed_port()}/api/push/{PUSH_TOKEN}"
     port = closed_port()
     try:
-        wd = Watchdog(tmp_path, sim, http=str(port), push_url=url, push_interval=1)
+        wd = Supervised(sim, tmp_path, timings=LIFECYCLE, http=str(port), push_url=url, push_interval=1)
         cleanup.append(wd)
         wd.connected()
         started = time.monotonic()
@@ -282,7 +284,7 @@ def test_a_port_in_use_is_a_configuration_error(tmp_path: Path, sim: SimulatorPr
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
-        wd = Watchdog(tmp_path, sim, http=str(taken.getsockname()[1]))
+        wd = Supervised(sim, tmp_path, timings=LIFECYCLE, http=str(taken.getsockname()[1]))
         assert wd.process.wait(20) == 78
         stopped = wd.process.records("watchdog.stopped")
         assert stopped and "cannot serve HTTP" in stopped[0]["reason"]
@@ -295,7 +297,7 @@ def test_a_port_in_use_is_a_configuration_error(tmp_path: Path, sim: SimulatorPr
 def test_bad_monitoring_settings_are_configuration_errors(
     tmp_path: Path, sim: SimulatorProcess, flag: str, value: str, says: str
 ) -> None:
-    wd = Watchdog(tmp_path, sim, **{flag: value})
+    wd = Supervised(sim, tmp_path, timings=LIFECYCLE, **{flag: value})
     assert wd.process.wait(20) == 78
     (stopped,) = wd.process.records("watchdog.stopped")
     assert says in stopped["reason"] and not wd.process.records("child.spawned")

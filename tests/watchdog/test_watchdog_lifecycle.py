@@ -1,5 +1,6 @@
-"""The watchdog's own life on real processes: exit codes 75/78/69, signals, the log relay, the status
-command, and never an orphan, also when the watchdog itself is SIGKILLed."""
+"""The watchdog's own life on real processes: exit codes 75/78/69, a forced stop, the log relay, the status
+command, systemd notifications. (A stop by SIGTERM or SIGINT, SIGHUP and a SIGKILLed watchdog are rows of
+the fault matrix, tests/faults/test_fault_process.py.)"""
 
 from __future__ import annotations
 
@@ -11,13 +12,14 @@ import socket
 import subprocess
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import psutil
 import pytest
 
-from tests.support import PYTHON, ROOT, SimulatorProcess, assert_no_secret, wait_until
-from tests.watchdog.wd_harness import Watchdog, closed_port
+from tests.supervised import LIFECYCLE, Supervised
+from tests.support import PYTHON, ROOT, SimulatorProcess, assert_no_secret, closed_port, wait_until
 from watchdog.supervisor import FORCE_REPEAT_S
 
 
@@ -29,11 +31,11 @@ def sim() -> Iterator[SimulatorProcess]:
 
 
 @pytest.fixture
-def cleanup() -> Iterator[list[Watchdog]]:
-    runs: list[Watchdog] = []
+def cleanup() -> Iterator[list[Supervised]]:
+    runs: list[Supervised] = []
     yield runs
     for wd in runs:
-        wd.kill_all()
+        wd.close()
 
 
 def status(status_file: Path, *extra: str) -> subprocess.CompletedProcess[str]:
@@ -57,7 +59,14 @@ def unreachable_env() -> dict[str, str]:
 
 
 def test_worker_exit_75_is_respawned_until_the_restart_limit_then_69(tmp_path: Path, cleanup) -> None:
-    wd = Watchdog(tmp_path, None, env=unreachable_env(), max_attempts=2, max_restarts=2, restart_window=60)
+    wd = Supervised(
+        None,
+        tmp_path,
+        timings=replace(LIFECYCLE, max_attempts=2),
+        env=unreachable_env(),
+        max_restarts=2,
+        restart_window=60,
+    )
     cleanup.append(wd)
     _, exited = wd.wait_for("child.exited")
     assert exited["exitcode"] == 75 and "gave up reconnecting" in exited["meaning"]
@@ -77,7 +86,9 @@ def test_worker_exit_75_is_respawned_until_the_restart_limit_then_69(tmp_path: P
 def test_worker_exit_78_ends_the_watchdog_with_78_and_no_respawn(
     tmp_path: Path, sim: SimulatorProcess, cleanup
 ) -> None:
-    wd = Watchdog(tmp_path, sim, env={"QQ_APP_SECRET": "the-wrong-secret-0000000000000000"})
+    wd = Supervised(
+        sim, tmp_path, timings=LIFECYCLE, env={"QQ_APP_SECRET": "the-wrong-secret-0000000000000000"}
+    )
     cleanup.append(wd)
     _, stopped = wd.wait_for("watchdog.stopped")
     assert stopped["exitcode"] == 78 and "configuration" in stopped["reason"]
@@ -88,7 +99,7 @@ def test_worker_exit_78_ends_the_watchdog_with_78_and_no_respawn(
 
 
 def test_any_other_exit_is_respawned(tmp_path: Path, sim: SimulatorProcess, cleanup) -> None:
-    wd = Watchdog(tmp_path, sim)
+    wd = Supervised(sim, tmp_path, timings=LIFECYCLE)
     cleanup.append(wd)
     wd.connected()
     mark = wd.process.mark()
@@ -100,29 +111,12 @@ def test_any_other_exit_is_respawned(tmp_path: Path, sim: SimulatorProcess, clea
     wd.finish()
 
 
-def test_sigterm_stops_the_worker_cleanly_then_exits_0_with_nothing_left(
-    tmp_path: Path, sim: SimulatorProcess, cleanup
-) -> None:
-    wd = Watchdog(tmp_path, sim)
-    cleanup.append(wd)
-    wd.connected()
-    child = wd.child_pid()
-    assert {p.pid for p in wd.tree()} >= {wd.pid, child}
-    assert wd.finish(signal.SIGTERM) == 0
-    lines = [ln.event for ln in wd.process.lines]
-    # The worker's own last lines are relayed before the watchdog reports its exit.
-    assert lines.index("worker.stopped") < lines.index("child.exited") < lines.index("watchdog.stopped")
-    assert wd.process.records("child.exited")[-1]["exitcode"] == 0
-    assert wd.process.records("watchdog.stopped")[-1]["reason"] == "received SIGTERM"
-    assert not wd.process.records("respawn.scheduled")
-
-
 def test_a_child_stopped_while_a_lookup_is_stuck_exits_in_time_with_its_stop_lines(
     tmp_path: Path, sim: SimulatorProcess, cleanup
 ) -> None:
     # The stop timeout bounds the stop: a child still there then is SIGKILLed (exit -9).
-    stop_timeout = 4.0
-    wd = Watchdog(tmp_path, sim, stop_timeout=stop_timeout)
+    timings = replace(LIFECYCLE, stop_timeout=4.0)
+    wd = Supervised(sim, tmp_path, timings=timings)
     cleanup.append(wd)
     wd.connected()
     first, last = wd.send("stucklookup")
@@ -130,7 +124,7 @@ def test_a_child_stopped_while_a_lookup_is_stuck_exits_in_time_with_its_stop_lin
     time.sleep(0.2)  # the command runs right after the event's dispatch line
     started = time.monotonic()
     assert wd.finish(signal.SIGTERM) == 0
-    assert time.monotonic() - started < stop_timeout
+    assert time.monotonic() - started < timings.stop_timeout
     assert [r["exitcode"] for r in wd.process.records("child.exited")] == [0]
     assert not [r for r in wd.process.records("child.killed") if r["signal"] == "SIGKILL"]
     lines = [ln.event for ln in wd.process.lines]
@@ -140,7 +134,7 @@ def test_a_child_stopped_while_a_lookup_is_stuck_exits_in_time_with_its_stop_lin
 
 def test_a_second_sigint_forces_the_tree_down_at_once(tmp_path: Path, sim: SimulatorProcess, cleanup) -> None:
     # The worker's loop is blocked, so SIGTERM cannot stop it; the stop timeout is long.
-    wd = Watchdog(tmp_path, sim, heartbeat_timeout=30, stop_timeout=20)
+    wd = Supervised(sim, tmp_path, timings=replace(LIFECYCLE, heartbeat_timeout=30, stop_timeout=20))
     cleanup.append(wd)
     wd.connected()
     wd.send("block")
@@ -159,44 +153,10 @@ def test_a_second_sigint_forces_the_tree_down_at_once(tmp_path: Path, sim: Simul
     assert code == 130
 
 
-def test_a_sigkilled_watchdog_leaves_no_orphan(tmp_path: Path, sim: SimulatorProcess, cleanup) -> None:
-    wd = Watchdog(tmp_path, sim)
-    cleanup.append(wd)
-    wd.connected()
-    child = wd.child_pid()
-    os.kill(wd.pid, signal.SIGKILL)
-    wd.process.wait(10)
-    # The worker notices (parent-death signal) and exits by itself; so does multiprocess's helper.
-    wait_until(lambda: not wd.tree(), 15, f"the worker {child} and every helper to exit")
-
-
-def test_sighup_reopens_the_log_file(tmp_path: Path, sim: SimulatorProcess, cleanup) -> None:
-    log_file = tmp_path / "logs" / "qqwatchdog.log"
-    wd = Watchdog(tmp_path, sim, env={"QQW_LOG_FILE": str(log_file)})
-    cleanup.append(wd)
-    wd.connected()
-    rotated = log_file.with_suffix(".log.1")
-    wait_until(lambda: "gateway.connected" in log_file.read_text(), 10, "the worker's lines in the log file")
-    log_file.rename(rotated)
-    mark = wd.process.mark()
-    wd.process.signal(signal.SIGHUP)
-    _, reopened = wd.wait_for("log.reopened", after=mark)
-    assert reopened["path"] == str(log_file)
-    first, last = wd.send("after rotation", 2)
-    wd.wait_all_delivered(first, last)
-    wd.finish()
-    old = [json.loads(line) for line in rotated.read_text().splitlines()]
-    new = [json.loads(line) for line in log_file.read_text().splitlines()]
-    assert old[0]["event"] == "watchdog.started" and all(r["event"] != "log.reopened" for r in old)
-    assert new[0]["event"] == "log.reopened"
-    assert {r["seq"] for r in new if r["event"] == "dispatch"} >= {first, last}
-    assert new[-1]["event"] == "watchdog.stopped"
-
-
 def test_the_relay_keeps_one_json_line_per_line_and_wraps_everything_else(
     tmp_path: Path, sim: SimulatorProcess, cleanup
 ) -> None:
-    wd = Watchdog(tmp_path, sim)
+    wd = Supervised(sim, tmp_path, timings=LIFECYCLE)
     cleanup.append(wd)
     wd.connected()
     mark = wd.process.mark()
@@ -227,7 +187,7 @@ def test_the_relay_keeps_one_json_line_per_line_and_wraps_everything_else(
 def test_status_command(tmp_path: Path, sim: SimulatorProcess, cleanup) -> None:
     missing = status(tmp_path / "nowhere.json")
     assert missing.returncode == 3 and "not running" in missing.stdout
-    wd = Watchdog(tmp_path, sim)
+    wd = Supervised(sim, tmp_path, timings=LIFECYCLE)
     cleanup.append(wd)
     wd.connected()
     wait_until(lambda: status(wd.status_file).returncode == 0, 10, "status to say healthy")
@@ -295,7 +255,7 @@ def test_systemd_notifications_over_a_real_socket_and_none_for_the_worker(
 
     try:
         env = {"NOTIFY_SOCKET": address, "WATCHDOG_USEC": "1000000"}
-        wd = Watchdog(tmp_path, sim, env=env)
+        wd = Supervised(sim, tmp_path, timings=LIFECYCLE, env=env)
         cleanup.append(wd)
         wd.connected()
         wait_until(lambda: sum("WATCHDOG=1" in m for m in received()) >= 3, 10, "three WATCHDOG=1 pings")

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.supervised import LIFECYCLE, Supervised
 from tests.support import SimulatorProcess
-from tests.watchdog.wd_harness import Watchdog
 
 
 @pytest.fixture
@@ -23,12 +23,12 @@ def sim() -> Iterator[SimulatorProcess]:
 def test_a_second_watchdog_on_the_same_status_file_refuses_with_73(
     tmp_path: Path, sim: SimulatorProcess
 ) -> None:
-    first = Watchdog(tmp_path, sim)
+    first = Supervised(sim, tmp_path, timings=LIFECYCLE)
     second = None
     try:
         first.connected()
         before = json.loads(first.status_file.read_text())
-        second = Watchdog(tmp_path, sim)
+        second = Supervised(sim, tmp_path, timings=LIFECYCLE)
         assert second.process.wait(30) == 73
         records = second.process.records()
         assert [r["event"] for r in records] == ["watchdog.stopped"], second.process.output()
@@ -38,13 +38,13 @@ def test_a_second_watchdog_on_the_same_status_file_refuses_with_73(
         assert before["watchdog_pid"] == after["watchdog_pid"] == first.pid
         assert not first.process.records("child.killed")  # the first one's worker is untouched
         first.finish()
-        third = Watchdog(tmp_path, sim)  # the lock went with its holder
+        third = Supervised(sim, tmp_path, timings=LIFECYCLE)  # the lock went with its holder
         try:
             third.connected()
             third.finish()
         finally:
-            third.kill_all()
+            third.close()
     finally:
-        first.kill_all()
+        first.close()
         if second is not None:
-            second.kill_all()
+            second.close()

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.supervised import LIFECYCLE, Supervised
 from tests.support import SimulatorProcess, wait_until
-from tests.watchdog.wd_harness import Watchdog
 from watchdog.relay import CUT_EXCERPT_BYTES
 
 
@@ -23,7 +23,7 @@ def sim() -> Iterator[SimulatorProcess]:
 
 
 def test_foreign_json_and_a_5_mb_line_are_child_output(tmp_path: Path, sim: SimulatorProcess) -> None:
-    wd = Watchdog(tmp_path, sim)
+    wd = Supervised(sim, tmp_path, timings=LIFECYCLE)
     try:
         wd.connected()
         connecting_before = len(wd.process.records("gateway.connecting"))
@@ -33,7 +33,7 @@ def test_foreign_json_and_a_5_mb_line_are_child_output(tmp_path: Path, sim: Simu
         wait_until(lambda: len(wd.process.records("child.output")) >= 2, 10, "the foreign JSON lines")
         assert wd.finish() == 0
     finally:
-        wd.kill_all()
+        wd.close()
     outputs = wd.process.records("child.output")
     foreign = [json.loads(line) for r in outputs if not r.get("cut") for line in r["text"].splitlines()]
     assert {"structlog.lib", None} == {f.get("logger") for f in foreign}

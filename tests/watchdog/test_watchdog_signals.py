@@ -7,6 +7,7 @@ import signal
 import subprocess
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -14,8 +15,8 @@ import pytest
 from qqworker.contract.events import LogEvent
 from qqworker.contract.settings import Settings
 from qqworker.logs import configure_logging
+from tests.supervised import LIFECYCLE, Supervised
 from tests.support import PYTHON, ROOT, SimulatorProcess, wait_until
-from tests.watchdog.wd_harness import Watchdog, flags
 from watchdog.supervisor import FORCE_REPEAT_S, Supervisor
 
 
@@ -68,7 +69,7 @@ def sim() -> Iterator[SimulatorProcess]:
 
 def test_gnu_timeout_stops_the_watchdog_cleanly_not_forced(tmp_path: Path, sim: SimulatorProcess) -> None:
     # --preserve-status: timeout exits with the watchdog's own status instead of 124.
-    wd = Watchdog(tmp_path, sim, prefix=("timeout", "--preserve-status", "6"))
+    wd = Supervised(sim, tmp_path, timings=LIFECYCLE, prefix=("timeout", "--preserve-status", "6"))
     try:
         wd.connected()
         code = wd.finish(sig=0, expect=None, timeout=30)
@@ -85,11 +86,11 @@ def test_gnu_timeout_stops_the_watchdog_cleanly_not_forced(tmp_path: Path, sim: 
         # Every line of the whole run, the worker's included, carries an event of the table.
         assert {line.event for line in wd.process.lines} <= {e.value for e in LogEvent}, wd.tail(100)
     finally:
-        wd.kill_all()
+        wd.close()
 
 
 def test_sigint_after_sigterm_forces(tmp_path: Path, sim: SimulatorProcess) -> None:
-    wd = Watchdog(tmp_path, sim, heartbeat_timeout=30, stop_timeout=20)
+    wd = Supervised(sim, tmp_path, timings=replace(LIFECYCLE, heartbeat_timeout=30, stop_timeout=20))
     try:
         wd.connected()
         wd.send("block")  # the worker cannot act on SIGTERM
@@ -101,7 +102,7 @@ def test_sigint_after_sigterm_forces(tmp_path: Path, sim: SimulatorProcess) -> N
         assert wd.process.records("child.killed")[-1]["signal"] == "SIGKILL"
         assert wd.process.records("watchdog.stopped")[-1]["forced"] is True
     finally:
-        wd.kill_all()
+        wd.close()
 
 
 def blocked_signals(pid: int) -> int:
@@ -114,7 +115,7 @@ def blocked_signals(pid: int) -> int:
 def test_a_stop_during_start_up_is_a_clean_stop_with_its_lines(tmp_path: Path, sim: SimulatorProcess) -> None:
     env = sim.env()
     proc = subprocess.Popen(
-        [PYTHON, "-m", "watchdog", "run", *flags(), "--status-file", str(tmp_path / "status.json")],
+        [PYTHON, "-m", "watchdog", "run", *LIFECYCLE.flags(), "--status-file", str(tmp_path / "status.json")],
         cwd=ROOT,
         env=env,
         stdout=subprocess.PIPE,

@@ -9,12 +9,13 @@ import signal
 import subprocess
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
+from tests.supervised import LIFECYCLE, Supervised
 from tests.support import PYTHON, ROOT, SimulatorProcess, wait_until
-from tests.watchdog.wd_harness import Watchdog
 from tests.worker.test_webhook_process import Endpoint
 
 
@@ -42,7 +43,7 @@ def status(status_file: Path, *extra: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def webhook_status(wd: Watchdog) -> dict[str, object] | None:
+def webhook_status(wd: Supervised) -> dict[str, object] | None:
     result = status(wd.status_file, "--json")
     return json.loads(result.stdout)["status"].get("webhook") if result.stdout else None
 
@@ -51,9 +52,10 @@ def test_unacknowledged_events_show_in_status_and_survive_a_killed_worker(
     tmp_path: Path, sim: SimulatorProcess, endpoint: Endpoint
 ) -> None:
     endpoint.mode = 503
-    wd = Watchdog(
-        tmp_path,
+    wd = Supervised(
         sim,
+        tmp_path,
+        timings=LIFECYCLE,
         env={"QQ_HANDLER": "webhook", "QQW_WEBHOOK_URL": endpoint.url},
         webhook_retry_max=0.5,
     )
@@ -80,7 +82,7 @@ def test_unacknowledged_events_show_in_status_and_survive_a_killed_worker(
         wait_until(lambda: (webhook_status(wd) or {}).get("pending") == 0, 15, "nothing pending")
         wd.finish()
     finally:
-        wd.kill_all()
+        wd.close()
 
 
 def test_events_acknowledged_before_a_kill_are_not_sent_again_by_the_successor(
@@ -88,12 +90,11 @@ def test_events_acknowledged_before_a_kill_are_not_sent_again_by_the_successor(
 ) -> None:
     # Beats only every 1.5 s: the handed seq must still move on within moments of the
     # acknowledgements (the webhook handler beats soon after them), or the Resume would resend.
-    wd = Watchdog(
-        tmp_path,
+    wd = Supervised(
         sim,
+        tmp_path,
+        timings=replace(LIFECYCLE, heartbeat_interval=1.5, heartbeat_timeout=5.0),
         env={"QQ_HANDLER": "webhook", "QQW_WEBHOOK_URL": endpoint.url},
-        heartbeat_interval=1.5,
-        heartbeat_timeout=5.0,
     )
     try:
         wd.connected()
@@ -112,7 +113,7 @@ def test_events_acknowledged_before_a_kill_are_not_sent_again_by_the_successor(
         assert len(acked) == len(set(acked)) == 4, acked
         wd.finish()
     finally:
-        wd.kill_all()
+        wd.close()
 
 
 def test_a_consumer_down_across_several_worker_deaths_is_never_taken_for_a_poison_event(
@@ -121,7 +122,9 @@ def test_a_consumer_down_across_several_worker_deaths_is_never_taken_for_a_poiso
     # The watchdog skips an event that stays oldest unhandled while children die with it
     # (--poison-after 3). Waiting for a webhook is not what kills them: the event must survive.
     endpoint.mode = 503
-    wd = Watchdog(tmp_path, sim, env={"QQ_HANDLER": "webhook", "QQW_WEBHOOK_URL": endpoint.url})
+    wd = Supervised(
+        sim, tmp_path, timings=LIFECYCLE, env={"QQ_HANDLER": "webhook", "QQW_WEBHOOK_URL": endpoint.url}
+    )
     try:
         wd.connected()
         wd.send("waiting", 1)
@@ -138,4 +141,4 @@ def test_a_consumer_down_across_several_worker_deaths_is_never_taken_for_a_poiso
         assert len({i for i, _ in endpoint.received}) == 1  # the same event all along
         wd.finish()
     finally:
-        wd.kill_all()
+        wd.close()

@@ -21,8 +21,7 @@ from aiohttp import web
 
 from qqworker.hostprobe import any_resolves, classify, name_failure
 from qqworker.hosts import Failure, FailureKind
-from tests.support import PYTHON, LineProcess, SimulatorProcess, assert_no_secret, wait_until
-from tests.watchdog.wd_harness import closed_port
+from tests.support import PYTHON, LineProcess, SimulatorProcess, assert_no_secret, closed_port, wait_until
 
 FAST = ["--retry-initial", "0.05", "--retry-max", "0.3", "--connect-timeout", "2"]
 T = 15.0

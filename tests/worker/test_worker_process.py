@@ -15,13 +15,12 @@ import signal
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from qqworker.worker import seconds_text
-from tests.support import PYTHON, LineProcess, SimulatorProcess, assert_no_secret, wait_until
+from tests.support import PYTHON, ROOT, LineProcess, SimulatorProcess, assert_no_secret, wait_until
 
 RETRY_INITIAL = 0.05
 RETRY_MAX = 0.5
@@ -35,7 +34,6 @@ FAST = [
     str(CONNECT_TIMEOUT),
 ]
 GRACE = 1.0  # generous: the rule is about seconds of silence, not scheduling noise
-HERE = Path(__file__).resolve().parent
 T = 15  # timeout of a single wait
 OUTAGES = ("refuse", "blackhole", "no_ack", "token_error")
 
@@ -57,7 +55,7 @@ def worker(sim: SimulatorProcess) -> Iterator[Start]:
 
     def start(*flags: str, handler: str = "log", **env: str) -> LineProcess:
         environ = sim.env(QQ_HANDLER=handler, **env)
-        environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(HERE), environ.get("PYTHONPATH")]))
+        environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), environ.get("PYTHONPATH")]))
         proc = LineProcess([PYTHON, "-m", "qqworker", *FAST, *flags], env=environ)
         started.append(proc)
         return proc
@@ -153,7 +151,7 @@ def test_echo_replies_passively_to_c2c_and_group_messages(sim: SimulatorProcess,
 
 
 def test_a_sync_handler_replies_with_distinct_msg_seq(sim: SimulatorProcess, worker: Start) -> None:
-    proc = worker(handler="worker_sample_handlers:echo_sync")
+    proc = worker(handler="tests.handlers:echo_sync")
     connected(proc)
     sent = sim.control("/_sim/events", {"type": "C2C_MESSAGE_CREATE", "d": {"content": "hi"}})
     replies = wait_until(
@@ -363,7 +361,7 @@ def test_bad_configuration_is_one_fatal_line_and_78(sim: SimulatorProcess, worke
 
 
 def test_a_raising_handler_is_logged_and_the_worker_goes_on(sim: SimulatorProcess, worker: Start) -> None:
-    proc = worker(handler="worker_sample_handlers:explode")
+    proc = worker(handler="tests.handlers:explode")
     connected(proc)
     sim.control("/_sim/events", {"type": "C2C_MESSAGE_CREATE", "count": 2})
     wait_until(lambda: len(proc.records("handler.error")) >= 2, T, "two handler.error lines")
@@ -375,9 +373,7 @@ def test_a_raising_handler_is_logged_and_the_worker_goes_on(sim: SimulatorProces
 
 
 def test_a_blocking_handler_does_not_stop_heartbeats(sim: SimulatorProcess, worker: Start) -> None:
-    proc = worker(
-        "--handler-concurrency", "2", "--handler-queue", "2", handler="worker_sample_handlers:block"
-    )
+    proc = worker("--handler-concurrency", "2", "--handler-queue", "2", handler="tests.handlers:block")
     connected(proc)
     before = sim.state()["counters"].get("heartbeats", 0)
     sim.control("/_sim/events", {"type": "C2C_MESSAGE_CREATE", "count": 10})  # 2 run, 2 wait, 6 dropped
@@ -416,7 +412,7 @@ def test_sigterm_while_waiting_to_retry_exits_0_at_once(sim: SimulatorProcess, w
 
 
 def test_a_stuck_thread_does_not_hold_up_the_exit(sim: SimulatorProcess, worker: Start) -> None:
-    proc = worker(handler="worker_sample_handlers:leave_a_stuck_thread")
+    proc = worker(handler="tests.handlers:leave_a_stuck_thread")
     connected(proc)
     sim.control("/_sim/events", {"type": "C2C_MESSAGE_CREATE", "count": 1})
     wait_until(lambda: sim.state()["counters"].get("dispatches", 0) >= 1, T, "the event to go out")
@@ -429,7 +425,7 @@ def test_a_stuck_thread_does_not_hold_up_the_exit(sim: SimulatorProcess, worker:
 
 
 def test_a_one_argument_handler_gets_every_event(sim: SimulatorProcess, worker: Start) -> None:
-    proc = worker(handler="worker_sample_handlers:event_only")
+    proc = worker(handler="tests.handlers:event_only")
     connected(proc)
     sim.control("/_sim/events", {"type": "C2C_MESSAGE_CREATE", "count": 3})
     wait_until(lambda: len(proc.records("dispatch")) >= 3, T, "three calls of f(event)")
@@ -437,7 +433,7 @@ def test_a_one_argument_handler_gets_every_event(sim: SimulatorProcess, worker: 
 
 
 def test_a_handler_with_another_signature_is_refused_at_start(sim: SimulatorProcess, worker: Start) -> None:
-    proc = worker(handler="worker_sample_handlers:three_args")
+    proc = worker(handler="tests.handlers:three_args")
     assert proc.wait(T) == 78
     (fatal,) = proc.records("worker.fatal")
     assert "f(event, reply)" in fatal["reason"] and "three_args" in fatal["reason"]
@@ -445,7 +441,7 @@ def test_a_handler_with_another_signature_is_refused_at_start(sim: SimulatorProc
 
 
 def test_a_second_signal_ends_the_wait_for_queued_handlers(sim: SimulatorProcess, worker: Start) -> None:
-    proc = worker("--handler-concurrency", "1", handler="worker_sample_handlers:block")  # 3 s each
+    proc = worker("--handler-concurrency", "1", handler="tests.handlers:block")  # 3 s each
     connected(proc)
     sim.control("/_sim/events", {"type": "C2C_MESSAGE_CREATE", "count": 5})
     time.sleep(0.3)

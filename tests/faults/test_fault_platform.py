@@ -195,7 +195,7 @@ def test_token_500(
 def test_token_timeout(
     sim: SimulatorProcess, supervise: Callable[..., Supervised], timings: RunTimings, record: CaseResult
 ) -> None:
-    relay = Relay("127.0.0.1", sim.port)
+    relay = Relay(("127.0.0.1", sim.port))
     try:
         token_url = f"http://127.0.0.1:{relay.port}/app/getAppAccessToken"
         run = supervise(sim, env={"QQ_TOKEN_URL": token_url})

@@ -18,8 +18,8 @@ import pytest
 from qqworker.contract.settings import Settings
 from qqworker.simulator import netns
 from tests.faults.conftest import fault
-from tests.faults.delay import DelayRelay
 from tests.faults.harness import assert_outcome, outage
+from tests.faults.relay import Relay
 from tests.faults.results import CaseResult
 from tests.faults.test_fault_links import DETECTORS, sim_over_link
 from tests.supervised import Supervised
@@ -241,10 +241,10 @@ def test_latency_and_loss_raise_no_false_verdict(
 ) -> None:
     duration = LATENCY_RUN_S
     sim = SimulatorProcess(*PRODUCTION.simulator_flags(), prefix=link.sim.prefix(), call=link.sim.call)
-    relay: DelayRelay | None = None
+    relay: Relay | None = None
     try:
         link.forward(sim.port, sim_side=False)
-        relay = link.sim.call(DelayRelay, (netns.SIM_ADDR, sim.port), ("127.0.0.1", sim.port), 0.0)
+        relay = link.sim.call(Relay, ("127.0.0.1", sim.port), (netns.SIM_ADDR, sim.port))
         run = supervise(sim, prefix=link.worker.prefix(), timings=PRODUCTION)
         run.connected()
         time.sleep(SETTLE_S)

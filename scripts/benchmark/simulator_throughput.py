@@ -1,4 +1,5 @@
-"""How fast the simulator pushes dispatch events: `python -m qqworker.simulator.bench [--events N] [--json]`.
+"""How fast the simulator pushes dispatch events:
+`python scripts/benchmark/simulator_throughput.py [--events N] [--json]`.
 
 The simulator runs in this process; each client runs in its own process (as a bot would) and counts the
 events until the last one: `raw` reads frames off the socket with a minimal parser (the simulator's own
@@ -24,6 +25,7 @@ from qqworker.simulator.intents import Intent
 
 INTENTS = Intent.GROUP_AND_C2C_EVENT | Intent.PUBLIC_GUILD_MESSAGES
 STEP_TIMEOUT_S = 120.0
+THIS_FILE = os.path.abspath(__file__)  # the clients run this file again, with --as-client
 
 
 async def _token(token_url: str, app_id: str, secret: str) -> str:
@@ -126,7 +128,7 @@ async def _client_main(args: argparse.Namespace) -> None:
 
 async def _measure(sim: Simulator, client: str, events: int) -> dict[str, Any]:
     cmd = [
-        sys.executable, "-m", "qqworker.simulator.bench", "--as-client", client, "--events", str(events),
+        sys.executable, THIS_FILE, "--as-client", client, "--events", str(events),
         "--gateway-url", sim.gateway_url, "--token-url", sim.token_url,
         "--app-id", sim.app_id, "--app-secret", sim.app_secret,
     ]  # fmt: skip
@@ -166,7 +168,7 @@ async def _bench(args: argparse.Namespace) -> list[dict[str, Any]]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m qqworker.simulator.bench", description=__doc__)
+    p = argparse.ArgumentParser(prog="scripts/benchmark/simulator_throughput.py", description=__doc__)
     p.add_argument("--events", type=int, default=200_000)
     p.add_argument("--client", choices=["raw", "websockets", "both"], default="both")
     p.add_argument("--json", action="store_true", help="print the results as one JSON line")

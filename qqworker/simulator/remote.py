@@ -21,7 +21,7 @@ import threading
 import time
 import urllib.request
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from signal import SIGTERM
 from typing import Any
@@ -371,25 +371,36 @@ class SimulatorProcess:
         shutil.rmtree(self.state_file.parent, ignore_errors=True)
 
 
+# RunTimings' fields that are flags of the processes, in the order they are given.
+FLAG_NAMES = {
+    name: "--" + name.replace("_", "-")
+    for name in (
+        "retry_initial", "retry_max", "connect_timeout", "heartbeat_interval", "heartbeat_timeout",
+        "attempt_grace", "respawn_initial", "respawn_max", "healthy_after", "stop_timeout", "max_attempts",
+    )
+}  # fmt: skip
+
+
 @dataclass(frozen=True)
 class RunTimings:
     """The timing flags a run gives the worker and the watchdog, and the bounds that follow from them.
 
     The defaults are the short intervals the tests use; `defaults=True` gives no timing flag at all
-    (the processes then run with the production defaults, which these values do not mirror).
+    (the processes then run with the production defaults, which these values do not mirror), and
+    `RunTimings.only(...)` just the flags named (a None field gives no flag).
     """
 
-    retry_initial: float = 0.1
-    retry_max: float = 1.0
-    connect_timeout: float = 2.0
-    heartbeat_interval: float = 0.2
-    heartbeat_timeout: float = 2.0
-    attempt_grace: float = 1.0
-    respawn_initial: float = 0.1
-    respawn_max: float = 1.0
-    healthy_after: float = 5.0
-    stop_timeout: float = 3.0
-    max_attempts: int = 0
+    retry_initial: float | None = 0.1
+    retry_max: float | None = 1.0
+    connect_timeout: float | None = 2.0
+    heartbeat_interval: float | None = 0.2
+    heartbeat_timeout: float | None = 2.0
+    attempt_grace: float | None = 1.0
+    respawn_initial: float | None = 0.1
+    respawn_max: float | None = 1.0
+    healthy_after: float | None = 5.0
+    stop_timeout: float | None = 3.0
+    max_attempts: int | None = 0
     # The simulator's Hello interval: the worker heartbeats this often and misses ACKs after two.
     gateway_heartbeat_ms: int = 300
     # Log silence allowed beyond the longest retry delay while not connected.
@@ -400,23 +411,18 @@ class RunTimings:
         {"--retry-initial", "--retry-max", "--connect-timeout", "--heartbeat-interval", "--max-attempts"}
     )
 
+    @classmethod
+    def only(cls, **values: float) -> RunTimings:
+        """Just these timings as flags, every other one left at the process's own default."""
+        unset = {f.name: None for f in fields(cls) if f.name in FLAG_NAMES}
+        return cls(**{**unset, **values})
+
     def flags(self) -> list[str]:
         """`python -m watchdog run` flags."""
         if self.defaults:
             return []
-        return [
-            "--retry-initial", str(self.retry_initial),
-            "--retry-max", str(self.retry_max),
-            "--connect-timeout", str(self.connect_timeout),
-            "--heartbeat-interval", str(self.heartbeat_interval),
-            "--heartbeat-timeout", str(self.heartbeat_timeout),
-            "--attempt-grace", str(self.attempt_grace),
-            "--respawn-initial", str(self.respawn_initial),
-            "--respawn-max", str(self.respawn_max),
-            "--healthy-after", str(self.healthy_after),
-            "--stop-timeout", str(self.stop_timeout),
-            "--max-attempts", str(self.max_attempts),
-        ]  # fmt: skip
+        named = ((flag, getattr(self, name)) for name, flag in FLAG_NAMES.items())
+        return [x for flag, value in named if value is not None for x in (flag, str(value))]
 
     def worker_flags(self) -> list[str]:
         """The subset `python -m qqworker` takes."""

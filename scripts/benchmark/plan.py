@@ -6,6 +6,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from qqworker.simulator.remote import RunTimings
+
 __all__ = ["EVENT", "FULL", "PY", "QUICK", "ROOT", "SCRIPTS", "START_METHODS", "WORK", "Plan"]
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -47,7 +49,8 @@ class Plan:
 
 
 FULL = Plan(20_000, 5, 100_000, 60.0, 60.0, (), True, True)
-QUICK = Plan(2_000, 1, 10_000, 3.0, 3.0, (
-    "--heartbeat-interval", "0.2", "--heartbeat-timeout", "1", "--retry-initial", "0.2", "--retry-max", "1",
-    "--stop-timeout", "2", "--respawn-initial", "0.1",
-), True, False, quick=True)  # fmt: skip
+QUICK_TIMINGS = RunTimings.only(
+    heartbeat_interval=0.2, heartbeat_timeout=1, retry_initial=0.2, retry_max=1,
+    stop_timeout=2, respawn_initial=0.1,
+)  # fmt: skip
+QUICK = Plan(2_000, 1, 10_000, 3.0, 3.0, tuple(QUICK_TIMINGS.flags()), True, False, quick=True)

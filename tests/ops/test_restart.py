@@ -17,11 +17,11 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from tests.support import PYTHON, LineProcess, SimulatorProcess, assert_no_secret, wait_until
+from tests.support import PYTHON, LineProcess, RunTimings, SimulatorProcess, assert_no_secret, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 RUN = str(ROOT / "scripts" / "run.sh")
-FAST = ["--retry-initial", "0.2", "--retry-max", "1", "--respawn-initial", "0.1", "--stop-timeout", "5"]
+FAST = RunTimings.only(retry_initial=0.2, retry_max=1, respawn_initial=0.1, stop_timeout=5)
 
 
 def sh(
@@ -93,7 +93,7 @@ def test_run_sh_restart_resumes_the_session_and_loses_no_event(tmp_path: Path) -
         return records(log)
 
     try:
-        started = sh(["bash", RUN, "--background", "--env-file", "bot.env", *FAST], env, tmp_path)
+        started = sh(["bash", RUN, "--background", "--env-file", "bot.env", *FAST.flags()], env, tmp_path)
         assert started.returncode == 0, started.stdout + started.stderr
         wait_count(logged, "gateway.connected", 1)
         send(sim, 3)
@@ -159,7 +159,16 @@ def test_run_sh_restart_resumes_the_session_and_loses_no_event(tmp_path: Path) -
 
 
 def watchdog(sim: SimulatorProcess, tmp_path: Path, *extra: str, **env: str) -> LineProcess:
-    args = [PYTHON, "-m", "watchdog", "run", *FAST, "--status-file", str(tmp_path / "status.json"), *extra]
+    args = [
+        PYTHON,
+        "-m",
+        "watchdog",
+        "run",
+        *FAST.flags(),
+        "--status-file",
+        str(tmp_path / "status.json"),
+        *extra,
+    ]
     return LineProcess(args, env=sim.env(**{"QQ_HANDLER": "log", **env}))
 
 

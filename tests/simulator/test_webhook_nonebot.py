@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 
 from tests.gateway.venvs import INSTALL_TIMEOUT_S, framework_python
-from tests.support import PYTHON, LineProcess, SimulatorProcess, assert_no_secret, wait_until
+from tests.support import PYTHON, LineProcess, RunTimings, SimulatorProcess, assert_no_secret, wait_until
 
 PACKAGES = (
     "nonebot-adapter-qq==1.7.3",
@@ -33,7 +33,8 @@ PACKAGES = (
 )
 BOT = Path(__file__).resolve().parent / "nonebot_webhook_bot.py"
 T = 30  # one wait: NoneBot starts in a few seconds, more on a loaded machine
-FAST = ["--retry-initial", "0.2", "--retry-max", "1", "--connect-timeout", "2", "--webhook-retry-max", "1"]
+FAST = RunTimings.only(retry_initial=0.2, retry_max=1, connect_timeout=2)
+WEBHOOK_RETRY = ["--webhook-retry-max", "1"]
 
 
 def free_port() -> int:
@@ -138,7 +139,7 @@ def worker(sim: SimulatorProcess) -> Iterator[Callable[..., LineProcess]]:
 
     def start(url: str, *flags: str) -> LineProcess:
         env = sim.env(QQ_HANDLER="webhook", QQW_WEBHOOK_URL=url)
-        proc = LineProcess([PYTHON, "-m", "qqworker", *FAST, *flags], env=env)
+        proc = LineProcess([PYTHON, "-m", "qqworker", *FAST.worker_flags(), *WEBHOOK_RETRY, *flags], env=env)
         started.append(proc)
         proc.wait_for("gateway.connected", T)
         return proc

@@ -12,19 +12,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from tests.support import PYTHON, LineProcess, SimulatorProcess, wait_until
+from tests.support import PYTHON, LineProcess, RunTimings, SimulatorProcess, wait_until
 
 T = 15
-FAST = [
-    "--retry-initial",
-    "0.1",
-    "--retry-max",
-    "0.5",
-    "--connect-timeout",
-    "2",
-    "--webhook-retry-max",
-    "0.5",
-]
+FAST = RunTimings.only(retry_initial=0.1, retry_max=0.5, connect_timeout=2)
+WEBHOOK_RETRY = ["--webhook-retry-max", "0.5"]
 
 
 class Endpoint:
@@ -86,7 +78,8 @@ def worker(sim: SimulatorProcess) -> Iterator[Callable[..., LineProcess]]:
 
     def start(url: str, *flags: str) -> LineProcess:
         proc = LineProcess(
-            [PYTHON, "-m", "qqworker", *FAST, *flags], env=sim.env(QQ_HANDLER="webhook", QQW_WEBHOOK_URL=url)
+            [PYTHON, "-m", "qqworker", *FAST.worker_flags(), *WEBHOOK_RETRY, *flags],
+            env=sim.env(QQ_HANDLER="webhook", QQW_WEBHOOK_URL=url),
         )
         started.append(proc)
         proc.wait_for("gateway.connected", T)

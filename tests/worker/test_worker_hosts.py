@@ -21,9 +21,17 @@ from aiohttp import web
 
 from qqworker.hostprobe import any_resolves, classify, name_failure
 from qqworker.hosts import Failure, FailureKind
-from tests.support import PYTHON, LineProcess, SimulatorProcess, assert_no_secret, closed_port, wait_until
+from tests.support import (
+    PYTHON,
+    LineProcess,
+    RunTimings,
+    SimulatorProcess,
+    assert_no_secret,
+    closed_port,
+    wait_until,
+)
 
-FAST = ["--retry-initial", "0.05", "--retry-max", "0.3", "--connect-timeout", "2"]
+FAST = RunTimings.only(retry_initial=0.05, retry_max=0.3, connect_timeout=2)
 T = 15.0
 
 
@@ -49,7 +57,7 @@ def worker() -> Iterator[Callable[..., LineProcess]]:
         sim: SimulatorProcess, bases: list[str], tokens: list[str], handler: str = "log"
     ) -> LineProcess:
         env = sim.env(QQ_API_BASE=",".join(bases), QQ_TOKEN_URL=",".join(tokens), QQ_HANDLER=handler)
-        proc = LineProcess([PYTHON, "-m", "qqworker", *FAST], env=env)
+        proc = LineProcess([PYTHON, "-m", "qqworker", *FAST.worker_flags()], env=env)
         started.append((proc, str(sim.info["app_secret"])))
         return proc
 

@@ -20,19 +20,20 @@ from typing import Any
 import pytest
 
 from qqworker.worker import seconds_text
-from tests.support import PYTHON, ROOT, LineProcess, SimulatorProcess, assert_no_secret, wait_until
+from tests.support import (
+    PYTHON,
+    ROOT,
+    LineProcess,
+    RunTimings,
+    SimulatorProcess,
+    assert_no_secret,
+    wait_until,
+)
 
 RETRY_INITIAL = 0.05
 RETRY_MAX = 0.5
 CONNECT_TIMEOUT = 1.0
-FAST = [
-    "--retry-initial",
-    str(RETRY_INITIAL),
-    "--retry-max",
-    str(RETRY_MAX),
-    "--connect-timeout",
-    str(CONNECT_TIMEOUT),
-]
+FAST = RunTimings.only(retry_initial=RETRY_INITIAL, retry_max=RETRY_MAX, connect_timeout=CONNECT_TIMEOUT)
 GRACE = 1.0  # generous: the rule is about seconds of silence, not scheduling noise
 T = 15  # timeout of a single wait
 OUTAGES = ("refuse", "blackhole", "no_ack", "token_error")
@@ -56,7 +57,7 @@ def worker(sim: SimulatorProcess) -> Iterator[Start]:
     def start(*flags: str, handler: str = "log", **env: str) -> LineProcess:
         environ = sim.env(QQ_HANDLER=handler, **env)
         environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), environ.get("PYTHONPATH")]))
-        proc = LineProcess([PYTHON, "-m", "qqworker", *FAST, *flags], env=environ)
+        proc = LineProcess([PYTHON, "-m", "qqworker", *FAST.worker_flags(), *flags], env=environ)
         started.append(proc)
         return proc
 

@@ -17,7 +17,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from tests.support import PYTHON, LineProcess, RunTimings, SimulatorProcess, assert_no_secret, wait_until
+from tests.supervised import Supervised
+from tests.support import PYTHON, RunTimings, SimulatorProcess, assert_no_secret, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 RUN = str(ROOT / "scripts" / "run.sh")
@@ -158,18 +159,8 @@ def test_run_sh_restart_resumes_the_session_and_loses_no_event(tmp_path: Path) -
         sim.stop()
 
 
-def watchdog(sim: SimulatorProcess, tmp_path: Path, *extra: str, **env: str) -> LineProcess:
-    args = [
-        PYTHON,
-        "-m",
-        "watchdog",
-        "run",
-        *FAST.flags(),
-        "--status-file",
-        str(tmp_path / "status.json"),
-        *extra,
-    ]
-    return LineProcess(args, env=sim.env(**{"QQ_HANDLER": "log", **env}))
+def watchdog(sim: SimulatorProcess, tmp_path: Path, *extra: str, **env: str) -> Supervised:
+    return Supervised(sim, tmp_path, timings=FAST, handler="log", extra_flags=extra, env=env)
 
 
 STATE_OF_ANOTHER_KIND = {
@@ -190,8 +181,8 @@ def test_a_damaged_foreign_or_old_state_means_a_fresh_identify_and_one_line(tmp_
     try:
         # A real, resumable session to start from.
         wd = watchdog(sim, tmp_path)
-        wait_count(wd.records, "gateway.connected", 1)
-        wd.stop(10)
+        wait_count(wd.process.records, "gateway.connected", 1)
+        wd.stop(timeout=10)
         good = json.loads(state_file.read_text())
         assert good["session_id"]
         for kind, (content, words) in STATE_OF_ANOTHER_KIND.items():
@@ -202,8 +193,8 @@ def test_a_damaged_foreign_or_old_state_means_a_fresh_identify_and_one_line(tmp_
             state_file.write_bytes(content)
             wd = watchdog(sim, tmp_path)
             try:
-                (connected,) = wait_count(wd.records, "gateway.connected", 1)
-                recs = wd.records()
+                (connected,) = wait_count(wd.process.records, "gateway.connected", 1)
+                recs = wd.process.records()
                 (ignored,) = of(recs, "watchdog.session_ignored")
                 assert words in ignored["reason"], (kind, ignored)
                 assert of(recs, "watchdog.started")[0]["resumed_from"] is None
@@ -211,7 +202,7 @@ def test_a_damaged_foreign_or_old_state_means_a_fresh_identify_and_one_line(tmp_
                 assert connected["resumed"] is False and "no session to resume" in connected["reason"]
                 assert not of(recs, "child.output")  # no traceback anywhere
             finally:
-                assert wd.stop(10) == 0, kind
+                assert wd.stop(timeout=10) == 0, kind
         # After the last run the file is good again: a session of this bot, written whole.
         assert json.loads(state_file.read_text())["app_id"] == sim.info["app_id"]
     finally:
@@ -222,14 +213,14 @@ def test_a_session_the_platform_forgot_is_identified_anew_at_once_and_said_so(tm
     sim = SimulatorProcess()
     try:
         wd = watchdog(sim, tmp_path)
-        wait_count(wd.records, "gateway.connected", 1)
-        assert wd.stop(10) == 0
+        wait_count(wd.process.records, "gateway.connected", 1)
+        assert wd.stop(timeout=10) == 0
         sim.control("/_sim/close", {"code": 4009, "drop_sessions": True})  # the platform forgets it
         # A long retry delay: a refused Resume must not wait for it.
         wd = watchdog(sim, tmp_path, "--retry-initial", "20", "--retry-max", "30")
         try:
-            (connected,) = wait_count(wd.records, "gateway.connected", 1, timeout=15)
-            recs = wd.records()
+            (connected,) = wait_count(wd.process.records, "gateway.connected", 1, timeout=15)
+            recs = wd.process.records()
             assert of(recs, "watchdog.started")[0]["resumed_from"] is not None
             closed = of(recs, "gateway.closed")[0]
             assert closed["action"] == "identify"
@@ -238,7 +229,7 @@ def test_a_session_the_platform_forgot_is_identified_anew_at_once_and_said_so(tm
             state = sim.state()
             assert state["counters"]["resumes_failed"] == 1 and state["identifies"] == 2
         finally:
-            assert wd.stop(10) == 0
+            assert wd.stop(timeout=10) == 0
     finally:
         sim.stop()
 
@@ -247,15 +238,15 @@ def test_resume_max_age_zero_never_resumes(tmp_path: Path) -> None:
     sim = SimulatorProcess()
     try:
         wd = watchdog(sim, tmp_path)
-        wait_count(wd.records, "gateway.connected", 1)
-        assert wd.stop(10) == 0
+        wait_count(wd.process.records, "gateway.connected", 1)
+        assert wd.stop(timeout=10) == 0
         wd = watchdog(sim, tmp_path, "--resume-max-age", "0")
         try:
-            (connected,) = wait_count(wd.records, "gateway.connected", 1)
+            (connected,) = wait_count(wd.process.records, "gateway.connected", 1)
             assert connected["resumed"] is False
-            assert "off" in of(wd.records(), "watchdog.session_ignored")[0]["reason"]
+            assert "off" in of(wd.process.records(), "watchdog.session_ignored")[0]["reason"]
         finally:
-            assert wd.stop(10) == 0
+            assert wd.stop(timeout=10) == 0
     finally:
         sim.stop()
 
@@ -289,16 +280,16 @@ def test_events_running_at_a_clean_stop_are_run_again_and_those_finished_behind_
 
     wd = watchdog(sim, tmp_path, **env)
     try:
-        wait_count(wd.records, "gateway.connected", 1)
+        wait_count(wd.process.records, "gateway.connected", 1)
         sim.control("/_sim/events", {"type": "C2C_MESSAGE_CREATE", "d": {"content": "slow"}})
         send(sim, 3)
         wait_until(lambda: sum(n.startswith("done") for n in notes()) == 3, 15, "the three quick events")
-        assert wd.stop(10) == 0
+        assert wd.stop(timeout=10) == 0
         (slow,) = [
             n.split()[1] for n in notes() if n.startswith("start") and f"done {n.split()[1]}" not in notes()
         ]
         wd = watchdog(sim, tmp_path, **env)
-        (connected,) = wait_count(wd.records, "gateway.connected", 1)
+        (connected,) = wait_count(wd.process.records, "gateway.connected", 1)
         assert connected["resumed"] is True
         wait_until(lambda: f"done {slow}" in notes(), 15, "the interrupted event to run again")
         time.sleep(0.5)  # a duplicate of the others would show by now
@@ -308,7 +299,7 @@ def test_events_running_at_a_clean_stop_are_run_again_and_those_finished_behind_
         started = Counter(n.split()[1] for n in notes() if n.startswith("start"))
         assert started[slow] == 2 and sorted(started.values()) == [1, 1, 1, 2]
     finally:
-        wd.stop(10)
+        wd.stop(timeout=10)
         sim.stop()
 
 

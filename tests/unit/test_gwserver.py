@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-import qqworker
 from qqworker.gwserver import (
     ClientFrame,
     Close,
@@ -22,7 +20,6 @@ from qqworker.gwserver import (
     token_from_authorization,
     valid_shard,
 )
-from tests.unit.test_localgw_imports import imported_by
 
 TOKEN = "tok-1"
 
@@ -195,13 +192,3 @@ def test_close_reason() -> None:
     assert close_reason(Close.SESSION_TIMED_OUT) == "session timed out"
     assert close_reason(4999) == "closed by the server"
     assert close_reason(4999, "closed by the simulator") == "closed by the simulator"
-
-
-# Where the module stands -----------------------------------------------------------------------
-
-ROOT = Path(qqworker.__file__).parent
-
-
-def test_gwserver_is_pure() -> None:
-    imported = imported_by(ROOT / "gwserver.py")
-    assert not {m for m in imported if m.split(".")[0] in ("qqworker", "watchdog", "aiohttp", "asyncio")}

@@ -1,3 +1,7 @@
+"""The README's reference tables (settings, events, exit codes, close codes) are gen_docs.py's output."""
+
+from __future__ import annotations
+
 import subprocess
 import sys
 from pathlib import Path

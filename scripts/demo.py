@@ -115,7 +115,7 @@ class Output:
         record = {
             "timestamp": rfc3339_utc(time.time()),
             "level": "INFO",
-            "logger": "qqworker.demo",
+            "logger": "demo",
             "message": message,
             "event": DEMO_EVENT,
             "role": "demo",

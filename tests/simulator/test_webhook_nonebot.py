@@ -36,6 +36,8 @@ T = 30  # one wait: NoneBot starts in a few seconds, more on a loaded machine
 FAST = RunTimings.only(retry_initial=0.2, retry_max=1, connect_timeout=2)
 WEBHOOK_RETRY = ["--webhook-retry-max", "1"]
 
+SIMULATOR_FLAGS = ("--heartbeat-interval-ms", "500")
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -110,13 +112,6 @@ class NoneBot:
 @pytest.fixture(scope="module")
 def nonebot_py() -> Path:
     return framework_python("nonebot-webhook", PACKAGES)  # build/nonebot-webhook-venv
-
-
-@pytest.fixture
-def sim() -> Iterator[SimulatorProcess]:
-    simulator = SimulatorProcess("--heartbeat-interval-ms", "500")
-    yield simulator
-    simulator.stop()
 
 
 @pytest.fixture

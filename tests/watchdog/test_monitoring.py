@@ -32,20 +32,7 @@ GATEWAY_HEARTBEAT_S = 0.5
 READY_LOST_BOUND_S = 1.5 * GATEWAY_HEARTBEAT_S + 0.5 + SLACK
 PUSH_TOKEN = "PuShT0ken-h18-0123456789"
 
-
-@pytest.fixture
-def sim() -> Iterator[SimulatorProcess]:
-    simulator = SimulatorProcess("--heartbeat-interval-ms", str(int(GATEWAY_HEARTBEAT_S * 1000)))
-    yield simulator
-    simulator.stop()
-
-
-@pytest.fixture
-def cleanup() -> Iterator[list[Supervised]]:
-    runs: list[Supervised] = []
-    yield runs
-    for wd in runs:
-        wd.close()
+SIMULATOR_FLAGS = ("--heartbeat-interval-ms", str(int(GATEWAY_HEARTBEAT_S * 1000)))
 
 
 def get(port: int, path: str) -> tuple[int, bytes]:

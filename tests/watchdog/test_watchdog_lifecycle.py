@@ -11,7 +11,6 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -21,21 +20,6 @@ import pytest
 from tests.supervised import LIFECYCLE, Supervised
 from tests.support import PYTHON, ROOT, SimulatorProcess, assert_no_secret, closed_port, wait_until
 from watchdog.supervisor import FORCE_REPEAT_S
-
-
-@pytest.fixture
-def sim() -> Iterator[SimulatorProcess]:
-    simulator = SimulatorProcess()
-    yield simulator
-    simulator.stop()
-
-
-@pytest.fixture
-def cleanup() -> Iterator[list[Supervised]]:
-    runs: list[Supervised] = []
-    yield runs
-    for wd in runs:
-        wd.close()
 
 
 def status(status_file: Path, *extra: str) -> subprocess.CompletedProcess[str]:

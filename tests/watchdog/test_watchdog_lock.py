@@ -4,20 +4,10 @@ one line and exit 73, touching nothing of the first one's."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
-
-import pytest
 
 from tests.supervised import LIFECYCLE, Supervised
 from tests.support import SimulatorProcess
-
-
-@pytest.fixture
-def sim() -> Iterator[SimulatorProcess]:
-    simulator = SimulatorProcess()
-    yield simulator
-    simulator.stop()
 
 
 def test_a_second_watchdog_on_the_same_status_file_refuses_with_73(

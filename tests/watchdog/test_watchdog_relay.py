@@ -5,21 +5,11 @@ library's structlog-style JSON or another process's line is `child.output`), and
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
-
-import pytest
 
 from tests.supervised import LIFECYCLE, Supervised
 from tests.support import SimulatorProcess, wait_until
 from watchdog.relay import CUT_EXCERPT_BYTES
-
-
-@pytest.fixture
-def sim() -> Iterator[SimulatorProcess]:
-    simulator = SimulatorProcess()
-    yield simulator
-    simulator.stop()
 
 
 def test_foreign_json_and_a_5_mb_line_are_child_output(tmp_path: Path, sim: SimulatorProcess) -> None:

@@ -6,11 +6,8 @@ from __future__ import annotations
 import signal
 import subprocess
 import time
-from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
-
-import pytest
 
 from qqworker.contract.events import LogEvent
 from qqworker.contract.settings import Settings
@@ -58,13 +55,6 @@ def test_a_distinct_signal_forces_at_once() -> None:
     clock.now += 0.01
     sup.request_stop(signal.SIGINT)
     assert sup.force_signal == signal.SIGINT
-
-
-@pytest.fixture
-def sim() -> Iterator[SimulatorProcess]:
-    simulator = SimulatorProcess()
-    yield simulator
-    simulator.stop()
 
 
 def test_gnu_timeout_stops_the_watchdog_cleanly_not_forced(tmp_path: Path, sim: SimulatorProcess) -> None:

@@ -20,13 +20,6 @@ from tests.worker.test_webhook_process import Endpoint
 
 
 @pytest.fixture
-def sim() -> Iterator[SimulatorProcess]:
-    simulator = SimulatorProcess()
-    yield simulator
-    simulator.stop()
-
-
-@pytest.fixture
 def endpoint() -> Iterator[Endpoint]:
     e = Endpoint()
     yield e

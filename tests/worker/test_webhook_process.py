@@ -18,6 +18,8 @@ T = 15
 FAST = RunTimings.only(retry_initial=0.1, retry_max=0.5, connect_timeout=2)
 WEBHOOK_RETRY = ["--webhook-retry-max", "0.5"]
 
+SIMULATOR_FLAGS = ("--heartbeat-interval-ms", "200")
+
 
 class Endpoint:
     """A bot endpoint on 127.0.0.1 answering `mode`: a status code, or "hang" (until released)."""
@@ -63,13 +65,6 @@ def endpoint() -> Iterator[Endpoint]:
     e = Endpoint()
     yield e
     e.close()
-
-
-@pytest.fixture
-def sim() -> Iterator[SimulatorProcess]:
-    simulator = SimulatorProcess("--heartbeat-interval-ms", "200")
-    yield simulator
-    simulator.stop()
 
 
 @pytest.fixture

@@ -38,13 +38,7 @@ GRACE = 1.0  # generous: the rule is about seconds of silence, not scheduling no
 T = 15  # timeout of a single wait
 OUTAGES = ("refuse", "blackhole", "no_ack", "token_error")
 
-
-@pytest.fixture
-def sim(request: pytest.FixtureRequest) -> Iterator[SimulatorProcess]:
-    extra = list(getattr(request, "param", []))  # simulator flags, via indirect parametrization
-    simulator = SimulatorProcess("--heartbeat-interval-ms", "200", *extra)
-    yield simulator
-    simulator.stop()
+SIMULATOR_FLAGS = ("--heartbeat-interval-ms", "200")
 
 
 Start = Callable[..., LineProcess]

@@ -4,20 +4,11 @@ echo handler's reply carries it back to the platform."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
-import pytest
-
 from tests.support import PYTHON, LineProcess, SimulatorProcess, wait_until
 
 CONTENTS = ["lone \ud83d high", "lone \udc00 low", "中文 \U0001f600 \u2028 end"]
 
-
-@pytest.fixture
-def sim() -> Iterator[SimulatorProcess]:
-    simulator = SimulatorProcess("--heartbeat-interval-ms", "500")
-    yield simulator
-    simulator.stop()
+SIMULATOR_FLAGS = ("--heartbeat-interval-ms", "500")
 
 
 def test_a_surrogate_event_is_delivered_and_echoed(sim: SimulatorProcess) -> None:

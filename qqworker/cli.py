@@ -54,33 +54,30 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = load_settings(args, os.environ, args.config)
     except ConfigError as exc:
         redactor.add(os.environ.get("QQ_APP_SECRET"))
-        log_event(
-            log,
-            LogEvent.WORKER_FATAL,
-            f"Configuration error: {exc}",
-            level=logging.CRITICAL,
-            reason=str(exc),
-            close_code=None,
-        )
-        return int(ExitCode.CONFIG)
+        return _config_error(exc)
     redactor.add(settings.app_secret)
     outputs = {"buffer_bytes": settings.log_buffer_kb * 1024, "retry_s": settings.log_retry}
     try:
         configure_logging(role="worker", log_file=settings.log_file or None, **outputs)
     except (ConfigError, OSError) as exc:
         configure_logging(role="worker", **outputs)
-        log_event(
-            log,
-            LogEvent.WORKER_FATAL,
-            f"Configuration error: {exc}",
-            level=logging.CRITICAL,
-            reason=str(exc),
-            close_code=None,
-        )
-        return int(ExitCode.CONFIG)
+        return _config_error(exc)
     code = run_loop(serve_standalone(settings))
     exit_despite_stuck_threads(code)
     return code
+
+
+def _config_error(exc: Exception) -> int:
+    """The one line a configuration error gets (worker.fatal), and its exit code."""
+    log_event(
+        log,
+        LogEvent.WORKER_FATAL,
+        f"Configuration error: {exc}",
+        level=logging.CRITICAL,
+        reason=str(exc),
+        close_code=None,
+    )
+    return int(ExitCode.CONFIG)
 
 
 async def serve_standalone(settings: Settings) -> ExitCode:

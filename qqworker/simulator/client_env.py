@@ -1,12 +1,16 @@
-"""The environment that points the worker or the watchdog at a running simulator."""
+"""What points the worker or the watchdog at a running simulator: the environment of a process
+(`client_env`), or the settings of a worker in this process (`client_settings`)."""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
-__all__ = ["client_env"]
+from qqworker.contract.settings import Settings
+
+__all__ = ["client_env", "client_settings"]
 
 
 def client_env(
@@ -25,3 +29,16 @@ def client_env(
     )
     env.update(overrides)
     return env
+
+
+def client_settings(info: Mapping[str, Any], **overrides: Any) -> Settings:
+    """The defaults, with the simulator's credentials and endpoints from `info` (`Simulator.info()` or
+    its startup line), plus `overrides`; validated."""
+    return replace(
+        Settings(),
+        app_id=str(info["app_id"]),
+        app_secret=str(info["app_secret"]),
+        api_base=str(info["api_base"]),
+        token_url=str(info["token_url"]),
+        **overrides,
+    ).validate()

@@ -13,13 +13,12 @@ import io
 import statistics
 import sys
 import time
-from dataclasses import replace
 
 import aiohttp
 
-from qqworker.contract.settings import Settings
 from qqworker.logs import configure_logging
 from qqworker.simulator import Simulator
+from qqworker.simulator.client_env import client_settings
 from qqworker.simulator.docs_client import Gateway, fetch_token
 from qqworker.worker import Worker
 
@@ -51,15 +50,11 @@ async def main(n: int) -> None:
         direct = await one_by_one(sim, gw, n)
         await gw.ws.close()
         await sim.close_connections(4009, drop_sessions=True)
-        settings = replace(
-            Settings(),
-            app_id=sim.app_id,
-            app_secret=sim.app_secret,
-            api_base=sim.api_base,
-            token_url=sim.token_url,
+        settings = client_settings(
+            sim.info(),
             handler="gateway",
             gateway_listen="127.0.0.1:0",
-        ).validate()
+        )
         worker = Worker(settings)
         task = asyncio.create_task(worker.run())
         await sim.wait_until(lambda s: any(c["connected"] for c in s["sessions"]), timeout=10)

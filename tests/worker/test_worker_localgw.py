@@ -10,16 +10,16 @@ import io
 import json
 import socket
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
 import pytest
 
 from qqworker.contract.exitcodes import ExitCode
-from qqworker.contract.settings import Settings
 from qqworker.logs import configure_logging
 from qqworker.simulator import Simulator
+from qqworker.simulator.client_env import client_settings
 from qqworker.simulator.docs_client import Gateway, auth
 from qqworker.worker import Worker
 
@@ -65,12 +65,8 @@ async def rig() -> AsyncIterator[Rig]:
     logs = io.StringIO()
     configure_logging("worker", stream=logs)
     async with Simulator(heartbeat_interval_ms=1000) as sim, aiohttp.ClientSession() as http:
-        settings = replace(
-            Settings(),
-            app_id=sim.app_id,
-            app_secret=sim.app_secret,
-            api_base=sim.api_base,
-            token_url=sim.token_url,
+        settings = client_settings(
+            sim.info(),
             handler="gateway",
             gateway_listen="127.0.0.1:0",
             gateway_heartbeat=0.5,
@@ -78,7 +74,7 @@ async def rig() -> AsyncIterator[Rig]:
             retry_initial=0.05,
             retry_max=0.2,
             connect_timeout=3.0,
-        ).validate()
+        )
         worker = Worker(settings)
         task = asyncio.create_task(worker.run())
         await sim.wait_until(lambda s: any(c["connected"] for c in s["sessions"]), timeout=STEP)
@@ -323,15 +319,11 @@ async def test_a_listen_address_taken_by_another_program_is_a_config_error() -> 
         taken.listen()
         port = taken.getsockname()[1]
         async with Simulator() as sim:
-            settings = replace(
-                Settings(),
-                app_id=sim.app_id,
-                app_secret=sim.app_secret,
-                api_base=sim.api_base,
-                token_url=sim.token_url,
+            settings = client_settings(
+                sim.info(),
                 handler="gateway",
                 gateway_listen=f"127.0.0.1:{port}",
-            ).validate()
+            )
             code = await asyncio.wait_for(Worker(settings).run(), 20)
     assert code == ExitCode.CONFIG
     assert "gateway_listen: cannot listen on 127.0.0.1" in logs.getvalue()

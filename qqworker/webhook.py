@@ -32,6 +32,36 @@ from qqworker.webhook_queue import Report, UrlQueue, new_queue
 from qqworker.webhook_sign import Signer
 
 log = logging.getLogger("qqworker.webhook")
+
+# How each of the queue's reports is said: its event, its level and its sentence (over the report's fields).
+REPORT_LINES: dict[str, tuple[LogEvent, int, str]] = {
+    "failed": (
+        LogEvent.WEBHOOK_FAILED,
+        logging.WARNING,
+        "Webhook {url} failing: {error} ({failures} failed attempt(s), {pending} event(s) waiting; retried)",
+    ),
+    "recovered": (
+        LogEvent.WEBHOOK_RECOVERED,
+        logging.INFO,
+        "Webhook {url} acknowledges again after {failures} failed attempt(s)",
+    ),
+    "dropped": (
+        LogEvent.WEBHOOK_DROPPED,
+        logging.WARNING,
+        "Webhook {url} queue full ({capacity}): dropped the {events} oldest event(s), "
+        "{dropped_total} in total",
+    ),
+    "backlog": (
+        LogEvent.WEBHOOK_BACKLOG,
+        logging.WARNING,
+        "Webhook {url}: the oldest of {pending} waiting event(s) has waited {oldest_age_s:.0f}s",
+    ),
+    "delivered": (
+        LogEvent.WEBHOOK_DELIVERED,
+        logging.INFO,
+        "Webhook {url}: delivered {events} event(s) ({delivered_total} in total)",
+    ),
+}
 TICK_S = 1.0  # how often an idle sender looks at its due log lines
 # After an acknowledgement, the handed seq moves on: a beat says so within this long (coalesced), so a
 # worker killed right after acknowledgements replays (and resends) at most this much, not a beat period.
@@ -184,45 +214,5 @@ class WebhookHandler:
 
     def _log(self, reports: list[Report]) -> None:
         for report in reports:
-            f = report.fields
-            if report.kind == "failed":
-                log_event(
-                    log,
-                    LogEvent.WEBHOOK_FAILED,
-                    f"Webhook {f['url']} failing: {f['error']} ({f['failures']} failed attempt(s), "
-                    f"{f['pending']} event(s) waiting; retried)",
-                    level=logging.WARNING,
-                    **f,
-                )
-            elif report.kind == "recovered":
-                log_event(
-                    log,
-                    LogEvent.WEBHOOK_RECOVERED,
-                    f"Webhook {f['url']} acknowledges again after {f['failures']} failed attempt(s)",
-                    **f,
-                )
-            elif report.kind == "dropped":
-                log_event(
-                    log,
-                    LogEvent.WEBHOOK_DROPPED,
-                    f"Webhook {f['url']} queue full ({f['capacity']}): dropped the {f['events']} oldest "
-                    f"event(s), {f['dropped_total']} in total",
-                    level=logging.WARNING,
-                    **f,
-                )
-            elif report.kind == "backlog":
-                log_event(
-                    log,
-                    LogEvent.WEBHOOK_BACKLOG,
-                    f"Webhook {f['url']}: the oldest of {f['pending']} waiting event(s) has waited "
-                    f"{f['oldest_age_s']:.0f}s",
-                    level=logging.WARNING,
-                    **f,
-                )
-            elif report.kind == "delivered":
-                log_event(
-                    log,
-                    LogEvent.WEBHOOK_DELIVERED,
-                    f"Webhook {f['url']}: delivered {f['events']} event(s) ({f['delivered_total']} in total)",
-                    **f,
-                )
+            event, level, message = REPORT_LINES[report.kind]
+            log_event(log, event, message.format(**report.fields), level=level, **report.fields)

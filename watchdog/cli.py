@@ -81,16 +81,7 @@ def cmd_run(argv: Sequence[str]) -> int:
     except (ConfigError, OSError) as exc:
         configure_logging(role="watchdog")  # the log file may be what failed: stdout alone
         redactor.add(os.environ.get("QQ_APP_SECRET"))
-        reason = f"configuration error: {exc}"
-        log_event(
-            log,
-            LogEvent.WATCHDOG_STOPPED,
-            f"Cannot start: {reason}",
-            level=logging.CRITICAL,
-            reason=reason,
-            exitcode=int(ExitCode.CONFIG),
-        )
-        return int(ExitCode.CONFIG)
+        return _refuse(f"configuration error: {exc}", ExitCode.CONFIG)
     from watchdog import lock
 
     try:
@@ -131,6 +122,7 @@ def cmd_run(argv: Sequence[str]) -> int:
 
 
 def _refuse(reason: str, code: ExitCode) -> int:
+    """The one line a watchdog that cannot start writes (watchdog.stopped), and its exit code."""
     log_event(
         log,
         LogEvent.WATCHDOG_STOPPED,

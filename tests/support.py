@@ -7,6 +7,7 @@ re-exports them for the tests and adds the checks only tests make.
 from __future__ import annotations
 
 import socket
+import subprocess
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -35,6 +36,7 @@ __all__ = [
     "private_state_file",
     "session_processes",
     "wait_until",
+    "watchdog_status",
 ]
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -52,3 +54,14 @@ def closed_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def watchdog_status(status_file: Path | str, *extra: str) -> subprocess.CompletedProcess[str]:
+    """`python -m watchdog status --status-file FILE [extra]`, as an operator runs it."""
+    return subprocess.run(
+        [PYTHON, "-m", "watchdog", "status", "--status-file", str(status_file), *extra],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )

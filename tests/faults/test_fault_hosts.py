@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
 import time
 from collections.abc import Callable, Iterator
 
@@ -15,7 +14,7 @@ import pytest
 from tests.faults.conftest import fault
 from tests.faults.results import CaseResult
 from tests.supervised import START_TIMEOUT, Supervised
-from tests.support import PYTHON, ROOT, RunTimings, SimulatorProcess, closed_port, wait_until
+from tests.support import RunTimings, SimulatorProcess, closed_port, wait_until, watchdog_status
 from watchdog.status import read_status_file
 
 RECOVER_SLACK = 2.5  # as for the other platform faults: one backoff step plus this, for CI
@@ -118,10 +117,7 @@ def test_switch_survives_respawn(
     # The beat names the base in use; the watchdog's status file and `watchdog status` show it.
     wait_until(lambda: (read_status_file(str(run.status_file)).status or {}).get("api_base")
                == sim.info["api_base"], 10, "the status file to name the second base")  # fmt: skip
-    shown = subprocess.run(
-        [PYTHON, "-m", "watchdog", "status", "--status-file", str(run.status_file)],
-        cwd=ROOT, capture_output=True, text=True, timeout=30,
-    ).stdout  # fmt: skip
+    shown = watchdog_status(run.status_file).stdout
     assert f"api base         {sim.info['api_base']}" in shown
     assert f"token endpoint   {sim.info['token_url']}" in shown
     mark = run.mark()

@@ -24,7 +24,15 @@ import pytest
 from tests.faults.conftest import fault
 from tests.faults.results import CaseResult
 from tests.supervised import START_TIMEOUT, Supervised
-from tests.support import PYTHON, ROOT, RunTimings, SimulatorProcess, kill_session, wait_until
+from tests.support import (
+    PYTHON,
+    ROOT,
+    RunTimings,
+    SimulatorProcess,
+    kill_session,
+    wait_until,
+    watchdog_status,
+)
 
 SMALL_BUFFER = ["--log-buffer-kb", "16", "--log-retry", "0.5"]
 
@@ -171,10 +179,7 @@ def test_stdout_never_read(
         )
         status = _status(run)
         assert status["sinks"]["stdout"]["state"] == "stalled", status["sinks"]
-        shown = subprocess.run(
-            [PYTHON, "-m", "watchdog", "status", "--status-file", str(run.status_file)],
-            cwd=ROOT, capture_output=True, text=True, timeout=30,
-        ).stdout  # fmt: skip
+        shown = watchdog_status(run.status_file).stdout
         assert "output stdout    stalled since" in shown and "dropped" in shown, shown
         assert status["sinks"]["file"] == {**status["sinks"]["file"], "state": "ok", "dropped": 0}
         first = int(log.records("child.spawned")[-1]["child_pid"])

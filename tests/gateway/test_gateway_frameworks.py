@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +18,7 @@ import pytest
 from tests.gateway.bots import FRAMEWORKS, STEP, BotProcess, Framework
 from tests.gateway.venvs import INSTALL_TIMEOUT_S
 from tests.supervised import LIFECYCLE, Supervised
-from tests.support import PYTHON, SimulatorProcess, assert_no_secret, closed_port, wait_until
+from tests.support import SimulatorProcess, assert_no_secret, closed_port, wait_until, watchdog_status
 
 TIMEOUT = INSTALL_TIMEOUT_S + 120
 # The local Hello interval: qqbotsdk-py drops a link whose next frame is over 1.1x it late, so the
@@ -111,8 +110,7 @@ def test_login_events_replies_and_upstream_trouble_never_reaches_the_framework(r
         # `watchdog status` lists the connected framework and the buffer (the file is rewritten twice
         # a second here).
         def status() -> str:
-            args = [PYTHON, "-m", "watchdog", "status", "--status-file", str(rig.wd.status_file)]
-            return subprocess.run(args, capture_output=True, text=True, timeout=30).stdout
+            return watchdog_status(rig.wd.status_file).stdout
 
         wanted = "local gateway    1 client(s), 6 event(s) buffered, local seq 6"
         wait_until(lambda: wanted in status(), STEP, f"{wanted!r} in watchdog status")

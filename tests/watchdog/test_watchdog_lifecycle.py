@@ -18,18 +18,16 @@ import psutil
 import pytest
 
 from tests.supervised import LIFECYCLE, Supervised
-from tests.support import PYTHON, ROOT, SimulatorProcess, assert_no_secret, closed_port, wait_until
+from tests.support import (
+    PYTHON,
+    ROOT,
+    SimulatorProcess,
+    assert_no_secret,
+    closed_port,
+    wait_until,
+    watchdog_status,
+)
 from watchdog.supervisor import FORCE_REPEAT_S
-
-
-def status(status_file: Path, *extra: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [PYTHON, "-m", "watchdog", "status", "--status-file", str(status_file), *extra],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
 
 
 def unreachable_env() -> dict[str, str]:
@@ -55,7 +53,7 @@ def test_worker_exit_75_is_respawned_until_the_restart_limit_then_69(tmp_path: P
     _, exited = wd.wait_for("child.exited")
     assert exited["exitcode"] == 75 and "gave up reconnecting" in exited["meaning"]
     # Running but not connected: the status command says unhealthy.
-    result = status(wd.status_file)
+    result = watchdog_status(wd.status_file)
     assert result.returncode == 1, result.stdout + result.stderr
     _, gave_up = wd.wait_for("watchdog.gave_up")
     assert gave_up["restarts"] == 2
@@ -64,7 +62,7 @@ def test_worker_exit_75_is_respawned_until_the_restart_limit_then_69(tmp_path: P
     assert [r["generation"] for r in spawned] == [1, 2, 3]
     assert len(wd.process.records("respawn.scheduled")) == 2
     assert [r["exitcode"] for r in wd.process.records("child.exited")] == [75, 75, 75]
-    assert status(wd.status_file).returncode == 3
+    assert watchdog_status(wd.status_file).returncode == 3
 
 
 def test_worker_exit_78_ends_the_watchdog_with_78_and_no_respawn(
@@ -169,20 +167,20 @@ def test_the_relay_keeps_one_json_line_per_line_and_wraps_everything_else(
 
 
 def test_status_command(tmp_path: Path, sim: SimulatorProcess, cleanup) -> None:
-    missing = status(tmp_path / "nowhere.json")
+    missing = watchdog_status(tmp_path / "nowhere.json")
     assert missing.returncode == 3 and "not running" in missing.stdout
     wd = Supervised(sim, tmp_path, timings=LIFECYCLE)
     cleanup.append(wd)
     wd.connected()
-    wait_until(lambda: status(wd.status_file).returncode == 0, 10, "status to say healthy")
-    result = status(wd.status_file, "--json")
+    wait_until(lambda: watchdog_status(wd.status_file).returncode == 0, 10, "status to say healthy")
+    result = watchdog_status(wd.status_file, "--json")
     data = json.loads(result.stdout)
     assert result.returncode == 0 and data["exit_code"] == 0
     info = data["status"]
     assert info["state"] == "running" and info["phase"] == "connected"
     assert info["child_pid"] == wd.child_pid() and info["watchdog_pid"] == wd.pid
     assert info["generation"] == 1 and info["restarts"] == 0 and info["connected_since"]
-    human = status(wd.status_file)
+    human = watchdog_status(wd.status_file)
     assert "healthy" in human.stdout and str(wd.child_pid()) in human.stdout
     # The status file sits where QQW_STATUS_FILE says, too.
     env = dict(os.environ, QQW_STATUS_FILE=str(wd.status_file))
@@ -191,7 +189,7 @@ def test_status_command(tmp_path: Path, sim: SimulatorProcess, cleanup) -> None:
     )
     assert via_env.returncode == 0, via_env.stdout
     wd.finish()
-    after = status(wd.status_file, "--json")
+    after = watchdog_status(wd.status_file, "--json")
     assert after.returncode == 3 and json.loads(after.stdout)["status"]["state"] == "stopped"
     assert_no_secret([wd.status_file.read_text()], [sim.info["app_secret"]])
 

@@ -14,6 +14,7 @@ from pathlib import Path
 import psutil
 import pytest
 
+from tests.support import watchdog_status
 from watchdog.process import Child, TreeKill
 from watchdog.status import write_status
 
@@ -86,12 +87,6 @@ def test_kill_tree_force_goes_straight_to_sigkill() -> None:
 def test_status_json_cli_shape(tmp_path: Path) -> None:
     path = tmp_path / "s.json"
     write_status(str(path), {"state": "running", "watchdog_pid": 999_999_999})
-    out = subprocess.run(
-        [sys.executable, "-m", "watchdog", "status", "--status-file", str(path), "--json"],
-        capture_output=True,
-        text=True,
-        timeout=30,
-        cwd=Path(__file__).resolve().parents[2],
-    )
+    out = watchdog_status(path, "--json")
     assert out.returncode == 3
     assert json.loads(out.stdout)["verdict"].startswith("not running")

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
 import time
 from collections.abc import Iterator
 from dataclasses import replace
@@ -15,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.supervised import LIFECYCLE, Supervised
-from tests.support import PYTHON, ROOT, SimulatorProcess, wait_until
+from tests.support import SimulatorProcess, wait_until, watchdog_status
 from tests.worker.test_webhook_process import Endpoint
 
 
@@ -26,18 +25,8 @@ def endpoint() -> Iterator[Endpoint]:
     e.close()
 
 
-def status(status_file: Path, *extra: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [PYTHON, "-m", "watchdog", "status", "--status-file", str(status_file), *extra],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
-
-
 def webhook_status(wd: Supervised) -> dict[str, object] | None:
-    result = status(wd.status_file, "--json")
+    result = watchdog_status(wd.status_file, "--json")
     return json.loads(result.stdout)["status"].get("webhook") if result.stdout else None
 
 
@@ -56,7 +45,7 @@ def test_unacknowledged_events_show_in_status_and_survive_a_killed_worker(
         wd.connected()
         wd.send("queued", 4)
         wait_until(lambda: (webhook_status(wd) or {}).get("pending") == 4, 15, "4 pending in the status")
-        human = status(wd.status_file).stdout
+        human = watchdog_status(wd.status_file).stdout
         assert "webhook" in human and "4 pending (oldest waiting" in human, human
         sent_before = {i for i, _ in endpoint.received}
         assert len(sent_before) == 1  # only the head, retried

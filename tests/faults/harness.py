@@ -55,6 +55,7 @@ def outage(
     restore: Callable[[], Any] | None,
     detect_events: Sequence[str],
     hold_s: float = 0.0,
+    restore_when: Callable[[], Any] | None = None,
     events: int = 5,
     settle_s: float = 1.0,
     timeout: float = 30.0,
@@ -64,7 +65,8 @@ def outage(
 
     detect_s: injection → the first detection line. recover_s: restore (or, without one, detection)
     → gateway.connected. silence_s: the longest gap between log lines from detection to reconnection,
-    the stretch in which the contract forbids silence."""
+    the stretch in which the contract forbids silence. `restore_when`, when given, waits after the
+    hold for the moment to restore; the recovery clock starts after it."""
     run.connected()
     time.sleep(settle_s)  # a few gateway heartbeats and pipe beats on a healthy link first
     mark = run.mark()
@@ -75,6 +77,8 @@ def outage(
     detect_s = run.at(detected_at) - t0
     if restore is not None:
         time.sleep(max(0.0, hold_s - (time.monotonic() - t0)))
+        if restore_when is not None:
+            restore_when()
         t1 = time.monotonic()
         restore()
         back_at, reconnected = run.connected(timeout, after=detected_at)

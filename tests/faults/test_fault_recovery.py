@@ -36,7 +36,6 @@ PRODUCTION = RunTimings(
     gateway_heartbeat_ms=41250, defaults=True,
 )  # fmt: skip
 DEAD_LINK_BOUND_S = 15.0
-RETRY_MAX_S = _D.retry_max
 BACK_UNREACHABLE_S = 2.0
 BACK_BLACKHOLE_S = 5.0
 HOG_S = float(os.environ.get("QQW_CPU_HOG_S", "30"))
@@ -102,7 +101,7 @@ def _unreachable(
         if waits and waits[-1].received_at + waits[-1].record["delay_s"] - time.monotonic() >= wanted:
             return
         run.wait_for(
-            LogEvent.RECONNECT_SCHEDULED, RETRY_MAX_S + 5, after=run.mark(),
+            LogEvent.RECONNECT_SCHEDULED, PRODUCTION.retry_max + 5, after=run.mark(),
             where=lambda r: r["delay_s"] >= wanted,
         )  # fmt: skip
 

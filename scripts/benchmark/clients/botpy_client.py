@@ -5,14 +5,13 @@ clients/botpy_hosts.py). Runs with the bench's own venv (.bench/venv), never the
 from __future__ import annotations
 
 import json
-import logging
 import os
 import sys
 import time
 
 import botpy
 
-from benchmark.clients.botpy_hosts import patch_hosts
+from benchmark.clients.botpy_hosts import run_from_env
 
 TARGET = int(os.environ.get("BENCH_TARGET", "1"))
 OUT = os.environ.get("BENCH_OUT", os.devnull)
@@ -33,11 +32,7 @@ class BenchClient(botpy.Client):
 
 
 def main() -> int:
-    patch_hosts(os.environ["QQ_API_BASE"], os.environ["QQ_TOKEN_URL"])
-    client = BenchClient(intents=botpy.Intents(public_messages=True), bot_log=None, ext_handlers=False)
-    logging.getLogger("botpy").setLevel(logging.WARNING)
-    client.run(appid=os.environ["QQ_APP_ID"], secret=os.environ["QQ_APP_SECRET"])
-    return 0
+    return run_from_env(BenchClient)
 
 
 if __name__ == "__main__":

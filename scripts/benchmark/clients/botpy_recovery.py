@@ -13,8 +13,6 @@ without an ACK check are unchanged. Runs with the bench's own venv (.bench/venv)
 from __future__ import annotations
 
 import json
-import logging
-import os
 import sys
 import time
 from typing import Any
@@ -22,7 +20,7 @@ from typing import Any
 import botpy
 from botpy import gateway as botpy_gateway
 
-from benchmark.clients.botpy_hosts import patch_hosts
+from benchmark.clients.botpy_hosts import run_from_env
 
 
 def emit(event: str, **fields: Any) -> None:
@@ -62,12 +60,8 @@ class RecoveryClient(botpy.Client):
 
 
 def main() -> int:
-    patch_hosts(os.environ["QQ_API_BASE"], os.environ["QQ_TOKEN_URL"])
     hook_connections()
-    client = RecoveryClient(intents=botpy.Intents(public_messages=True), bot_log=None, ext_handlers=False)
-    logging.getLogger("botpy").setLevel(logging.WARNING)
-    client.run(appid=os.environ["QQ_APP_ID"], secret=os.environ["QQ_APP_SECRET"])
-    return 0
+    return run_from_env(RecoveryClient)
 
 
 if __name__ == "__main__":
